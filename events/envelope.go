@@ -1,0 +1,151 @@
+// Package events knows tokenrelay's events: the CloudEvents 1.0 envelope,
+// the subjects they are published on, the JetStream stream that holds them,
+// the Redis outbox a state change writes its event to atomically, and the
+// relay that moves the outbox to JetStream (each event's id doubles as its
+// Nats-Msg-Id, so a re-publish is deduplicated). It never imports jobs or
+// vendors.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event types. A type, once shipped, is never renamed.
+const (
+	TypeTokenRenewed       = "token.renewed"
+	TypeTokenRefreshFailed = "token.refresh_failed"
+	TypeTokenExpired       = "token.expired"
+	TypeKeyRotated         = "key.rotated"
+	TypeKeyRevoked         = "key.revoked"
+	TypeWebhookReceived    = "webhook.received"
+	TypeRequestCompleted   = "request.completed"
+	TypeRequestFailed      = "request.failed"
+)
+
+// SpecVersion is the CloudEvents version of every envelope.
+const SpecVersion = "1.0"
+
+// Envelope is a CloudEvents 1.0 event in its JSON format.
+type Envelope struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            time.Time       `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	Data            json.RawMessage `json:"data"`
+}
+
+// NATSSubject is the NATS subject an event of this type about one
+// credential is published on: "<type>.<vendor>.<credential>".
+func NATSSubject(eventType, vendor, credential string) string {
+	return eventType + "." + vendor + "." + credential
+}
+
+// New builds an envelope with a fresh id for an event about a credential.
+// data is marshalled to JSON; it must never hold a secret (secret.Value
+// marshals to its fingerprint, so a stray one cannot leak).
+func New(eventType, vendor, credential string, at time.Time, data any) (Envelope, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("events: encode %s data: %w", eventType, err)
+	}
+	return Envelope{
+		SpecVersion:     SpecVersion,
+		ID:              uuid.NewString(),
+		Source:          "tokenrelay/" + vendor,
+		Type:            eventType,
+		Subject:         NATSSubject(eventType, vendor, credential),
+		Time:            at.UTC(),
+		DataContentType: "application/json",
+		Data:            raw,
+	}, nil
+}
+
+// Validate reports what is missing or wrong in an envelope.
+func (e Envelope) Validate() error {
+	var missing []string
+	for name, v := range map[string]string{
+		"specversion": e.SpecVersion, "id": e.ID, "source": e.Source, "type": e.Type,
+		"subject": e.Subject, "datacontenttype": e.DataContentType,
+	} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("events: envelope lacks %s", strings.Join(missing, ", "))
+	}
+	if e.SpecVersion != SpecVersion {
+		return fmt.Errorf("events: specversion %q, want %q", e.SpecVersion, SpecVersion)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("events: envelope lacks time")
+	}
+	if !json.Valid(e.Data) {
+		return fmt.Errorf("events: data is not JSON")
+	}
+	return nil
+}
+
+// TokenRenewed is the data of a token.renewed event.
+type TokenRenewed struct {
+	Vendor     string    `json:"vendor"`
+	Credential string    `json:"credential"`
+	Generation int64     `json:"generation"`
+	IssuedAt   time.Time `json:"issued_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	// Fingerprint identifies the new token without revealing it.
+	Fingerprint string `json:"token_fingerprint"`
+	// Recovered is true when this renewal ends a run of failures.
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// TokenRefreshFailed is the data of a token.refresh_failed event.
+type TokenRefreshFailed struct {
+	Vendor     string `json:"vendor"`
+	Credential string `json:"credential"`
+	Generation int64  `json:"generation"`
+	// Class is the error class (vendors.Class*), Message a short
+	// secret-free description.
+	Class    string `json:"error_class"`
+	Message  string `json:"message"`
+	Attempt  int    `json:"attempt"`
+	// State is the credential's state after the failure: failing or expired.
+	State     string    `json:"state"`
+	RetryAt   time.Time `json:"retry_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// TokenExpired is the data of a token.expired event: the current token
+// expired before a refresh succeeded. Refreshes go on.
+type TokenExpired struct {
+	Vendor     string    `json:"vendor"`
+	Credential string    `json:"credential"`
+	Generation int64     `json:"generation"`
+	ExpiredAt  time.Time `json:"expired_at"`
+}
+
+// Reasons a key is revoked.
+const (
+	ReasonRevokedByVendor   = "revoked_by_vendor"
+	ReasonRevokedByOperator = "revoked_by_operator"
+	ReasonRotated           = "rotated"
+)
+
+// KeyRevoked is the data of a key.revoked event.
+type KeyRevoked struct {
+	Vendor     string `json:"vendor"`
+	Credential string `json:"credential"`
+	Generation int64  `json:"generation"`
+	Reason     string `json:"reason"`
+	// KeyFingerprint identifies the revoked key (client id or API key).
+	KeyFingerprint string `json:"key_fingerprint"`
+	Message        string `json:"message,omitempty"`
+}
