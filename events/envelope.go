@@ -114,9 +114,9 @@ type TokenRefreshFailed struct {
 	Generation int64  `json:"generation"`
 	// Class is the error class (vendors.Class*), Message a short
 	// secret-free description.
-	Class    string `json:"error_class"`
-	Message  string `json:"message"`
-	Attempt  int    `json:"attempt"`
+	Class   string `json:"error_class"`
+	Message string `json:"message"`
+	Attempt int    `json:"attempt"`
 	// State is the credential's state after the failure: failing or expired.
 	State     string    `json:"state"`
 	RetryAt   time.Time `json:"retry_at"`

@@ -13,6 +13,11 @@
 //	P creds       set    every credential id
 //	P due         zset   id -> next refresh time (unix ms); revoked ones absent
 //	P outbox      stream events waiting for the relay (owned by package events)
+//
+// Times are unix milliseconds, taken from the store's clock (never Redis
+// TIME). The hash fields are listed in fields.go and the scripts in lua/.
+// On Redis Cluster, give a prefix with a hash tag ("{tokenrelay}:") so that
+// all of these keys share one slot, as the scripts need.
 package store
 
 import (
@@ -75,6 +80,9 @@ type Credential struct {
 	ClientID     string
 	ClientSecret secret.Value
 	State        State
+	// StateBeforeClaim is, on a credential returned by Claim, the state it
+	// was in before the claim made it refreshing.
+	StateBeforeClaim State
 	// Generation counts successful renewals: 0 before the first token.
 	Generation  int64
 	Token       Token // zero before the first renewal
@@ -89,18 +97,18 @@ type Credential struct {
 
 // Summary is a credential without its secrets, for views and listings.
 type Summary struct {
-	ID          string
-	Vendor      string
+	ID                  string
+	Vendor              string
 	ClientIDFingerprint string
-	State       State
-	Generation  int64
-	IssuedAt    time.Time
-	ExpiresAt   time.Time
-	NextRefresh time.Time // zero when not scheduled (revoked)
-	Failures    int
-	LastClass   string
-	LastError   string
-	UpdatedAt   time.Time
+	State               State
+	Generation          int64
+	IssuedAt            time.Time
+	ExpiresAt           time.Time
+	NextRefresh         time.Time // zero when not scheduled (revoked)
+	Failures            int
+	LastClass           string
+	LastError           string
+	UpdatedAt           time.Time
 }
 
 // Due is a credential whose refresh is due, with the generation to renew.
@@ -131,6 +139,6 @@ type UpsertResult string
 // Upsert results.
 const (
 	Created   UpsertResult = "created"
-	Updated   UpsertResult = "updated"   // client id or secret changed
+	Updated   UpsertResult = "updated" // vendor, client id or secret changed
 	Unchanged UpsertResult = "unchanged"
 )

@@ -1,0 +1,116 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// Env is what both roles share: the configuration, the connections and the
+// credential store.
+type Env struct {
+	Config *config.Config
+	Logger zerolog.Logger
+	Redis  redis.UniversalClient
+	NATS   *nats.Conn
+	JS     jetstream.JetStream
+	Store  *store.Store
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Connect opens the connections a process needs. Redis must answer at once
+// (nothing works without it); NATS may be down: the connection keeps trying
+// in the background and events wait in the outbox meanwhile.
+func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env, error) {
+	opt, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return nil, errors.New("app: redis.url is not a valid Redis URL") // the URL may hold a password
+	}
+	rdb := redis.NewClient(opt)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("app: connect to redis at %s: %w", opt.Addr, err)
+	}
+	nc, err := nats.Connect(cfg.NATS.URL,
+		nats.Name("tokenrelay"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("disconnected from NATS; events wait in the outbox")
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("reconnected to NATS") }),
+	)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("app: connect to nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("app: jetstream: %w", err)
+	}
+	keyring, err := seal.NewKeyring([]byte(cfg.SecretKey.Reveal()))
+	if err != nil {
+		nc.Close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("app: master key: %w", err)
+	}
+	st, err := store.New(rdb, store.Options{Prefix: cfg.Redis.Prefix, Keyring: keyring})
+	if err != nil {
+		nc.Close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("app: store: %w", err)
+	}
+	return &Env{Config: cfg, Logger: log, Redis: rdb, NATS: nc, JS: js, Store: st, Clock: time.Now}, nil
+}
+
+// Close closes the connections.
+func (e *Env) Close() {
+	if e.NATS != nil {
+		_ = e.NATS.Drain()
+	}
+	if e.Redis != nil {
+		_ = e.Redis.Close()
+	}
+}
+
+// ensureStream creates or updates the event stream, retrying until NATS
+// answers or ctx ends.
+func (e *Env) ensureStream(ctx context.Context) error {
+	wait := 250 * time.Millisecond
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := events.EnsureStream(callCtx, e.JS, events.StreamConfig{
+			Name: e.Config.NATS.Stream, SubjectPrefix: e.Config.NATS.SubjectPrefix,
+		})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		e.Logger.Warn().Err(err).Dur("retry_in", wait).Msg("cannot set up the JetStream stream yet")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,52 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+)
+
+// Main is the whole of cmd/scheduler's and cmd/worker's main: it parses
+// -config (else TOKENRELAY_CONFIG), loads and validates the configuration,
+// connects, runs role until SIGINT or SIGTERM, and returns the exit code.
+func Main(name string, args []string, stderr io.Writer, role func(ctx context.Context, env *Env) error) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "path of the YAML configuration (default: $TOKENRELAY_CONFIG)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: -log-level: %v\n", name, err)
+		return 2
+	}
+	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("process", name).Logger()
+	cfg, err := config.Load(config.Path(*path, os.LookupEnv))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: configuration refused:\n%v\n", name, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := Connect(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	defer env.Close()
+	if err := role(ctx, env); err != nil {
+		log.Error().Err(err).Msg("stopped with an error")
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,76 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/scheduler"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// RunScheduler runs the scheduler role until ctx ends: it adds the static
+// credentials of the configuration to the store, enqueues refreshes as they
+// fall due, and relays the event outbox to JetStream. Any number of
+// replicas may run at once.
+func RunScheduler(ctx context.Context, env *Env) error {
+	log := env.Logger.With().Str("role", "scheduler").Logger()
+	if err := SyncCredentials(ctx, env); err != nil {
+		return err
+	}
+	client := asynq.NewClientFromRedisClient(env.Redis)
+	sc := env.Config.Scheduler
+	sched, err := scheduler.New(scheduler.Options{
+		Store: env.Store, Enqueuer: client, Logger: log, Clock: env.Clock,
+		PollInterval:   time.Duration(sc.PollInterval),
+		ClaimLease:     time.Duration(sc.ClaimLease),
+		ReconcileEvery: time.Duration(sc.ReconcileEvery),
+	})
+	if err != nil {
+		return err
+	}
+	relay, err := events.NewRelay(events.RelayOptions{
+		Redis: env.Redis, Prefix: env.Config.Redis.Prefix, JetStream: env.JS,
+		SubjectPrefix: env.Config.NATS.SubjectPrefix, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("app: relay: %w", err)
+	}
+	log.Info().Msg("scheduler started")
+	errc := make(chan error, 3)
+	go func() {
+		if err := env.ensureStream(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- err
+		}
+	}()
+	go func() { errc <- sched.Run(ctx) }()
+	go func() { errc <- relay.Run(ctx) }()
+	var first error
+	for range 2 { // the scheduler and the relay; ensureStream reports only failures
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	log.Info().Msg("scheduler stopped")
+	return first
+}
+
+// SyncCredentials adds the configuration's static credentials to the store,
+// updating a client id or secret that changed. Nothing is deleted: a
+// credential removed from the file stays in the store.
+func SyncCredentials(ctx context.Context, env *Env) error {
+	for i, c := range env.Config.Credentials {
+		res, err := env.Store.Upsert(ctx, store.NewCredential{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID, ClientSecret: c.ClientSecret})
+		if err != nil {
+			return fmt.Errorf("app: add credentials[%d] (%s): %w", i, c.ID, err)
+		}
+		if res != store.Unchanged {
+			env.Logger.Info().Str("credential", c.ID).Str("vendor", c.Vendor).Str("result", string(res)).Msg("static credential synced")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+// Command tokenrelay is the operator's command line. Today it has one
+// command:
+//
+//	tokenrelay dev    run the whole pipeline in one process (make run)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/devmode"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "dev":
+		fs := flag.NewFlagSet("tokenrelay dev", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		n := fs.Int("credentials", 20, "number of sandbox credentials")
+		lifetime := fs.Duration("token-lifetime", 9*time.Second, "how long sandbox tokens really live")
+		demo := fs.Bool("demo", true, "inject an outage and a revocation now and then")
+		logFile := fs.String("log", "", "log file (default: tokenrelay-dev.log in the temp dir)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		live := false
+		if f, ok := stdout.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil {
+				live = fi.Mode()&os.ModeCharDevice != 0 // a terminal: redraw in place
+			}
+		}
+		err := devmode.Run(ctx, devmode.Options{Credentials: *n, TokenLifetime: *lifetime, Out: stdout, Live: live, LogFile: *logFile, Demo: *demo})
+		if err != nil {
+			fmt.Fprintf(stderr, "tokenrelay dev: %v\n", err)
+			return 1
+		}
+		return 0
+	default:
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: tokenrelay dev [-credentials N] [-token-lifetime D] [-demo=false]")
+}

@@ -1,0 +1,368 @@
+package config
+
+import (
+	"strings"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/secret"
+)
+
+// Config is the whole configuration of the scheduler and the worker. Build
+// one with Load or Parse; a Config built in Go gets its defaults from
+// SetDefaults and is checked by Validate.
+type Config struct {
+	// Redis is where jobs, shared state and the event outbox live.
+	Redis Redis `yaml:"redis"`
+	// NATS is where events are published and tokens are requested.
+	NATS NATS `yaml:"nats"`
+	// HTTP is the worker's HTTP server (webhooks, health, metrics, admin).
+	HTTP HTTP `yaml:"http"`
+	// Scheduler paces the scheduler's loops.
+	Scheduler Scheduler `yaml:"scheduler"`
+	// Vendors are the named vendor instances credentials belong to; a kind
+	// may appear several times (e.g. halaxy-au and halaxy-eu). Default: none.
+	Vendors map[string]Vendor `yaml:"vendors"`
+	// Credentials are the static credentials; more are added at run time.
+	// Default: none.
+	Credentials []Credential `yaml:"credentials"`
+	// SecretKey is the 32-byte master key (raw bytes, not base64) that seals
+	// secrets at rest. It is only ever read from TOKENRELAY_SECRET_KEY
+	// (base64) and is required; there is no default.
+	SecretKey secret.Value `yaml:"-"`
+}
+
+// Redis locates the Redis server.
+type Redis struct {
+	// URL is a redis:// or rediss:// URL, overridden by REDIS_URL.
+	// Default: redis://127.0.0.1:6379/0. It may hold a password, so it is
+	// never repeated in an error message; do not log it either.
+	URL string `yaml:"url"`
+	// Prefix starts every key tokenrelay writes. Default: "tokenrelay:".
+	Prefix string `yaml:"prefix"`
+}
+
+// NATS locates the NATS server and names the JetStream stream.
+type NATS struct {
+	// URL is a nats:// or tls:// URL, or several separated by commas,
+	// overridden by NATS_URL. Default: nats://127.0.0.1:4222.
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream holding every event. Default: TOKENRELAY.
+	Stream string `yaml:"stream"`
+	// SubjectPrefix starts every subject tokenrelay publishes or serves on,
+	// so that several installations can share one NATS. A prefix that does
+	// not end with "." gets one, so it is always whole tokens ("staging."
+	// makes "staging.token.renewed.…"). Default: "" (no prefix).
+	SubjectPrefix string `yaml:"subject_prefix"`
+}
+
+// HTTP configures the worker's HTTP server.
+type HTTP struct {
+	// Addr is the host:port the worker listens on, overridden by
+	// TOKENRELAY_HTTP_ADDR; port 0 picks any free port. Default: 127.0.0.1:8080.
+	Addr string `yaml:"addr"`
+	// AdminToken is the bearer token of the admin API. Default: empty, which
+	// turns the admin API off.
+	AdminToken secret.Value `yaml:"admin_token"`
+}
+
+// Scheduler paces the scheduler.
+type Scheduler struct {
+	// PollInterval is how often the scheduler looks for due work.
+	// Default: 100ms.
+	PollInterval Duration `yaml:"poll_interval"`
+	// ClaimLease is how long a replica's claim on a piece of work lasts
+	// before another replica may take it over. Default: 10s.
+	ClaimLease Duration `yaml:"claim_lease"`
+	// ReconcileEvery is how often every credential is checked to have a
+	// pending refresh. Default: 30s.
+	ReconcileEvery Duration `yaml:"reconcile_every"`
+}
+
+// Kind names a vendor adapter.
+type Kind string
+
+// The vendor kinds. A kind, once shipped, is never renamed.
+const (
+	KindHalaxy      Kind = "halaxy"
+	KindRedox       Kind = "redox"
+	KindRedoxLegacy Kind = "redox-legacy"
+	KindHealthSync  Kind = "healthsync"
+	KindFHIRPortal  Kind = "fhir-portal"
+	KindOAuth2      Kind = "oauth2"
+)
+
+// Kinds lists every kind, in the order error messages show them.
+func Kinds() []Kind {
+	return []Kind{KindHalaxy, KindRedox, KindRedoxLegacy, KindHealthSync, KindFHIRPortal, KindOAuth2}
+}
+
+// Vendor is one named vendor instance: an account or environment of a kind
+// of vendor, with its endpoints, token policy, rate budget and webhooks.
+type Vendor struct {
+	// Name is the key under vendors; it is filled in by Parse and SetDefaults,
+	// and is what credentials, events and metrics refer to.
+	Name string `yaml:"-"`
+	// Kind picks the adapter. Required; one of Kinds().
+	Kind Kind `yaml:"kind"`
+	// Region picks the default BaseURL. halaxy: "au" (default) or "eu" (EU
+	// and UK customers); redox and redox-legacy: "us" (default) or "ca".
+	// Other kinds have no region.
+	Region string `yaml:"region"`
+	// BaseURL is the API root every request path is joined to; it always
+	// ends with "/" (one is added). Default by kind and region: halaxy
+	// https://au-api.halaxy.com/main/ (eu: https://eu-api.halaxy.com/main/);
+	// redox and redox-legacy https://api.redoxengine.com/ (ca:
+	// https://api.ca.redoxengine.com/); healthsync
+	// https://api.healthsync.com/v1/. Required for fhir-portal and oauth2.
+	BaseURL string `yaml:"base_url"`
+	// TokenURL is the OAuth 2.0 token endpoint. Required for oauth2; for the
+	// other kinds empty means the adapter's own (derived from BaseURL, or
+	// discovered for fhir-portal).
+	TokenURL string `yaml:"token_url"`
+	// Scopes are requested with every token. Default: none.
+	Scopes []string `yaml:"scopes"`
+	// UserAgent is sent with every request. Required for halaxy, in the form
+	// "NAME (EMAIL)" that Halaxy asks for. Default: empty (Go's own).
+	UserAgent string `yaml:"user_agent"`
+	// MaxTokenLifetime caps the lifetime a token endpoint claims: the
+	// effective lifetime is the shorter of the two. Default by kind: halaxy
+	// 15m, redox 5m, redox-legacy 24h, others 0 (no cap).
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// RefreshAt is the fraction of the effective lifetime at which a token
+	// is refreshed, in (0, 1). Default: 2/3.
+	RefreshAt float64 `yaml:"refresh_at"`
+	// RefreshJitter lets a refresh happen up to this fraction of the
+	// lifetime earlier, at random, so that tokens issued together are not
+	// refreshed together; in [0, RefreshAt). Default: 0.1 (an explicit 0 in
+	// the file turns jitter off; in Go, set 0 after SetDefaults).
+	RefreshJitter float64 `yaml:"refresh_jitter"`
+	// RotateEvery is how often a credential's key is replaced (create the
+	// new key, verify it, switch, revoke the old one), for the kinds that
+	// can: healthsync, redox and redox-legacy. Default: healthsync 90d, as
+	// HealthSync advises; others 0 (never on a schedule).
+	RotateEvery Duration `yaml:"rotate_every"`
+	// RateLimit is the request budget of one account, shared by every
+	// worker. Default: halaxy 500 per 1m; others none (only the vendor's
+	// rate-limit headers and 429s pace requests).
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// Webhooks says how webhooks from this vendor are verified.
+	// Default: none accepted.
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// RateLimit allows Limit requests in any window of length Per.
+type RateLimit struct {
+	// Limit is the number of requests per window; 0 means no limit of ours.
+	// Default: halaxy 500, others 0.
+	Limit int `yaml:"limit"`
+	// Per is the length of the sliding window. Required when Limit is set.
+	// Default: halaxy 1m, others 0.
+	Per Duration `yaml:"per"`
+}
+
+// Verify names a way of checking that a webhook comes from its vendor.
+type Verify string
+
+// The webhook verification methods.
+const (
+	// VerifyNone accepts no webhooks from the vendor (POST /webhooks/{vendor}
+	// answers 404).
+	VerifyNone Verify = "none"
+	// VerifyToken compares a header with Secret in constant time (Halaxy's
+	// static authentication header, Redox's verification-token).
+	VerifyToken Verify = "token"
+	// VerifyHMACSHA256 checks the hex or base64 HMAC-SHA256 of the body,
+	// keyed with Secret, found in Header.
+	VerifyHMACSHA256 Verify = "hmac-sha256"
+	// VerifyStandardWebhooks checks the Standard Webhooks headers
+	// (webhook-id, webhook-timestamp, webhook-signature); Header is unused.
+	VerifyStandardWebhooks Verify = "standard-webhooks"
+)
+
+// verifies lists every Verify, in the order error messages show them.
+var verifies = []Verify{VerifyNone, VerifyToken, VerifyHMACSHA256, VerifyStandardWebhooks}
+
+// Webhooks configures how webhooks from one vendor are verified.
+type Webhooks struct {
+	// Verify is the method. Default: none.
+	Verify Verify `yaml:"verify"`
+	// Secret is the shared token or HMAC key. Required unless Verify is none.
+	Secret secret.Value `yaml:"secret"`
+	// Header carries the token or signature. Default: token:
+	// "verification-token" for redox and redox-legacy, "Authorization"
+	// otherwise; hmac-sha256: "X-Signature"; unused by standard-webhooks.
+	Header string `yaml:"header"`
+}
+
+// Credential is one static credential: what the vendor issued for one
+// clinic, source or patient. Which secret fields a kind needs:
+//
+//   - halaxy, fhir-portal, oauth2: client_id and client_secret.
+//   - redox: client_id, key_id and either private_key (RS384/ES384, PEM) or
+//     client_secret (HS384).
+//   - redox-legacy: client_id (the API key) and client_secret (its secret).
+//   - healthsync: api_key.
+type Credential struct {
+	// ID names the credential in events, subjects and the admin API; it
+	// matches [A-Za-z0-9_-]{1,64} and is unique. Required.
+	ID string `yaml:"id"`
+	// Vendor is the name of the vendor instance, a key under vendors. Required.
+	Vendor string `yaml:"vendor"`
+	// ClientID is the OAuth client id (redox-legacy: the API key).
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the OAuth client secret (redox: the HS384 signing
+	// secret; redox-legacy: the API key's secret).
+	ClientSecret secret.Value `yaml:"client_secret"`
+	// PrivateKey is the PEM private key signing redox client assertions.
+	PrivateKey secret.Value `yaml:"private_key"`
+	// KeyID is the kid of the redox signing key.
+	KeyID string `yaml:"key_id"`
+	// APIKey is a healthsync API key.
+	APIKey secret.Value `yaml:"api_key"`
+}
+
+// Defaults of the top-level sections.
+const (
+	DefaultRedisURL       = "redis://127.0.0.1:6379/0"
+	DefaultRedisPrefix    = "tokenrelay:"
+	DefaultNATSURL        = "nats://127.0.0.1:4222"
+	DefaultNATSStream     = "TOKENRELAY"
+	DefaultHTTPAddr       = "127.0.0.1:8080"
+	DefaultPollInterval   = Duration(100 * time.Millisecond)
+	DefaultClaimLease     = Duration(10 * time.Second)
+	DefaultReconcileEvery = Duration(30 * time.Second)
+	DefaultRefreshAt      = 2.0 / 3.0
+	DefaultRefreshJitter  = 0.1
+)
+
+// kindDefaults is what a kind of vendor starts from.
+type kindDefaults struct {
+	// region is the default region; baseURLs maps each region to its base
+	// URL ("" when the kind has no region).
+	region   string
+	baseURLs map[string]string
+	// regionHint explains the regions in error messages.
+	regionHint       string
+	maxTokenLifetime Duration
+	rateLimit        RateLimit
+	// canRotate says whether the kind's keys can be rotated, and
+	// rotateEvery how often by default.
+	canRotate   bool
+	rotateEvery Duration
+}
+
+var byKind = map[Kind]kindDefaults{
+	KindHalaxy: {
+		region: "au",
+		baseURLs: map[string]string{
+			"au": "https://au-api.halaxy.com/main/",
+			"eu": "https://eu-api.halaxy.com/main/",
+		},
+		regionHint:       `au, or eu for EU and UK customers`,
+		maxTokenLifetime: Duration(15 * time.Minute),
+		rateLimit:        RateLimit{Limit: 500, Per: Duration(time.Minute)},
+	},
+	KindRedox: {
+		region:           "us",
+		baseURLs:         redoxBaseURLs,
+		regionHint:       `us, or ca for Canada`,
+		maxTokenLifetime: Duration(5 * time.Minute),
+		canRotate:        true,
+	},
+	KindRedoxLegacy: {
+		region:           "us",
+		baseURLs:         redoxBaseURLs,
+		regionHint:       `us, or ca for Canada`,
+		maxTokenLifetime: Duration(24 * time.Hour),
+		canRotate:        true,
+	},
+	KindHealthSync: {
+		baseURLs:    map[string]string{"": "https://api.healthsync.com/v1/"},
+		rotateEvery: Duration(90 * day),
+		canRotate:   true,
+	},
+	KindFHIRPortal: {},
+	KindOAuth2:     {},
+}
+
+var redoxBaseURLs = map[string]string{
+	"us": "https://api.redoxengine.com/",
+	"ca": "https://api.ca.redoxengine.com/",
+}
+
+// SetDefaults fills every zero field with its default, names each vendor
+// after its key, and adds the trailing "/" to base URLs and "." to the
+// subject prefix. Parse calls it; call it on a Config built in Go before
+// Validate. It never overwrites a value that is set.
+func (c *Config) SetDefaults() { c.setDefaults(nil) }
+
+// setDefaults is SetDefaults; jitterSet reports the vendors whose file set
+// refresh_jitter explicitly (so that 0 stays 0).
+func (c *Config) setDefaults(jitterSet map[string]bool) {
+	setString(&c.Redis.URL, DefaultRedisURL)
+	setString(&c.Redis.Prefix, DefaultRedisPrefix)
+	setString(&c.NATS.URL, DefaultNATSURL)
+	setString(&c.NATS.Stream, DefaultNATSStream)
+	if p := c.NATS.SubjectPrefix; p != "" && !strings.HasSuffix(p, ".") {
+		c.NATS.SubjectPrefix = p + "."
+	}
+	setString(&c.HTTP.Addr, DefaultHTTPAddr)
+	setDuration(&c.Scheduler.PollInterval, DefaultPollInterval)
+	setDuration(&c.Scheduler.ClaimLease, DefaultClaimLease)
+	setDuration(&c.Scheduler.ReconcileEvery, DefaultReconcileEvery)
+	for name, v := range c.Vendors {
+		v.setDefaults(name, jitterSet[name])
+		c.Vendors[name] = v
+	}
+}
+
+func (v *Vendor) setDefaults(name string, jitterSet bool) {
+	v.Name = name
+	d, known := byKind[v.Kind]
+	if known {
+		setString(&v.Region, d.region)
+		// An unknown region leaves BaseURL empty; Validate reports the region.
+		setString(&v.BaseURL, d.baseURLs[v.Region])
+		setDuration(&v.MaxTokenLifetime, d.maxTokenLifetime)
+		setDuration(&v.RotateEvery, d.rotateEvery)
+		if v.RateLimit.Limit == 0 {
+			v.RateLimit.Limit = d.rateLimit.Limit
+		}
+		setDuration(&v.RateLimit.Per, d.rateLimit.Per)
+	}
+	if v.BaseURL != "" && !strings.HasSuffix(v.BaseURL, "/") {
+		v.BaseURL += "/"
+	}
+	if v.RefreshAt == 0 {
+		v.RefreshAt = DefaultRefreshAt
+	}
+	if v.RefreshJitter == 0 && !jitterSet {
+		v.RefreshJitter = DefaultRefreshJitter
+	}
+	if v.Webhooks.Verify == "" {
+		v.Webhooks.Verify = VerifyNone
+	}
+	if v.Webhooks.Header == "" {
+		switch v.Webhooks.Verify {
+		case VerifyToken:
+			v.Webhooks.Header = "Authorization"
+			if v.Kind == KindRedox || v.Kind == KindRedoxLegacy {
+				v.Webhooks.Header = "verification-token"
+			}
+		case VerifyHMACSHA256:
+			v.Webhooks.Header = "X-Signature"
+		}
+	}
+}
+
+func setString(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+func setDuration(d *Duration, def Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}

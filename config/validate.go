@@ -1,0 +1,336 @@
+package config
+
+import (
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/tokenrelay/tokenrelay/secret"
+)
+
+// idPattern is what vendor names and credential ids look like: they become
+// NATS subject tokens, Redis key parts and URL path segments.
+const idPattern = `[A-Za-z0-9_-]{1,64}`
+
+var (
+	validID = regexp.MustCompile(`^` + idPattern + `$`)
+	// userAgent is Halaxy's "APP_VENDOR_NAME (APP_VENDOR_EMAIL)".
+	userAgent = regexp.MustCompile(`^[^()\s][^()\r\n]* \([^()\s@]+@[^()\s@]+\)$`)
+)
+
+// Validate checks a Config whose defaults are filled (Parse does both; a
+// Config built in Go needs SetDefaults first), and returns a
+// *ValidationError listing every problem, or nil.
+func (c *Config) Validate() error {
+	p := newProblems()
+	c.validate(p)
+	return p.err()
+}
+
+func (c *Config) validate(p *problems) {
+	c.validateRedis(p)
+	c.validateNATS(p)
+	if !validAddr(c.HTTP.Addr) {
+		p.add("http.addr", "%s must be host:port (e.g. 127.0.0.1:8080, or :0 for any free port)", p.show("http.addr", c.HTTP.Addr))
+	}
+	for _, d := range []struct {
+		field string
+		value Duration
+	}{
+		{"poll_interval", c.Scheduler.PollInterval},
+		{"claim_lease", c.Scheduler.ClaimLease},
+		{"reconcile_every", c.Scheduler.ReconcileEvery},
+	} {
+		if d.value <= 0 {
+			p.add("scheduler."+d.field, "must be more than 0 (e.g. 10s)")
+		}
+	}
+
+	names := make([]string, 0, len(c.Vendors))
+	for name := range c.Vendors {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c.Vendors[name].validate(p, "vendors."+name, name)
+	}
+	c.validateCredentials(p, names)
+
+	if n := len(c.SecretKey.Reveal()); n != SecretKeySize {
+		p.add(EnvSecretKey, "must hold %d bytes, not %d (generate one with: head -c 32 /dev/urandom | base64)", SecretKeySize, n)
+	}
+}
+
+func (c *Config) validateRedis(p *problems) {
+	const example = "e.g. redis://127.0.0.1:6379/0"
+	checkURL(p, "redis.url", c.Redis.URL, []string{"redis", "rediss"}, example)
+	if c.Redis.Prefix == "" {
+		p.add("redis.prefix", `must not be empty (e.g. "tokenrelay:")`)
+	}
+}
+
+func (c *Config) validateNATS(p *problems) {
+	const example = "e.g. nats://127.0.0.1:4222"
+	for u := range strings.SplitSeq(c.NATS.URL, ",") {
+		checkURL(p, "nats.url", strings.TrimSpace(u), []string{"nats", "tls"}, example+", several separated by commas")
+	}
+	if s := c.NATS.Stream; s == "" || strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || !unicode.IsPrint(r) || strings.ContainsRune(`.*>/\`, r)
+	}) {
+		p.add("nats.stream", "%s is not a JetStream stream name (no spaces or . * > / \\; e.g. TOKENRELAY)", p.show("nats.stream", s))
+	}
+	if s := strings.TrimSuffix(c.NATS.SubjectPrefix, "."); c.NATS.SubjectPrefix != "" {
+		for tok := range strings.SplitSeq(s, ".") {
+			if tok == "" || strings.ContainsFunc(tok, func(r rune) bool {
+				return unicode.IsSpace(r) || !unicode.IsPrint(r) || r == '*' || r == '>'
+			}) {
+				p.add("nats.subject_prefix", "%s is not a subject prefix (dot-separated tokens without spaces, * or >; e.g. staging.)", p.show("nats.subject_prefix", c.NATS.SubjectPrefix))
+				break
+			}
+		}
+	}
+}
+
+// checkURL reports a URL that does not parse, has no host or has a scheme
+// not in schemes. It never repeats the URL, which may hold a password.
+func checkURL(p *problems, path, raw string, schemes []string, example string) {
+	want := strings.Join(schemes, ":// or ") + "://"
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		p.add(path, "must not be empty (%s)", example)
+	case err != nil:
+		p.add(path, "is not a valid URL (%s)", example)
+	case !slices.Contains(schemes, u.Scheme) && p.fromEnv(path):
+		p.add(path, "scheme must be %s (%s)", want, example)
+	case !slices.Contains(schemes, u.Scheme):
+		p.add(path, "scheme %q is not %s (%s)", u.Scheme, want, example)
+	case u.Host == "":
+		p.add(path, "has no host (%s)", example)
+	}
+}
+
+// validAddr reports whether s is host:port with a numeric port.
+func validAddr(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || strings.ContainsFunc(host, unicode.IsSpace) {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func kindList() string {
+	var kinds []string
+	for _, k := range Kinds() {
+		kinds = append(kinds, string(k))
+	}
+	return strings.Join(kinds, ", ")
+}
+
+func (v Vendor) validate(p *problems, path, name string) {
+	if !validID.MatchString(name) {
+		p.add(path, "vendor name %q must match %s", name, idPattern)
+	}
+	d, known := byKind[v.Kind]
+	switch {
+	case v.Kind == "":
+		p.add(path+".kind", "required (one of %s)", kindList())
+	case !known:
+		p.add(path+".kind", "unknown kind %s (one of %s)", p.show(path+".kind", string(v.Kind)), kindList())
+	}
+
+	regionOK := true
+	switch {
+	case !known:
+	case d.region == "" && v.Region != "":
+		regionOK = false
+		p.add(path+".region", "kind %s has no regions (remove it)", v.Kind)
+	case d.region != "" && d.baseURLs[v.Region] == "":
+		regionOK = false
+		p.add(path+".region", "unknown region %s for kind %s (%s)", p.show(path+".region", v.Region), v.Kind, d.regionHint)
+	}
+	switch {
+	case v.BaseURL != "" && !strings.HasSuffix(v.BaseURL, "/"):
+		p.add(path+".base_url", `must end with "/" (SetDefaults adds it)`)
+	case v.BaseURL != "":
+		checkURL(p, path+".base_url", v.BaseURL, []string{"https", "http"}, "e.g. https://api.example.com/v1/")
+	case known && regionOK:
+		p.add(path+".base_url", "required for kind %s (the API root, e.g. https://api.example.com/v1/)", v.Kind)
+	}
+	switch {
+	case v.TokenURL != "":
+		checkURL(p, path+".token_url", v.TokenURL, []string{"https", "http"}, "e.g. https://auth.example.com/oauth/token")
+	case v.Kind == KindOAuth2:
+		p.add(path+".token_url", "required for kind oauth2 (the token endpoint, e.g. https://auth.example.com/oauth/token)")
+	}
+	for i, s := range v.Scopes {
+		if s == "" || strings.ContainsFunc(s, unicode.IsSpace) {
+			sp := fmt.Sprintf("%s.scopes[%d]", path, i)
+			p.add(sp, "%s is not a scope (one per list item, without spaces)", p.show(sp, s))
+		}
+	}
+	switch {
+	case v.Kind == KindHalaxy && v.UserAgent == "":
+		p.add(path+".user_agent", `required for kind halaxy, as "NAME (EMAIL)" (e.g. "Acme Sync (ops@acme.example)")`)
+	case v.Kind == KindHalaxy && !userAgent.MatchString(v.UserAgent):
+		p.add(path+".user_agent", `%s must look like "NAME (EMAIL)", as Halaxy asks (e.g. "Acme Sync (ops@acme.example)")`, p.show(path+".user_agent", v.UserAgent))
+	case strings.ContainsFunc(v.UserAgent, unicode.IsControl):
+		p.add(path+".user_agent", "must be one line of printable text")
+	}
+	if v.MaxTokenLifetime < 0 {
+		p.add(path+".max_token_lifetime", "must not be negative (use 0 for no cap, or e.g. 15m)")
+	}
+	switch {
+	case v.RotateEvery < 0:
+		p.add(path+".rotate_every", "must not be negative (use 0 for never, or e.g. 90d)")
+	case v.RotateEvery > 0 && known && !d.canRotate:
+		p.add(path+".rotate_every", "kind %s cannot rotate keys (remove it; only healthsync, redox and redox-legacy can)", v.Kind)
+	}
+	refreshAt := strconv.FormatFloat(v.RefreshAt, 'g', 4, 64)
+	if !(v.RefreshAt > 0 && v.RefreshAt < 1) {
+		p.add(path+".refresh_at", "%s must be between 0 and 1, both excluded (e.g. 0.6667 refreshes at two thirds of the lifetime)", refreshAt)
+	} else if !(v.RefreshJitter >= 0 && v.RefreshJitter < v.RefreshAt) {
+		p.add(path+".refresh_jitter", "%s must be at least 0 and less than refresh_at (%s); e.g. 0.1", strconv.FormatFloat(v.RefreshJitter, 'g', 4, 64), refreshAt)
+	}
+
+	rl := path + ".rate_limit"
+	switch {
+	case v.RateLimit.Limit < 0:
+		p.add(rl+".limit", "must not be negative (use 0 for no limit of ours)")
+	case v.RateLimit.Per < 0:
+		p.add(rl+".per", "must not be negative (e.g. 1m)")
+	case v.RateLimit.Limit > 0 && v.RateLimit.Per == 0:
+		p.add(rl+".per", "required when rate_limit.limit is set (the window, e.g. 1m or 1h)")
+	case v.RateLimit.Limit == 0 && v.RateLimit.Per > 0:
+		p.add(rl+".limit", "required when rate_limit.per is set (requests per window, e.g. 500)")
+	}
+
+	wh := path + ".webhooks"
+	switch {
+	case !slices.Contains(verifies, v.Webhooks.Verify):
+		names := make([]string, len(verifies))
+		for i, m := range verifies {
+			names[i] = string(m)
+		}
+		p.add(wh+".verify", "unknown method %s (one of %s)", p.show(wh+".verify", string(v.Webhooks.Verify)), strings.Join(names, ", "))
+	case v.Webhooks.Verify == VerifyNone && !v.Webhooks.Secret.IsZero():
+		p.add(wh+".verify", "is none, but a secret is set (set verify to token, hmac-sha256 or standard-webhooks, or remove the secret)")
+	case v.Webhooks.Verify != VerifyNone && v.Webhooks.Secret.IsZero():
+		p.add(wh+".secret", "%s", required(p, wh+".secret", "when verify is "+string(v.Webhooks.Verify)))
+	}
+	if h := v.Webhooks.Header; h != "" && !validHeaderName(h) {
+		p.add(wh+".header", "%s is not an HTTP header name (e.g. X-Signature)", p.show(wh+".header", h))
+	}
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
+func validHeaderName(s string) bool {
+	for _, r := range s {
+		if !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("!#$%&'*+-.^_`|~", r))) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// required says that a field is missing, naming the environment variable
+// when the field is set from one that is empty.
+func required(p *problems, path, why string) string {
+	if refs := p.refs[path]; len(refs) > 0 {
+		return fmt.Sprintf("environment variable %s is empty; the field is required %s", strings.Join(refs, ", "), why)
+	}
+	return "required " + why
+}
+
+// credentialFields is which credential fields a kind needs.
+type credentialFields struct {
+	clientID, clientSecret, privateKey, keyID, apiKey use
+}
+
+type use int
+
+const (
+	unused use = iota
+	needed
+	optional
+)
+
+var credentialsByKind = map[Kind]credentialFields{
+	KindHalaxy:      {clientID: needed, clientSecret: needed},
+	KindRedox:       {clientID: needed, keyID: needed, clientSecret: optional, privateKey: optional},
+	KindRedoxLegacy: {clientID: needed, clientSecret: needed},
+	KindHealthSync:  {apiKey: needed},
+	KindFHIRPortal:  {clientID: needed, clientSecret: needed},
+	KindOAuth2:      {clientID: needed, clientSecret: needed},
+}
+
+func (c *Config) validateCredentials(p *problems, vendorNames []string) {
+	firstUse := map[string]int{}
+	for i, cr := range c.Credentials {
+		path := fmt.Sprintf("credentials[%d]", i)
+		switch first, dup := firstUse[cr.ID]; {
+		case !validID.MatchString(cr.ID):
+			p.add(path+".id", "%s must match %s", p.show(path+".id", cr.ID), idPattern)
+		case dup:
+			p.add(path+".id", "%s is also the id of credentials[%d] (ids must be unique)", p.show(path+".id", cr.ID), first)
+		default:
+			firstUse[cr.ID] = i
+		}
+
+		v, ok := c.Vendors[cr.Vendor]
+		if !ok {
+			defined := "none are"
+			if len(vendorNames) > 0 {
+				defined = "defined: " + strings.Join(vendorNames, ", ")
+			}
+			if cr.Vendor == "" {
+				p.add(path+".vendor", "required: the name of an entry under vendors (%s)", defined)
+			} else {
+				p.add(path+".vendor", "vendor %s is not defined under vendors (%s)", p.show(path+".vendor", cr.Vendor), defined)
+			}
+			continue
+		}
+		want, ok := credentialsByKind[v.Kind]
+		if !ok {
+			continue // the vendor's kind is reported already
+		}
+		why := fmt.Sprintf("for kind %s (vendor %s)", v.Kind, cr.Vendor)
+		check := func(field string, u use, set bool) {
+			switch {
+			case u == needed && !set:
+				p.add(path+"."+field, "%s", required(p, path+"."+field, why))
+			case u == unused && set:
+				p.add(path+"."+field, "not used %s; remove it", why)
+			}
+		}
+		check("client_id", want.clientID, cr.ClientID != "")
+		check("client_secret", want.clientSecret, !cr.ClientSecret.IsZero())
+		check("private_key", want.privateKey, !cr.PrivateKey.IsZero())
+		check("key_id", want.keyID, cr.KeyID != "")
+		check("api_key", want.apiKey, !cr.APIKey.IsZero())
+		if v.Kind == KindRedox {
+			switch {
+			case cr.ClientSecret.IsZero() && cr.PrivateKey.IsZero():
+				p.add(path+".private_key", "%s", required(p, path+".private_key", why+", or client_secret for HS384"))
+			case !cr.ClientSecret.IsZero() && !cr.PrivateKey.IsZero():
+				p.add(path+".client_secret", "set together with private_key (keep one: private_key for RS384/ES384, client_secret for HS384)")
+			}
+		}
+		if !cr.PrivateKey.IsZero() && !isPrivateKeyPEM(cr.PrivateKey) {
+			p.add(path+".private_key", "is not a PEM private key (expected a -----BEGIN … PRIVATE KEY----- block)")
+		}
+	}
+}
+
+func isPrivateKeyPEM(v secret.Value) bool {
+	block, _ := pem.Decode([]byte(v.Reveal()))
+	return block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY")
+}

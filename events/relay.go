@@ -1,0 +1,664 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// Relay defaults.
+const (
+	DefaultRelayBatchSize  = 256
+	DefaultRelayLeaseTTL   = 5 * time.Second
+	DefaultRelayBlock      = time.Second
+	DefaultRelayAckTimeout = 5 * time.Second
+)
+
+// Backoff between failed attempts: doubling from relayBackoffMin, capped.
+const (
+	relayBackoffMin = 100 * time.Millisecond
+	relayBackoffMax = 2 * time.Second
+)
+
+// cleanupTimeout bounds the Redis calls a relay still makes after its
+// context is done (deleting what was acked, releasing the lease).
+const cleanupTimeout = 2 * time.Second
+
+// errNATSNotConnected stops a batch while the connection is reconnecting:
+// a message published then would sit in the client's reconnect buffer and
+// could reach the stream after ones published later.
+var errNATSNotConnected = errors.New("events: relay: NATS is not connected")
+
+// errLeaseExpired stops a batch once the lease may have passed to another
+// relay.
+var errLeaseExpired = errors.New("events: relay: lease expired")
+
+// RelayOptions configures a Relay. Redis and JetStream are required; every
+// other field has a default.
+type RelayOptions struct {
+	// Redis holds the outbox.
+	Redis redis.UniversalClient
+	// Prefix is the Redis key prefix of the outbox. Default DefaultPrefix.
+	Prefix string
+	// JetStream reaches the event stream. The relay publishes on its
+	// connection (JetStream.Conn()) through a publisher of its own, so that
+	// its in-flight bound and ack timeout neither depend on nor disturb the
+	// caller's. The caller owns the connection and should create it with
+	// nats.MaxReconnects(-1): a connection that gives up reconnecting ends
+	// Run with an error, while one that never gives up lets the relay wait
+	// out any NATS outage.
+	JetStream jetstream.JetStream
+	// SubjectPrefix is put before every event subject; it must be the
+	// stream's StreamConfig.SubjectPrefix. Default "".
+	SubjectPrefix string
+	// Logger receives lease changes, failures and dead-lettered entries
+	// (never their content). Default: the zero Logger, which discards.
+	Logger zerolog.Logger
+	// BatchSize is how many entries are read, and published without waiting
+	// for acks, at a time. Default 256.
+	BatchSize int
+	// LeaseTTL is how long the active relay's lease lives without renewal;
+	// the holder renews it every LeaseTTL/3 and standbys try to take it every
+	// LeaseTTL/5. Default 5s.
+	LeaseTTL time.Duration
+	// Block is how long one XREAD waits for new entries. Default 1s.
+	Block time.Duration
+	// AckTimeout is how long a publish waits for its PubAck before it counts
+	// as failed (and is retried). Default 5s.
+	AckTimeout time.Duration
+	// OnPublished, if set, is called after an entry's PubAck (also when
+	// JetStream reports it as a duplicate) with the event and its lag: the
+	// ack time minus the time in the entry's Redis stream id. It runs on the
+	// relay's goroutine, so it must be quick (a metric, a channel send).
+	OnPublished func(env Envelope, lag time.Duration)
+}
+
+// Relay moves events from the Redis outbox to JetStream, so that an event is
+// never lost and never stored twice in the stream.
+//
+// Any number of relays (one per scheduler replica) may run on one outbox;
+// one of them, the holder of a lease in Redis, is active and the others
+// stand by. The active relay reads entries in order, publishes each with its
+// event id as Nats-Msg-Id and deletes it from the outbox only after its
+// PubAck. Entries are therefore delivered at least once, and JetStream drops
+// a re-publish (after a crash between ack and delete, or a lease handover)
+// as long as it comes within the stream's duplicate window.
+//
+// Order: one active relay publishing in outbox order keeps the events of a
+// credential in the order they were written. A batch that fails part-way is
+// retried from its first unacked entry; entries that were acked after it stay
+// where they are in the stream, so a failure that drops a message in the
+// middle of a batch (rather than everything from some point on, as a
+// disconnect does) can put a retried event behind later ones.
+type Relay struct {
+	rdb           redis.UniversalClient
+	outbox        *Outbox
+	deadKey       string
+	leaseKey      string
+	nc            *nats.Conn
+	pub           jetstream.JetStream
+	subjectPrefix string
+	log           zerolog.Logger
+	batch         int
+	leaseTTL      time.Duration
+	block         time.Duration
+	ackTimeout    time.Duration
+	onPublished   func(Envelope, time.Duration)
+	owner         string
+
+	running    atomic.Bool
+	active     atomic.Bool
+	leaseUntil atomic.Int64 // unix nanoseconds: the lease surely lives until then
+
+	// published holds outbox ids acked by JetStream whose XDEL has not
+	// succeeded yet: they are deleted, never published again. Used only by
+	// the goroutine in Run.
+	published map[string]struct{}
+}
+
+// NewRelay checks the options, fills in defaults and returns a relay ready
+// to Run.
+func NewRelay(o RelayOptions) (*Relay, error) {
+	switch {
+	case o.Redis == nil:
+		return nil, errors.New("events: relay options: Redis is required")
+	case o.JetStream == nil:
+		return nil, errors.New("events: relay options: JetStream is required")
+	case o.BatchSize < 0:
+		return nil, fmt.Errorf("events: relay options: BatchSize is %d, want a positive number (or 0 for %d)", o.BatchSize, DefaultRelayBatchSize)
+	case o.LeaseTTL < 0, o.LeaseTTL > 0 && o.LeaseTTL < 10*time.Millisecond:
+		return nil, fmt.Errorf("events: relay options: LeaseTTL is %s, want at least 10ms (or 0 for %s)", o.LeaseTTL, DefaultRelayLeaseTTL)
+	case o.Block < 0, o.AckTimeout < 0:
+		return nil, errors.New("events: relay options: Block and AckTimeout must be positive (or 0 for their defaults)")
+	}
+	if err := validateSubjectPrefix(o.SubjectPrefix); err != nil {
+		return nil, fmt.Errorf("events: relay options: %w", err)
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultRelayBatchSize
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultRelayLeaseTTL
+	}
+	if o.Block == 0 {
+		o.Block = DefaultRelayBlock
+	}
+	if o.AckTimeout == 0 {
+		o.AckTimeout = DefaultRelayAckTimeout
+	}
+	nc := o.JetStream.Conn()
+	if nc == nil {
+		return nil, errors.New("events: relay options: JetStream has no connection")
+	}
+	pub, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(o.BatchSize),
+		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("events: relay: jetstream publisher: %w", err)
+	}
+	host, _ := os.Hostname()
+	r := &Relay{
+		rdb:           o.Redis,
+		outbox:        NewOutbox(o.Redis, o.Prefix),
+		deadKey:       DeadLetterKey(o.Prefix),
+		leaseKey:      RelayLeaseKey(o.Prefix),
+		nc:            nc,
+		pub:           pub,
+		subjectPrefix: o.SubjectPrefix,
+		log:           o.Logger.With().Str("component", "outbox-relay").Logger(),
+		batch:         o.BatchSize,
+		leaseTTL:      o.LeaseTTL,
+		block:         o.Block,
+		ackTimeout:    o.AckTimeout,
+		onPublished:   o.OnPublished,
+		owner:         fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()),
+		published:     make(map[string]struct{}),
+	}
+	if !nc.Opts.AllowReconnect || nc.Opts.MaxReconnect >= 0 {
+		r.log.Warn().Int("max_reconnects", nc.Opts.MaxReconnect).
+			Msg("NATS connection gives up reconnecting; create it with nats.MaxReconnects(-1) so the relay outlives a NATS outage")
+	}
+	return r, nil
+}
+
+// Depth is the number of entries waiting in the outbox.
+func (r *Relay) Depth(ctx context.Context) (int64, error) { return r.outbox.Depth(ctx) }
+
+// Active reports whether this relay holds the lease and is publishing.
+func (r *Relay) Active() bool { return r.active.Load() }
+
+// Run relays until ctx is done, then releases the lease and returns nil. It
+// returns an error only if Run is already running or the NATS connection is
+// closed for good (wrapping nats.ErrConnectionClosed; see
+// RelayOptions.JetStream). Redis and NATS failures are retried with backoff;
+// the entries wait in the outbox meanwhile.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("events: relay: Run is already running")
+	}
+	defer r.running.Store(false)
+
+	standby := time.NewTimer(0)
+	defer standby.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-standby.C:
+		}
+		if r.nc.IsClosed() {
+			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
+		}
+		ok, err := r.acquire(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.log.Warn().Err(err).Msg("cannot reach Redis to take the relay lease; retrying")
+		}
+		if ok {
+			if err := r.lead(ctx); err != nil {
+				return err
+			}
+		}
+		standby.Reset(r.leaseTTL / 5)
+	}
+}
+
+// lead relays while this relay holds the lease.
+func (r *Relay) lead(ctx context.Context) error {
+	r.log.Info().Str("owner", r.owner).Msg("relay lease taken: publishing the outbox")
+	leaseCtx, lost := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.keepLease(leaseCtx, lost) })
+	r.active.Store(true)
+
+	err := r.pump(leaseCtx)
+
+	r.active.Store(false)
+	lost()
+	wg.Wait()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if rerr := releaseScript.Run(rctx, r.rdb, []string{r.leaseKey}, r.owner).Err(); rerr != nil {
+		r.log.Warn().Err(rerr).Msg("cannot release the relay lease; it expires by itself")
+	}
+	if ctx.Err() == nil && err == nil {
+		r.log.Warn().Msg("relay lease lost: standing by")
+	}
+	return err
+}
+
+var (
+	// renewScript extends the lease only if this relay still holds it.
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	// releaseScript deletes the lease only if this relay still holds it.
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+)
+
+// acquire takes the lease if it is free (or already this relay's).
+func (r *Relay) acquire(ctx context.Context) (bool, error) {
+	start := time.Now()
+	ok, err := r.rdb.SetNX(ctx, r.leaseKey, r.owner, r.leaseTTL).Result()
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		if ok, err = r.renew(ctx); err != nil {
+			return false, err
+		}
+	}
+	if ok {
+		r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
+	}
+	return ok, nil
+}
+
+func (r *Relay) renew(ctx context.Context) (bool, error) {
+	n, err := renewScript.Run(ctx, r.rdb, []string{r.leaseKey}, r.owner, r.leaseTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("events: relay: renew lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// leaseValid reports whether the lease surely still lives: leaseUntil is
+// counted from before the call that set or extended it.
+func (r *Relay) leaseValid() bool {
+	return time.Now().UnixNano() < r.leaseUntil.Load()
+}
+
+// keepLease renews the lease every LeaseTTL/3 and calls lost when it is gone:
+// taken by another relay, or expired while Redis could not be reached.
+func (r *Relay) keepLease(ctx context.Context, lost context.CancelFunc) {
+	defer lost()
+	timer := time.NewTimer(r.leaseTTL / 3)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		until := time.Unix(0, r.leaseUntil.Load())
+		if !start.Before(until) {
+			r.log.Warn().Msg("relay lease expired before it could be renewed")
+			return
+		}
+		rctx, cancel := context.WithDeadline(ctx, until)
+		ok, err := r.renew(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.log.Warn().Err(err).Time("lease_until", until).Msg("cannot renew the relay lease; retrying")
+			timer.Reset(min(r.leaseTTL/10, time.Until(until)))
+		case !ok:
+			r.log.Warn().Msg("relay lease taken by another relay")
+			return
+		default:
+			r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
+			timer.Reset(r.leaseTTL / 3)
+		}
+	}
+}
+
+// pump relays batches until ctx is done (shutdown or lease lost).
+func (r *Relay) pump(ctx context.Context) error {
+	cursor := "0-0"
+	attempt := 0
+	retry := func(err error, msg string) bool {
+		attempt++
+		wait := relayBackoff(attempt)
+		r.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(msg)
+		return sleepCtx(ctx, wait)
+	}
+	for ctx.Err() == nil && r.leaseValid() {
+		if r.nc.IsClosed() {
+			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
+		}
+		if err := r.deletePublished(ctx); err != nil {
+			if ctx.Err() != nil || !retry(err, "cannot delete published entries from the outbox; retrying") {
+				return nil
+			}
+			continue
+		}
+		msgs, err := r.read(ctx, cursor)
+		if err != nil {
+			if ctx.Err() != nil || !retry(err, "cannot read the outbox; retrying") {
+				return nil
+			}
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := r.relayBatch(ctx, msgs); err != nil {
+			// Everything not acked is still in the outbox: read again
+			// from its oldest entry.
+			cursor = "0-0"
+			if ctx.Err() != nil || !retry(err, "cannot publish outbox entries; they wait in the outbox") {
+				return nil
+			}
+			continue
+		}
+		attempt = 0
+		cursor = msgs[len(msgs)-1].ID
+	}
+	return nil
+}
+
+// read returns up to a batch of entries after cursor, waiting up to Block
+// for one to arrive.
+func (r *Relay) read(ctx context.Context, cursor string) ([]redis.XMessage, error) {
+	streams, err := r.rdb.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{r.outbox.Key(), cursor},
+		Count:   int64(r.batch),
+		Block:   r.block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("events: relay: read outbox: %w", err)
+	}
+	if len(streams) == 0 {
+		return nil, nil
+	}
+	return streams[0].Messages, nil
+}
+
+// entry is a well-formed outbox entry.
+type entry struct {
+	rid     string // Redis stream id
+	id      string
+	subject string
+	event   []byte
+}
+
+// deadEntry is an outbox entry on its way to the dead letter.
+type deadEntry struct {
+	msg    redis.XMessage
+	reason string
+}
+
+// parseEntry reads an outbox entry, or says (without quoting it) what is
+// wrong with it.
+func parseEntry(m redis.XMessage) (entry, string) {
+	field := func(name string) string {
+		s, _ := m.Values[name].(string)
+		return s
+	}
+	e := entry{rid: m.ID, id: field(OutboxFieldID), subject: field(OutboxFieldSubject), event: []byte(field(OutboxFieldEvent))}
+	var missing []string
+	for _, f := range [...]struct{ name, value string }{
+		{OutboxFieldID, e.id}, {OutboxFieldSubject, e.subject}, {OutboxFieldEvent, string(e.event)},
+	} {
+		if f.value == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return e, "missing field " + strings.Join(missing, ", ")
+	case !validEventSubject(e.subject):
+		return e, "subject is not an event subject"
+	case !json.Valid(e.event):
+		return e, "event is not JSON"
+	}
+	return e, ""
+}
+
+// relayBatch publishes a batch, waits for the acks, deletes the acked entries
+// and dead-letters the malformed ones. It returns an error if any entry is
+// left in the outbox for a retry.
+func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
+	type inflight struct {
+		entry
+		msg redis.XMessage
+		fut jetstream.PubAckFuture
+	}
+	var (
+		sent    []inflight
+		dead    []deadEntry
+		failure error
+	)
+	for _, m := range msgs {
+		if _, done := r.published[m.ID]; done {
+			continue
+		}
+		e, reason := parseEntry(m)
+		if reason != "" {
+			dead = append(dead, deadEntry{m, reason})
+			continue
+		}
+		if ctx.Err() != nil {
+			failure = ctx.Err()
+			break
+		}
+		if !r.leaseValid() { // e.g. this process was paused past the lease
+			failure = errLeaseExpired
+			break
+		}
+		if !r.nc.IsConnected() {
+			failure = errNATSNotConnected
+			break
+		}
+		fut, err := r.pub.PublishMsgAsync(
+			&nats.Msg{Subject: r.subjectPrefix + e.subject, Data: e.event},
+			jetstream.WithMsgID(e.id), jetstream.WithStallWait(r.ackTimeout))
+		if errors.Is(err, nats.ErrMaxPayload) {
+			dead = append(dead, deadEntry{m, "event is larger than the NATS server's max_payload"})
+			continue
+		}
+		if err != nil {
+			failure = fmt.Errorf("events: relay: publish: %w", err)
+			break
+		}
+		sent = append(sent, inflight{entry: e, msg: m, fut: fut})
+	}
+
+	type acked struct {
+		entry
+		at time.Time
+	}
+	var done []acked
+wait:
+	for _, s := range sent {
+		select {
+		case <-s.fut.Ok():
+			done = append(done, acked{s.entry, time.Now()})
+		case err := <-s.fut.Err():
+			if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+				dead = append(dead, deadEntry{s.msg, "event is larger than the stream's maximum message size"})
+				continue
+			}
+			if failure == nil {
+				failure = fmt.Errorf("events: relay: publish: %w", err)
+			}
+		case <-ctx.Done():
+			if failure == nil {
+				failure = ctx.Err()
+			}
+			break wait
+		}
+	}
+
+	for _, a := range done {
+		r.published[a.rid] = struct{}{}
+	}
+	// Delete what was acked even if ctx is done (shutdown, lease lost):
+	// each entry left behind is published again by the next active relay.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	if err := r.deletePublished(dctx); err != nil {
+		r.log.Warn().Err(err).Int("entries", len(r.published)).Msg("cannot delete published entries from the outbox yet; they will not be published again")
+	}
+	cancel()
+	if r.onPublished != nil {
+		for _, a := range done {
+			r.onPublished(a.envelope(), a.at.Sub(streamIDTime(a.rid)))
+		}
+	}
+	if err := r.moveToDead(ctx, dead); err != nil && failure == nil {
+		failure = err
+	}
+	return failure
+}
+
+// envelope decodes the entry's event for OnPublished; an event that is JSON
+// but not an envelope still yields its id and subject.
+func (e entry) envelope() Envelope {
+	var env Envelope
+	if json.Unmarshal(e.event, &env) != nil {
+		env = Envelope{}
+	}
+	if env.ID == "" {
+		env.ID = e.id
+	}
+	if env.Subject == "" {
+		env.Subject = e.subject
+	}
+	return env
+}
+
+// deletePublished deletes the acked entries from the outbox.
+func (r *Relay) deletePublished(ctx context.Context) error {
+	if len(r.published) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(r.published))
+	for id := range r.published {
+		ids = append(ids, id)
+	}
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for chunk := range slices.Chunk(ids, r.batch) {
+			p.XDel(ctx, r.outbox.Key(), chunk...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("events: relay: delete published entries: %w", err)
+	}
+	clear(r.published)
+	return nil
+}
+
+// moveToDead copies malformed entries to the dead-letter stream, then
+// deletes them from the outbox. The two keys may live on different Redis
+// Cluster nodes, so this is two steps; a crash between them leaves an entry
+// in both, and it is dead-lettered again (a harmless duplicate there).
+func (r *Relay) moveToDead(ctx context.Context, dead []deadEntry) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	for _, d := range dead {
+		r.log.Error().Str("outbox_id", d.msg.ID).Str("reason", d.reason).
+			Msg("malformed outbox entry: moving it to the dead letter")
+	}
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, d := range dead {
+			values := make([]any, 0, 2*len(d.msg.Values)+4)
+			for _, k := range slices.Sorted(maps.Keys(d.msg.Values)) {
+				values = append(values, k, d.msg.Values[k])
+			}
+			values = append(values, DeadFieldOutboxID, d.msg.ID, DeadFieldReason, d.reason)
+			p.XAdd(ctx, &redis.XAddArgs{Stream: r.deadKey, Values: values})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("events: relay: write dead letter: %w", err)
+	}
+	ids := make([]string, len(dead))
+	for i, d := range dead {
+		ids[i] = d.msg.ID
+	}
+	if err := r.rdb.XDel(ctx, r.outbox.Key(), ids...).Err(); err != nil {
+		return fmt.Errorf("events: relay: delete dead-lettered entries: %w", err)
+	}
+	return nil
+}
+
+// relayBackoff is the wait before the attempt-th retry: 100ms, 200ms, 400ms,
+// ... capped at 2s.
+func relayBackoff(attempt int) time.Duration {
+	if attempt <= 0 {
+		return 0
+	}
+	d := relayBackoffMin
+	for i := 1; i < attempt && d < relayBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, relayBackoffMax)
+}
+
+// streamIDTime is the time in a Redis stream id ("<unix ms>-<seq>").
+func streamIDTime(id string) time.Time {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+// sleepCtx waits d, or less if ctx is done first; it reports whether ctx is
+// still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

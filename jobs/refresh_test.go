@@ -1,0 +1,289 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/policy"
+	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/vendors"
+)
+
+// tokenFunc is a fake vendor built from a func.
+type tokenFunc func(ctx context.Context, c vendors.Credential) (vendors.Token, error)
+
+func (f tokenFunc) Token(ctx context.Context, c vendors.Credential) (vendors.Token, error) { return f(ctx, c) }
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+type bundle struct {
+	st    *store.Store
+	rdb   *redis.Client
+	clock *fakeClock
+	h     *RefreshHandler
+	calls int
+	next  func() (vendors.Token, error) // what the fake vendor answers
+	mu    sync.Mutex
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	kr, err := seal.NewKeyring(make([]byte, 32))
+	require.NoError(t, err)
+	b := &bundle{rdb: rdb, clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
+	b.st, err = store.New(rdb, store.Options{Prefix: "t:", Keyring: kr, Clock: b.clock.Now})
+	require.NoError(t, err)
+	vendor := Vendor{
+		Tokens: tokenFunc(func(context.Context, vendors.Credential) (vendors.Token, error) {
+			b.mu.Lock()
+			b.calls++
+			next := b.next
+			b.mu.Unlock()
+			return next()
+		}),
+		MaxLifetime: 15 * time.Minute,
+		Renewal:     policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+	}
+	b.h, err = NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
+		Vendor: func(name string) (Vendor, bool) { return vendor, name == "halaxy-au" },
+	})
+	require.NoError(t, err)
+	_, err = b.st.Upsert(context.Background(), store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid", ClientSecret: secret.New("csecret")})
+	require.NoError(t, err)
+	b.answer(halaxyToken(b.clock.Now(), "tok-1"), nil)
+	return b
+}
+
+func halaxyToken(now time.Time, tok string) vendors.Token {
+	return vendors.Token{AccessToken: secret.New(tok), TokenType: "Bearer", ClaimedLifetime: time.Hour, IssuedAt: now}
+}
+
+func (b *bundle) answer(tok vendors.Token, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.next = func() (vendors.Token, error) { return tok, err }
+}
+
+func (b *bundle) callCount() int { b.mu.Lock(); defer b.mu.Unlock(); return b.calls }
+
+// outbox returns the events written so far, in order.
+func (b *bundle) outbox(t *testing.T) []events.Envelope {
+	t.Helper()
+	msgs, err := b.rdb.XRange(context.Background(), events.OutboxKey("t:"), "-", "+").Result()
+	require.NoError(t, err)
+	var out []events.Envelope
+	for _, m := range msgs {
+		var env events.Envelope
+		require.NoError(t, json.Unmarshal([]byte(m.Values[events.OutboxFieldEvent].(string)), &env))
+		require.NoError(t, env.Validate())
+		out = append(out, env)
+	}
+	return out
+}
+
+func data[T any](t *testing.T, env events.Envelope) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal(env.Data, &v))
+	return v
+}
+
+func (b *bundle) run(t *testing.T, gen int64) {
+	t.Helper()
+	require.NoError(t, b.h.Handle(context.Background(), Refresh{Credential: "c1", Generation: gen}))
+}
+
+func TestRefreshCapsLifetimeAndSchedulesAtTwoThirds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, 0)
+	c, err := b.st.Get(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), c.Generation)
+	require.Equal(t, store.StateActive, c.State)
+	// Halaxy claims an hour; the 15 minute cap wins, renewal at 10 minutes.
+	require.Equal(t, b.clock.Now().Add(15*time.Minute), c.Token.ExpiresAt)
+	require.Equal(t, b.clock.Now().Add(10*time.Minute), c.NextRefresh)
+	require.Equal(t, "tok-1", c.Token.AccessToken.Reveal())
+
+	evs := b.outbox(t)
+	require.Len(t, evs, 1)
+	require.Equal(t, events.TypeTokenRenewed, evs[0].Type)
+	require.Equal(t, "token.renewed.halaxy-au.c1", evs[0].Subject)
+	d := data[events.TokenRenewed](t, evs[0])
+	require.Equal(t, int64(1), d.Generation)
+	require.False(t, d.Recovered)
+	require.Equal(t, secret.Fingerprint("tok-1"), d.Fingerprint)
+}
+
+func TestRefreshDuplicateAndLateTasksAreNoOps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, 0)
+	b.run(t, 0) // duplicate of the same generation
+	b.run(t, 0)
+	require.Equal(t, 1, b.callCount(), "a duplicate task must not call the token endpoint again")
+	require.Len(t, b.outbox(t), 1)
+	b.run(t, 1)
+	require.Equal(t, 2, b.callCount())
+	require.Len(t, b.outbox(t), 2)
+}
+
+func TestRefreshConcurrentTasksCallVendorOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	release := make(chan struct{})
+	var started sync.Once
+	inCall := make(chan struct{})
+	b.mu.Lock()
+	b.next = func() (vendors.Token, error) {
+		started.Do(func() { close(inCall) })
+		<-release
+		return halaxyToken(b.clock.Now(), "tok-x"), nil
+	}
+	b.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- b.h.Handle(context.Background(), Refresh{Credential: "c1", Generation: 0}) }()
+	<-inCall
+	// While the first worker is in the vendor call, others get the same task.
+	for range 5 {
+		require.NoError(t, b.h.Handle(context.Background(), Refresh{Credential: "c1", Generation: 0}))
+	}
+	close(release)
+	require.NoError(t, <-errc)
+	require.Equal(t, 1, b.callCount())
+	require.Len(t, b.outbox(t), 1)
+}
+
+func TestRefreshTransientFailureRetriesBeforeExpiryThenRecovers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.run(t, 0)
+	b.clock.Advance(10 * time.Minute) // renewal time; 5 minutes of validity left
+	b.answer(vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassServer, Status: 503})
+	b.run(t, 1)
+
+	c, err := b.st.Get(ctx, "c1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateFailing, c.State)
+	require.Equal(t, int64(1), c.Generation, "a failure does not bump the generation")
+	require.Equal(t, 1, c.Failures)
+	require.True(t, c.NextRefresh.Before(c.Token.ExpiresAt), "retry %v must come before expiry %v", c.NextRefresh, c.Token.ExpiresAt)
+	evs := b.outbox(t)
+	require.Len(t, evs, 2)
+	f := data[events.TokenRefreshFailed](t, evs[1])
+	require.Equal(t, events.TypeTokenRefreshFailed, evs[1].Type)
+	require.Equal(t, vendors.ClassServer, f.Class)
+	require.Equal(t, 1, f.Attempt)
+	require.Equal(t, "failing", f.State)
+
+	b.clock.Advance(time.Second)
+	b.answer(halaxyToken(b.clock.Now(), "tok-2"), nil)
+	b.run(t, 1)
+	evs = b.outbox(t)
+	require.Len(t, evs, 3)
+	r := data[events.TokenRenewed](t, evs[2])
+	require.Equal(t, int64(2), r.Generation)
+	require.True(t, r.Recovered, "the first success after failures says recovered")
+	c, err = b.st.Get(ctx, "c1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateActive, c.State)
+	require.Zero(t, c.Failures)
+}
+
+func TestRefreshHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, 0)
+	b.clock.Advance(10 * time.Minute)
+	b.answer(vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassRateLimited, Status: 429, RetryAfter: 42 * time.Second})
+	b.run(t, 1)
+	c, err := b.st.Get(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Equal(t, b.clock.Now().Add(42*time.Second), c.NextRefresh)
+	require.Equal(t, vendors.ClassRateLimited, c.LastClass)
+}
+
+func TestRefreshExpiredEmitsTokenExpiredOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, 0)
+	b.clock.Advance(16 * time.Minute) // past expiry
+	b.answer(vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassNetwork})
+	b.run(t, 1)
+	b.clock.Advance(time.Minute)
+	b.run(t, 1)
+	c, err := b.st.Get(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateExpired, c.State)
+	var expired, failed int
+	for _, ev := range b.outbox(t) {
+		switch ev.Type {
+		case events.TypeTokenExpired:
+			expired++
+		case events.TypeTokenRefreshFailed:
+			failed++
+			require.Equal(t, "expired", data[events.TokenRefreshFailed](t, ev).State)
+		}
+	}
+	require.Equal(t, 1, expired)
+	require.Equal(t, 2, failed)
+}
+
+func TestRefreshRevokedStopsScheduling(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, 0)
+	b.clock.Advance(10 * time.Minute)
+	b.answer(vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassRevoked, Status: 401, Err: vendors.ErrRevoked})
+	b.run(t, 1)
+	c, err := b.st.Get(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateRevoked, c.State)
+	evs := b.outbox(t)
+	require.Len(t, evs, 2)
+	require.Equal(t, events.TypeKeyRevoked, evs[1].Type)
+	k := data[events.KeyRevoked](t, evs[1])
+	require.Equal(t, events.ReasonRevokedByVendor, k.Reason)
+	require.Equal(t, secret.Fingerprint("cid"), k.KeyFingerprint)
+
+	// Never due again, and a late task is a no-op.
+	b.clock.Advance(time.Hour)
+	due, err := b.st.ClaimDue(context.Background(), b.clock.Now(), 10, time.Second)
+	require.NoError(t, err)
+	require.Empty(t, due)
+	b.run(t, 1)
+	require.Equal(t, 2, b.callCount())
+}
+
+func TestRefreshStoreDownIsAnError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.rdb.Close())
+	err := b.h.Handle(context.Background(), Refresh{Credential: "c1", Generation: 0})
+	require.Error(t, err)
+	require.False(t, errors.Is(err, store.ErrStale))
+}

@@ -1,0 +1,81 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Queues. Refreshes and rotations run on critical, request jobs on default
+// and polling on low; the worker serves them with strict priority so that
+// bulk work can never delay a refresh.
+const (
+	QueueCritical = "critical"
+	QueueDefault  = "default"
+	QueueLow      = "low"
+)
+
+// Queues is the queue configuration of every worker: name to priority.
+var Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+
+// Payload is the typed argument of a task. Kind is the task's permanent
+// type name.
+type Payload interface {
+	Kind() string
+}
+
+// Handle registers h for the payload type T on mux: the payload is decoded
+// once, and a payload that does not decode fails the task without retries.
+func Handle[T Payload](mux *asynq.ServeMux, h func(ctx context.Context, p T) error) {
+	var zero T
+	mux.HandleFunc(zero.Kind(), func(ctx context.Context, t *asynq.Task) error {
+		var p T
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("jobs: decode %s payload: %w: %w", zero.Kind(), err, asynq.SkipRetry)
+		}
+		return h(ctx, p)
+	})
+}
+
+// NewTask encodes p as a task of its kind with the given options.
+func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: encode %s payload: %w", p.Kind(), err)
+	}
+	return asynq.NewTask(p.Kind(), raw, opts...), nil
+}
+
+// TypeTokenRefresh is the type name of a token refresh task.
+const TypeTokenRefresh = "token:refresh"
+
+// Refresh asks for the renewal of one generation of a credential's token.
+// A task for a generation that has moved on is a no-op, so duplicates and
+// late tasks are harmless.
+type Refresh struct {
+	Credential string `json:"credential"`
+	Generation int64  `json:"generation"`
+}
+
+// Kind implements Payload.
+func (Refresh) Kind() string { return TypeTokenRefresh }
+
+// NewRefreshTask builds the refresh task for (credential, generation) on the
+// critical queue. Its task id is derived from both, so any number of
+// schedulers enqueueing it at once yield one pending task.
+func NewRefreshTask(credential string, generation int64) (*asynq.Task, error) {
+	return NewTask(Refresh{Credential: credential, Generation: generation},
+		asynq.Queue(QueueCritical),
+		asynq.TaskID(RefreshTaskID(credential, generation)),
+		asynq.MaxRetry(3),
+		asynq.Timeout(time.Minute),
+	)
+}
+
+// RefreshTaskID is the asynq task id of the refresh of one generation.
+func RefreshTaskID(credential string, generation int64) string {
+	return fmt.Sprintf("refresh:%s:%d", credential, generation)
+}

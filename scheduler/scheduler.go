@@ -1,0 +1,186 @@
+// Package scheduler decides when credentials are refreshed. The credential
+// store's due index is the timer queue: the scheduler claims what is due
+// (leasing each entry so that other replicas skip it and a lost job comes
+// back), and enqueues one refresh task per (credential, generation) on the
+// critical queue at once, rather than asking asynq to run it later: asynq
+// keeps due times in whole seconds and moves them every few seconds, too
+// coarse for tokens that live minutes (or, in tests, seconds).
+//
+// Any number of scheduler replicas may run: the due lease keeps them from
+// doing the same work, and the task id derived from (credential,
+// generation) plus the store's generation fence make a duplicate harmless.
+// A periodic reconcile puts back any credential that lost its due entry.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// DueStore is what the scheduler needs of the credential store.
+type DueStore interface {
+	ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]store.Due, error)
+	Reconcile(ctx context.Context, now time.Time) (int, error)
+}
+
+// Enqueuer puts tasks on the queue (an *asynq.Client).
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Options configure a Scheduler. Zero values take the defaults given.
+type Options struct {
+	Store    DueStore
+	Enqueuer Enqueuer
+	Logger   zerolog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// PollInterval is how often the due index is read (default 100ms).
+	PollInterval time.Duration
+	// ClaimLease is how long a claimed due entry is hidden from other
+	// replicas; if its task is lost, the credential is due again after it
+	// (default 10s).
+	ClaimLease time.Duration
+	// ReconcileEvery is how often every credential is checked for a due
+	// entry (default 30s).
+	ReconcileEvery time.Duration
+	// Batch is the most due entries claimed at once (default 1000).
+	Batch int
+	// Parallel is how many enqueues run at once (default 16).
+	Parallel int
+}
+
+// Scheduler enqueues refresh tasks for due credentials.
+type Scheduler struct {
+	o Options
+}
+
+// New fills the defaults of o and returns a Scheduler.
+func New(o Options) (*Scheduler, error) {
+	if o.Store == nil || o.Enqueuer == nil {
+		return nil, errors.New("scheduler: needs a store and an enqueuer")
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.ClaimLease <= 0 {
+		o.ClaimLease = 10 * time.Second
+	}
+	if o.ReconcileEvery <= 0 {
+		o.ReconcileEvery = 30 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 16
+	}
+	return &Scheduler{o: o}, nil
+}
+
+// Run schedules until ctx is done. Store errors are logged and retried; it
+// returns nil when ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.reconcile(ctx)
+	poll := time.NewTicker(s.o.PollInterval)
+	defer poll.Stop()
+	reconcile := time.NewTicker(s.o.ReconcileEvery)
+	defer reconcile.Stop()
+	for {
+		for {
+			n, err := s.Tick(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.o.Logger.Error().Err(err).Msg("scheduling due refreshes failed; will retry")
+			}
+			if n < s.o.Batch || err != nil {
+				break // caught up
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reconcile.C:
+			s.reconcile(ctx)
+		case <-poll.C:
+		}
+	}
+}
+
+func (s *Scheduler) reconcile(ctx context.Context) {
+	n, err := s.o.Store.Reconcile(ctx, s.o.Clock())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.o.Logger.Error().Err(err).Msg("reconcile failed; will retry")
+	case n > 0:
+		s.o.Logger.Warn().Int("credentials", n).Msg("reconcile found credentials without a scheduled refresh; scheduled them now")
+	}
+}
+
+// Tick claims one batch of due credentials and enqueues their refresh
+// tasks. It returns how many were claimed.
+func (s *Scheduler) Tick(ctx context.Context) (int, error) {
+	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), s.o.Batch, s.o.ClaimLease)
+	if err != nil {
+		return 0, fmt.Errorf("scheduler: claim due: %w", err)
+	}
+	if len(due) == 0 {
+		return 0, nil
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		failed   int
+	)
+	sem := make(chan struct{}, s.o.Parallel)
+	for _, d := range due {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.enqueue(ctx, d); err != nil {
+				mu.Lock()
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		// The due lease brings these back; say so once per batch.
+		s.o.Logger.Error().Err(firstErr).Int("failed", failed).Int("claimed", len(due)).
+			Dur("retry_in", s.o.ClaimLease).Msg("could not enqueue some refreshes")
+	}
+	return len(due), nil
+}
+
+func (s *Scheduler) enqueue(ctx context.Context, d store.Due) error {
+	task, err := jobs.NewRefreshTask(d.ID, d.Generation)
+	if err != nil {
+		return err
+	}
+	_, err = s.o.Enqueuer.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil // already pending: another replica, or an earlier lease
+	}
+	if err != nil {
+		return fmt.Errorf("scheduler: enqueue refresh of %s: %w", d.ID, err)
+	}
+	s.o.Logger.Debug().Str("credential", d.ID).Int64("generation", d.Generation).Msg("refresh enqueued")
+	return nil
+}

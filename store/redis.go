@@ -1,0 +1,502 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/secret"
+)
+
+// scanBatch is how many credential ids Scan and Reconcile handle per round
+// trip.
+const scanBatch = 500
+
+// maxErrorLen caps the failure message kept in a credential (bytes), so
+// that a chatty vendor cannot swell every hash.
+const maxErrorLen = 256
+
+// Options configure a Store.
+type Options struct {
+	// Prefix is put in front of every key. Default events.DefaultPrefix
+	// ("tokenrelay:"). On Redis Cluster, give a prefix with a hash tag, such
+	// as "{tokenrelay}:": the scripts touch several keys at once, and the
+	// due and reconcile scripts name credential keys from the prefix, so
+	// every key must live in one slot.
+	Prefix string
+	// Keyring seals and opens the secret fields. Required.
+	Keyring *seal.Keyring
+	// Clock tells the time; every time the store writes comes from it
+	// (never from Redis TIME). Default time.Now.
+	Clock func() time.Time
+}
+
+// Store keeps credentials in Redis; see the package doc for the layout. It
+// is safe for concurrent use, and any number of processes may share one
+// Redis through it.
+type Store struct {
+	rdb    redis.UniversalClient
+	ring   *seal.Keyring
+	now    func() time.Time
+	prefix string
+	creds  string // set of every id
+	due    string // zset id -> next refresh
+	outbox string // events stream
+}
+
+// New returns a store on rdb configured by opts.
+func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
+	if rdb == nil {
+		return nil, errors.New("store: a Redis client is required")
+	}
+	if opts.Keyring == nil {
+		return nil, errors.New("store: Options.Keyring is required")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = events.DefaultPrefix
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	return &Store{
+		rdb:    rdb,
+		ring:   opts.Keyring,
+		now:    opts.Clock,
+		prefix: opts.Prefix,
+		creds:  opts.Prefix + "creds",
+		due:    opts.Prefix + "due",
+		outbox: events.OutboxKey(opts.Prefix),
+	}, nil
+}
+
+func (s *Store) credKey(id string) string { return s.prefix + "cred:" + id }
+
+// Upsert adds a credential, due for its first refresh at once, or updates
+// the vendor, client id and client secret of an existing one. An update
+// leaves the state, generation and token alone: a revoked credential stays
+// revoked. An unchanged secret is told by its fingerprint, so nothing is
+// decrypted and nothing is written.
+func (s *Store) Upsert(ctx context.Context, c NewCredential) (UpsertResult, error) {
+	if c.ID == "" {
+		return "", errors.New("store: upsert: credential id is empty")
+	}
+	if c.Vendor == "" {
+		return "", fmt.Errorf("store: upsert %s: vendor is empty", c.ID)
+	}
+	sealed, err := s.seal(c.ID, fClientSecret, c.ClientSecret)
+	if err != nil {
+		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+	}
+	res, err := scriptUpsert.Run(ctx, s.rdb,
+		[]string{s.credKey(c.ID), s.creds, s.due},
+		c.ID, c.Vendor, c.ClientID, sealed, c.ClientSecret.Fingerprint(), ms(s.now()),
+	).Text()
+	if err != nil {
+		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+	}
+	return UpsertResult(res), nil
+}
+
+// Get returns everything about a credential, its secrets opened, or
+// ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Credential, error) {
+	m, err := s.rdb.HGetAll(ctx, s.credKey(id)).Result()
+	if err != nil {
+		return Credential{}, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	c, err := s.decode(id, fields(m), fClientSecret, fAccessToken, fRefreshToken)
+	if err != nil {
+		return Credential{}, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// CurrentToken is Get for the hot path of token requests: one round trip
+// and one decryption. ClientSecret and Token.RefreshToken are left zero.
+func (s *Store) CurrentToken(ctx context.Context, id string) (Credential, error) {
+	vals, err := s.rdb.HMGet(ctx, s.credKey(id), tokenFields...).Result()
+	if err != nil {
+		return Credential{}, fmt.Errorf("store: current token %s: %w", id, err)
+	}
+	c, err := s.decode(id, fieldsFromValues(tokenFields, vals), fAccessToken)
+	if err != nil {
+		return Credential{}, fmt.Errorf("store: current token %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// Scan calls fn with the summary of every credential, in no particular
+// order, reading a batch at a time and decrypting nothing. It stops at the
+// first error fn returns and returns that error as is. A credential added or
+// removed during the scan may or may not be seen; each one is seen once.
+func (s *Store) Scan(ctx context.Context, fn func(Summary) error) error {
+	return s.scanIDs(ctx, "scan", func(ids []string) error {
+		cmds := make([]*redis.SliceCmd, len(ids))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.HMGet(ctx, s.credKey(id), summaryFields...)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("store: scan: %w", err)
+		}
+		for i, id := range ids {
+			f := fieldsFromValues(summaryFields, cmds[i].Val())
+			if !f.exists() {
+				continue // listed but gone: nothing to show
+			}
+			sum, err := f.summary(id)
+			if err != nil {
+				return fmt.Errorf("store: scan %s: %w", id, err)
+			}
+			if err := fn(sum); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// scanIDs walks the creds set in batches of distinct ids.
+func (s *Store) scanIDs(ctx context.Context, op string, batch func(ids []string) error) error {
+	seen := make(map[string]struct{})
+	var cursor uint64
+	for {
+		page, next, err := s.rdb.SScan(ctx, s.creds, cursor, "", scanBatch).Result()
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
+		// SSCAN may return an id twice; hand each one over once.
+		ids := page[:0]
+		for _, id := range page {
+			if _, dup := seen[id]; !dup {
+				seen[id] = struct{}{}
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			if err := batch(ids); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// ClaimDue returns up to limit credentials whose refresh is due at now, each
+// with the generation to renew, and moves each one's due time to now+lease:
+// another scheduler does not get it again, and if the job made for it is
+// lost, it is due again when the lease ends. A credential a worker holds a
+// claim on is put back until that claim ends instead. Cost O(log N + due).
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Due, error) {
+	if limit <= 0 || lease <= 0 || now.IsZero() {
+		return nil, fmt.Errorf("store: claim due: need a time, and a positive limit (%d) and lease (%s)", limit, lease)
+	}
+	vals, err := scriptClaimDue.Run(ctx, s.rdb, []string{s.due},
+		s.prefix, ms(now), limit, ms(now.Add(lease)),
+	).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("store: claim due: %w", err)
+	}
+	due := make([]Due, 0, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		id, _ := vals[i].(string)
+		genText, _ := vals[i+1].(string)
+		gen, err := strconv.ParseInt(genText, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("store: claim due: %s: field %s is not an integer", id, fGen)
+		}
+		due = append(due, Due{ID: id, Generation: gen})
+	}
+	return due, nil
+}
+
+// Claim gives owner the right to refresh generation gen of a credential
+// until lease has passed, and returns the credential with every secret
+// opened. It fails with ErrNotFound; with ErrStale when the credential is
+// revoked or its generation is no longer gen (the work is already done);
+// with a *BusyError when another owner's claim still holds. Claiming again
+// as the same owner extends the claim. While claimed, the credential is in
+// StateRefreshing and not due before the claim ends.
+func (s *Store) Claim(ctx context.Context, id string, gen int64, owner string, lease time.Duration) (Credential, error) {
+	if owner == "" || lease <= 0 {
+		return Credential{}, fmt.Errorf("store: claim %s: owner must be set and lease (%s) positive", id, lease)
+	}
+	now := s.now()
+	reply, err := scriptClaim.Run(ctx, s.rdb, []string{s.credKey(id), s.due},
+		id, gen, owner, ms(now), ms(now.Add(lease)),
+	).Slice()
+	if err != nil {
+		return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
+	}
+	status, rest := splitReply(reply)
+	switch {
+	case status == replyOK && len(rest) == 1:
+		pairs, _ := rest[0].([]any)
+		c, err := s.decode(id, fieldsFromPairs(pairs), fClientSecret, fAccessToken, fRefreshToken)
+		if err != nil {
+			return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
+		}
+		return c, nil
+	case status == replyBusy && len(rest) == 1:
+		until, err := fields{fClaimUntil: str(rest[0])}.time(fClaimUntil)
+		if err != nil {
+			return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
+		}
+		return Credential{}, fmt.Errorf("store: claim %s: %w", id, &BusyError{Until: until})
+	default:
+		return Credential{}, refusal("claim", id, status)
+	}
+}
+
+// CommitRenewal records the token a refresh obtained, provided owner still
+// holds the claim on generation gen (else ErrStale, also when the credential
+// is gone, and nothing is written): the generation becomes gen+1, the state active, the failure
+// count 0, the claim is cleared, the next refresh is scheduled at
+// r.NextRefresh, and ev is appended to the outbox, all in one atomic step.
+// A zero r.Token.RefreshToken keeps the one stored.
+func (s *Store) CommitRenewal(ctx context.Context, id, owner string, gen int64, r Renewal, ev events.Envelope) error {
+	if r.Token.AccessToken.IsZero() {
+		return fmt.Errorf("store: commit renewal %s: access token is empty", id)
+	}
+	if r.NextRefresh.IsZero() {
+		return fmt.Errorf("store: commit renewal %s: next refresh time is zero", id)
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+	}
+	access, err := s.seal(id, fAccessToken, r.Token.AccessToken)
+	if err != nil {
+		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+	}
+	refresh, err := s.seal(id, fRefreshToken, r.Token.RefreshToken)
+	if err != nil {
+		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+	}
+	args := []any{
+		id, owner, gen, gen + 1, access, r.Token.TokenType,
+		ms(r.Token.IssuedAt), ms(r.Token.ExpiresAt), refresh,
+		ms(r.NextRefresh), ms(s.now()),
+	}
+	reply, err := scriptCommitRenewal.Run(ctx, s.rdb, []string{s.credKey(id), s.due, s.outbox},
+		append(args, evArgs...)...,
+	).Slice()
+	if err != nil {
+		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+	}
+	if status, _ := splitReply(reply); status != replyOK {
+		return commitRefusal("commit renewal", id, status)
+	}
+	return nil
+}
+
+// CommitFailure records a failed refresh, provided owner still holds the
+// claim on generation gen (else ErrStale, also when the credential is gone,
+// and nothing is written): the failure count goes up, the state becomes f.State, the class and message
+// are kept (the message cut to 256 bytes), the claim is cleared, and evs are
+// appended to the outbox in order, all in one atomic step. A revoked
+// credential is taken out of the schedule for good (and kept); any other is
+// due again at f.RetryAt.
+func (s *Store) CommitFailure(ctx context.Context, id, owner string, gen int64, f Failure, evs ...events.Envelope) error {
+	switch f.State {
+	case StateFailing, StateExpired:
+		if f.RetryAt.IsZero() {
+			return fmt.Errorf("store: commit failure %s: retry time is zero", id)
+		}
+	case StateRevoked:
+	default:
+		return fmt.Errorf("store: commit failure %s: state %q is not failing, expired or revoked", id, f.State)
+	}
+	args := []any{
+		id, owner, gen, string(f.State), f.Class, truncate(f.Message, maxErrorLen),
+		ms(f.RetryAt), ms(s.now()),
+	}
+	for _, ev := range evs {
+		evArgs, err := eventArgs(ev)
+		if err != nil {
+			return fmt.Errorf("store: commit failure %s: %w", id, err)
+		}
+		args = append(args, evArgs...)
+	}
+	reply, err := scriptCommitFailure.Run(ctx, s.rdb, []string{s.credKey(id), s.due, s.outbox}, args...).Slice()
+	if err != nil {
+		return fmt.Errorf("store: commit failure %s: %w", id, err)
+	}
+	if status, _ := splitReply(reply); status != replyOK {
+		return commitRefusal("commit failure", id, status)
+	}
+	return nil
+}
+
+// Release gives back owner's claim on a credential without a result, for a
+// worker that stops before it called the vendor: the state from before the
+// claim is restored and the credential is due again at retryAt (now if
+// zero). When the claim is not owner's (any more), or the credential is
+// gone, it does nothing and returns nil.
+func (s *Store) Release(ctx context.Context, id, owner string, retryAt time.Time) error {
+	if retryAt.IsZero() {
+		retryAt = s.now()
+	}
+	reply, err := scriptRelease.Run(ctx, s.rdb, []string{s.credKey(id), s.due}, id, owner, ms(retryAt)).Slice()
+	if err != nil {
+		return fmt.Errorf("store: release %s: %w", id, err)
+	}
+	if status, _ := splitReply(reply); status != replyOK {
+		return refusal("release", id, status)
+	}
+	return nil
+}
+
+// Reconcile schedules at now every credential that should be scheduled (any
+// state but revoked) and is missing from the due index, and returns how
+// many it found: the safety net after a lost or flushed index. Entries in
+// the index are left as they are.
+func (s *Store) Reconcile(ctx context.Context, now time.Time) (int, error) {
+	if now.IsZero() {
+		return 0, errors.New("store: reconcile: time is zero")
+	}
+	fixed := 0
+	err := s.scanIDs(ctx, "reconcile", func(ids []string) error {
+		args := make([]any, 0, 2+len(ids))
+		args = append(args, s.prefix, ms(now))
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		n, err := scriptReconcile.Run(ctx, s.rdb, []string{s.due}, args...).Int()
+		if err != nil {
+			return fmt.Errorf("store: reconcile: %w", err)
+		}
+		fixed += n
+		return nil
+	})
+	return fixed, err
+}
+
+// Count returns how many credentials the store holds.
+func (s *Store) Count(ctx context.Context) (int64, error) {
+	n, err := s.rdb.SCard(ctx, s.creds).Result()
+	if err != nil {
+		return 0, fmt.Errorf("store: count: %w", err)
+	}
+	return n, nil
+}
+
+// seal seals one secret field of a credential, bound to "<id>/<field>" so
+// that it opens nowhere else. A zero secret seals to "" (field absent).
+func (s *Store) seal(id, field string, v secret.Value) (string, error) {
+	if v.IsZero() {
+		return "", nil
+	}
+	sealed, err := s.ring.Seal([]byte(v.Reveal()), aad(id, field))
+	if err != nil {
+		return "", fmt.Errorf("seal %s: %w", field, err)
+	}
+	return sealed, nil
+}
+
+// decode turns a credential hash into a Credential, opening the sealed
+// fields named. An empty hash is ErrNotFound.
+func (s *Store) decode(id string, f fields, sealed ...string) (Credential, error) {
+	if !f.exists() {
+		return Credential{}, ErrNotFound
+	}
+	c, err := f.credential(id)
+	if err != nil {
+		return Credential{}, err
+	}
+	for _, field := range sealed {
+		if f[field] == "" {
+			continue
+		}
+		plain, err := s.ring.Open(f[field], aad(id, field))
+		if err != nil {
+			return Credential{}, fmt.Errorf("open %s: %w", field, err)
+		}
+		v := secret.New(string(plain))
+		switch field {
+		case fClientSecret:
+			c.ClientSecret = v
+		case fAccessToken:
+			c.Token.AccessToken = v
+		case fRefreshToken:
+			c.Token.RefreshToken = v
+		}
+	}
+	return c, nil
+}
+
+// refusal is the error for a script's refusal.
+func refusal(op, id, status string) error {
+	switch status {
+	case replyNotFound:
+		return fmt.Errorf("store: %s %s: %w", op, id, ErrNotFound)
+	case replyStale:
+		return fmt.Errorf("store: %s %s: %w", op, id, ErrStale)
+	default:
+		return fmt.Errorf("store: %s %s: unexpected script reply %q", op, id, status)
+	}
+}
+
+// commitRefusal is the error for a commit script's refusal. A credential
+// that is gone took the caller's claim with it: that is stale as well as not
+// found, so that callers who treat ErrStale as "nothing to do" need not know.
+func commitRefusal(op, id, status string) error {
+	if status == replyNotFound {
+		return fmt.Errorf("store: %s %s: %w (%w)", op, id, ErrStale, ErrNotFound)
+	}
+	return refusal(op, id, status)
+}
+
+// aad is the associated data of a sealed field: the credential and the
+// field, so that a ciphertext moved elsewhere does not open.
+func aad(id, field string) []byte { return []byte(id + "/" + field) }
+
+// eventArgs are the outbox fields of an event as script arguments: id,
+// subject, JSON.
+func eventArgs(ev events.Envelope) ([]any, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	return []any{ev.ID, ev.Subject, string(raw)}, nil
+}
+
+// splitReply splits a script's {status, ...} reply.
+func splitReply(reply []any) (string, []any) {
+	if len(reply) == 0 {
+		return "", nil
+	}
+	status, _ := reply[0].(string)
+	return status, reply[1:]
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,318 @@
+package halaxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/vendors"
+	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
+	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
+)
+
+const (
+	userAgent = "Acme Sync (ops@acme.example)"
+	clientID  = "halaxy-client-42"
+	// clientSecret is distinctive, so that a leak into an error shows.
+	clientSecret = "hx-SECRET-7f3a9c1e55d2"
+)
+
+var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+
+var cred = vendors.Credential{ID: "clinic-42", ClientID: clientID, ClientSecret: secret.New(clientSecret)}
+
+type bundle struct {
+	sb      *sandbox.Sandbox
+	srv     *httptest.Server
+	clock   *sandbox.ManualClock
+	adapter *halaxy.Adapter
+}
+
+func setup(t *testing.T, edit func(*halaxy.Options)) bundle {
+	t.Helper()
+	clock := sandbox.NewManualClock(t0)
+	sb := sandbox.New(sandbox.Options{Clock: clock.Now})
+	sb.AddClient(clientID, clientSecret)
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	opts := halaxy.Options{BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent, Clock: clock.Now}
+	if edit != nil {
+		edit(&opts)
+	}
+	a, err := halaxy.New(opts)
+	require.NoError(t, err)
+	return bundle{sb: sb, srv: srv, clock: clock, adapter: a}
+}
+
+// requireNoSecret checks that nothing a caller may log of err holds the secret.
+func requireNoSecret(t *testing.T, err error, secrets ...string) {
+	t.Helper()
+	for _, s := range append(secrets, clientSecret) {
+		for _, text := range []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err)} {
+			require.NotContains(t, text, s)
+		}
+	}
+}
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	tok, err := b.adapter.Token(t.Context(), cred)
+	require.NoError(t, err)
+
+	// The sandbox checked the headers (else 406 or 400) and says what it issued.
+	require.Equal(t, []string{tok.AccessToken.Reveal()}, b.sb.IssuedTokens(clientID))
+	require.Equal(t, "Bearer", tok.TokenType)
+	require.Equal(t, time.Hour, tok.ClaimedLifetime, "Halaxy claims 3600 s; the caller caps it")
+	require.Equal(t, t0, tok.IssuedAt)
+	require.True(t, tok.RefreshToken.IsZero())
+	require.Equal(t, 1, b.sb.TokenCalls(clientID))
+
+	resp, err := b.adapter.Get(t.Context(), "Patient", tok.AccessToken)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "499", resp.Header.Get("x-ratelimit-remaining"))
+
+	// The token really lives 15 minutes, not the hour it claims.
+	b.clock.Advance(15 * time.Minute)
+	resp, err = b.adapter.Get(t.Context(), "/Patient", tok.AccessToken)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, 1, b.sb.ExpiredUsesBy(clientID))
+}
+
+func TestTokenFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		prepare    func(b bundle)
+		timeout    time.Duration
+		class      string
+		status     int
+		retryAfter time.Duration
+	}{
+		{"deleted client", func(b bundle) { b.sb.DeleteClient(clientID) }, 0, vendors.ClassRevoked, 401, 0},
+		{"wrong secret", func(b bundle) { b.sb.AddClient(clientID, "rotated") }, 0, vendors.ClassRevoked, 401, 0},
+		{"latency", func(b bundle) {
+			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}))
+		}, 50 * time.Millisecond, vendors.ClassTimeout, 0, 0},
+		{"server error", func(b bundle) {
+			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultServerError, Status: 503, RetryAfter: 30 * time.Second}))
+		}, 0, vendors.ClassServer, 503, 30 * time.Second},
+		{"malformed", func(b bundle) {
+			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultMalformed}))
+		}, 0, vendors.ClassMalformed, 200, 0},
+		{"reset", func(b bundle) {
+			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultReset}))
+		}, 0, vendors.ClassNetwork, 0, 0},
+		{"rate limited", func(b bundle) {
+			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultRateLimited, RetryAfter: 7 * time.Second}))
+		}, 0, vendors.ClassRateLimited, 429, 7 * time.Second},
+		{"zero expires_in", func(b bundle) { b.sb.SetClaimedExpiresIn(0) }, 0, vendors.ClassMalformed, 200, 0},
+		{"negative expires_in", func(b bundle) { b.sb.SetClaimedExpiresIn(-time.Hour) }, 0, vendors.ClassMalformed, 200, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(o *halaxy.Options) {
+				if tt.timeout > 0 {
+					o.HTTPClient = &http.Client{Timeout: tt.timeout}
+				}
+			})
+			tt.prepare(b)
+			_, err := b.adapter.Token(t.Context(), cred)
+			require.Error(t, err)
+			var ve *vendors.Error
+			require.ErrorAs(t, err, &ve)
+			require.Equal(t, "halaxy", ve.Vendor)
+			require.Equal(t, "request token", ve.Op)
+			t.Log(err)
+			require.Equal(t, tt.class, ve.Class, "%v", err)
+			require.Equal(t, tt.class, vendors.Classify(err))
+			require.Equal(t, tt.status, ve.Status)
+			require.Equal(t, tt.retryAfter, vendors.RetryAfter(err))
+			require.Equal(t, tt.class == vendors.ClassRevoked, vendors.IsRevoked(err))
+			require.Equal(t, 1, b.sb.TokenCalls(clientID), "exactly one token call, even on failure")
+			require.Equal(t, 1, b.sb.TotalTokenCalls())
+			requireNoSecret(t, err)
+		})
+	}
+}
+
+func TestTokenContextDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}))
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := b.adapter.Token(ctx, cred)
+	require.Equal(t, vendors.ClassTimeout, vendors.Classify(err))
+	require.Equal(t, 1, b.sb.TokenCalls(clientID))
+}
+
+// TestTokenAnswers covers answers the sandbox does not give, from a fake
+// token endpoint.
+func TestTokenAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		header     map[string]string
+		body       string
+		class      string
+		retryAfter time.Duration
+		contains   string
+	}{
+		{"400 invalid_client", 400, nil, `{"error":"invalid_client","error_description":"no such key"}`,
+			vendors.ClassRevoked, 0, `invalid_client: no such key`},
+		{"400 unauthorized_client", 400, nil, `{"error":"unauthorized_client"}`, vendors.ClassRevoked, 0, "unauthorized_client"},
+		{"401 without a body", 401, nil, ``, vendors.ClassRevoked, 0, ""},
+		{"400 invalid_request", 400, nil, `{"error":"invalid_request","error_description":"bad"}`,
+			vendors.ClassRejected, 0, "invalid_request: bad"},
+		{"403", 403, nil, `<html>Forbidden</html>`, vendors.ClassRejected, 0, "<html>Forbidden</html>"},
+		{"redirect", 302, map[string]string{"Location": "https://elsewhere.example/"}, ``, vendors.ClassRejected, 0, ""},
+		{"429 with a date", 429, map[string]string{"Retry-After": t0.Add(90 * time.Second).Format(http.TimeFormat)}, ``,
+			vendors.ClassRateLimited, 90 * time.Second, ""},
+		{"502 html", 502, nil, "<html>\n<body>Bad   Gateway</body>\n</html>", vendors.ClassServer, 0, "<html> <body>Bad Gateway</body> </html>"},
+		{"secret echoed", 400, nil, `{"error":"invalid_request","error_description":"client_secret ` + clientSecret + ` is malformed"}`,
+			vendors.ClassRejected, 0, "client_secret [redacted] is malformed"},
+		{"long description", 400, nil, `{"error":"invalid_request","error_description":"` + strings.Repeat("x", 1000) + `"}`,
+			vendors.ClassRejected, 0, "invalid_request: xxx"},
+		{"not json", 200, nil, `access_token=abc`, vendors.ClassMalformed, 0, "not a JSON token"},
+		{"no access_token", 200, nil, `{"token_type":"Bearer","expires_in":3600}`, vendors.ClassMalformed, 0, "no access_token"},
+		{"error in a 200", 200, nil, `{"error":"invalid_client"}`, vendors.ClassMalformed, 0, "invalid_client"},
+		{"no expires_in", 200, nil, `{"access_token":"tok-abc"}`, vendors.ClassMalformed, 0, "no expires_in"},
+		{"bad expires_in", 200, nil, `{"access_token":"tok-abc","expires_in":"soon"}`, vendors.ClassMalformed, 0, "expires_in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			clock := sandbox.NewManualClock(t0)
+			a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL, UserAgent: userAgent, Clock: clock.Now})
+			require.NoError(t, err)
+			_, err = a.Token(t.Context(), cred)
+			var ve *vendors.Error
+			require.ErrorAs(t, err, &ve)
+			require.Equal(t, tt.class, ve.Class, "%v", err)
+			require.Equal(t, tt.status, ve.Status)
+			require.Equal(t, tt.retryAfter, ve.RetryAfter)
+			require.Contains(t, err.Error(), tt.contains)
+			require.LessOrEqual(t, len(err.Error()), 120+vendors.MaxExcerpt)
+			requireNoSecret(t, err, "tok-abc", "abc")
+			require.EqualValues(t, 1, calls.Load())
+		})
+	}
+}
+
+func TestTokenStringExpiresIn(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"token_type":"bearer","expires_in":"900","access_token":"tok"}`)
+	}))
+	defer srv.Close()
+	a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL, UserAgent: userAgent})
+	require.NoError(t, err)
+	tok, err := a.Token(t.Context(), cred)
+	require.NoError(t, err)
+	require.Equal(t, 15*time.Minute, tok.ClaimedLifetime)
+	require.Equal(t, "bearer", tok.TokenType)
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		opts    halaxy.Options
+		wantErr string
+	}{
+		{"defaults", halaxy.Options{UserAgent: userAgent}, ""},
+		{"eu", halaxy.Options{BaseURL: halaxy.BaseURLEU, UserAgent: userAgent}, ""},
+		{"no trailing slash", halaxy.Options{BaseURL: "https://au-api.halaxy.com/main", UserAgent: userAgent}, ""},
+		{"one-letter name", halaxy.Options{UserAgent: "A (a@b.c)"}, ""},
+		{"no user agent", halaxy.Options{}, "user_agent is required"},
+		{"user agent without email", halaxy.Options{UserAgent: "Acme Sync"}, "not in the shape"},
+		{"user agent without name", halaxy.Options{UserAgent: "(ops@acme.example)"}, "not in the shape"},
+		{"user agent email without @", halaxy.Options{UserAgent: "Acme (ops)"}, "not in the shape"},
+		{"user agent with a newline", halaxy.Options{UserAgent: "Acme\r\nX: y (ops@acme.example)"}, "not in the shape"},
+		{"relative base", halaxy.Options{BaseURL: "/main/", UserAgent: userAgent}, "base_url"},
+		{"ftp base", halaxy.Options{BaseURL: "ftp://x/main/", UserAgent: userAgent}, "base_url"},
+		{"base with query", halaxy.Options{BaseURL: "https://x/main/?a=b", UserAgent: userAgent}, "base_url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := halaxy.New(tt.opts)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+func TestGet(t *testing.T) {
+	t.Parallel()
+	var (
+		mu  sync.Mutex
+		got *http.Request
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = r.Clone(context.Background())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	last := func() *http.Request {
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+	a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL + "/main/", UserAgent: userAgent})
+	require.NoError(t, err)
+	tok := secret.New("the-token")
+
+	resp, err := a.Get(t.Context(), "Patient?_count=50", tok)
+	require.NoError(t, err)
+	resp.Body.Close()
+	r := last()
+	require.Equal(t, "/main/Patient", r.URL.Path)
+	require.Equal(t, "_count=50", r.URL.RawQuery)
+	require.Equal(t, "application/fhir+json", r.Header.Get("Accept"))
+	require.Equal(t, userAgent, r.Header.Get("User-Agent"))
+	require.Equal(t, "Bearer the-token", r.Header.Get("Authorization"))
+
+	// A Bundle's next link on the same server is followed.
+	resp, err = a.Get(t.Context(), srv.URL+"/main/Patient?page=2", tok)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, "page=2", last().URL.RawQuery)
+
+	// The token is never sent elsewhere.
+	for _, p := range []string{"https://evil.example/main/Patient", "//evil.example/main/Patient", "../other/Patient"} {
+		_, err = a.Get(t.Context(), p, tok)
+		require.ErrorContains(t, err, "not under the base URL", p)
+	}
+}

@@ -1,0 +1,74 @@
+// Package sandbox emulates the vendors tokenrelay talks to, quirks
+// included, for the dev mode (make run), the tests and the benchmarks. It is
+// one http.Handler (Sandbox.Handler) that tests mount on an
+// httptest.Server, or a server of its own (Sandbox.Serve, cmd/sandbox).
+//
+// # Vendors
+//
+// Halaxy, under HalaxyPath (/halaxy/main/), so a Halaxy base URL is
+// server URL + HalaxyPath:
+//
+//   - POST oauth/token: a JSON body {"grant_type":"client_credentials",
+//     "client_id","client_secret"}. It requires Accept: application/fhir+json
+//     (else 406), a User-Agent "NAME (EMAIL)" (else 400 invalid_request), a
+//     JSON Content-Type (else 415). An unknown or deleted client or a wrong
+//     secret gets 401 {"error":"invalid_client"}. Success answers
+//     {"token_type":"Bearer","expires_in":<ClaimedExpiresIn>,"access_token"},
+//     claiming 3600 s by default while the token really dies after
+//     RealTokenLifetime (15 minutes), as the real Halaxy does.
+//   - GET Patient: a FHIR R4B searchset Bundle of a few fake patients, as
+//     application/fhir+json. It requires the same Accept and User-Agent and
+//     a valid bearer token: an expired, unknown, missing or revoked token
+//     gets 401 and is counted (Sandbox.ExpiredUses, UnknownUses,
+//     RevokedUses). Answers carry x-ratelimit-limit and
+//     x-ratelimit-remaining; past HalaxyRateLimit requests of one OAuth
+//     client in a sliding HalaxyRateWindow, 429 with retry-after in seconds.
+//
+// Generic OAuth 2.0 client credentials, under OAuth2Path (/oauth2/):
+//
+//   - POST token: form-encoded grant_type=client_credentials, the client
+//     authenticated by HTTP Basic (RFC 6749 section 2.3.1, form-urlencoded
+//     id and secret) or by client_id and client_secret in the body, not both.
+//     Same client registry as Halaxy. Success answers {"access_token",
+//     "token_type":"Bearer","expires_in":<RealTokenLifetime>} (this server
+//     says the truth), with the scope echoed when one was asked for.
+//   - GET Patient: as Halaxy's, without the header requirements and the
+//     rate limit.
+//
+// A token is valid only on the API that issued it and only while its client
+// exists: deleting a client (DeleteClient) revokes its tokens at once, as a
+// patient deleting their portal key does.
+//
+// # Control
+//
+// Tests call the Go methods (AddClient, DeleteClient, Inject, TokenCalls,
+// ...). Other processes use JSON over HTTP under ControlPath (/_sandbox/);
+// durations are Go duration strings ("15m", "7s"):
+//
+//	GET    /_sandbox/clients                 ["id", ...]
+//	POST   /_sandbox/clients                 {"client_id","client_secret"}            204
+//	DELETE /_sandbox/clients/{id}                                                     204
+//	GET    /_sandbox/clients/{id}/stats      {"token_calls","token_call_times","expired_uses","issued_tokens"}
+//	GET    /_sandbox/settings                {"real_token_lifetime","claimed_expires_in"}
+//	PUT    /_sandbox/settings                the same, fields optional                204
+//	GET    /_sandbox/faults                  [fault, ...] (those still active)
+//	POST   /_sandbox/faults                  fault                                    204
+//	DELETE /_sandbox/faults                  clear every fault                        204
+//	GET    /_sandbox/stats                   {"total_token_calls","expired_uses","unknown_uses","revoked_uses",
+//	                                          "remembered_tokens","clients":{id:{"token_calls","expired_uses","issued_tokens"}}}
+//	POST   /_sandbox/reset                   reset the counters                       204
+//
+// A fault is {"client_id","endpoint":"token"|"patient"|"all","kind":
+// "latency"|"server_error"|"malformed"|"reset"|"rate_limited","latency",
+// "status","retry_after","times"}; see Fault. For example:
+//
+//	curl -X POST localhost:8090/_sandbox/faults -d '{"kind":"rate_limited","retry_after":"7s","times":1}'
+//
+// The control endpoints have no authentication: listen on loopback only.
+//
+// # Secrets
+//
+// The sandbox logs token fingerprints, never a token or a client secret, so
+// that tests can grep every log line of a run for the tokens it issued
+// (IssuedTokens) without the sandbox's own lines getting in the way.
+package sandbox
