@@ -2,7 +2,6 @@ package halaxy_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
+	"github.com/tokenrelay/tokenrelay/vendors/internal/vendortest"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -27,41 +27,23 @@ const (
 	clientSecret = "hx-SECRET-7f3a9c1e55d2"
 )
 
-var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
-
 var cred = vendors.Credential{ID: "clinic-42", ClientID: clientID, ClientSecret: secret.New(clientSecret)}
 
 type bundle struct {
-	sb      *sandbox.Sandbox
-	srv     *httptest.Server
-	clock   *sandbox.ManualClock
+	sb      vendortest.Sandbox
 	adapter *halaxy.Adapter
 }
 
 func setup(t *testing.T, edit func(*halaxy.Options)) bundle {
 	t.Helper()
-	clock := sandbox.NewManualClock(t0)
-	sb := sandbox.New(sandbox.Options{Clock: clock.Now})
-	sb.AddClient(clientID, clientSecret)
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	opts := halaxy.Options{BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent, Clock: clock.Now}
+	sb := vendortest.StartSandbox(t, sandbox.Options{}, cred)
+	opts := halaxy.Options{BaseURL: sb.URL + sandbox.HalaxyPath, UserAgent: userAgent, Clock: sb.Clock.Now}
 	if edit != nil {
 		edit(&opts)
 	}
 	a, err := halaxy.New(opts)
 	require.NoError(t, err)
-	return bundle{sb: sb, srv: srv, clock: clock, adapter: a}
-}
-
-// requireNoSecret checks that nothing a caller may log of err holds the secret.
-func requireNoSecret(t *testing.T, err error, secrets ...string) {
-	t.Helper()
-	for _, s := range append(secrets, clientSecret) {
-		for _, text := range []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err)} {
-			require.NotContains(t, text, s)
-		}
-	}
+	return bundle{sb: sb, adapter: a}
 }
 
 func TestToken(t *testing.T) {
@@ -74,7 +56,7 @@ func TestToken(t *testing.T) {
 	require.Equal(t, []string{tok.AccessToken.Reveal()}, b.sb.IssuedTokens(clientID))
 	require.Equal(t, "Bearer", tok.TokenType)
 	require.Equal(t, time.Hour, tok.ClaimedLifetime, "Halaxy claims 3600 s; the caller caps it")
-	require.Equal(t, t0, tok.IssuedAt)
+	require.Equal(t, vendortest.T0, tok.IssuedAt)
 	require.True(t, tok.RefreshToken.IsZero())
 	require.Equal(t, 1, b.sb.TokenCalls(clientID))
 
@@ -85,7 +67,7 @@ func TestToken(t *testing.T) {
 	require.Equal(t, "499", resp.Header.Get("x-ratelimit-remaining"))
 
 	// The token really lives 15 minutes, not the hour it claims.
-	b.clock.Advance(15 * time.Minute)
+	b.sb.Clock.Advance(15 * time.Minute)
 	resp, err = b.adapter.Get(t.Context(), "/Patient", tok.AccessToken)
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -95,71 +77,21 @@ func TestToken(t *testing.T) {
 
 func TestTokenFailures(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name       string
-		prepare    func(b bundle)
-		timeout    time.Duration
-		class      string
-		status     int
-		retryAfter time.Duration
-	}{
-		{"deleted client", func(b bundle) { b.sb.DeleteClient(clientID) }, 0, vendors.ClassRevoked, 401, 0},
-		{"wrong secret", func(b bundle) { b.sb.AddClient(clientID, "rotated") }, 0, vendors.ClassRevoked, 401, 0},
-		{"latency", func(b bundle) {
-			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}))
-		}, 50 * time.Millisecond, vendors.ClassTimeout, 0, 0},
-		{"server error", func(b bundle) {
-			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultServerError, Status: 503, RetryAfter: 30 * time.Second}))
-		}, 0, vendors.ClassServer, 503, 30 * time.Second},
-		{"malformed", func(b bundle) {
-			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultMalformed}))
-		}, 0, vendors.ClassMalformed, 200, 0},
-		{"reset", func(b bundle) {
-			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultReset}))
-		}, 0, vendors.ClassNetwork, 0, 0},
-		{"rate limited", func(b bundle) {
-			require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultRateLimited, RetryAfter: 7 * time.Second}))
-		}, 0, vendors.ClassRateLimited, 429, 7 * time.Second},
-		{"zero expires_in", func(b bundle) { b.sb.SetClaimedExpiresIn(0) }, 0, vendors.ClassMalformed, 200, 0},
-		{"negative expires_in", func(b bundle) { b.sb.SetClaimedExpiresIn(-time.Hour) }, 0, vendors.ClassMalformed, 200, 0},
+	claim := func(d time.Duration) func(testing.TB, *sandbox.Sandbox, string) {
+		return func(_ testing.TB, sb *sandbox.Sandbox, _ string) { sb.SetClaimedExpiresIn(d) }
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, func(o *halaxy.Options) {
-				if tt.timeout > 0 {
-					o.HTTPClient = &http.Client{Timeout: tt.timeout}
-				}
-			})
-			tt.prepare(b)
-			_, err := b.adapter.Token(t.Context(), cred)
-			require.Error(t, err)
-			var ve *vendors.Error
-			require.ErrorAs(t, err, &ve)
-			require.Equal(t, "halaxy", ve.Vendor)
-			require.Equal(t, "request token", ve.Op)
-			t.Log(err)
-			require.Equal(t, tt.class, ve.Class, "%v", err)
-			require.Equal(t, tt.class, vendors.Classify(err))
-			require.Equal(t, tt.status, ve.Status)
-			require.Equal(t, tt.retryAfter, vendors.RetryAfter(err))
-			require.Equal(t, tt.class == vendors.ClassRevoked, vendors.IsRevoked(err))
-			require.Equal(t, 1, b.sb.TokenCalls(clientID), "exactly one token call, even on failure")
-			require.Equal(t, 1, b.sb.TotalTokenCalls())
-			requireNoSecret(t, err)
+	cases := append(vendortest.TokenFailures(),
+		vendortest.TokenCase{Name: "zero expires_in", Prepare: claim(0), Class: vendors.ClassMalformed, Status: 200},
+		vendortest.TokenCase{Name: "negative expires_in", Prepare: claim(-time.Hour), Class: vendors.ClassMalformed, Status: 200},
+	)
+	vendortest.RunTokenFailures(t, cases, func(t *testing.T, timeout time.Duration) vendortest.Env {
+		b := setup(t, func(o *halaxy.Options) {
+			if timeout > 0 {
+				o.HTTPClient = &http.Client{Timeout: timeout}
+			}
 		})
-	}
-}
-
-func TestTokenContextDeadline(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	require.NoError(t, b.sb.Inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}))
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	_, err := b.adapter.Token(ctx, cred)
-	require.Equal(t, vendors.ClassTimeout, vendors.Classify(err))
-	require.Equal(t, 1, b.sb.TokenCalls(clientID))
+		return vendortest.Env{Sandbox: b.sb.Sandbox, Source: b.adapter, Cred: cred, Vendor: "halaxy"}
+	})
 }
 
 // TestTokenAnswers covers answers the sandbox does not give, from a fake
@@ -183,7 +115,7 @@ func TestTokenAnswers(t *testing.T) {
 			vendors.ClassRejected, 0, "invalid_request: bad"},
 		{"403", 403, nil, `<html>Forbidden</html>`, vendors.ClassRejected, 0, "<html>Forbidden</html>"},
 		{"redirect", 302, map[string]string{"Location": "https://elsewhere.example/"}, ``, vendors.ClassRejected, 0, ""},
-		{"429 with a date", 429, map[string]string{"Retry-After": t0.Add(90 * time.Second).Format(http.TimeFormat)}, ``,
+		{"429 with a date", 429, map[string]string{"Retry-After": vendortest.T0.Add(90 * time.Second).Format(http.TimeFormat)}, ``,
 			vendors.ClassRateLimited, 90 * time.Second, ""},
 		{"502 html", 502, nil, "<html>\n<body>Bad   Gateway</body>\n</html>", vendors.ClassServer, 0, "<html> <body>Bad Gateway</body> </html>"},
 		{"secret echoed", 400, nil, `{"error":"invalid_request","error_description":"client_secret ` + clientSecret + ` is malformed"}`,
@@ -209,18 +141,15 @@ func TestTokenAnswers(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			clock := sandbox.NewManualClock(t0)
+			clock := sandbox.NewManualClock(vendortest.T0)
 			a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL, UserAgent: userAgent, Clock: clock.Now})
 			require.NoError(t, err)
 			_, err = a.Token(t.Context(), cred)
-			var ve *vendors.Error
-			require.ErrorAs(t, err, &ve)
-			require.Equal(t, tt.class, ve.Class, "%v", err)
-			require.Equal(t, tt.status, ve.Status)
-			require.Equal(t, tt.retryAfter, ve.RetryAfter)
+			vendortest.RequireError(t, err, vendortest.Want{Vendor: "halaxy", Op: "request token",
+				Class: tt.class, Status: tt.status, RetryAfter: tt.retryAfter})
 			require.Contains(t, err.Error(), tt.contains)
 			require.LessOrEqual(t, len(err.Error()), 120+vendors.MaxExcerpt)
-			requireNoSecret(t, err, "tok-abc", "abc")
+			vendortest.RequireNoSecret(t, err, clientSecret, "tok-abc", "abc")
 			require.EqualValues(t, 1, calls.Load())
 		})
 	}

@@ -240,7 +240,8 @@ func (a *Adapter) malformed(rec *recorder, why string) *vendors.Error {
 }
 
 // expiresIn reads the expires_in the library kept in the token's extra
-// fields: a JSON number, or a string (form-encoded answers, some servers).
+// fields: a JSON number, an int64 or float64 parsed from a form-encoded
+// answer, or a string (some servers quote it).
 func expiresIn(v any) (time.Duration, error) {
 	var n float64
 	switch v := v.(type) {
@@ -248,6 +249,8 @@ func expiresIn(v any) (time.Duration, error) {
 		return 0, nil
 	case float64:
 		n = v
+	case int64: // a form-encoded answer
+		n = float64(v)
 	case json.Number:
 		f, err := v.Float64()
 		if err != nil {

@@ -175,7 +175,7 @@ func (s *Sandbox) statsJSON() map[string]any {
 		"expired_uses":      s.expiredUses,
 		"unknown_uses":      s.unknownUses,
 		"revoked_uses":      s.revokedUses,
-		"remembered_tokens":       s.tokens.len(),
+		"remembered_tokens": s.tokens.len(),
 		"clients":           clients,
 	}
 }

@@ -31,13 +31,12 @@ func (s *Sandbox) patient(fl flavor) http.HandlerFunc {
 			return
 		}
 		if fl.fhirHeaders {
-			if !acceptsFHIR(r) {
-				writeOutcome(w, http.StatusNotAcceptable, "not-supported", "Accept must be "+mediaFHIR)
-				return
-			}
-			if !userAgentRE.MatchString(r.UserAgent()) {
-				writeOutcome(w, http.StatusBadRequest, "required",
-					`User-Agent must identify the application as "APP_VENDOR_NAME (APP_VENDOR_EMAIL)"`)
+			if status, msg := halaxyHeaderProblem(r); status != 0 {
+				code := "required"
+				if status == http.StatusNotAcceptable {
+					code = "not-supported"
+				}
+				writeOutcome(w, status, code, msg)
 				return
 			}
 		}

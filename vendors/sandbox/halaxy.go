@@ -31,13 +31,8 @@ func (s *Sandbox) halaxyToken(w http.ResponseWriter, r *http.Request) {
 	if s.applyFault(w, r, EndpointToken, req.ClientID, writeOAuthError) {
 		return
 	}
-	if !acceptsFHIR(r) {
-		writeOAuthError(w, http.StatusNotAcceptable, "invalid_request", "Accept must be "+mediaFHIR)
-		return
-	}
-	if !userAgentRE.MatchString(r.UserAgent()) {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
-			`User-Agent must identify the application as "APP_VENDOR_NAME (APP_VENDOR_EMAIL)"`)
+	if status, msg := halaxyHeaderProblem(r); status != 0 {
+		writeOAuthError(w, status, "invalid_request", msg)
 		return
 	}
 	if media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); media != "application/json" {
@@ -67,6 +62,19 @@ func (s *Sandbox) halaxyToken(w http.ResponseWriter, r *http.Request) {
 		"expires_in":   seconds(claimed),
 		"access_token": tok,
 	})
+}
+
+// halaxyHeaderProblem says what is wrong, if anything, with the headers
+// Halaxy requires on every request: the status to answer (0 if nothing)
+// and why.
+func halaxyHeaderProblem(r *http.Request) (int, string) {
+	switch {
+	case !acceptsFHIR(r):
+		return http.StatusNotAcceptable, "Accept must be " + mediaFHIR
+	case !userAgentRE.MatchString(r.UserAgent()):
+		return http.StatusBadRequest, `User-Agent must identify the application as "APP_VENDOR_NAME (APP_VENDOR_EMAIL)"`
+	}
+	return 0, ""
 }
 
 // acceptsFHIR reports whether the request's Accept names application/fhir+json.

@@ -44,6 +44,15 @@ func setup(t *testing.T, opts sandbox.Options) bundle {
 	return bundle{sb: sb, srv: srv, clock: clock}
 }
 
+// do sends req to the sandbox; the answer's body is closed at the end of the test.
+func (b bundle) do(t *testing.T, req *http.Request) *http.Response {
+	t.Helper()
+	resp, err := b.srv.Client().Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
 // halaxyTokenRequest builds a Halaxy token request with the right headers;
 // edit lets a test break one.
 func (b bundle) halaxyTokenRequest(t *testing.T, id, secret string, edit func(*http.Request)) *http.Response {
@@ -58,10 +67,7 @@ func (b bundle) halaxyTokenRequest(t *testing.T, id, secret string, edit func(*h
 	if edit != nil {
 		edit(req)
 	}
-	resp, err := b.srv.Client().Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return b.do(t, req)
 }
 
 type tokenAnswer struct {
@@ -99,10 +105,7 @@ func (b bundle) patient(t *testing.T, base, token string, edit func(*http.Reques
 	if edit != nil {
 		edit(req)
 	}
-	resp, err := b.srv.Client().Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return b.do(t, req)
 }
 
 func TestHalaxyTokenQuirks(t *testing.T) {
@@ -176,10 +179,7 @@ func TestHalaxyBadGrantAndBody(t *testing.T) {
 		req.Header.Set("Accept", "application/fhir+json")
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", testUA)
-		resp, err := b.srv.Client().Do(req)
-		require.NoError(t, err)
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
+		return b.do(t, req)
 	}
 	resp := post(`{"grant_type":"password","client_id":"client-1","client_secret":"x"}`)
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
@@ -294,10 +294,7 @@ func oauth2Post(t *testing.T, b bundle, form url.Values, basicID, basicSecret st
 	if basicID != "" {
 		req.SetBasicAuth(url.QueryEscape(basicID), url.QueryEscape(basicSecret))
 	}
-	resp, err := b.srv.Client().Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return b.do(t, req)
 }
 
 func TestOAuth2Token(t *testing.T) {

@@ -1,0 +1,201 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// TestPipelineRenewsExactlyOnce runs 500 credentials whose tokens live 3 s
+// through 2 schedulers and 3 workers over at least three renewals each,
+// with services fetching and using the tokens all along, and one worker
+// stopped midway.
+func TestPipelineRenewsExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run of 500 credentials")
+	}
+	t.Parallel()
+	const (
+		credentials = 500
+		lifetime    = 3 * time.Second
+		renewals    = 3
+	)
+	p := newPipeline(t, credentials, lifetime, "")
+	schedulers := []*role{p.scheduler(), p.scheduler()}
+	workers := []*role{p.worker(), p.worker(), p.worker()}
+
+	useCtx, stopUsing := context.WithCancel(context.Background())
+	users := p.useTokens(useCtx, p.inspect.NATS, 8)
+
+	p.waitGenerations(2, time.Minute)
+	workers[2].stop(t) // a worker leaves mid-run; the others carry on
+	p.waitGenerations(1+renewals+1, 2*time.Minute)
+
+	stopUsing()
+	users.Wait()
+	for _, w := range workers[:2] {
+		w.stop(t)
+	}
+	p.waitOutboxEmpty()
+	for _, s := range schedulers {
+		s.stop(t)
+	}
+
+	sums := p.summaries()
+	require.Len(t, sums, credentials)
+	for _, c := range p.cfg.Credentials {
+		s := sums[c.ID]
+		require.Equal(t, store.StateActive, s.State, "credential %s", c.ID)
+		require.GreaterOrEqual(t, s.Generation, int64(1+renewals))
+		// Exactly one token-endpoint call per renewal.
+		require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(c.ClientID), "credential %s: token calls vs renewals", c.ID)
+	}
+	require.Zero(t, p.sandbox.ExpiredUses(), "no request may be sent with an expired token")
+	require.Zero(t, p.sandbox.UnknownUses())
+
+	evs := p.readStream(p.inspect.JS)
+	p.checkRenewals(evs, sums)
+
+	// No secret anywhere: not in a log line, not in an event.
+	logs := p.logs.String()
+	require.NotEmpty(t, logs)
+	var all strings.Builder
+	all.WriteString(logs)
+	for _, e := range evs {
+		all.WriteString(e.Raw)
+	}
+	haystack := all.String()
+	secrets := p.secretsOf()
+	require.Greater(t, len(secrets), credentials*(renewals+1))
+	for _, s := range secrets {
+		if strings.Contains(haystack, s) {
+			t.Fatalf("a secret (%.4s…) appears in the logs or events", s)
+		}
+	}
+}
+
+// TestPipelineSurvivesNATSOutage stops the NATS server while renewals go
+// on, starts it again, and expects every event in the stream exactly once.
+func TestPipelineSurvivesNATSOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run with a NATS outage")
+	}
+	t.Parallel()
+	ns, url := startNATS(t, 0, t.TempDir())
+	storeDir := ns.StoreDir()
+	port := ns.Addr().(*net.TCPAddr).Port
+
+	p := newPipeline(t, 20, 2*time.Second, url)
+	sched := p.scheduler()
+	work := p.worker()
+	p.waitGenerations(2, 30*time.Second)
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	before := p.summaries()
+	// Renewals go on while NATS is away; their events wait in the outbox.
+	require.Eventually(t, func() bool {
+		for id, s := range p.summaries() {
+			if s.Generation < before[id].Generation+2 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond)
+	depth, err := events.NewOutbox(p.inspect.Redis, p.cfg.Redis.Prefix).Depth(context.Background())
+	require.NoError(t, err)
+	require.Positive(t, depth, "events should be waiting in the outbox while NATS is down")
+
+	ns2, _ := startNATS(t, port, storeDir)
+	_ = ns2
+	p.waitOutboxEmpty()
+	work.stop(t)
+	p.waitOutboxEmpty()
+	sched.stop(t)
+
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	p.checkRenewals(p.readStream(js), p.summaries())
+}
+
+// TestPipelineDeletedClientIsRevokedOnce deletes a client at the vendor, as
+// a patient deleting a portal key does: one key.revoked, no more token calls.
+func TestPipelineDeletedClientIsRevokedOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run")
+	}
+	t.Parallel()
+	p := newPipeline(t, 8, 2*time.Second, "")
+	sched := p.scheduler()
+	work := p.worker()
+	p.waitGenerations(2, 30*time.Second)
+
+	doomed := p.cfg.Credentials[3] // a portal (generic OAuth2) credential
+	require.Equal(t, "portal", doomed.Vendor)
+	p.sandbox.DeleteClient(doomed.ClientID)
+	require.Eventually(t, func() bool { return p.summaries()[doomed.ID].State == store.StateRevoked },
+		10*time.Second, 50*time.Millisecond)
+	calls := p.sandbox.TokenCalls(doomed.ClientID)
+	gen := p.summaries()[doomed.ID].Generation
+	require.Equal(t, int(gen)+1, calls, "the refused call is the only one past the last renewal")
+
+	// The others renew twice more; the revoked one is never called again.
+	now := p.summaries()
+	require.Eventually(t, func() bool {
+		for id, s := range p.summaries() {
+			if id != doomed.ID && s.Generation < now[id].Generation+2 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, calls, p.sandbox.TokenCalls(doomed.ClientID))
+	work.stop(t)
+	p.waitOutboxEmpty()
+	sched.stop(t)
+
+	var revoked []events.KeyRevoked
+	for _, e := range p.readStream(p.inspect.JS) {
+		if e.Env.Type == events.TypeKeyRevoked {
+			var d events.KeyRevoked
+			require.NoError(t, json.Unmarshal(e.Env.Data, &d))
+			revoked = append(revoked, d)
+		}
+		if e.Env.Type == events.TypeTokenRefreshFailed {
+			t.Errorf("a definitive refusal is not a transient failure: %s", e.Raw)
+		}
+	}
+	require.Len(t, revoked, 1)
+	require.Equal(t, doomed.ID, revoked[0].Credential)
+	require.Equal(t, events.ReasonRevokedByVendor, revoked[0].Reason)
+}
+
+// startNATS starts a NATS server of the test's own with JetStream (port 0:
+// any free port), so that it can be stopped without touching the shared one.
+func startNATS(t *testing.T, port int, storeDir string) (*natsserver.Server, string) {
+	t.Helper()
+	if port == 0 {
+		port = -1
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second), "nats server did not start")
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns, "nats://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
+}
