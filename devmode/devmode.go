@@ -41,6 +41,9 @@ type Options struct {
 	// place (for a terminal), otherwise a summary is printed every 5 s.
 	Out  io.Writer
 	Live bool
+	// SummaryEvery is how often the view is printed when not Live
+	// (default 5s).
+	SummaryEvery time.Duration
 	// LogFile receives the processes' logs (default: a file in the temp dir).
 	LogFile string
 	// Lookup reads the environment (default os.LookupEnv): REDIS_URL and
@@ -61,6 +64,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
+	}
+	if o.SummaryEvery <= 0 {
+		o.SummaryEvery = 5 * time.Second
 	}
 	if o.Lookup == nil {
 		o.Lookup = os.LookupEnv
@@ -143,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 
 	footer := fmt.Sprintf("redis %s · nats %s · sandbox %s · worker http://%s/healthz\nlogs: %s · subscribe: nats sub -s %s 'token.renewed.>'",
 		redactURL(redisURL), natsURL, sandboxURL, httpAddr, o.LogFile, natsURL)
-	view := time.NewTicker(500 * time.Millisecond)
+	view := time.NewTicker(min(500*time.Millisecond, o.SummaryEvery))
 	defer view.Stop()
 	lastSummary := time.Time{}
 	for {
@@ -161,7 +167,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return errors.New("devmode: a role stopped unexpectedly")
 		case now := <-view.C:
-			if !o.Live && now.Sub(lastSummary) < 5*time.Second {
+			if !o.Live && now.Sub(lastSummary) < o.SummaryEvery {
 				continue
 			}
 			lastSummary = now

@@ -241,7 +241,6 @@ func (h *RefreshHandler) fail(log zerolog.Logger, cred store.Credential, owner s
 	return nil
 }
 
-
 func (h *RefreshHandler) release(cred store.Credential, owner string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -24,7 +24,9 @@ import (
 // tokenFunc is a fake vendor built from a func.
 type tokenFunc func(ctx context.Context, c vendors.Credential) (vendors.Token, error)
 
-func (f tokenFunc) Token(ctx context.Context, c vendors.Credential) (vendors.Token, error) { return f(ctx, c) }
+func (f tokenFunc) Token(ctx context.Context, c vendors.Credential) (vendors.Token, error) {
+	return f(ctx, c)
+}
 
 type fakeClock struct {
 	mu  sync.Mutex

@@ -37,7 +37,8 @@ func TestValueNeverPrintsItself(t *testing.T) {
 
 func TestFingerprintStableAndDistinct(t *testing.T) {
 	t.Parallel()
-	if New("a").Fingerprint() != New("a").Fingerprint() {
+	a1, a2 := New("a"), New("a")
+	if a1.Fingerprint() != a2.Fingerprint() {
 		t.Fatal("fingerprint not stable")
 	}
 	if New("a").Fingerprint() == New("b").Fingerprint() {

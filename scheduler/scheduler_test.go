@@ -1,0 +1,144 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+type bundle struct {
+	st    *store.Store
+	rdb   *redis.Client
+	clock *clock
+	q     *asynq.Inspector
+	mk    func() *Scheduler
+}
+
+func setup(t *testing.T, credentials int) *bundle {
+	t.Helper()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	kr, err := seal.NewKeyring(make([]byte, 32))
+	require.NoError(t, err)
+	b := &bundle{rdb: rdb, clock: &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
+	b.st, err = store.New(rdb, store.Options{Prefix: "t:", Keyring: kr, Clock: b.clock.Now})
+	require.NoError(t, err)
+	for i := range credentials {
+		_, err := b.st.Upsert(context.Background(), store.NewCredential{
+			ID: "c" + string(rune('a'+i)), Vendor: "v", ClientID: "id", ClientSecret: secret.New("s"),
+		})
+		require.NoError(t, err)
+	}
+	b.q = asynq.NewInspectorFromRedisClient(rdb)
+	b.mk = func() *Scheduler {
+		s, err := New(Options{Store: b.st, Enqueuer: asynq.NewClientFromRedisClient(rdb), Logger: zerolog.Nop(),
+			Clock: b.clock.Now, ClaimLease: 10 * time.Second})
+		require.NoError(t, err)
+		return s
+	}
+	return b
+}
+
+// pending returns the ids of the tasks waiting on the critical queue.
+func (b *bundle) pending(t *testing.T) []string {
+	t.Helper()
+	tasks, err := b.q.ListPendingTasks(jobs.QueueCritical)
+	if err != nil {
+		return nil // the queue does not exist yet
+	}
+	var ids []string
+	for _, task := range tasks {
+		require.Equal(t, jobs.TypeTokenRefresh, task.Type)
+		ids = append(ids, task.ID)
+	}
+	return ids
+}
+
+func TestTickEnqueuesEachDueCredentialOnceAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5)
+	replicas := []*Scheduler{b.mk(), b.mk(), b.mk()}
+	var wg sync.WaitGroup
+	for _, s := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				_, err := s.Tick(context.Background())
+				require.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	ids := b.pending(t)
+	require.ElementsMatch(t, []string{
+		jobs.RefreshTaskID("ca", 0), jobs.RefreshTaskID("cb", 0), jobs.RefreshTaskID("cc", 0),
+		jobs.RefreshTaskID("cd", 0), jobs.RefreshTaskID("ce", 0),
+	}, ids)
+}
+
+func TestLostTaskComesBackAfterTheLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	s := b.mk()
+	n, err := s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	// The task is lost (deleted from the queue, as a flush would).
+	require.NoError(t, b.q.DeleteTask(jobs.QueueCritical, jobs.RefreshTaskID("ca", 0)))
+	require.Empty(t, b.pending(t))
+	n, err = s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "within the lease, nothing is due again")
+	b.clock.Advance(11 * time.Second)
+	n, err = s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []string{jobs.RefreshTaskID("ca", 0)}, b.pending(t))
+}
+
+func TestReconcileRestoresLostDueIndex(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	require.NoError(t, b.rdb.Del(context.Background(), "t:due").Err())
+	s := b.mk()
+	n, err := s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing is due while the index is lost")
+	s.reconcile(context.Background())
+	n, err = s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.mk().Run(ctx) }()
+	require.Eventually(t, func() bool { return len(b.pending(t)) == 2 }, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
