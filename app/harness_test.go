@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,24 +27,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
-// syncBuffer collects every log line of a run, for the secret grep.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // pipeline is one test's tokenrelay: a sandbox, a configuration on the real
 // Redis (a DB of its own) and a NATS server (the shared one, or the test's
 // own), and any number of scheduler and worker roles, each with its own
@@ -55,7 +36,7 @@ type pipeline struct {
 	cfg     *config.Config
 	sandbox *sandbox.Sandbox
 	sbURL   string
-	logs    *syncBuffer
+	logs    *testenv.Buffer // every log line of the run, for the secret grep
 	log     zerolog.Logger
 	inspect *app.Env // connections for the test's own reads
 }
@@ -91,7 +72,7 @@ func newPipeline(t *testing.T, credentials int, lifetime time.Duration, natsURL 
 	cfg.NATS.Stream = strings.ToUpper(testenv.Unique("T_"))
 	cfg.NATS.SubjectPrefix = testenv.Unique("t") + "."
 	cfg.Scheduler.ClaimLease = config.Duration(5 * time.Second)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	p := &pipeline{t: t, cfg: cfg, sandbox: sb, sbURL: srv.URL, logs: logs,
 		log: zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()}
 	p.inspect = p.connect()

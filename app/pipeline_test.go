@@ -4,17 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
@@ -93,7 +92,7 @@ func TestPipelineSurvivesNATSOutage(t *testing.T) {
 		t.Skip("integration run with a NATS outage")
 	}
 	t.Parallel()
-	ns, url := startNATS(t, 0, t.TempDir())
+	ns, url := testenv.StartNATS(t, 0, t.TempDir())
 	storeDir := ns.StoreDir()
 	port := ns.Addr().(*net.TCPAddr).Port
 
@@ -118,7 +117,7 @@ func TestPipelineSurvivesNATSOutage(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, depth, "events should be waiting in the outbox while NATS is down")
 
-	ns2, _ := startNATS(t, port, storeDir)
+	ns2, _ := testenv.StartNATS(t, port, storeDir)
 	_ = ns2
 	p.waitOutboxEmpty()
 	work.stop(t)
@@ -183,19 +182,4 @@ func TestPipelineDeletedClientIsRevokedOnce(t *testing.T) {
 	require.Len(t, revoked, 1)
 	require.Equal(t, doomed.ID, revoked[0].Credential)
 	require.Equal(t, events.ReasonRevokedByVendor, revoked[0].Reason)
-}
-
-// startNATS starts a NATS server of the test's own with JetStream (port 0:
-// any free port), so that it can be stopped without touching the shared one.
-func startNATS(t *testing.T, port int, storeDir string) (*natsserver.Server, string) {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir, NoSigs: true})
-	require.NoError(t, err)
-	ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second), "nats server did not start")
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns, "nats://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
 }

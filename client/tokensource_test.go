@@ -28,26 +28,15 @@ const (
 	tick       = 5 * time.Millisecond
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time               { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Add(d time.Duration)          { c.ns.Add(int64(d)) }
-func (c *fakeClock) Set(t time.Time)              { c.ns.Store(t.UnixNano()) }
-func (c *fakeClock) In(d time.Duration) time.Time { return c.Now().Add(d) }
+// clockStart is where the tests' manual clocks start.
+var clockStart = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 // bundle is a token service on the real NATS, under a prefix of its own,
 // reading from a settable fake store.
 type bundle struct {
 	nc     *nats.Conn
 	prefix string
-	clock  *fakeClock // the client's clock and, unless split, the service's
+	clock  *testenv.Clock // the client's clock and, unless split, the service's
 	calls  atomic.Int64
 
 	mu   sync.Mutex
@@ -65,7 +54,7 @@ type setupOpts struct {
 func setup(t *testing.T, o setupOpts) *bundle {
 	t.Helper()
 	nc, _, _ := testenv.NATS(t)
-	b := &bundle{nc: nc, prefix: testenv.Unique("t") + ".", clock: newFakeClock()}
+	b := &bundle{nc: nc, prefix: testenv.Unique("t") + ".", clock: testenv.NewClock(clockStart)}
 	if o.noService {
 		return b
 	}
@@ -145,7 +134,7 @@ func (b *bundle) renewed(t *testing.T, gen int64) {
 	t.Helper()
 	env, err := events.New(events.TypeTokenRenewed, vendor, credential, b.clock.Now(), events.TokenRenewed{
 		Vendor: vendor, Credential: credential, Generation: gen,
-		IssuedAt: b.clock.Now(), ExpiresAt: b.clock.In(time.Hour), Fingerprint: secret.Fingerprint("x"),
+		IssuedAt: b.clock.Now(), ExpiresAt: b.clock.Now().Add(time.Hour), Fingerprint: secret.Fingerprint("x"),
 	})
 	require.NoError(t, err)
 	body, err := json.Marshal(env)
@@ -165,7 +154,7 @@ func requireToken(t *testing.T, ts oauth2.TokenSource, want string) *oauth2.Toke
 func TestTokenIsCached(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	exp := b.clock.In(time.Hour)
+	exp := b.clock.Now().Add(time.Hour)
 	b.store(1, "tok-1", exp)
 	ts := b.source(t)
 
@@ -213,7 +202,7 @@ func TestTokenRefetchedNearExpiry(t *testing.T) {
 			requireToken(t, ts, "tok-1")
 			require.EqualValues(t, 1, b.calls.Load())
 
-			b.store(2, "tok-2", b.clock.In(time.Hour))
+			b.store(2, "tok-2", b.clock.Now().Add(time.Hour))
 			b.clock.Set(exp.Add(-tt.refetch))
 			requireToken(t, ts, "tok-2")
 			require.EqualValues(t, 2, b.calls.Load())
@@ -224,12 +213,12 @@ func TestTokenRefetchedNearExpiry(t *testing.T) {
 func TestRenewedEventDropsCache(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	b.store(5, "tok-5", b.clock.In(time.Hour))
+	b.store(5, "tok-5", b.clock.Now().Add(time.Hour))
 	ts := b.source(t)
 	requireToken(t, ts, "tok-5")
 
 	// The relay renews: the store moves on, then the event is published.
-	b.store(6, "tok-6", b.clock.In(2*time.Hour))
+	b.store(6, "tok-6", b.clock.Now().Add(2*time.Hour))
 	b.renewed(t, 6)
 	// The new token is prefetched in the background...
 	require.Eventually(t, func() bool { return b.calls.Load() == 2 }, wait, tick)
@@ -258,7 +247,7 @@ func TestRenewedEventDropsCache(t *testing.T) {
 func TestRenewedEventBeforeFirstTokenFetchesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	b.store(3, "tok-3", b.clock.In(time.Hour))
+	b.store(3, "tok-3", b.clock.Now().Add(time.Hour))
 	ts := b.source(t)
 
 	b.renewed(t, 3)
@@ -271,7 +260,7 @@ func TestRenewedEventBeforeFirstTokenFetchesNothing(t *testing.T) {
 func TestConcurrentCallersShareOneRequest(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	b.store(1, "tok-1", b.clock.In(time.Hour))
+	b.store(1, "tok-1", b.clock.Now().Add(time.Hour))
 	release := b.blockReads()
 	ts := b.source(t)
 
@@ -304,7 +293,7 @@ func TestConcurrentCallersShareOneRequest(t *testing.T) {
 func TestTokenContextGivesUpWithItsContext(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	b.store(1, "tok-1", b.clock.In(time.Hour))
+	b.store(1, "tok-1", b.clock.Now().Add(time.Hour))
 	release := b.blockReads()
 	ts := b.source(t)
 
@@ -334,7 +323,7 @@ func TestReplyErrors(t *testing.T) {
 
 	b.mu.Lock()
 	b.cred = store.Credential{ID: credential, Vendor: vendor, State: store.StateRevoked, Generation: 3,
-		Token: store.Token{AccessToken: secret.New("tok-3"), ExpiresAt: b.clock.In(time.Hour)}}
+		Token: store.Token{AccessToken: secret.New("tok-3"), ExpiresAt: b.clock.Now().Add(time.Hour)}}
 	b.mu.Unlock()
 	_, err := ts.Token()
 	require.ErrorIs(t, err, client.ErrRevoked)
@@ -367,7 +356,7 @@ func TestNeverReturnsAnExpiredToken(t *testing.T) {
 	t.Run("stale token is a fallback only until it expires", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, setupOpts{})
-		exp := b.clock.In(time.Hour)
+		exp := b.clock.Now().Add(time.Hour)
 		b.store(1, "tok-1", exp)
 		ts := b.source(t)
 		requireToken(t, ts, "tok-1")
@@ -389,7 +378,7 @@ func TestNeverReturnsAnExpiredToken(t *testing.T) {
 	t.Run("relay says expired", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, setupOpts{})
-		exp := b.clock.In(time.Hour)
+		exp := b.clock.Now().Add(time.Hour)
 		b.store(1, "tok-1", exp)
 		ts := b.source(t)
 		requireToken(t, ts, "tok-1")
@@ -402,10 +391,10 @@ func TestNeverReturnsAnExpiredToken(t *testing.T) {
 
 	t.Run("token expired on arrival by this host's clock", func(t *testing.T) {
 		t.Parallel()
-		serviceClock := newFakeClock()
+		serviceClock := testenv.NewClock(clockStart)
 		b := setup(t, setupOpts{serviceClock: serviceClock.Now})
-		b.store(1, "tok-1", serviceClock.In(time.Minute))
-		b.clock.Set(serviceClock.In(2 * time.Minute)) // the client's clock runs ahead
+		b.store(1, "tok-1", serviceClock.Now().Add(time.Minute))
+		b.clock.Set(serviceClock.Now().Add(2 * time.Minute)) // the client's clock runs ahead
 		ts := b.source(t)
 
 		tok, err := ts.Token()
@@ -417,7 +406,7 @@ func TestNeverReturnsAnExpiredToken(t *testing.T) {
 func TestClose(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	b.store(1, "tok-1", b.clock.In(time.Hour))
+	b.store(1, "tok-1", b.clock.Now().Add(time.Hour))
 	ts, err := client.NewTokenSource(b.nc, vendor, credential,
 		client.WithSubjectPrefix(b.prefix), client.WithClock(b.clock.Now))
 	require.NoError(t, err)

@@ -1,32 +1,19 @@
 package devmode
 
 import (
-	"bytes"
 	"context"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/store"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 var renewedCount = regexp.MustCompile(`token\.renewed (\d+)`)
 
@@ -35,7 +22,7 @@ var renewedCount = regexp.MustCompile(`token\.renewed (\d+)`)
 // cancelling stops everything cleanly.
 func TestRunWholePipelineInProcess(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
 // A writer appends an event to the Redis outbox; the relay (one active per
@@ -99,7 +100,7 @@ func exampleServers() (natsURL, redisAddr string, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	ns, err := runNATSServer(-1, dir)
+	ns, err := testenv.RunNATS(-1, dir)
 	if err != nil {
 		panic(err)
 	}

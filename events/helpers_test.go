@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -221,26 +219,4 @@ func freePort(tb testing.TB) int {
 	require.NoError(tb, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// runNATSServer starts an embedded NATS server with JetStream on a port
-// (-1 for any) and store directory of the caller's choice.
-func runNATSServer(port int, storeDir string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  storeDir,
-		NoLog:     true,
-		NoSigs:    true,
-	})
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded NATS server on port %d not ready", port)
-	}
-	return s, nil
 }

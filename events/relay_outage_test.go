@@ -26,7 +26,7 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		srv *server.Server
 	)
 	start := func() {
-		s, err := runNATSServer(port, storeDir)
+		s, err := testenv.RunNATS(port, storeDir)
 		require.NoError(t, err)
 		mu.Lock()
 		srv = s

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
 	"github.com/tokenrelay/tokenrelay/policy"
-	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
@@ -28,18 +28,10 @@ func (f tokenFunc) Token(ctx context.Context, c vendors.Credential) (vendors.Tok
 	return f(ctx, c)
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 type bundle struct {
 	st    *store.Store
 	rdb   *redis.Client
-	clock *fakeClock
+	clock *testenv.Clock
 	h     *RefreshHandler
 	calls int
 	next  func() (vendors.Token, error) // what the fake vendor answers
@@ -48,14 +40,8 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	kr, err := seal.NewKeyring(make([]byte, 32))
-	require.NoError(t, err)
-	b := &bundle{rdb: rdb, clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
-	b.st, err = store.New(rdb, store.Options{Prefix: "t:", Keyring: kr, Clock: b.clock.Now})
-	require.NoError(t, err)
+	b := &bundle{clock: testenv.NewClock(storetest.T0)}
+	b.st, b.rdb = storetest.New(t, b.clock.Now)
 	vendor := Vendor{
 		Tokens: tokenFunc(func(context.Context, vendors.Credential) (vendors.Token, error) {
 			b.mu.Lock()
@@ -67,6 +53,7 @@ func setup(t *testing.T) *bundle {
 		MaxLifetime: 15 * time.Minute,
 		Renewal:     policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
 	}
+	var err error
 	b.h, err = NewRefreshHandler(RefreshDeps{
 		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
 		Vendor: func(name string) (Vendor, bool) { return vendor, name == "halaxy-au" },

@@ -6,44 +6,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 type bundle struct {
 	st    *store.Store
 	rdb   *redis.Client
-	clock *clock
+	clock *testenv.Clock
 	q     *asynq.Inspector
 	mk    func() *Scheduler
 }
 
 func setup(t *testing.T, credentials int) *bundle {
 	t.Helper()
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	kr, err := seal.NewKeyring(make([]byte, 32))
-	require.NoError(t, err)
-	b := &bundle{rdb: rdb, clock: &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
-	b.st, err = store.New(rdb, store.Options{Prefix: "t:", Keyring: kr, Clock: b.clock.Now})
-	require.NoError(t, err)
+	b := &bundle{clock: testenv.NewClock(storetest.T0)}
+	b.st, b.rdb = storetest.New(t, b.clock.Now)
+	rdb := b.rdb
 	for i := range credentials {
 		_, err := b.st.Upsert(context.Background(), store.NewCredential{
 			ID: "c" + string(rune('a'+i)), Vendor: "v", ClientID: "id", ClientSecret: secret.New("s"),

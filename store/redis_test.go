@@ -7,15 +7,14 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
@@ -36,30 +35,12 @@ const (
 	refreshToken2 = "refresh-token-second-generation-1z2y3x4w"
 )
 
-// clock is a test clock the store reads through Options.Clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // bundle is what a test works with.
 type bundle struct {
 	ctx    context.Context
 	rdb    redis.UniversalClient
 	store  *store.Store
-	clock  *clock
+	clock  *testenv.Clock // the store reads it through Options.Clock
 	ring   *seal.Keyring
 	prefix string
 }
@@ -82,7 +63,7 @@ func testKeyring(t testing.TB, current byte, old ...byte) *seal.Keyring {
 // newBundle builds a store on rdb under prefix with a test clock at t0.
 func newBundle(t testing.TB, rdb redis.UniversalClient, prefix string) *bundle {
 	t.Helper()
-	b := &bundle{ctx: context.Background(), rdb: rdb, clock: &clock{now: t0}, ring: testKeyring(t, 1), prefix: prefix}
+	b := &bundle{ctx: context.Background(), rdb: rdb, clock: testenv.NewClock(t0), ring: testKeyring(t, 1), prefix: prefix}
 	s, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: b.ring, Clock: b.clock.Now})
 	require.NoError(t, err)
 	b.store = s
@@ -92,10 +73,7 @@ func newBundle(t testing.TB, rdb redis.UniversalClient, prefix string) *bundle {
 // setup runs a store on a fresh miniredis with the default prefix.
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	return newBundle(t, rdb, events.DefaultPrefix)
+	return newBundle(t, testenv.Miniredis(t), events.DefaultPrefix)
 }
 
 func newCred(id string) store.NewCredential {
@@ -218,9 +196,7 @@ func requireOutboxEntry(t testing.TB, ev events.Envelope, msg redis.XMessage) {
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb := testenv.Miniredis(t)
 
 	_, err := store.New(rdb, store.Options{})
 	require.ErrorContains(t, err, "Keyring is required")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -280,29 +279,11 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	require.ErrorContains(t, err, "SubjectPrefix")
 }
 
-// syncBuffer is a bytes.Buffer safe for the handler goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLogsNeverHoldTheToken(t *testing.T) {
 	t.Parallel()
 	nc, _, _ := testenv.NATS(t)
 	prefix := testenv.Unique("t") + "."
-	var logs syncBuffer
+	var logs testenv.Buffer // safe for the handler goroutine and the test
 	start(t, nc, prefix, func(context.Context, string) (store.Credential, error) {
 		return active(), nil
 	}, tokenservice.Options{Logger: zerolog.New(&logs).Level(zerolog.DebugLevel)})

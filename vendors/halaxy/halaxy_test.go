@@ -2,12 +2,10 @@ package halaxy_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,16 +129,7 @@ func TestTokenAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var calls atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				calls.Add(1)
-				for k, v := range tt.header {
-					w.Header().Set(k, v)
-				}
-				w.WriteHeader(tt.status)
-				_, _ = io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
+			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, Header: tt.header, Body: tt.body})
 			clock := sandbox.NewManualClock(vendortest.T0)
 			a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL, UserAgent: userAgent, Clock: clock.Now})
 			require.NoError(t, err)
@@ -150,17 +139,15 @@ func TestTokenAnswers(t *testing.T) {
 			require.Contains(t, err.Error(), tt.contains)
 			require.LessOrEqual(t, len(err.Error()), 120+vendors.MaxExcerpt)
 			vendortest.RequireNoSecret(t, err, clientSecret, "tok-abc", "abc")
-			require.EqualValues(t, 1, calls.Load())
+			require.EqualValues(t, 1, srv.Calls())
 		})
 	}
 }
 
 func TestTokenStringExpiresIn(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, `{"token_type":"bearer","expires_in":"900","access_token":"tok"}`)
-	}))
-	defer srv.Close()
+	srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: http.StatusOK,
+		Body: `{"token_type":"bearer","expires_in":"900","access_token":"tok"}`})
 	a, err := halaxy.New(halaxy.Options{BaseURL: srv.URL, UserAgent: userAgent})
 	require.NoError(t, err)
 	tok, err := a.Token(t.Context(), cred)
@@ -171,35 +158,20 @@ func TestTokenStringExpiresIn(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		opts    halaxy.Options
-		wantErr string
-	}{
-		{"defaults", halaxy.Options{UserAgent: userAgent}, ""},
-		{"eu", halaxy.Options{BaseURL: halaxy.BaseURLEU, UserAgent: userAgent}, ""},
-		{"no trailing slash", halaxy.Options{BaseURL: "https://au-api.halaxy.com/main", UserAgent: userAgent}, ""},
-		{"one-letter name", halaxy.Options{UserAgent: "A (a@b.c)"}, ""},
-		{"no user agent", halaxy.Options{}, "user_agent is required"},
-		{"user agent without email", halaxy.Options{UserAgent: "Acme Sync"}, "not in the shape"},
-		{"user agent without name", halaxy.Options{UserAgent: "(ops@acme.example)"}, "not in the shape"},
-		{"user agent email without @", halaxy.Options{UserAgent: "Acme (ops)"}, "not in the shape"},
-		{"user agent with a newline", halaxy.Options{UserAgent: "Acme\r\nX: y (ops@acme.example)"}, "not in the shape"},
-		{"relative base", halaxy.Options{BaseURL: "/main/", UserAgent: userAgent}, "base_url"},
-		{"ftp base", halaxy.Options{BaseURL: "ftp://x/main/", UserAgent: userAgent}, "base_url"},
-		{"base with query", halaxy.Options{BaseURL: "https://x/main/?a=b", UserAgent: userAgent}, "base_url"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := halaxy.New(tt.opts)
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	vendortest.RunNew(t, []vendortest.NewCase[halaxy.Options]{
+		{Name: "defaults", Opts: halaxy.Options{UserAgent: userAgent}},
+		{Name: "eu", Opts: halaxy.Options{BaseURL: halaxy.BaseURLEU, UserAgent: userAgent}},
+		{Name: "no trailing slash", Opts: halaxy.Options{BaseURL: "https://au-api.halaxy.com/main", UserAgent: userAgent}},
+		{Name: "one-letter name", Opts: halaxy.Options{UserAgent: "A (a@b.c)"}},
+		{Name: "no user agent", Opts: halaxy.Options{}, WantErr: "user_agent is required"},
+		{Name: "user agent without email", Opts: halaxy.Options{UserAgent: "Acme Sync"}, WantErr: "not in the shape"},
+		{Name: "user agent without name", Opts: halaxy.Options{UserAgent: "(ops@acme.example)"}, WantErr: "not in the shape"},
+		{Name: "user agent email without @", Opts: halaxy.Options{UserAgent: "Acme (ops)"}, WantErr: "not in the shape"},
+		{Name: "user agent with a newline", Opts: halaxy.Options{UserAgent: "Acme\r\nX: y (ops@acme.example)"}, WantErr: "not in the shape"},
+		{Name: "relative base", Opts: halaxy.Options{BaseURL: "/main/", UserAgent: userAgent}, WantErr: "base_url"},
+		{Name: "ftp base", Opts: halaxy.Options{BaseURL: "ftp://x/main/", UserAgent: userAgent}, WantErr: "base_url"},
+		{Name: "base with query", Opts: halaxy.Options{BaseURL: "https://x/main/?a=b", UserAgent: userAgent}, WantErr: "base_url"},
+	}, func(o halaxy.Options) error { _, err := halaxy.New(o); return err })
 }
 
 func TestGet(t *testing.T) {

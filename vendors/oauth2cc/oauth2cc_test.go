@@ -2,12 +2,8 @@ package oauth2cc_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,32 +137,13 @@ func TestTokenAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var (
-				calls atomic.Int32
-				mu    sync.Mutex
-				ua    string
-			)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				calls.Add(1)
-				mu.Lock()
-				ua = r.UserAgent()
-				mu.Unlock()
-				for k, v := range tt.header {
-					w.Header().Set(k, v)
-				}
-				w.Header().Set("Content-Type", tt.contentType)
-				w.WriteHeader(tt.status)
-				_, _ = io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
+			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, ContentType: tt.contentType, Header: tt.header, Body: tt.body})
 			clock := sandbox.NewManualClock(vendortest.T0)
 			a, err := oauth2cc.New(oauth2cc.Options{TokenURL: srv.URL + "/token", UserAgent: "tokenrelay-test/1", Clock: clock.Now})
 			require.NoError(t, err)
 			tok, err := a.Token(t.Context(), cred)
-			require.EqualValues(t, 1, calls.Load(), "exactly one call, whatever the answer")
-			mu.Lock()
-			require.Equal(t, "tokenrelay-test/1", ua)
-			mu.Unlock()
+			require.EqualValues(t, 1, srv.Calls(), "exactly one call, whatever the answer")
+			require.Equal(t, "tokenrelay-test/1", srv.UserAgent())
 			if tt.class == "" {
 				require.NoError(t, err)
 				require.Equal(t, "tok-abc", tok.AccessToken.Reveal())
@@ -185,38 +162,20 @@ func TestTokenAnswers(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		opts    oauth2cc.Options
-		wantErr string
-	}{
-		{"minimal", oauth2cc.Options{TokenURL: "https://auth.example/token"}, ""},
-		{"no token url", oauth2cc.Options{}, "token_url is required"},
-		{"relative token url", oauth2cc.Options{TokenURL: "/token"}, "not an http(s) URL"},
-		{"bad auth style", oauth2cc.Options{TokenURL: "https://auth.example/token", AuthStyle: 7}, "auth style"},
-		{"two-line user agent", oauth2cc.Options{TokenURL: "https://auth.example/token", UserAgent: "a\nb"}, "one line"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := oauth2cc.New(tt.opts)
-			if tt.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tt.wantErr)
-		})
-	}
+	vendortest.RunNew(t, []vendortest.NewCase[oauth2cc.Options]{
+		{Name: "minimal", Opts: oauth2cc.Options{TokenURL: "https://auth.example/token"}},
+		{Name: "no token url", Opts: oauth2cc.Options{}, WantErr: "token_url is required"},
+		{Name: "relative token url", Opts: oauth2cc.Options{TokenURL: "/token"}, WantErr: "not an http(s) URL"},
+		{Name: "bad auth style", Opts: oauth2cc.Options{TokenURL: "https://auth.example/token", AuthStyle: 7}, WantErr: "auth style"},
+		{Name: "two-line user agent", Opts: oauth2cc.Options{TokenURL: "https://auth.example/token", UserAgent: "a\nb"}, WantErr: "one line"},
+	}, func(o oauth2cc.Options) error { _, err := oauth2cc.New(o); return err })
 }
 
 func TestErrorsNeverQuoteA2xxBody(t *testing.T) {
 	t.Parallel()
 	// A 2xx body may hold a token: even a broken one is not quoted.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
-		_, _ = io.WriteString(w, "access_token=tok-%zz-abc")
-	}))
-	defer srv.Close()
+	srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: http.StatusOK,
+		ContentType: "application/x-www-form-urlencoded", Body: "access_token=tok-%zz-abc"})
 	a, err := oauth2cc.New(oauth2cc.Options{TokenURL: srv.URL})
 	require.NoError(t, err)
 	_, err = a.Token(t.Context(), cred)

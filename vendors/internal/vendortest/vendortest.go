@@ -1,11 +1,17 @@
 // Package vendortest holds what the tests of every vendor adapter share: the
-// token failures the sandbox can cause and the checks of a classified error.
+// token failures the sandbox can cause, the checks of a classified error, a
+// fake token endpoint for answers the sandbox does not give, and the table
+// run of an adapter's New.
 package vendortest
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,6 +156,84 @@ func RunTokenFailures(t *testing.T, cases []TokenCase, setup func(t *testing.T, 
 			require.Equal(t, 1, env.Sandbox.TokenCalls(env.Cred.ClientID), "exactly one token call, even on failure")
 			require.Equal(t, 1, env.Sandbox.TotalTokenCalls())
 			RequireNoSecret(t, err, env.Cred.ClientSecret.Reveal())
+		})
+	}
+}
+
+// Answer is what a fake token endpoint answers every request with.
+type Answer struct {
+	Status int
+	// ContentType, when set, is the Content-Type header; else the server
+	// sniffs the body.
+	ContentType string
+	Header      map[string]string
+	Body        string
+}
+
+// Endpoint is a fake token endpoint on a test server.
+type Endpoint struct {
+	// URL is the test server's URL.
+	URL   string
+	calls atomic.Int32
+	mu    sync.Mutex
+	ua    string
+}
+
+// ServeAnswer starts a fake token endpoint, closed at the end of the test,
+// that gives every request answer.
+func ServeAnswer(t testing.TB, answer Answer) *Endpoint {
+	t.Helper()
+	e := &Endpoint{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.calls.Add(1)
+		e.mu.Lock()
+		e.ua = r.UserAgent()
+		e.mu.Unlock()
+		for k, v := range answer.Header {
+			w.Header().Set(k, v)
+		}
+		if answer.ContentType != "" {
+			w.Header().Set("Content-Type", answer.ContentType)
+		}
+		w.WriteHeader(answer.Status)
+		_, _ = io.WriteString(w, answer.Body)
+	}))
+	t.Cleanup(srv.Close)
+	e.URL = srv.URL
+	return e
+}
+
+// Calls is how many requests the endpoint has had.
+func (e *Endpoint) Calls() int32 { return e.calls.Load() }
+
+// UserAgent is the User-Agent of the last request.
+func (e *Endpoint) UserAgent() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ua
+}
+
+// NewCase is a set of an adapter's options and what its New must say of
+// them: "" for no error, else a part of the error.
+type NewCase[O any] struct {
+	Name    string
+	Opts    O
+	WantErr string
+}
+
+// RunNew runs each case, in parallel, through newAdapter (the adapter's New)
+// and checks its error.
+func RunNew[O any](t *testing.T, cases []NewCase[O], newAdapter func(O) error) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			t.Parallel()
+			err := newAdapter(tt.Opts)
+			if tt.WantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.WantErr)
 		})
 	}
 }
