@@ -64,7 +64,9 @@ func RunScheduler(ctx context.Context, env *Env) error {
 // credential removed from the file stays in the store.
 func SyncCredentials(ctx context.Context, env *Env) error {
 	for i, c := range env.Config.Credentials {
-		res, err := env.Store.Upsert(ctx, store.NewCredential{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID, ClientSecret: c.ClientSecret})
+		res, err := env.Store.Upsert(ctx, store.NewCredential{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID, Keys: store.Keys{
+			ClientSecret: c.ClientSecret, PrivateKey: c.PrivateKey, KeyID: c.KeyID, APIKey: c.APIKey,
+		}})
 		if err != nil {
 			return fmt.Errorf("app: add credentials[%d] (%s): %w", i, c.ID, err)
 		}

@@ -130,7 +130,10 @@ func (h *RefreshHandler) Handle(ctx context.Context, p Refresh) error {
 	// vendor has issued must be stored, or the next attempt would be a
 	// second token call for this renewal. It is bounded by the claim.
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.d.ClaimLease-h.d.ClaimLease/5)
-	tok, err := v.Tokens.Token(callCtx, vendors.Credential{ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret})
+	tok, err := v.Tokens.Token(callCtx, vendors.Credential{
+		ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret, PrivateKey: cred.PrivateKey,
+		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: cred.Token.RefreshToken,
+	})
 	cancel()
 	if err != nil {
 		return h.fail(log, cred, owner, err)

@@ -59,7 +59,7 @@ func setup(t *testing.T) *bundle {
 		Vendor: func(name string) (Vendor, bool) { return vendor, name == "halaxy-au" },
 	})
 	require.NoError(t, err)
-	_, err = b.st.Upsert(context.Background(), store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid", ClientSecret: secret.New("csecret")})
+	_, err = b.st.Upsert(context.Background(), store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid", Keys: store.Keys{ClientSecret: secret.New("csecret")}})
 	require.NoError(t, err)
 	b.answer(halaxyToken(b.clock.Now(), "tok-1"), nil)
 	return b

@@ -33,7 +33,7 @@ func setup(t *testing.T, credentials int) *bundle {
 	rdb := b.rdb
 	for i := range credentials {
 		_, err := b.st.Upsert(context.Background(), store.NewCredential{
-			ID: "c" + string(rune('a'+i)), Vendor: "v", ClientID: "id", ClientSecret: secret.New("s"),
+			ID: "c" + string(rune('a'+i)), Vendor: "v", ClientID: "id", Keys: store.Keys{ClientSecret: secret.New("s")},
 		})
 		require.NoError(t, err)
 	}

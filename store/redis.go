@@ -91,13 +91,17 @@ func (s *Store) Upsert(ctx context.Context, c NewCredential) (UpsertResult, erro
 	if c.Vendor == "" {
 		return "", fmt.Errorf("store: upsert %s: vendor is empty", c.ID)
 	}
-	sealed, err := s.seal(c.ID, fClientSecret, c.ClientSecret)
+	bundle, err := c.Keys.encode()
+	if err != nil {
+		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+	}
+	sealed, err := s.seal(c.ID, fClientSecret, bundle)
 	if err != nil {
 		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
 	}
 	res, err := scriptUpsert.Run(ctx, s.rdb,
 		[]string{s.credKey(c.ID), s.creds, s.due},
-		c.ID, c.Vendor, c.ClientID, sealed, c.ClientSecret.Fingerprint(), ms(s.now()),
+		c.ID, c.Vendor, c.ClientID, sealed, bundle.Fingerprint(), ms(s.now()),
 	).Text()
 	if err != nil {
 		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
@@ -427,7 +431,9 @@ func (s *Store) decode(id string, f fields, sealed ...string) (Credential, error
 		v := secret.New(string(plain))
 		switch field {
 		case fClientSecret:
-			c.ClientSecret = v
+			if c.Keys, err = decodeKeys(plain); err != nil {
+				return Credential{}, fmt.Errorf("open %s: %w", field, err)
+			}
 		case fAccessToken:
 			c.Token.AccessToken = v
 		case fRefreshToken:

@@ -191,7 +191,7 @@ func footprint(t *testing.T, rdb *redis.Client, n int) int64 {
 	for i := range n {
 		id := "clinic-" + strconv.Itoa(100000+i)
 		_, err := s.store.Upsert(ctx, store.NewCredential{
-			ID: id, Vendor: vendor, ClientID: clientID, ClientSecret: secret.New(clientSecret),
+			ID: id, Vendor: vendor, ClientID: clientID, Keys: store.Keys{ClientSecret: secret.New(clientSecret)},
 		})
 		require.NoError(t, err)
 		s.renew(t, id, 0, accessToken, refreshToken)

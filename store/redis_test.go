@@ -77,7 +77,7 @@ func setup(t *testing.T) *bundle {
 }
 
 func newCred(id string) store.NewCredential {
-	return store.NewCredential{ID: id, Vendor: vendor, ClientID: clientID, ClientSecret: secret.New(clientSecret)}
+	return store.NewCredential{ID: id, Vendor: vendor, ClientID: clientID, Keys: store.Keys{ClientSecret: secret.New(clientSecret)}}
 }
 
 // add upserts a new credential.
@@ -212,7 +212,7 @@ func TestUpsertCreates(t *testing.T) {
 	c, err := b.store.Get(b.ctx, "clinic-42")
 	require.NoError(t, err)
 	require.Equal(t, store.Credential{
-		ID: "clinic-42", Vendor: vendor, ClientID: clientID, ClientSecret: secret.New(clientSecret),
+		ID: "clinic-42", Vendor: vendor, ClientID: clientID, Keys: store.Keys{ClientSecret: secret.New(clientSecret)},
 		State: store.StateActive, NextRefresh: t0, CreatedAt: t0, UpdatedAt: t0,
 	}, c)
 
@@ -457,7 +457,7 @@ func TestCommitRenewal(t *testing.T) {
 	c, err := b.store.Get(b.ctx, "clinic-42")
 	require.NoError(t, err)
 	require.Equal(t, store.Credential{
-		ID: "clinic-42", Vendor: vendor, ClientID: clientID, ClientSecret: secret.New(clientSecret),
+		ID: "clinic-42", Vendor: vendor, ClientID: clientID, Keys: store.Keys{ClientSecret: secret.New(clientSecret)},
 		State: store.StateActive, Generation: 1, Token: r.Token, NextRefresh: r.NextRefresh,
 		CreatedAt: t0, UpdatedAt: now,
 	}, c)

@@ -58,10 +58,25 @@ func (e *BusyError) Error() string {
 
 // NewCredential is a credential to add.
 type NewCredential struct {
-	ID           string
-	Vendor       string
-	ClientID     string
+	ID       string
+	Vendor   string
+	ClientID string
+	Keys
+}
+
+// Keys is the key material a vendor issued for a credential, besides its
+// client id. Which fields a kind uses: halaxy, oauth2, fhir-portal and
+// redox-legacy a client secret; redox a private key (or an HS384 client
+// secret) and its key id; healthsync an API key. It is sealed at rest as one
+// value.
+type Keys struct {
 	ClientSecret secret.Value
+	// PrivateKey is a PEM private key signing client assertions (redox).
+	PrivateKey secret.Value
+	// KeyID is the kid of PrivateKey (not a secret, sealed with it anyway).
+	KeyID string
+	// APIKey is a static API key (healthsync).
+	APIKey secret.Value
 }
 
 // Token is a credential's current token.
@@ -75,11 +90,11 @@ type Token struct {
 
 // Credential is everything the store knows about one credential.
 type Credential struct {
-	ID           string
-	Vendor       string
-	ClientID     string
-	ClientSecret secret.Value
-	State        State
+	ID       string
+	Vendor   string
+	ClientID string
+	Keys
+	State State
 	// StateBeforeClaim is, on a credential returned by Claim, the state it
 	// was in before the claim made it refreshing.
 	StateBeforeClaim State

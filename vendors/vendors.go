@@ -23,8 +23,18 @@ type Credential struct {
 	ID string
 	// ClientID is the vendor's client id (Halaxy "Client ID", OAuth client_id).
 	ClientID string
-	// ClientSecret is the vendor's client secret.
+	// ClientSecret is the vendor's client secret (redox-legacy: the API
+	// key's secret; redox: an HS384 signing secret).
 	ClientSecret secret.Value
+	// PrivateKey is a PEM private key signing client assertions (redox).
+	PrivateKey secret.Value
+	// KeyID is the kid of PrivateKey.
+	KeyID string
+	// APIKey is a static API key (healthsync).
+	APIKey secret.Value
+	// RefreshToken is the refresh token stored from the last grant, for
+	// vendors that hand one out; zero otherwise.
+	RefreshToken secret.Value
 }
 
 // Token is what a vendor's token endpoint granted.
