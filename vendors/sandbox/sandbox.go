@@ -80,6 +80,12 @@ type Sandbox struct {
 	halaxy  flavor
 	oauth2  flavor
 
+	// One emulator per further vendor kind, each in its own file.
+	redox       *redoxSandbox
+	redoxLegacy *redoxLegacySandbox
+	healthSync  *healthSyncSandbox
+	fhirPortal  *fhirPortalSandbox
+
 	mu           sync.Mutex
 	realLifetime time.Duration
 	claimed      time.Duration
@@ -139,6 +145,10 @@ func New(opts Options) *Sandbox {
 		s.halaxy.limiter = newSlidingWindow(opts.HalaxyRateLimit, opts.HalaxyRateWindow)
 	}
 	s.oauth2 = flavor{api: apiOAuth2, base: OAuth2Path}
+	s.redox = newRedoxSandbox(s)
+	s.redoxLegacy = newRedoxLegacySandbox(s)
+	s.healthSync = newHealthSyncSandbox(s)
+	s.fhirPortal = newFHIRPortalSandbox(s)
 	s.handler = s.routes()
 	return s
 }
@@ -149,6 +159,10 @@ func (s *Sandbox) routes() http.Handler {
 	mux.HandleFunc("GET "+HalaxyPath+"Patient", s.patient(s.halaxy))
 	mux.HandleFunc("POST "+OAuth2Path+"token", s.oauth2Token)
 	mux.HandleFunc("GET "+OAuth2Path+"Patient", s.patient(s.oauth2))
+	s.redox.routes(mux)
+	s.redoxLegacy.routes(mux)
+	s.healthSync.routes(mux)
+	s.fhirPortal.routes(mux)
 	s.controlRoutes(mux)
 	return mux
 }
