@@ -34,6 +34,12 @@ var luaRelease string
 //go:embed lua/reconcile.lua
 var luaReconcile string
 
+//go:embed lua/revoke.lua
+var luaRevoke string
+
+//go:embed lua/enable.lua
+var luaEnable string
+
 var (
 	scriptUpsert        = newScript(luaUpsert)
 	scriptClaimDue      = newScript(luaClaimDue)
@@ -42,6 +48,8 @@ var (
 	scriptCommitFailure = newScript(luaCommitFailure)
 	scriptRelease       = newScript(luaRelease)
 	scriptReconcile     = newScript(luaReconcile)
+	scriptRevoke        = newScript(luaRevoke)
+	scriptEnable        = newScript(luaEnable)
 )
 
 func newScript(body string) *redis.Script { return redis.NewScript(luaPrelude + "\n" + body) }
@@ -52,4 +60,5 @@ const (
 	replyNotFound = "NOTFOUND"
 	replyStale    = "STALE"
 	replyBusy     = "BUSY"
+	replyRevoked  = "REVOKED"
 )

@@ -1,0 +1,24 @@
+-- enable puts a credential back in service, with new key material when
+-- given: state active, failures and last error cleared, any claim dropped,
+-- and due now so that a token is fetched at once with the new keys.
+--
+-- KEYS[1] cred hash   KEYS[2] due zset
+-- ARGV    id, client id ('' keeps it), sealed keys ('' keeps them),
+--         keys fingerprint, now
+-- Returns {'OK'} or {'NOTFOUND'}.
+local cred, due = KEYS[1], KEYS[2]
+local id, client_id, sealed, fp, now = unpack(ARGV)
+
+if redis.call('EXISTS', cred) == 0 then
+  return {'NOTFOUND'}
+end
+if client_id ~= '' then
+  redis.call('HSET', cred, 'client_id', client_id)
+end
+if sealed ~= '' then
+  redis.call('HSET', cred, 'client_secret', sealed, 'secret_fp', fp)
+end
+redis.call('HSET', cred, 'state', 'active', 'failures', '0', 'next_refresh', now, 'updated_at', now)
+redis.call('HDEL', cred, 'last_class', 'last_error', 'claim_owner', 'claim_until', 'prev_state')
+redis.call('ZADD', due, now, id)
+return {'OK'}
