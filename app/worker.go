@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/tokenservice"
 )
@@ -32,7 +33,7 @@ type WorkerOptions struct {
 
 // RunWorker runs the worker role until ctx ends: the asynq server on the
 // critical, default and low queues, the token service on NATS, and the HTTP
-// server (health now; webhooks, metrics and the admin API later). On
+// server (health, and the admin API when http.admin_token is set). On
 // shutdown, tasks in flight finish (a vendor call already made is stored).
 func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	log := env.Logger.With().Str("role", "worker").Logger()
@@ -87,7 +88,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
-	hs := &http.Server{Handler: httpRoutes(env), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: httpRoutes(env, log), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	log.Info().Str("http", ln.Addr().String()).Int("concurrency", o.Concurrency).Msg("worker started")
@@ -107,8 +108,12 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	return runErr
 }
 
-func httpRoutes(env *Env) http.Handler {
+func httpRoutes(env *Env, log zerolog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/admin/", admin.Handler(admin.Deps{
+		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
+		Logger: log.With().Str("component", "admin").Logger(),
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -333,4 +334,27 @@ func (c *Config) validateCredentials(p *problems, vendorNames []string) {
 func isPrivateKeyPEM(v secret.Value) bool {
 	block, _ := pem.Decode([]byte(v.Reveal()))
 	return block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY")
+}
+
+// CheckCredential validates one credential added at run time (admin API,
+// CLI import) against the configured vendors, with the same rules as the
+// file's credentials. Problems name the field alone ("client_secret"), not
+// a position in the file. Uniqueness of the id is the store's concern.
+func (c *Config) CheckCredential(cr Credential) error {
+	one := &Config{Vendors: c.Vendors, Credentials: []Credential{cr}}
+	p := newProblems()
+	names := make([]string, 0, len(c.Vendors))
+	for n := range c.Vendors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	one.validateCredentials(p, names)
+	err := p.err()
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		for i := range ve.Problems {
+			ve.Problems[i].Path = strings.TrimPrefix(ve.Problems[i].Path, "credentials[0].")
+		}
+	}
+	return err
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/policy"
-	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
@@ -191,7 +190,7 @@ func (h *RefreshHandler) fail(log zerolog.Logger, cred store.Credential, owner s
 		f = store.Failure{State: store.StateRevoked, Class: class, Message: msg}
 		ev, err := events.New(events.TypeKeyRevoked, cred.Vendor, cred.ID, now, events.KeyRevoked{
 			Vendor: cred.Vendor, Credential: cred.ID, Generation: cred.Generation,
-			Reason: events.ReasonRevokedByVendor, KeyFingerprint: secret.Fingerprint(cred.ClientID), Message: msg,
+			Reason: events.ReasonRevokedByVendor, KeyFingerprint: cred.KeyFingerprint(), Message: msg,
 		})
 		if err != nil {
 			return err

@@ -36,3 +36,13 @@ func decodeKeys(plain []byte) (Keys, error) {
 	}
 	return Keys{ClientSecret: secret.New(j.ClientSecret), PrivateKey: secret.New(j.PrivateKey), KeyID: j.KeyID, APIKey: secret.New(j.APIKey)}, nil
 }
+
+// KeyFingerprint identifies the key a credential authenticates with,
+// without revealing it, for events such as key.revoked: the API key's
+// fingerprint where there is one, else the client id's.
+func (c Credential) KeyFingerprint() string {
+	if !c.APIKey.IsZero() {
+		return c.APIKey.Fingerprint()
+	}
+	return secret.Fingerprint(c.ClientID)
+}

@@ -1,0 +1,126 @@
+// Package admin is the worker's admin API: credentials added (one at a time
+// or imported by the thousand as JSON lines), listed, revoked and re-enabled
+// at run time, without restarting anything, behind a bearer token. Secrets
+// are accepted, never returned: listings show fingerprints, states, expiry
+// and the last error. Every action is audited in the log.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// Store is what the admin API needs of the credential store.
+type Store interface {
+	Upsert(ctx context.Context, c store.NewCredential) (store.UpsertResult, error)
+	Get(ctx context.Context, id string) (store.Credential, error)
+	Scan(ctx context.Context, fn func(store.Summary) error) error
+	Revoke(ctx context.Context, id string, gen int64, class, message string, ev events.Envelope) error
+	Enable(ctx context.Context, id, clientID string, keys *store.Keys) error
+}
+
+// Deps are the admin API's dependencies.
+type Deps struct {
+	// Config supplies the vendors and the rules a credential must meet.
+	Config *config.Config
+	Store  Store
+	// Token is the bearer token every request must carry; empty turns the
+	// admin API off (every route answers 404 saying so).
+	Token secret.Value
+	// RevokeAtVendor, if set, is called before an operator's revocation
+	// for vendors that can revoke a key themselves; it returns nil where
+	// there is nothing to call.
+	RevokeAtVendor func(ctx context.Context, c store.Credential) error
+	Logger         zerolog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Limits.
+const (
+	// MaxBody is the largest body of a single-credential request.
+	MaxBody = 1 << 20
+	// MaxImport is the largest import body.
+	MaxImport = 256 << 20
+)
+
+type api struct {
+	d         Deps
+	tokenHash [32]byte
+}
+
+// Handler serves the admin API under /admin/.
+func Handler(d Deps) http.Handler {
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	a := &api{d: d, tokenHash: sha256.Sum256([]byte(d.Token.Reveal()))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/credentials", a.list)
+	mux.HandleFunc("GET /admin/credentials/{id}", a.get)
+	mux.HandleFunc("POST /admin/credentials", a.add)
+	mux.HandleFunc("POST /admin/credentials/import", a.importLines)
+	mux.HandleFunc("POST /admin/credentials/{id}/revoke", a.revoke)
+	mux.HandleFunc("POST /admin/credentials/{id}/enable", a.enable)
+	return a.authenticate(mux)
+}
+
+// authenticate lets through requests carrying the admin token.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.d.Token.IsZero() {
+			writeError(w, http.StatusNotFound, "admin_disabled", "the admin API is off: set http.admin_token in the configuration")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], a.tokenHash[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenrelay admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Problem is the body of every error answer.
+type Problem struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, Problem{Error: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// storeError answers a store failure without its internals.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no credential "+r.PathValue("id"))
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		writeError(w, http.StatusConflict, "already_revoked", "the credential is revoked already")
+	default:
+		a.d.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("admin: store failed")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the credential store is unavailable; try again")
+	}
+}
