@@ -1,7 +1,8 @@
-// Command tokenrelay is the operator's command line. Today it has one
-// command:
+// Command tokenrelay is the operator's command line:
 //
-//	tokenrelay dev    run the whole pipeline in one process (make run)
+//	tokenrelay dev            run the whole pipeline in one process (make run)
+//	tokenrelay credentials    add, import, list, revoke and re-enable credentials
+//	                          on a running installation, through its admin API
 package main
 
 import (
@@ -51,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "credentials":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return credentials(ctx, args[1:], os.LookupEnv, os.Stdin, stdout, stderr)
 	default:
 		usage(stderr)
 		return 2
@@ -59,4 +64,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tokenrelay dev [-credentials N] [-token-lifetime D] [-demo=false]")
+	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|revoke|enable ...")
 }
