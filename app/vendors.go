@@ -8,8 +8,11 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/policy"
+	"github.com/tokenrelay/tokenrelay/vendors/fhirportal"
 	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
+	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
 	"github.com/tokenrelay/tokenrelay/vendors/oauth2cc"
+	"github.com/tokenrelay/tokenrelay/vendors/redoxlegacy"
 )
 
 // BuildVendors makes the adapter and renewal policy of every configured
@@ -44,8 +47,28 @@ func BuildVendors(cfg *config.Config, httpClient *http.Client) (map[string]jobs.
 				return nil, fmt.Errorf("vendors.%s: %w", name, err)
 			}
 			jv.Tokens = a
+		case config.KindRedoxLegacy:
+			a, err := redoxlegacy.New(redoxlegacy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
+			if err != nil {
+				return nil, fmt.Errorf("vendors.%s: %w", name, err)
+			}
+			jv.Tokens = a
+		case config.KindFHIRPortal:
+			a, err := fhirportal.New(fhirportal.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
+				UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
+			if err != nil {
+				return nil, fmt.Errorf("vendors.%s: %w", name, err)
+			}
+			jv.Tokens = a
+		case config.KindHealthSync:
+			a, err := healthsync.New(healthsync.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
+				UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
+			if err != nil {
+				return nil, fmt.Errorf("vendors.%s: %w", name, err)
+			}
+			jv.Tokens = a
 		default:
-			return nil, fmt.Errorf("vendors.%s: kind %q is not supported by this build yet (supported: halaxy, oauth2)", name, v.Kind)
+			return nil, fmt.Errorf("vendors.%s: kind %q is not supported by this build yet", name, v.Kind)
 		}
 		out[name] = jv
 	}

@@ -1,13 +1,777 @@
 package sandbox
 
-import "net/http"
+// HealthSync, under HealthSyncPath (/healthsync/v1/), so a HealthSync base
+// URL is server URL + HealthSyncPath. Every API request carries
+// "Authorization: Bearer <API key or access token>".
+//
+// Accounts, plans and keys:
+//
+//   - An account is a HealthSync organisation. Its plan allows a number of
+//     API requests per fixed clock hour (Plus 100 by default,
+//     SetHealthSyncPlan); every authenticated API request of the account
+//     counts, whatever key or token it carries, key management included
+//     (the OAuth token endpoint does not). Answers carry X-RateLimit-Limit,
+//     X-RateLimit-Remaining and X-RateLimit-Reset (unix seconds of the end
+//     of the hour); past the limit, 429 with Retry-After (seconds to the
+//     reset). The sandbox clock drives the windows.
+//   - API keys (AddHealthSyncKey, or POST keys) carry scopes: "read",
+//     "write", "delete" for every resource, or "<resource>:<action>" for one
+//     ("records:read"). A key is shown once, when created.
+//
+// Endpoints (relative to HealthSyncPath):
+//
+//   - GET records and GET patients: the data reads, with ?limit=1..100
+//     (default 20). They need the scope "records:read" (or "patients:read")
+//     or "read". An unknown, revoked or expired key or token gets 401
+//     (counted as an unknown, revoked or expired use), a valid one without
+//     the scope 403 insufficient_scope.
+//   - Key management. HealthSync does not publish these endpoints; these are
+//     the sandbox's, and the adapter keeps their paths configurable. They
+//     are authenticated by a valid API key of the account (an OAuth or
+//     service-account token gets 403) and count against the plan:
+//     POST keys {"name","scopes"} → 201 {"id","key","name","scopes",
+//     "created_at"} (scopes omitted: the authenticating key's; a key cannot
+//     grant a scope it lacks: 403); GET keys → {"keys":[{"id","name",
+//     "scopes","created_at","last_used_at","revoked","revoked_at"}]};
+//     GET keys/current → the authenticating key, without its secret;
+//     DELETE keys/{id} → 204, or 404 for a key that is unknown, of another
+//     account or already revoked.
+//   - POST oauth/token: RFC 6749, form-encoded, the client authenticated by
+//     HTTP Basic or client_id/client_secret in the body (a public client
+//     sends its client_id alone), against the shared client registry
+//     (AddClient, DeleteClient). grant_type=refresh_token refreshes a user's
+//     delegation (GrantHealthSync): the refresh token rotates by default
+//     (SetHealthSyncRefreshRotation), and reusing a rotated one revokes the
+//     whole grant (RFC 9700 section 4.14.2), as does the user withdrawing
+//     consent (RevokeHealthSyncGrants); invalid_grant either way.
+//     grant_type=client_credentials issues a service-account token
+//     (AddHealthSyncServiceAccount; an unregistered client is a service
+//     account of the account named after it, with scope "read"). Access
+//     tokens live RealTokenLifetime, and say so in expires_in. Token calls,
+//     issued tokens and expired uses are counted as for the other APIs.
+//
+// Faults: EndpointToken hits oauth/token, EndpointPatient every other
+// endpoint (records, patients, keys); a fault's ClientID matches a key's id
+// for requests made with that key, and the OAuth client for requests with
+// its tokens.
+//
+// Not emulated: the real sandbox's daily data reset (the data here never
+// changes), the OAuth authorization-code step (GrantHealthSync stands for a
+// user's consent), and write endpoints.
 
-// healthSyncSandbox emulates HealthSync (API keys, key management, OAuth, service accounts, hourly limits).
-type healthSyncSandbox struct {
-	s *Sandbox
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HealthSyncPath is the HealthSync base path: a HealthSync base URL is the
+// server's URL followed by HealthSyncPath.
+const HealthSyncPath = "/healthsync/v1/"
+
+// DefaultHealthSyncPlanLimit is the hourly request limit of an account whose
+// plan was not set: HealthSync's Plus plan.
+const DefaultHealthSyncPlanLimit = 100
+
+// HealthSyncRateWindow is the length of HealthSync's fixed rate windows,
+// aligned on the clock's hours.
+const HealthSyncRateWindow = time.Hour
+
+const (
+	apiHealthSync = "healthsync"
+	// healthSyncUsedKept is how many rotated refresh tokens of a grant are
+	// remembered for reuse detection; older ones are forgotten (a reuse of
+	// one is then an unknown token), so memory stays bounded.
+	healthSyncUsedKept = 8
+	// healthSyncMaxLimit is the most a data read's ?limit may ask for.
+	healthSyncMaxLimit = 100
+)
+
+// hsDefaultServiceScopes are the scopes of a service account that was not
+// registered with AddHealthSyncServiceAccount.
+var hsDefaultServiceScopes = []string{"read"}
+
+// HealthSyncKey is what the sandbox knows of an API key, as tests see it:
+// never the key itself.
+type HealthSyncKey struct {
+	ID      string
+	Name    string
+	Account string
+	Scopes  []string
+	Created time.Time
+	// LastUsed is the last request authenticated by the key; zero if none.
+	LastUsed time.Time
+	// Uses counts the requests authenticated by the key (faulted and
+	// rate-limited ones included), never reset.
+	Uses      int
+	Revoked   bool
+	RevokedAt time.Time
 }
 
-func newHealthSyncSandbox(s *Sandbox) *healthSyncSandbox { return &healthSyncSandbox{s: s} }
+// healthSyncSandbox emulates HealthSync (API keys, key management, OAuth,
+// service accounts, hourly limits).
+type healthSyncSandbox struct {
+	s      *Sandbox
+	limits *hsFixedWindow
+
+	mu      sync.Mutex
+	seq     int                      // key creation order
+	keys    map[string]*hsKey        // by secret
+	keyIDs  map[string]*hsKey        // by id
+	grants  map[string]*hsGrant      // by refresh token
+	service map[string]hsServiceAcct // by OAuth client id
+	access  map[string]hsAccess      // access tokens, by token
+	// accessOrder is the access tokens in issue order, accessOrder[accessHead:]
+	// still in access, so that they are forgotten as the token store forgets.
+	accessOrder []issuedToken
+	accessHead  int
+	noRotation  bool
+}
+
+type hsKey struct {
+	HealthSyncKey
+	seq    int
+	secret string
+}
+
+// hsFamily is one user's delegation to one OAuth client: every refresh
+// token it rotates through, and the access tokens they got.
+type hsFamily struct {
+	account, clientID string
+	scopes            []string
+	revoked           bool
+	used              []string // rotated-out refresh tokens still remembered
+}
+
+type hsGrant struct {
+	family *hsFamily
+	used   bool
+}
+
+type hsServiceAcct struct {
+	account string
+	scopes  []string
+}
+
+type hsAccess struct {
+	account string
+	scopes  []string
+	family  *hsFamily // nil for a service-account token
+}
+
+func newHealthSyncSandbox(s *Sandbox) *healthSyncSandbox {
+	return &healthSyncSandbox{
+		s:       s,
+		limits:  newHSFixedWindow(DefaultHealthSyncPlanLimit, HealthSyncRateWindow),
+		keys:    make(map[string]*hsKey),
+		keyIDs:  make(map[string]*hsKey),
+		grants:  make(map[string]*hsGrant),
+		service: make(map[string]hsServiceAcct),
+		access:  make(map[string]hsAccess),
+	}
+}
 
 // routes registers the emulator's endpoints.
-func (v *healthSyncSandbox) routes(mux *http.ServeMux) {}
+func (v *healthSyncSandbox) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+HealthSyncPath+"oauth/token", v.token)
+	mux.HandleFunc("GET "+HealthSyncPath+"records", v.api("records:read", false, v.list(hsFakeRecords)))
+	mux.HandleFunc("GET "+HealthSyncPath+"patients", v.api("patients:read", false, v.list(hsFakePatients)))
+	mux.HandleFunc("POST "+HealthSyncPath+"keys", v.api("", true, v.createKey))
+	mux.HandleFunc("GET "+HealthSyncPath+"keys", v.api("", true, v.listKeys))
+	mux.HandleFunc("GET "+HealthSyncPath+"keys/current", v.api("", true, v.currentKey))
+	mux.HandleFunc("DELETE "+HealthSyncPath+"keys/{id}", v.api("", true, v.revokeKey))
+	v.controlRoutes(mux)
+}
+
+// AddHealthSyncKey creates an API key of account with scopes, as a user does
+// in HealthSync's settings, and returns its id and the key.
+func (s *Sandbox) AddHealthSyncKey(account string, scopes []string) (keyID, key string) {
+	v := s.healthSync
+	v.mu.Lock()
+	k := v.newKey(account, "", scopes, s.clock())
+	v.mu.Unlock()
+	s.log.Info().Str("account", account).Str("key_id", k.ID).Str("key", fingerprint(k.secret)).Msg("healthsync key added")
+	return k.ID, k.secret
+}
+
+// HealthSyncKeys lists account's API keys, revoked ones included, oldest
+// first.
+func (s *Sandbox) HealthSyncKeys(account string) []HealthSyncKey {
+	v := s.healthSync
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []HealthSyncKey
+	for _, k := range v.accountKeys(account) {
+		out = append(out, k.info())
+	}
+	return out
+}
+
+// RevokeHealthSyncKey revokes a key, as a user does in HealthSync's
+// settings: requests with it get 401 at once. It reports whether the key
+// existed and was active.
+func (s *Sandbox) RevokeHealthSyncKey(keyID string) bool {
+	v := s.healthSync
+	v.mu.Lock()
+	ok := v.revoke(keyID, "", s.clock())
+	v.mu.Unlock()
+	s.log.Info().Str("key_id", keyID).Bool("revoked", ok).Msg("healthsync key revoked")
+	return ok
+}
+
+// SetHealthSyncPlan sets account's hourly request limit (Premium: 1000); 0
+// restores the default (Plus, 100), a negative limit means none. The
+// current window's count is kept.
+func (s *Sandbox) SetHealthSyncPlan(account string, limit int) {
+	s.healthSync.limits.setLimit(account, limit)
+	s.log.Info().Str("account", account).Int("limit", limit).Msg("healthsync plan set")
+}
+
+// AddHealthSyncServiceAccount registers (or changes) an OAuth client as a
+// service account of account with scopes: client_credentials tokens act for
+// the account. It calls AddClient.
+func (s *Sandbox) AddHealthSyncServiceAccount(account, clientID, clientSecret string, scopes []string) {
+	s.AddClient(clientID, clientSecret)
+	v := s.healthSync
+	v.mu.Lock()
+	v.service[clientID] = hsServiceAcct{account: account, scopes: slices.Clone(scopes)}
+	v.mu.Unlock()
+}
+
+// GrantHealthSync stands for a user of account consenting to the OAuth
+// client clientID acting for them with scopes (the authorization-code step,
+// not emulated): it returns the grant's first refresh token.
+func (s *Sandbox) GrantHealthSync(account, clientID string, scopes []string) (refreshToken string) {
+	v := s.healthSync
+	v.mu.Lock()
+	rt := v.newRefreshToken(&hsFamily{account: account, clientID: clientID, scopes: slices.Clone(scopes)})
+	v.mu.Unlock()
+	s.log.Info().Str("account", account).Str("client_id", clientID).Str("refresh_token", fingerprint(rt)).Msg("healthsync grant")
+	return rt
+}
+
+// RevokeHealthSyncGrants stands for account's user withdrawing consent from
+// clientID: the grants' refresh tokens get invalid_grant and their access
+// tokens 401 at once. It returns how many grants were revoked.
+func (s *Sandbox) RevokeHealthSyncGrants(account, clientID string) int {
+	v := s.healthSync
+	v.mu.Lock()
+	n := 0
+	seen := map[*hsFamily]bool{}
+	for _, g := range v.grants {
+		f := g.family
+		if f.account == account && f.clientID == clientID && !f.revoked && !seen[f] {
+			seen[f] = true
+			f.revoked = true
+			n++
+		}
+	}
+	v.mu.Unlock()
+	s.log.Info().Str("account", account).Str("client_id", clientID).Int("grants", n).Msg("healthsync grants revoked")
+	return n
+}
+
+// SetHealthSyncRefreshRotation says whether a refresh hands out a new
+// refresh token and retires the one used (the default), or keeps it.
+func (s *Sandbox) SetHealthSyncRefreshRotation(rotate bool) {
+	v := s.healthSync
+	v.mu.Lock()
+	v.noRotation = !rotate
+	v.mu.Unlock()
+}
+
+// newKey makes a key. Call with v.mu held.
+func (v *healthSyncSandbox) newKey(account, name string, scopes []string, now time.Time) *hsKey {
+	v.seq++
+	k := &hsKey{
+		HealthSyncKey: HealthSyncKey{ID: "key_" + newToken()[:16], Name: name, Account: account,
+			Scopes: slices.Clone(scopes), Created: now},
+		seq:    v.seq,
+		secret: "hs_test_" + newToken(),
+	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	v.keys[k.secret] = k
+	v.keyIDs[k.ID] = k
+	return k
+}
+
+// accountKeys returns account's keys in creation order. Call with v.mu held.
+func (v *healthSyncSandbox) accountKeys(account string) []*hsKey {
+	var ks []*hsKey
+	for _, k := range v.keyIDs {
+		if k.Account == account {
+			ks = append(ks, k)
+		}
+	}
+	slices.SortFunc(ks, func(a, b *hsKey) int { return a.seq - b.seq })
+	return ks
+}
+
+// revoke revokes an active key, of account unless account is "". Call with
+// v.mu held.
+func (v *healthSyncSandbox) revoke(keyID, account string, now time.Time) bool {
+	k := v.keyIDs[keyID]
+	if k == nil || k.Revoked || account != "" && k.Account != account {
+		return false
+	}
+	k.Revoked, k.RevokedAt = true, now
+	return true
+}
+
+func (k *hsKey) info() HealthSyncKey {
+	i := k.HealthSyncKey
+	i.Scopes = slices.Clone(i.Scopes)
+	return i
+}
+
+// newRefreshToken adds a refresh token to family. Call with v.mu held.
+func (v *healthSyncSandbox) newRefreshToken(f *hsFamily) string {
+	rt := "hsr_" + newToken()
+	v.grants[rt] = &hsGrant{family: f}
+	return rt
+}
+
+// retire marks a used refresh token, remembering the last few for reuse
+// detection. Call with v.mu held.
+func (v *healthSyncSandbox) retire(rt string, g *hsGrant) {
+	g.used = true
+	f := g.family
+	f.used = append(f.used, rt)
+	if len(f.used) > healthSyncUsedKept {
+		delete(v.grants, f.used[0])
+		f.used = slices.Delete(f.used, 0, 1)
+	}
+}
+
+// addAccess remembers what an access token may do, and forgets those
+// long expired. Call with v.mu held.
+func (v *healthSyncSandbox) addAccess(tok string, a hsAccess, now time.Time, lifetime time.Duration) {
+	v.access[tok] = a
+	v.accessOrder = append(v.accessOrder, issuedToken{token: tok, expires: now.Add(lifetime)})
+	cutoff := now.Add(-purgeFactor * lifetime)
+	for v.accessHead < len(v.accessOrder) && v.accessOrder[v.accessHead].expires.Before(cutoff) {
+		delete(v.access, v.accessOrder[v.accessHead].token)
+		v.accessOrder[v.accessHead] = issuedToken{}
+		v.accessHead++
+	}
+	if v.accessHead > 1024 && v.accessHead*2 > len(v.accessOrder) {
+		v.accessOrder = append([]issuedToken(nil), v.accessOrder[v.accessHead:]...)
+		v.accessHead = 0
+	}
+}
+
+// hsAuth is who an API request is.
+type hsAuth struct {
+	state   tokenState
+	account string
+	scopes  []string
+	keyID   string // the API key's id; "" for an access token
+	// faultID is what a fault's ClientID matches: the key's id or the
+	// token's OAuth client.
+	faultID string
+}
+
+// authenticate looks the request's bearer up, as an API key then as an
+// access token, and counts a bad one.
+func (v *healthSyncSandbox) authenticate(r *http.Request, now time.Time) hsAuth {
+	tok, _ := bearer(r)
+	v.mu.Lock()
+	if k := v.keys[tok]; k != nil && tok != "" {
+		if k.Revoked {
+			v.mu.Unlock()
+			v.s.mu.Lock()
+			v.s.revokedUses++
+			v.s.mu.Unlock()
+			return hsAuth{state: tokenRevoked, faultID: k.ID}
+		}
+		k.Uses++
+		k.LastUsed = now
+		a := hsAuth{state: tokenValid, account: k.Account, scopes: k.Scopes, keyID: k.ID, faultID: k.ID}
+		v.mu.Unlock()
+		return a
+	}
+	v.mu.Unlock()
+
+	clientID, state := v.s.checkToken(apiHealthSync, tok, now)
+	if state != tokenValid {
+		return hsAuth{state: state, faultID: clientID}
+	}
+	v.mu.Lock()
+	acc, ok := v.access[tok]
+	revoked := ok && acc.family != nil && acc.family.revoked
+	v.mu.Unlock()
+	if !ok || revoked {
+		v.s.mu.Lock()
+		if revoked {
+			state = tokenRevoked
+			v.s.revokedUses++
+		} else {
+			state = tokenUnknown
+			v.s.unknownUses++
+		}
+		v.s.mu.Unlock()
+		return hsAuth{state: state, faultID: clientID}
+	}
+	return hsAuth{state: tokenValid, account: acc.account, scopes: acc.scopes, faultID: clientID}
+}
+
+// api wraps an API endpoint: authentication, faults, the hourly plan limit,
+// then the scope it needs ("" for none) and whether only an API key may
+// call it.
+func (v *healthSyncSandbox) api(scope string, keyOnly bool, serve func(http.ResponseWriter, *http.Request, hsAuth, time.Time)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		now := v.s.clock()
+		a := v.authenticate(r, now)
+		if a.state != tokenValid {
+			v.s.log.Info().Str("api", apiHealthSync).Str("id", a.faultID).Str("token", fingerprint(bearerOf(r))).
+				Stringer("state", a.state).Msg("request with a bad key or token")
+		}
+		if v.s.applyFault(w, r, EndpointPatient, a.faultID, writeHealthSyncError) {
+			return
+		}
+		if a.state != tokenValid {
+			desc := "the API key or access token is " + a.state.String()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="healthsync", error="invalid_token", error_description="`+desc+`"`)
+			writeHealthSyncError(w, http.StatusUnauthorized, "invalid_token", desc)
+			return
+		}
+		q, reset := v.limits.takeWithReset(a.account, now)
+		if q.limit >= 0 {
+			h := w.Header()
+			h["X-RateLimit-Limit"] = []string{strconv.Itoa(q.limit)}
+			h["X-RateLimit-Remaining"] = []string{strconv.Itoa(q.remaining)}
+			h["X-RateLimit-Reset"] = []string{strconv.FormatInt(reset.Unix(), 10)}
+		}
+		if !q.allowed {
+			w.Header()["Retry-After"] = []string{retryAfterSeconds(q.retryAfter)}
+			writeHealthSyncError(w, http.StatusTooManyRequests, "rate_limited", "hourly request limit of the plan reached")
+			return
+		}
+		switch {
+		case keyOnly && a.keyID == "":
+			writeHealthSyncError(w, http.StatusForbidden, "forbidden", "key management needs an API key")
+		case scope != "" && !hsCovers(a.scopes, scope):
+			writeHealthSyncError(w, http.StatusForbidden, "insufficient_scope", "the key or token lacks the scope "+scope)
+		default:
+			serve(w, r, a, now)
+		}
+	}
+}
+
+func bearerOf(r *http.Request) string {
+	tok, _ := bearer(r)
+	return tok
+}
+
+// list serves a data read: the first ?limit items.
+func (v *healthSyncSandbox) list(items []map[string]any) func(http.ResponseWriter, *http.Request, hsAuth, time.Time) {
+	return func(w http.ResponseWriter, r *http.Request, _ hsAuth, _ time.Time) {
+		n := 20
+		if s := r.URL.Query().Get("limit"); s != "" {
+			var err error
+			n, err = strconv.Atoi(s)
+			if err != nil || n < 1 || n > healthSyncMaxLimit {
+				writeHealthSyncError(w, http.StatusBadRequest, "invalid_request", "limit must be 1 to 100")
+				return
+			}
+		}
+		n = min(n, len(items))
+		writeJSON(w, http.StatusOK, "application/json", map[string]any{"data": items[:n], "has_more": n < len(items)})
+	}
+}
+
+// hsKeyJSON is a key in the key-management answers.
+type hsKeyJSON struct {
+	ID         string     `json:"id"`
+	Key        string     `json:"key,omitempty"`
+	Name       string     `json:"name"`
+	Scopes     []string   `json:"scopes"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Revoked    bool       `json:"revoked"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+}
+
+func toHSKeyJSON(k HealthSyncKey) hsKeyJSON {
+	out := hsKeyJSON{ID: k.ID, Name: k.Name, Scopes: k.Scopes, CreatedAt: k.Created.UTC(), Revoked: k.Revoked}
+	if !k.LastUsed.IsZero() {
+		t := k.LastUsed.UTC()
+		out.LastUsedAt = &t
+	}
+	if k.Revoked {
+		t := k.RevokedAt.UTC()
+		out.RevokedAt = &t
+	}
+	return out
+}
+
+// createKey is POST keys.
+func (v *healthSyncSandbox) createKey(w http.ResponseWriter, r *http.Request, a hsAuth, now time.Time) {
+	var in struct {
+		Name   string    `json:"name"`
+		Scopes *[]string `json:"scopes"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil {
+		writeHealthSyncError(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object")
+		return
+	}
+	scopes := a.scopes
+	if in.Scopes != nil {
+		scopes = *in.Scopes
+	}
+	if len(scopes) == 0 {
+		writeHealthSyncError(w, http.StatusBadRequest, "invalid_scope", "a key needs at least one scope")
+		return
+	}
+	if len(in.Name) > 100 {
+		writeHealthSyncError(w, http.StatusBadRequest, "invalid_request", "name is longer than 100 characters")
+		return
+	}
+	for _, sc := range scopes {
+		if !hsValidScope(sc) {
+			writeHealthSyncError(w, http.StatusBadRequest, "invalid_scope", "unknown scope "+strconv.Quote(sc))
+			return
+		}
+		if !hsCovers(a.scopes, sc) {
+			writeHealthSyncError(w, http.StatusForbidden, "insufficient_scope", "a key cannot grant the scope "+sc+" it lacks")
+			return
+		}
+	}
+	v.mu.Lock()
+	k := v.newKey(a.account, in.Name, slices.Compact(slices.Sorted(slices.Values(scopes))), now)
+	out := toHSKeyJSON(k.info())
+	out.Key = k.secret
+	v.mu.Unlock()
+	v.s.log.Info().Str("account", a.account).Str("key_id", k.ID).Str("by", a.keyID).Str("key", fingerprint(k.secret)).
+		Msg("healthsync key created")
+	writeJSON(w, http.StatusCreated, "application/json", out)
+}
+
+// listKeys is GET keys.
+func (v *healthSyncSandbox) listKeys(w http.ResponseWriter, _ *http.Request, a hsAuth, _ time.Time) {
+	keys := v.s.HealthSyncKeys(a.account)
+	out := make([]hsKeyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, toHSKeyJSON(k))
+	}
+	writeJSON(w, http.StatusOK, "application/json", map[string]any{"keys": out})
+}
+
+// currentKey is GET keys/current.
+func (v *healthSyncSandbox) currentKey(w http.ResponseWriter, _ *http.Request, a hsAuth, _ time.Time) {
+	v.mu.Lock()
+	info := v.keyIDs[a.keyID].info()
+	v.mu.Unlock()
+	writeJSON(w, http.StatusOK, "application/json", toHSKeyJSON(info))
+}
+
+// revokeKey is DELETE keys/{id}.
+func (v *healthSyncSandbox) revokeKey(w http.ResponseWriter, r *http.Request, a hsAuth, now time.Time) {
+	id := r.PathValue("id")
+	v.mu.Lock()
+	ok := v.revoke(id, a.account, now)
+	v.mu.Unlock()
+	if !ok {
+		writeHealthSyncError(w, http.StatusNotFound, "not_found", "no active key with this id")
+		return
+	}
+	v.s.log.Info().Str("account", a.account).Str("key_id", id).Str("by", a.keyID).Msg("healthsync key revoked")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// token is POST oauth/token.
+func (v *healthSyncSandbox) token(w http.ResponseWriter, r *http.Request) {
+	now := v.s.clock()
+	r.Body = http.MaxBytesReader(w, r.Body, maxTokenBody)
+	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	formErr := r.ParseForm()
+	clientID, clientSecret, basic, both := hsClientAuth(r)
+	v.s.countTokenCall(clientID, now)
+	if v.s.applyFault(w, r, EndpointToken, clientID, writeOAuthError) {
+		return
+	}
+	switch {
+	case media != "application/x-www-form-urlencoded" || formErr != nil:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	case both:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not two")
+		return
+	}
+	var (
+		status int
+		answer map[string]any
+		desc   string
+	)
+	switch grant := r.PostForm.Get("grant_type"); grant {
+	case "refresh_token":
+		status, answer, desc = v.refresh(clientID, clientSecret, r.PostForm.Get("refresh_token"), now)
+	case "client_credentials":
+		status, answer, desc = v.serviceToken(clientID, clientSecret, r.PostForm.Get("scope"), now)
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be refresh_token or client_credentials")
+		return
+	}
+	if status != http.StatusOK {
+		code, _ := answer["error"].(string)
+		v.s.log.Debug().Str("api", apiHealthSync).Str("client_id", clientID).Str("error", code).Msg("token refused")
+		if status == http.StatusUnauthorized && basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="healthsync"`)
+		}
+		writeOAuthError(w, status, code, desc)
+		return
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, "application/json", answer)
+}
+
+// hsClientAuth reads the client's credentials: HTTP Basic (form-urlencoded
+// first, RFC 6749 section 2.3.1) or client_id and client_secret in the
+// body; both reports a request that used both.
+func hsClientAuth(r *http.Request) (id, secret string, basic, both bool) {
+	bid, bsecret, basic := r.BasicAuth()
+	if basic {
+		uid, err1 := url.QueryUnescape(bid)
+		usecret, err2 := url.QueryUnescape(bsecret)
+		if err1 == nil && err2 == nil {
+			bid, bsecret = uid, usecret
+		}
+		return bid, bsecret, true, r.PostForm.Get("client_secret") != ""
+	}
+	return r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), false, false
+}
+
+func oauthRefusal(status int, code, desc string) (int, map[string]any, string) {
+	return status, map[string]any{"error": code}, desc
+}
+
+// refresh is the refresh_token grant.
+func (v *healthSyncSandbox) refresh(clientID, clientSecret, rt string, now time.Time) (int, map[string]any, string) {
+	if rt == "" {
+		return oauthRefusal(http.StatusBadRequest, "invalid_request", "refresh_token is required")
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.clientOK(clientID, clientSecret) {
+		return oauthRefusal(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+	}
+	g := v.grants[rt]
+	switch {
+	case g == nil || g.family.clientID != clientID:
+		return oauthRefusal(http.StatusBadRequest, "invalid_grant", "unknown refresh token")
+	case g.family.revoked:
+		return oauthRefusal(http.StatusBadRequest, "invalid_grant", "the grant was revoked")
+	case g.used:
+		g.family.revoked = true
+		v.s.log.Info().Str("api", apiHealthSync).Str("client_id", clientID).Str("refresh_token", fingerprint(rt)).
+			Msg("rotated refresh token reused; grant revoked")
+		return oauthRefusal(http.StatusBadRequest, "invalid_grant", "refresh token already used; the grant is revoked")
+	}
+	tok, lifetime, err := v.s.issue(apiHealthSync, clientID, clientSecret, now)
+	if err != nil {
+		return oauthRefusal(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+	}
+	f := g.family
+	v.addAccess(tok, hsAccess{account: f.account, scopes: f.scopes, family: f}, now, lifetime)
+	answer := map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": seconds(lifetime),
+		"scope": strings.Join(f.scopes, " ")}
+	if !v.noRotation {
+		v.retire(rt, g)
+		answer["refresh_token"] = v.newRefreshToken(f)
+	}
+	v.s.log.Debug().Str("api", apiHealthSync).Str("client_id", clientID).Str("token", fingerprint(tok)).
+		Bool("rotated", !v.noRotation).Time("expires_at", now.Add(lifetime)).Msg("token refreshed")
+	return http.StatusOK, answer, ""
+}
+
+// serviceToken is the client_credentials grant of a service account.
+func (v *healthSyncSandbox) serviceToken(clientID, clientSecret, scope string, now time.Time) (int, map[string]any, string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sa, ok := v.service[clientID]
+	if !ok {
+		sa = hsServiceAcct{account: clientID, scopes: hsDefaultServiceScopes}
+	}
+	scopes := sa.scopes
+	if scope != "" {
+		scopes = strings.Fields(scope)
+		for _, sc := range scopes {
+			if !hsCovers(sa.scopes, sc) {
+				return oauthRefusal(http.StatusBadRequest, "invalid_scope", "the service account lacks the scope "+sc)
+			}
+		}
+	}
+	tok, lifetime, err := v.s.issue(apiHealthSync, clientID, clientSecret, now)
+	if err != nil {
+		return oauthRefusal(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+	}
+	v.addAccess(tok, hsAccess{account: sa.account, scopes: scopes}, now, lifetime)
+	v.s.log.Debug().Str("api", apiHealthSync).Str("client_id", clientID).Str("token", fingerprint(tok)).
+		Time("expires_at", now.Add(lifetime)).Msg("service-account token issued")
+	return http.StatusOK, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": seconds(lifetime),
+		"scope": strings.Join(scopes, " ")}, ""
+}
+
+// clientOK checks an OAuth client's credentials against the shared registry.
+func (v *healthSyncSandbox) clientOK(id, secret string) bool {
+	v.s.mu.Lock()
+	defer v.s.mu.Unlock()
+	c, ok := v.s.clients[id]
+	return ok && id != "" && subtle.ConstantTimeCompare([]byte(c.secret), []byte(secret)) == 1
+}
+
+// hsResourceRE is a resource name in a scope.
+var hsResourceRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// hsValidScope reports whether s is "read", "write", "delete" or
+// "<resource>:<one of those>".
+func hsValidScope(s string) bool {
+	action := s
+	if res, act, ok := strings.Cut(s, ":"); ok {
+		if !hsResourceRE.MatchString(res) {
+			return false
+		}
+		action = act
+	}
+	return action == "read" || action == "write" || action == "delete"
+}
+
+// hsCovers reports whether the scopes have grant want: want itself, or its
+// action for every resource ("read" covers "records:read").
+func hsCovers(have []string, want string) bool {
+	_, action, scoped := strings.Cut(want, ":")
+	for _, h := range have {
+		if h == want || scoped && h == action {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHealthSyncError writes HealthSync's error answer.
+func writeHealthSyncError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, "application/json", map[string]string{"error": code, "message": message})
+}
+
+// hsFakeRecords and hsFakePatients are what the data reads return.
+var (
+	hsFakeRecords = []map[string]any{
+		{"id": "rec_1001", "patient_id": "pat_1001", "type": "visit_note", "created_at": "2025-01-06T09:30:00Z"},
+		{"id": "rec_1002", "patient_id": "pat_1002", "type": "lab_result", "created_at": "2025-01-07T14:05:00Z"},
+		{"id": "rec_1003", "patient_id": "pat_1001", "type": "document", "created_at": "2025-02-11T11:45:00Z"},
+	}
+	hsFakePatients = []map[string]any{
+		{"id": "pat_1001", "first_name": "Jane", "last_name": "Citizen", "birth_date": "1984-07-12"},
+		{"id": "pat_1002", "first_name": "Minh", "last_name": "Nguyen", "birth_date": "1991-02-03"},
+	}
+)
