@@ -12,6 +12,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
 	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
 	"github.com/tokenrelay/tokenrelay/vendors/oauth2cc"
+	"github.com/tokenrelay/tokenrelay/vendors/redox"
 	"github.com/tokenrelay/tokenrelay/vendors/redoxlegacy"
 )
 
@@ -43,6 +44,12 @@ func BuildVendors(cfg *config.Config, httpClient *http.Client) (map[string]jobs.
 		case config.KindOAuth2:
 			a, err := oauth2cc.New(oauth2cc.Options{TokenURL: v.TokenURL, Scopes: v.Scopes, UserAgent: v.UserAgent,
 				HTTPClient: httpClient, VendorName: name})
+			if err != nil {
+				return nil, fmt.Errorf("vendors.%s: %w", name, err)
+			}
+			jv.Tokens = a
+		case config.KindRedox:
+			a, err := redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: httpClient, VendorName: name})
 			if err != nil {
 				return nil, fmt.Errorf("vendors.%s: %w", name, err)
 			}

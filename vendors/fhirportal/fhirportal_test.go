@@ -161,7 +161,7 @@ func TestDiscoveryFaults(t *testing.T) {
 			vendors.ClassRateLimited, 429, 7 * time.Second},
 		{"malformed", sandbox.Fault{Kind: sandbox.FaultMalformed}, 0, vendors.ClassMalformed, 200, 0},
 		{"reset", sandbox.Fault{Kind: sandbox.FaultReset}, 0, vendors.ClassNetwork, 0, 0},
-		{"latency", sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}, 50 * time.Millisecond,
+		{"latency", sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}, time.Second,
 			vendors.ClassTimeout, 0, 0},
 	}
 	for _, tt := range tests {

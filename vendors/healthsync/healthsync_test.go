@@ -173,9 +173,9 @@ func TestAPIKeyFailures(t *testing.T) {
 		retryAfter     time.Duration
 	}{
 		{name: "latency", prepare: inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}),
-			clientTimeout: 50 * time.Millisecond, class: vendors.ClassTimeout},
+			clientTimeout: time.Second, class: vendors.ClassTimeout},
 		{name: "context deadline", prepare: inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: time.Hour}),
-			contextTimeout: 50 * time.Millisecond, class: vendors.ClassTimeout},
+			contextTimeout: time.Second, class: vendors.ClassTimeout},
 		{name: "server error", prepare: inject(sandbox.Fault{Kind: sandbox.FaultServerError, Status: 503, RetryAfter: 30 * time.Second}),
 			class: vendors.ClassServer, status: 503, retryAfter: 30 * time.Second},
 		{name: "server error without retry-after", prepare: inject(sandbox.Fault{Kind: sandbox.FaultServerError}),
