@@ -42,6 +42,7 @@ type pipeline struct {
 }
 
 type role struct {
+	addr   string // a worker's HTTP address
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the role has returned
 	err    error
@@ -112,13 +113,13 @@ func (p *pipeline) start(run func(ctx context.Context, env *app.Env) error) *rol
 func (p *pipeline) scheduler() *role { return p.start(app.RunScheduler) }
 
 func (p *pipeline) worker() *role {
-	listening := make(chan struct{})
+	listening := make(chan string, 1)
 	r := p.start(func(ctx context.Context, env *app.Env) error {
 		return app.RunWorker(ctx, env, app.WorkerOptions{TaskCheckInterval: 20 * time.Millisecond,
-			OnListen: func(net.Addr) { close(listening) }})
+			OnListen: func(a net.Addr) { listening <- a.String() }})
 	})
 	select {
-	case <-listening:
+	case r.addr = <-listening:
 	case <-r.done:
 		p.t.Fatalf("worker did not start: %v", r.err)
 	}
