@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -74,6 +76,21 @@ func TestMixedFleetRenewsEveryKind(t *testing.T) {
 	sched := p.scheduler()
 	work := p.worker()
 	p.waitGenerations(3, time.Minute)
+
+	// The worker publishes the JWKS each Redox credential signs with.
+	resp, err := http.Get("http://" + work.addr + "/jwks/redox-dev/source-0")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Contains(t, string(body), `"kid":"kid-0"`)
+	require.NotContains(t, string(body), `"d":`)
+	resp, err = http.Get("http://" + work.addr + "/jwks/halaxy-au/clinic-01")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
 	work.stop(t)
 	p.waitOutboxEmpty()
 	sched.stop(t)

@@ -12,8 +12,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
+	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/tokenservice"
+	"github.com/tokenrelay/tokenrelay/vendors/redox"
 )
 
 // WorkerOptions tune the worker role. Zero values take the defaults given.
@@ -33,7 +36,8 @@ type WorkerOptions struct {
 
 // RunWorker runs the worker role until ctx ends: the asynq server on the
 // critical, default and low queues, the token service on NATS, and the HTTP
-// server (health, and the admin API when http.admin_token is set). On
+// server (health, the JWKS of Redox signing keys, and the admin API when
+// http.admin_token is set). On
 // shutdown, tasks in flight finish (a vendor call already made is stored).
 func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	log := env.Logger.With().Str("role", "worker").Logger()
@@ -113,6 +117,21 @@ func httpRoutes(env *Env, log zerolog.Logger) http.Handler {
 	mux.Handle("/admin/", admin.Handler(admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
 		Logger: log.With().Str("component", "admin").Logger(),
+	}))
+	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(func(ctx context.Context, vendor, id string) ([]redox.SigningKey, error) {
+		if env.Config.Vendors[vendor].Kind != config.KindRedox {
+			return nil, redox.ErrNoSigningKeys
+		}
+		c, err := env.Store.Get(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, redox.ErrNoSigningKeys
+		case err != nil:
+			return nil, err
+		case c.Vendor != vendor || c.PrivateKey.IsZero():
+			return nil, redox.ErrNoSigningKeys
+		}
+		return []redox.SigningKey{{PrivateKey: c.PrivateKey, KeyID: c.KeyID}}, nil
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
