@@ -4,6 +4,13 @@
 // vendor's configuration. Each vendor kind lives in its own subpackage; the
 // sandbox that emulates them all is vendors/sandbox.
 //
+// It also holds what the adapters share: the checks of their options
+// (ParseBaseURL, CheckUserAgent, HTTPClient), the sending of a request once
+// with the classification of what comes back (Sender, StatusError,
+// OAuthStatusError, NewTransportError) and the reading of an OAuth token
+// answer (ParseToken, ParseExpiresIn). Each adapter keeps its own quirks:
+// which refusals revoke, what its answers look like.
+//
 // This package knows HTTP and vendor quirks only: it never imports jobs,
 // events or the credential store.
 package vendors

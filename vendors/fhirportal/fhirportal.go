@@ -35,11 +35,11 @@
 package fhirportal
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -104,7 +104,7 @@ type Adapter struct {
 	origin       string // scheme://host:port of BaseURL
 	// token is the token source's options but TokenURL and AuthStyle.
 	token     oauth2cc.Options
-	discovery *http.Client // never follows redirects
+	discovery *vendors.Sender // never follows redirects
 
 	mu       sync.Mutex
 	endpoint *endpoint // nil until discovered
@@ -136,41 +136,26 @@ func New(opts Options) (*Adapter, error) {
 	if opts.BaseURL == "" {
 		return nil, errors.New("fhirportal: base_url is required (the FHIR server's base URL)")
 	}
-	if !strings.HasSuffix(opts.BaseURL, "/") {
-		opts.BaseURL += "/"
+	base, err := vendors.ParseBaseURL(opts.BaseURL, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("fhirportal: %w", err)
 	}
-	base, err := url.Parse(opts.BaseURL)
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("fhirportal: base_url %q is not an http(s) URL", opts.BaseURL)
+	if err := vendors.CheckUserAgent(opts.UserAgent); err != nil {
+		return nil, fmt.Errorf("fhirportal: %w", err)
 	}
-	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("fhirportal: base_url %q must not have a query, fragment or user info", opts.BaseURL)
-	}
-	if strings.ContainsAny(opts.UserAgent, "\r\n") {
-		return nil, errors.New("fhirportal: user_agent must be one line")
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	if opts.VendorName == "" {
-		opts.VendorName = Kind
-	}
-	discovery := *opts.HTTPClient
-	discovery.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client := vendors.HTTPClient(opts.HTTPClient)
+	discovery := vendors.NewSender(cmp.Or(opts.VendorName, Kind), client, opts.Clock, opts.UserAgent)
 	a := &Adapter{
 		discoveryURL: base.JoinPath(DiscoveryPath).String(),
 		origin:       origin(base),
 		token: oauth2cc.Options{
 			Scopes:     slices.Clone(opts.Scopes),
 			UserAgent:  opts.UserAgent,
-			HTTPClient: opts.HTTPClient,
-			Clock:      opts.Clock,
-			VendorName: opts.VendorName,
+			HTTPClient: client,
+			Clock:      discovery.Clock,
+			VendorName: discovery.Vendor,
 		},
-		discovery: &discovery,
+		discovery: discovery,
 	}
 	if opts.TokenURL != "" {
 		ep, err := a.newEndpoint(opts.TokenURL, oauth2.AuthStyleInHeader)
@@ -234,7 +219,7 @@ func (a *Adapter) tokenEndpoint(ctx context.Context) (*endpoint, error) {
 		select {
 		case <-at.done:
 		case <-ctx.Done():
-			return nil, vendors.NewTransportError(a.token.VendorName, opDiscover, ctx.Err())
+			return nil, vendors.NewTransportError(a.discovery.Vendor, opDiscover, ctx.Err())
 		}
 		if at.err == nil {
 			return at.endpoint, nil
@@ -277,40 +262,23 @@ func (a *Adapter) discover(ctx context.Context) (*endpoint, error) {
 		return nil, fmt.Errorf("fhirportal: build discovery request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	if a.token.UserAgent != "" {
-		req.Header.Set("User-Agent", a.token.UserAgent)
+	ans, verr := a.discovery.Do(req, opDiscover, maxDiscoveryBody+1)
+	if verr != nil {
+		return nil, verr
 	}
-	resp, err := a.discovery.Do(req)
-	if err != nil {
-		return nil, vendors.NewTransportError(a.token.VendorName, opDiscover, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBody+1))
-	if err != nil {
-		e := vendors.NewTransportError(a.token.VendorName, opDiscover, err)
-		e.Status = resp.StatusCode
-		return nil, e
-	}
-	status := resp.StatusCode
+	status, body := ans.Status, ans.Body
 	fail := func(class string, format string, args ...any) *vendors.Error {
-		return &vendors.Error{Vendor: a.token.VendorName, Op: opDiscover, Class: class, Status: status,
+		return &vendors.Error{Vendor: a.discovery.Vendor, Op: opDiscover, Class: class, Status: status,
 			Err: fmt.Errorf(format, args...)}
 	}
-	if status < 200 || status > 299 {
-		e := fail(vendors.ClassRejected, "%s answered %q", a.discoveryURL, vendors.Excerpt(string(body)))
-		switch {
-		case status == http.StatusTooManyRequests:
-			e.Class = vendors.ClassRateLimited
-		case status >= 500:
-			e.Class = vendors.ClassServer
-		case status >= 300 && status <= 399:
-			e.Err = fmt.Errorf("%s redirects to %q; discovery does not follow redirects: set token_url",
-				a.discoveryURL, vendors.Excerpt(resp.Header.Get("Location")))
+	if !ans.OK() {
+		// Never a revocation: no credential was sent.
+		detail := fmt.Sprintf("%s answered %q", a.discoveryURL, vendors.Excerpt(string(body)))
+		if status >= 300 && status <= 399 {
+			detail = fmt.Sprintf("%s redirects to %q; discovery does not follow redirects: set token_url",
+				a.discoveryURL, vendors.Excerpt(ans.Header.Get("Location")))
 		}
-		if e.Class != vendors.ClassRejected {
-			e.RetryAfter = vendors.ParseRetryAfter(resp.Header.Get("Retry-After"), a.token.Clock())
-		}
-		return nil, e
+		return nil, a.discovery.StatusError(opDiscover, ans, false, detail)
 	}
 	if len(body) > maxDiscoveryBody {
 		return nil, fail(vendors.ClassMalformed, "SMART configuration is larger than %d bytes", maxDiscoveryBody)
@@ -324,8 +292,8 @@ func (a *Adapter) discover(ctx context.Context) (*endpoint, error) {
 		return nil, fail(vendors.ClassMalformed, "SMART configuration has no token_endpoint")
 	}
 	quoted := vendors.Excerpt(doc.TokenEndpoint)
-	tu, err := url.Parse(doc.TokenEndpoint)
-	if err != nil || (tu.Scheme != "https" && tu.Scheme != "http") || tu.Host == "" || tu.User != nil {
+	tu, err := vendors.ParseHTTPURL(doc.TokenEndpoint)
+	if err != nil || tu.User != nil {
 		return nil, fail(vendors.ClassMalformed, "token_endpoint %q is not an absolute http(s) URL", quoted)
 	}
 	if tu.Scheme != "https" && origin(tu) != a.origin {

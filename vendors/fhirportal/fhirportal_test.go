@@ -45,25 +45,14 @@ func setup(t *testing.T, edit func(*fhirportal.Options)) bundle {
 	t.Helper()
 	sb := vendortest.StartSandbox(t, sandbox.Options{}, cred)
 	base := sb.URL + sandbox.FHIRPortalPath
-	opts := fhirportal.Options{BaseURL: base, UserAgent: userAgent, Clock: sb.Clock.Now}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := fhirportal.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, fhirportal.New, fhirportal.Options{BaseURL: base, UserAgent: userAgent, Clock: sb.Clock.Now}, edit)
 	return bundle{sb: sb, adapter: a, base: base}
 }
 
 // get GETs the portal's Patient with tok and returns the status.
 func (b bundle) get(t *testing.T, tok secret.Value) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, b.base+"Patient", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
+	return vendortest.Bearer(t, http.MethodGet, b.base+"Patient", tok.Reveal(), nil).StatusCode
 }
 
 func TestTokenDiscovered(t *testing.T) {

@@ -19,12 +19,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,9 +45,6 @@ const MediaTypeFHIR = "application/fhir+json"
 
 const opToken = "request token"
 
-// maxBody bounds how much of a token answer is read.
-const maxBody = 1 << 20
-
 // Options configure an Adapter.
 type Options struct {
 	// BaseURL is the API base, ending in "/main/". Default BaseURLAU. A
@@ -71,12 +65,10 @@ type Options struct {
 // Adapter talks to one Halaxy region for any number of credentials. It is
 // safe for concurrent use.
 type Adapter struct {
-	base      *url.URL
-	tokenURL  string
-	userAgent string
-	client    *http.Client
-	tokens    *http.Client // client, never following redirects
-	clock     func() time.Time
+	base     *url.URL
+	tokenURL string
+	client   *http.Client    // for Get
+	tokens   *vendors.Sender // for Token, never following redirects
 }
 
 var _ vendors.TokenSource = (*Adapter)(nil)
@@ -87,18 +79,9 @@ var userAgentRE = regexp.MustCompile(`^[^()\s](?:[^()\r\n]*[^()\s])? \([^\s()@]+
 
 // New checks opts and makes an Adapter.
 func New(opts Options) (*Adapter, error) {
-	if opts.BaseURL == "" {
-		opts.BaseURL = BaseURLAU
-	}
-	if !strings.HasSuffix(opts.BaseURL, "/") {
-		opts.BaseURL += "/"
-	}
-	base, err := url.Parse(opts.BaseURL)
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("halaxy: base_url %q is not an http(s) URL; use %s or %s", opts.BaseURL, BaseURLAU, BaseURLEU)
-	}
-	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("halaxy: base_url %q must not have a query, fragment or user info", opts.BaseURL)
+	base, err := vendors.ParseBaseURL(opts.BaseURL, BaseURLAU, "use "+BaseURLAU+" or "+BaseURLEU)
+	if err != nil {
+		return nil, fmt.Errorf("halaxy: %w", err)
 	}
 	if opts.UserAgent == "" {
 		return nil, errors.New(`halaxy: user_agent is required, in the shape "APP_VENDOR_NAME (APP_VENDOR_EMAIL)", e.g. "Acme Sync (ops@acme.example)"`)
@@ -106,21 +89,12 @@ func New(opts Options) (*Adapter, error) {
 	if !userAgentRE.MatchString(opts.UserAgent) {
 		return nil, fmt.Errorf(`halaxy: user_agent %q is not in the shape "APP_VENDOR_NAME (APP_VENDOR_EMAIL)", e.g. "Acme Sync (ops@acme.example)"`, opts.UserAgent)
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	tokens := *opts.HTTPClient
-	tokens.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client := vendors.HTTPClient(opts.HTTPClient)
 	return &Adapter{
-		base:      base,
-		tokenURL:  base.ResolveReference(&url.URL{Path: "oauth/token"}).String(),
-		userAgent: opts.UserAgent,
-		client:    opts.HTTPClient,
-		tokens:    &tokens,
-		clock:     opts.Clock,
+		base:     base,
+		tokenURL: base.ResolveReference(&url.URL{Path: "oauth/token"}).String(),
+		client:   client,
+		tokens:   vendors.NewSender(Kind, client, opts.Clock, opts.UserAgent),
 	}, nil
 }
 
@@ -129,17 +103,6 @@ type tokenRequest struct {
 	GrantType    string `json:"grant_type"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
-}
-
-// tokenResponse is Halaxy's token answer; an error answer has the OAuth
-// error fields instead.
-type tokenResponse struct {
-	TokenType   string          `json:"token_type"`
-	ExpiresIn   json.RawMessage `json:"expires_in"`
-	AccessToken string          `json:"access_token"`
-
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description"`
 }
 
 // Token asks Halaxy for an access token for cred: exactly one HTTP request,
@@ -165,114 +128,21 @@ func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.T
 	}
 	req.Header.Set("Accept", MediaTypeFHIR)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", a.userAgent)
 
-	issued := a.clock()
-	resp, err := a.tokens.Do(req)
-	if err != nil {
-		return vendors.Token{}, vendors.NewTransportError(Kind, opToken, err)
+	issued := a.tokens.Clock()
+	ans, verr := a.tokens.Call(req, opToken, func(ans vendors.Answer) *vendors.Error {
+		return a.tokens.OAuthStatusError(opToken, ans, cred.ClientSecret.Reveal())
+	})
+	if verr != nil {
+		return vendors.Token{}, verr
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		e := vendors.NewTransportError(Kind, opToken, err)
-		e.Status = resp.StatusCode
-		return vendors.Token{}, e
+	// Halaxy's answer claims expires_in, which the caller caps; it hands out
+	// no refresh token.
+	tok, verr := a.tokens.ParseToken(opToken, ans, issued, vendors.TokenRules{RequireExpiresIn: true})
+	if verr != nil {
+		return vendors.Token{}, verr
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return vendors.Token{}, a.statusError(resp, data, cred)
-	}
-	return parseToken(resp, data, issued)
-}
-
-// statusError classifies a non-2xx token answer.
-func (a *Adapter) statusError(resp *http.Response, data []byte, cred vendors.Credential) *vendors.Error {
-	e := &vendors.Error{Vendor: Kind, Op: opToken, Status: resp.StatusCode}
-	var oe tokenResponse
-	quote := ""
-	if json.Unmarshal(data, &oe) == nil && oe.Error != "" {
-		quote = oe.Error
-		if oe.ErrorDescription != "" {
-			quote += ": " + oe.ErrorDescription
-		}
-	} else {
-		quote = string(data)
-	}
-	quote = vendors.Excerpt(quote, cred.ClientSecret.Reveal())
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized,
-		resp.StatusCode == http.StatusBadRequest && (oe.Error == "invalid_client" || oe.Error == "unauthorized_client"):
-		e.Class = vendors.ClassRevoked
-		if quote == "" {
-			e.Err = vendors.ErrRevoked
-		} else {
-			e.Err = fmt.Errorf("%w: vendor said %q", vendors.ErrRevoked, quote)
-		}
-		return e
-	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Class = vendors.ClassRateLimited
-		e.RetryAfter = vendors.ParseRetryAfter(resp.Header.Get("Retry-After"), a.clock())
-	case resp.StatusCode >= 500:
-		e.Class = vendors.ClassServer
-		e.RetryAfter = vendors.ParseRetryAfter(resp.Header.Get("Retry-After"), a.clock())
-	default:
-		e.Class = vendors.ClassRejected
-	}
-	if quote != "" {
-		e.Err = fmt.Errorf("vendor said %q", quote)
-	}
-	return e
-}
-
-// parseToken reads a 2xx token answer. It never quotes the body: it holds
-// the token.
-func parseToken(resp *http.Response, data []byte, issued time.Time) (vendors.Token, error) {
-	malformed := func(format string, args ...any) error {
-		return &vendors.Error{Vendor: Kind, Op: opToken, Class: vendors.ClassMalformed,
-			Status: resp.StatusCode, Err: fmt.Errorf(format, args...)}
-	}
-	var tr tokenResponse
-	if err := json.Unmarshal(data, &tr); err != nil {
-		return vendors.Token{}, malformed("answer is not a JSON token (%d bytes, Content-Type %q)",
-			len(data), resp.Header.Get("Content-Type"))
-	}
-	if tr.AccessToken == "" {
-		if tr.Error != "" {
-			return vendors.Token{}, malformed("answer has no access_token but error %q", vendors.Excerpt(tr.Error))
-		}
-		return vendors.Token{}, malformed("answer has no access_token")
-	}
-	lifetime, err := parseExpiresIn(tr.ExpiresIn)
-	if err != nil {
-		return vendors.Token{}, malformed("%w", err)
-	}
-	if tr.TokenType == "" {
-		tr.TokenType = "Bearer"
-	}
-	return vendors.Token{
-		AccessToken:     secret.New(tr.AccessToken),
-		TokenType:       tr.TokenType,
-		ClaimedLifetime: lifetime,
-		IssuedAt:        issued,
-	}, nil
-}
-
-// parseExpiresIn reads expires_in: a positive number of seconds, as a JSON
-// number or (as some servers send it) a string.
-func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
-	s := strings.TrimSpace(string(raw))
-	if s == "" || s == "null" {
-		return 0, errors.New("answer has no expires_in")
-	}
-	s = strings.Trim(s, `"`)
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(n) || n <= 0 {
-		return 0, errors.New("expires_in is not a positive number of seconds")
-	}
-	if n >= float64(math.MaxInt64/int64(time.Second)) {
-		return math.MaxInt64, nil
-	}
-	return time.Duration(n * float64(time.Second)), nil
+	return tok, nil
 }
 
 // Get sends GET {base}path with Halaxy's headers (Accept
@@ -292,7 +162,7 @@ func (a *Adapter) Get(ctx context.Context, path string, token secret.Value) (*ht
 		return nil, fmt.Errorf("halaxy: build request: %w", err)
 	}
 	req.Header.Set("Accept", MediaTypeFHIR)
-	req.Header.Set("User-Agent", a.userAgent)
+	req.Header.Set("User-Agent", a.tokens.UserAgent)
 	req.Header.Set("Authorization", "Bearer "+token.Reveal())
 	resp, err := a.client.Do(req)
 	if err != nil {

@@ -35,12 +35,7 @@ type bundle struct {
 func setup(t *testing.T, edit func(*halaxy.Options)) bundle {
 	t.Helper()
 	sb := vendortest.StartSandbox(t, sandbox.Options{}, cred)
-	opts := halaxy.Options{BaseURL: sb.URL + sandbox.HalaxyPath, UserAgent: userAgent, Clock: sb.Clock.Now}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := halaxy.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, halaxy.New, halaxy.Options{BaseURL: sb.URL + sandbox.HalaxyPath, UserAgent: userAgent, Clock: sb.Clock.Now}, edit)
 	return bundle{sb: sb, adapter: a}
 }
 

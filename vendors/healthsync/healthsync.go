@@ -1,14 +1,12 @@
 package healthsync
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -112,33 +110,21 @@ type Options struct {
 // Adapter talks to one HealthSync base URL, in one mode, for any number of
 // credentials. It is safe for concurrent use.
 type Adapter struct {
-	base      *url.URL
-	mode      Mode
-	tokenURL  string
-	scopes    []string
-	paths     KeyPaths
-	userAgent string
-	client    *http.Client // never follows redirects
-	clock     func() time.Time
-	vendor    string
+	base     *url.URL
+	mode     Mode
+	tokenURL string
+	scopes   []string
+	paths    KeyPaths
+	sender   *vendors.Sender // never follows redirects
 }
 
 var _ vendors.TokenSource = (*Adapter)(nil)
 
 // New checks opts and makes an Adapter.
 func New(opts Options) (*Adapter, error) {
-	if opts.BaseURL == "" {
-		opts.BaseURL = BaseURLProduction
-	}
-	if !strings.HasSuffix(opts.BaseURL, "/") {
-		opts.BaseURL += "/"
-	}
-	base, err := url.Parse(opts.BaseURL)
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("healthsync: base_url %q is not an http(s) URL; use %s or %s", opts.BaseURL, BaseURLProduction, BaseURLSandbox)
-	}
-	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("healthsync: base_url %q must not have a query, fragment or user info", opts.BaseURL)
+	base, err := vendors.ParseBaseURL(opts.BaseURL, BaseURLProduction, "use "+BaseURLProduction+" or "+BaseURLSandbox)
+	if err != nil {
+		return nil, fmt.Errorf("healthsync: %w", err)
 	}
 	switch opts.Mode {
 	case "":
@@ -150,36 +136,22 @@ func New(opts Options) (*Adapter, error) {
 	if opts.TokenURL == "" {
 		opts.TokenURL = base.ResolveReference(&url.URL{Path: DefaultTokenPath}).String()
 	}
-	if u, err := url.Parse(opts.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return nil, fmt.Errorf("healthsync: token_url %q is not an http(s) URL", opts.TokenURL)
+	if u, err := vendors.ParseHTTPURL(opts.TokenURL); err != nil || u.User != nil {
+		return nil, fmt.Errorf("healthsync: token_url %q %w", opts.TokenURL, vendors.ErrNotHTTPURL)
 	}
 	if strings.ContainsFunc(opts.UserAgent, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return nil, errors.New("healthsync: user_agent must be one line of printable text")
 	}
 	a := &Adapter{
-		base:      base,
-		mode:      opts.Mode,
-		tokenURL:  opts.TokenURL,
-		scopes:    append([]string(nil), opts.Scopes...),
-		userAgent: opts.UserAgent,
-		clock:     opts.Clock,
-		vendor:    opts.VendorName,
+		base:     base,
+		mode:     opts.Mode,
+		tokenURL: opts.TokenURL,
+		scopes:   append([]string(nil), opts.Scopes...),
+		sender:   vendors.NewSender(cmp.Or(opts.VendorName, Kind), opts.HTTPClient, opts.Clock, opts.UserAgent),
 	}
 	a.paths, err = a.checkPaths(opts.KeyPaths)
 	if err != nil {
 		return nil, err
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	client := *opts.HTTPClient
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	a.client = &client
-	if a.clock == nil {
-		a.clock = time.Now
-	}
-	if a.vendor == "" {
-		a.vendor = Kind
 	}
 	return a, nil
 }
@@ -261,7 +233,7 @@ func (a *Adapter) keyToken(ctx context.Context, cred vendors.Credential) (vendor
 	if cred.APIKey.IsZero() {
 		return vendors.Token{}, a.missing(opVerify, "api_key")
 	}
-	issued := a.clock()
+	issued := a.sender.Clock()
 	if err := a.verify(ctx, cred.APIKey); err != nil {
 		return vendors.Token{}, err
 	}
@@ -315,18 +287,8 @@ func (a *Adapter) serviceToken(ctx context.Context, cred vendors.Credential) (ve
 // missing reports a credential without what the mode needs; no request was
 // sent.
 func (a *Adapter) missing(op, what string) *vendors.Error {
-	return &vendors.Error{Vendor: a.vendor, Op: op, Class: vendors.ClassRejected,
+	return &vendors.Error{Vendor: a.sender.Vendor, Op: op, Class: vendors.ClassRejected,
 		Err: fmt.Errorf("credential has no %s for mode %s", what, a.mode)}
-}
-
-// tokenAnswer is the token endpoint's answer; an error answer has the OAuth
-// error fields instead.
-type tokenAnswer struct {
-	AccessToken  string          `json:"access_token"`
-	TokenType    string          `json:"token_type"`
-	ExpiresIn    json.RawMessage `json:"expires_in"`
-	RefreshToken string          `json:"refresh_token"`
-	Error        string          `json:"error"`
 }
 
 // tokenCall posts form to the token endpoint, the client authenticated by
@@ -346,57 +308,15 @@ func (a *Adapter) tokenCall(ctx context.Context, cred vendors.Credential, form u
 	if !cred.ClientSecret.IsZero() {
 		req.SetBasicAuth(url.QueryEscape(cred.ClientID), url.QueryEscape(cred.ClientSecret.Reveal()))
 	}
-	redact := []string{cred.ClientSecret.Reveal(), cred.RefreshToken.Reveal()}
-	issued := a.clock()
-	ans, verr := a.send(req, opToken, isRefresh, redact)
+	issued := a.sender.Clock()
+	ans, verr := a.send(req, opToken, isRefresh, cred.ClientSecret.Reveal(), cred.RefreshToken.Reveal())
 	if verr != nil {
 		return vendors.Token{}, verr
 	}
-	malformed := func(format string, args ...any) error {
-		return &vendors.Error{Vendor: a.vendor, Op: opToken, Class: vendors.ClassMalformed,
-			Status: ans.status, Err: fmt.Errorf(format, args...)}
+	// expires_in is required: without it the pipeline would renew in a loop.
+	tok, verr := a.sender.ParseToken(opToken, ans, issued, vendors.TokenRules{RequireExpiresIn: true, RefreshToken: true})
+	if verr != nil {
+		return vendors.Token{}, verr
 	}
-	// Never quote a 2xx body: it holds tokens.
-	var ta tokenAnswer
-	if err := json.Unmarshal(ans.body, &ta); err != nil {
-		return vendors.Token{}, malformed("answer is not a JSON token (%d bytes, Content-Type %q)",
-			len(ans.body), ans.header.Get("Content-Type"))
-	}
-	if ta.AccessToken == "" {
-		if ta.Error != "" {
-			return vendors.Token{}, malformed("answer has no access_token but error %q", vendors.Excerpt(ta.Error))
-		}
-		return vendors.Token{}, malformed("answer has no access_token")
-	}
-	lifetime, err := parseExpiresIn(ta.ExpiresIn)
-	if err != nil {
-		return vendors.Token{}, malformed("%w", err)
-	}
-	if ta.TokenType == "" {
-		ta.TokenType = "Bearer"
-	}
-	return vendors.Token{
-		AccessToken:     secret.New(ta.AccessToken),
-		TokenType:       ta.TokenType,
-		ClaimedLifetime: lifetime,
-		IssuedAt:        issued,
-		RefreshToken:    secret.New(ta.RefreshToken),
-	}, nil
-}
-
-// parseExpiresIn reads expires_in: a positive number of seconds, as a JSON
-// number or a string.
-func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
-	s := strings.TrimSpace(string(raw))
-	if s == "" || s == "null" {
-		return 0, errors.New("answer has no expires_in")
-	}
-	n, err := strconv.ParseFloat(strings.Trim(s, `"`), 64)
-	if err != nil || math.IsNaN(n) || n <= 0 {
-		return 0, errors.New("expires_in is not a positive number of seconds")
-	}
-	if n >= float64(math.MaxInt64/int64(time.Second)) {
-		return math.MaxInt64, nil
-	}
-	return time.Duration(n * float64(time.Second)), nil
+	return tok, nil
 }

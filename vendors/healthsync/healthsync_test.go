@@ -52,13 +52,8 @@ func setup(t *testing.T, mode healthsync.Mode, edit func(*healthsync.Options)) b
 	t.Helper()
 	sb := vendortest.StartSandbox(t, sandbox.Options{}, oauthClient)
 	sent := &counter{base: http.DefaultTransport}
-	opts := healthsync.Options{BaseURL: sb.URL + sandbox.HealthSyncPath, Mode: mode, Clock: sb.Clock.Now,
-		HTTPClient: &http.Client{Transport: sent}}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := healthsync.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, healthsync.New, healthsync.Options{BaseURL: sb.URL + sandbox.HealthSyncPath, Mode: mode,
+		Clock: sb.Clock.Now, HTTPClient: &http.Client{Transport: sent}}, edit)
 	return bundle{sb: sb, adapter: a, sent: sent}
 }
 
@@ -71,13 +66,7 @@ func keyCred(key string) vendors.Credential {
 // would, and returns the answer (closed at the end of the test).
 func (b bundle) get(t *testing.T, path, token string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.sb.URL+sandbox.HealthSyncPath+path, nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return vendortest.Bearer(t, http.MethodGet, b.sb.URL+sandbox.HealthSyncPath+path, token, nil)
 }
 
 func TestAPIKeyToken(t *testing.T) {

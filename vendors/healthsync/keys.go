@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,29 +49,29 @@ func (k keyJSON) info() KeyInfo {
 // keyCall sends one key-management request authenticated by key and
 // decodes a 2xx answer into out (when not nil). It never quotes a 2xx
 // answer: it may hold a key.
-func (a *Adapter) keyCall(ctx context.Context, op, method, path string, key secret.Value, in, out any) (answer, error) {
+func (a *Adapter) keyCall(ctx context.Context, op, method, path string, key secret.Value, in, out any) (vendors.Answer, error) {
 	if key.IsZero() {
-		return answer{}, a.missing(op, "api_key")
+		return vendors.Answer{}, a.missing(op, "api_key")
 	}
 	req, err := a.apiRequest(ctx, method, path, key, in)
 	if err != nil {
-		return answer{}, err
+		return vendors.Answer{}, err
 	}
-	ans, verr := a.send(req, op, false, []string{key.Reveal()})
+	ans, verr := a.send(req, op, false, key.Reveal())
 	if verr != nil {
-		return answer{}, verr
+		return vendors.Answer{}, verr
 	}
 	if out != nil {
-		if err := json.Unmarshal(ans.body, out); err != nil {
-			return answer{}, a.malformedAnswer(op, ans, "answer is not the expected JSON")
+		if err := json.Unmarshal(ans.Body, out); err != nil {
+			return vendors.Answer{}, a.malformedAnswer(op, ans, "answer is not the expected JSON")
 		}
 	}
 	return ans, nil
 }
 
-func (a *Adapter) malformedAnswer(op string, ans answer, why string) *vendors.Error {
-	return &vendors.Error{Vendor: a.vendor, Op: op, Class: vendors.ClassMalformed, Status: ans.status,
-		Err: fmt.Errorf("%s (%d bytes, Content-Type %q)", why, len(ans.body), ans.header.Get("Content-Type"))}
+func (a *Adapter) malformedAnswer(op string, ans vendors.Answer, why string) *vendors.Error {
+	return a.sender.Malformed(op, ans.Status, "%s (%d bytes, Content-Type %q)",
+		why, len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type")))
 }
 
 // CreateKey creates an API key of cred's account (one POST to
@@ -155,12 +154,12 @@ func (a *Adapter) verify(ctx context.Context, key secret.Value) error {
 	if err != nil {
 		return err
 	}
-	ans, verr := a.send(req, opVerify, false, []string{key.Reveal()})
+	ans, verr := a.send(req, opVerify, false, key.Reveal())
 	if verr != nil {
 		return verr
 	}
 	// A 2xx that is not JSON (a proxy's page) says nothing of the key.
-	if ans.status != http.StatusNoContent && !json.Valid(ans.body) {
+	if ans.Status != http.StatusNoContent && !json.Valid(ans.Body) {
 		return a.malformedAnswer(opVerify, ans, "answer is not JSON")
 	}
 	return nil

@@ -13,15 +13,14 @@ package oauth2cc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -66,11 +65,8 @@ type Options struct {
 type Adapter struct {
 	tokenURL  string
 	scopes    []string
-	userAgent string
 	authStyle oauth2.AuthStyle
-	client    *http.Client
-	clock     func() time.Time
-	vendor    string
+	sender    *vendors.Sender // its client never follows redirects
 }
 
 var _ vendors.TokenSource = (*Adapter)(nil)
@@ -80,9 +76,8 @@ func New(opts Options) (*Adapter, error) {
 	if opts.TokenURL == "" {
 		return nil, errors.New("oauth2cc: token_url is required")
 	}
-	u, err := url.Parse(opts.TokenURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("oauth2cc: token_url %q is not an http(s) URL", opts.TokenURL)
+	if _, err := vendors.ParseHTTPURL(opts.TokenURL); err != nil {
+		return nil, fmt.Errorf("oauth2cc: token_url %q %w", opts.TokenURL, err)
 	}
 	switch opts.AuthStyle {
 	case oauth2.AuthStyleAutoDetect:
@@ -91,26 +86,14 @@ func New(opts Options) (*Adapter, error) {
 	default:
 		return nil, fmt.Errorf("oauth2cc: unknown auth style %d", opts.AuthStyle)
 	}
-	if strings.ContainsAny(opts.UserAgent, "\r\n") {
-		return nil, errors.New("oauth2cc: user_agent must be one line")
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	if opts.VendorName == "" {
-		opts.VendorName = Kind
+	if err := vendors.CheckUserAgent(opts.UserAgent); err != nil {
+		return nil, fmt.Errorf("oauth2cc: %w", err)
 	}
 	return &Adapter{
 		tokenURL:  opts.TokenURL,
 		scopes:    append([]string(nil), opts.Scopes...),
-		userAgent: opts.UserAgent,
 		authStyle: opts.AuthStyle,
-		client:    opts.HTTPClient,
-		clock:     opts.Clock,
-		vendor:    opts.VendorName,
+		sender:    vendors.NewSender(cmp.Or(opts.VendorName, Kind), opts.HTTPClient, opts.Clock, opts.UserAgent),
 	}, nil
 }
 
@@ -126,13 +109,12 @@ func New(opts Options) (*Adapter, error) {
 // (RFC 6749 makes it optional), which leaves the lifetime to the caller's
 // max_token_lifetime.
 func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.Token, error) {
-	rec := &recorder{base: a.client.Transport, userAgent: a.userAgent}
+	rec := &recorder{base: a.sender.Client.Transport, userAgent: a.sender.UserAgent}
 	if rec.base == nil {
 		rec.base = http.DefaultTransport
 	}
-	hc := *a.client
+	hc := *a.sender.Client // never following redirects
 	hc.Transport = rec
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg := clientcredentials.Config{
 		ClientID:     cred.ClientID,
 		ClientSecret: cred.ClientSecret.Reveal(),
@@ -141,7 +123,7 @@ func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.T
 		AuthStyle:    a.authStyle,
 	}
 
-	issued := a.clock()
+	issued := a.sender.Clock()
 	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, &hc))
 	if err != nil {
 		return vendors.Token{}, a.classify(err, rec, cred)
@@ -172,56 +154,33 @@ func (a *Adapter) classify(err error, rec *recorder, cred vendors.Credential) *v
 		return a.statusError(re, cred)
 	}
 	if rec.readErr != nil {
-		e := vendors.NewTransportError(a.vendor, opToken, rec.readErr)
+		e := vendors.NewTransportError(a.sender.Vendor, opToken, rec.readErr)
 		e.Status = rec.status
 		return e
 	}
 	if rec.status == 0 {
 		// No answer: the error is the HTTP client's, which names the URL and
 		// the cause but no secret (the credentials are in a header or the body).
-		return vendors.NewTransportError(a.vendor, opToken, err)
+		return vendors.NewTransportError(a.sender.Vendor, opToken, err)
 	}
 	// An answer came and the library could not use it.
 	return a.malformed(rec, "answer is not a usable token")
 }
 
+// statusError classifies an error answer: a 5xx is ClassServer even with an
+// invalid_client code (a server in trouble is no definitive refusal, and a
+// false revocation stops the credential); a 401 or invalid_client /
+// unauthorized_client is ClassRevoked; other 4xx and 3xx, and a 2xx
+// carrying another OAuth error code, are ClassRejected.
 func (a *Adapter) statusError(re *oauth2.RetrieveError, cred vendors.Credential) *vendors.Error {
-	status := re.Response.StatusCode
-	e := &vendors.Error{Vendor: a.vendor, Op: opToken, Status: status}
-	quote := re.ErrorCode
-	if quote != "" && re.ErrorDescription != "" {
-		quote += ": " + re.ErrorDescription
+	ans := vendors.Answer{Status: re.Response.StatusCode, Header: re.Response.Header, Body: re.Body}
+	oe := vendors.OAuthError{Code: re.ErrorCode, Description: re.ErrorDescription}
+	body := ans.Body
+	if ans.OK() {
+		body = nil // it may hold a token
 	}
-	if quote == "" && (status < 200 || status > 299) {
-		quote = string(re.Body)
-	}
-	quote = vendors.Excerpt(quote, cred.ClientSecret.Reveal())
-	now := a.clock()
-	switch {
-	case status == http.StatusTooManyRequests:
-		e.Class = vendors.ClassRateLimited
-		e.RetryAfter = vendors.ParseRetryAfter(re.Response.Header.Get("Retry-After"), now)
-	case status >= 500:
-		// Even with an invalid_client code: a server in trouble is no
-		// definitive refusal, and a false revocation stops the credential.
-		e.Class = vendors.ClassServer
-		e.RetryAfter = vendors.ParseRetryAfter(re.Response.Header.Get("Retry-After"), now)
-	case status == http.StatusUnauthorized || re.ErrorCode == "invalid_client" || re.ErrorCode == "unauthorized_client":
-		e.Class = vendors.ClassRevoked
-		if quote == "" {
-			e.Err = vendors.ErrRevoked
-		} else {
-			e.Err = fmt.Errorf("%w: vendor said %q", vendors.ErrRevoked, quote)
-		}
-		return e
-	default:
-		// Other 4xx and 3xx, and a 2xx carrying an OAuth error code.
-		e.Class = vendors.ClassRejected
-	}
-	if quote != "" {
-		e.Err = fmt.Errorf("vendor said %q", quote)
-	}
-	return e
+	revoked := ans.Status == http.StatusUnauthorized || oe.RefusesClient()
+	return a.sender.StatusError(opToken, ans, revoked, vendors.VendorSaid(oe.Quote(body, cred.ClientSecret.Reveal())))
 }
 
 // malformed reports a 2xx answer without a usable token. It never quotes
@@ -235,8 +194,7 @@ func (a *Adapter) malformed(rec *recorder, why string) *vendors.Error {
 	case rec.body.Len() > 0 && !json.Valid(rec.body.Bytes()):
 		detail += " (answer is not valid JSON)"
 	}
-	return &vendors.Error{Vendor: a.vendor, Op: opToken, Class: vendors.ClassMalformed,
-		Status: rec.status, Err: errors.New(detail)}
+	return a.sender.Malformed(opToken, rec.status, "%s", detail)
 }
 
 // expiresIn reads the expires_in the library kept in the token's extra
@@ -269,13 +227,7 @@ func expiresIn(v any) (time.Duration, error) {
 	default:
 		return 0, errors.New("expires_in is not a number")
 	}
-	switch {
-	case math.IsNaN(n) || n <= 0:
-		return 0, errors.New("expires_in is not a positive number of seconds")
-	case n >= float64(math.MaxInt64/int64(time.Second)):
-		return math.MaxInt64, nil
-	}
-	return time.Duration(n * float64(time.Second)), nil
+	return vendors.Seconds(n)
 }
 
 // recorder is the transport of one Token call: it adds the User-Agent and

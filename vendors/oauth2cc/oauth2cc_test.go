@@ -33,12 +33,7 @@ type bundle struct {
 func setup(t *testing.T, edit func(*oauth2cc.Options)) bundle {
 	t.Helper()
 	sb := vendortest.StartSandbox(t, sandbox.Options{RealTokenLifetime: 5 * time.Minute}, cred)
-	opts := oauth2cc.Options{TokenURL: sb.URL + sandbox.OAuth2Path + "token", Clock: sb.Clock.Now, VendorName: "portal"}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := oauth2cc.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, oauth2cc.New, oauth2cc.Options{TokenURL: sb.URL + sandbox.OAuth2Path + "token", Clock: sb.Clock.Now, VendorName: "portal"}, edit)
 	return bundle{sb: sb, adapter: a}
 }
 
@@ -57,13 +52,7 @@ func TestToken(t *testing.T) {
 			require.Equal(t, 1, b.sb.TokenCalls(clientID))
 
 			get := func() int {
-				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, b.sb.URL+sandbox.OAuth2Path+"Patient", nil)
-				require.NoError(t, err)
-				req.Header.Set("Authorization", "Bearer "+tok.AccessToken.Reveal())
-				resp, err := http.DefaultClient.Do(req)
-				require.NoError(t, err)
-				resp.Body.Close()
-				return resp.StatusCode
+				return vendortest.Bearer(t, http.MethodGet, b.sb.URL+sandbox.OAuth2Path+"Patient", tok.AccessToken.Reveal(), nil).StatusCode
 			}
 			require.Equal(t, http.StatusOK, get())
 			b.sb.Clock.Advance(5 * time.Minute)

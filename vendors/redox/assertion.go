@@ -63,7 +63,7 @@ func (a *Adapter) assertion(cred vendors.Credential, now time.Time) (string, err
 }
 
 func (a *Adapter) badCredential(format string, args ...any) *vendors.Error {
-	return &vendors.Error{Vendor: a.vendor, Op: opSign, Class: vendors.ClassRejected,
+	return &vendors.Error{Vendor: a.tokens.Vendor, Op: opSign, Class: vendors.ClassRejected,
 		Err: fmt.Errorf("%w: "+format, append([]any{ErrBadCredential}, args...)...)}
 }
 

@@ -132,25 +132,14 @@ func setup(t *testing.T, cred vendors.Credential, edit func(*redox.Options)) bun
 		require.NoError(t, sb.AddRedoxKey(cred.ClientID, "", jwk))
 	}
 	clock := sandbox.NewManualClock(vendortest.T0)
-	opts := redox.Options{BaseURL: sb.URL + sandbox.RedoxPath, Clock: clock.Now}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := redox.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, redox.New, redox.Options{BaseURL: sb.URL + sandbox.RedoxPath, Clock: clock.Now}, edit)
 	return bundle{sb: sb, adapter: a, clock: clock, tokenURL: sb.URL + sandbox.RedoxPath + "v2/auth/token"}
 }
 
 // get reads the sandbox's Redox FHIR API with token and returns the status.
 func (b bundle) get(t *testing.T, token secret.Value) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.sb.URL+sandbox.RedoxFHIRPath+"Patient", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token.Reveal())
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
+	return vendortest.Bearer(t, http.MethodGet, b.sb.URL+sandbox.RedoxFHIRPath+"Patient", token.Reveal(), nil).StatusCode
 }
 
 func TestToken(t *testing.T) {

@@ -59,11 +59,11 @@ package redoxlegacy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -104,9 +104,6 @@ const (
 // opToken is vendors.Error.Op of every token failure, whichever endpoint.
 const opToken = "request token"
 
-// maxBody bounds how much of a token answer is read.
-const maxBody = 1 << 20
-
 // Options configure an Adapter.
 type Options struct {
 	// BaseURL is the API root. Default BaseURLUS (Canada: BaseURLCA). A
@@ -133,28 +130,16 @@ type Adapter struct {
 	authURL    string
 	refreshURL string
 	mode       Mode
-	client     *http.Client // never follows redirects
-	clock      func() time.Time
-	vendor     string
-	userAgent  string
+	tokens     *vendors.Sender // never follows redirects
 }
 
 var _ vendors.TokenSource = (*Adapter)(nil)
 
 // New checks opts and makes an Adapter.
 func New(opts Options) (*Adapter, error) {
-	if opts.BaseURL == "" {
-		opts.BaseURL = BaseURLUS
-	}
-	if !strings.HasSuffix(opts.BaseURL, "/") {
-		opts.BaseURL += "/"
-	}
-	base, err := url.Parse(opts.BaseURL)
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("redoxlegacy: base_url %q is not an http(s) URL; use %s or %s", opts.BaseURL, BaseURLUS, BaseURLCA)
-	}
-	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("redoxlegacy: base_url %q must not have a query, fragment or user info", opts.BaseURL)
+	base, err := vendors.ParseBaseURL(opts.BaseURL, BaseURLUS, "use "+BaseURLUS+" or "+BaseURLCA)
+	if err != nil {
+		return nil, fmt.Errorf("redoxlegacy: %w", err)
 	}
 	switch opts.Mode {
 	case "":
@@ -163,28 +148,14 @@ func New(opts Options) (*Adapter, error) {
 	default:
 		return nil, fmt.Errorf("redoxlegacy: unknown mode %q (%s or %s)", opts.Mode, ModeReauthenticate, ModeRefresh)
 	}
-	if strings.ContainsAny(opts.UserAgent, "\r\n") {
-		return nil, errors.New("redoxlegacy: user_agent must be one line")
+	if err := vendors.CheckUserAgent(opts.UserAgent); err != nil {
+		return nil, fmt.Errorf("redoxlegacy: %w", err)
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	if opts.VendorName == "" {
-		opts.VendorName = Kind
-	}
-	client := *opts.HTTPClient
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Adapter{
 		authURL:    base.ResolveReference(&url.URL{Path: pathAuthenticate}).String(),
 		refreshURL: base.ResolveReference(&url.URL{Path: pathRefresh}).String(),
 		mode:       opts.Mode,
-		client:     &client,
-		clock:      opts.Clock,
-		vendor:     opts.VendorName,
-		userAgent:  opts.UserAgent,
+		tokens:     vendors.NewSender(cmp.Or(opts.VendorName, Kind), opts.HTTPClient, opts.Clock, opts.UserAgent),
 	}, nil
 }
 
@@ -278,64 +249,39 @@ func refused(err *vendors.Error) bool {
 func (a *Adapter) call(ctx context.Context, endpoint, path string, body any, cred vendors.Credential) (vendors.Token, *vendors.Error) {
 	data, err := json.Marshal(body)
 	if err != nil {
-		return vendors.Token{}, &vendors.Error{Vendor: a.vendor, Op: opToken, Class: vendors.ClassRejected,
+		return vendors.Token{}, &vendors.Error{Vendor: a.tokens.Vendor, Op: opToken, Class: vendors.ClassRejected,
 			Err: fmt.Errorf("%s: encode request: %w", path, err)}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(data))
 	if err != nil {
-		return vendors.Token{}, &vendors.Error{Vendor: a.vendor, Op: opToken, Class: vendors.ClassRejected,
+		return vendors.Token{}, &vendors.Error{Vendor: a.tokens.Vendor, Op: opToken, Class: vendors.ClassRejected,
 			Err: fmt.Errorf("%s: build request: %w", path, err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	if a.userAgent != "" {
-		req.Header.Set("User-Agent", a.userAgent)
-	}
 
-	issued := a.clock()
-	resp, err := a.client.Do(req)
-	if err != nil {
-		// The client's error names the URL and the cause; the key, secret
-		// and refresh token are in the body, never in the URL.
-		return vendors.Token{}, vendors.NewTransportError(a.vendor, opToken, err)
+	issued := a.tokens.Clock()
+	// The key, secret and refresh token are in the body, never in the URL
+	// that a transport error names.
+	ans, verr := a.tokens.Call(req, opToken, func(ans vendors.Answer) *vendors.Error {
+		return a.statusError(ans, path, cred)
+	})
+	if verr != nil {
+		return vendors.Token{}, verr
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		e := vendors.NewTransportError(a.vendor, opToken, err)
-		e.Status = resp.StatusCode
-		return vendors.Token{}, e
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return vendors.Token{}, a.statusError(resp, answer, path, cred)
-	}
-	return a.parseToken(resp, answer, path, issued)
+	return a.parseToken(ans, path, issued)
 }
 
-// statusError classifies a non-2xx token answer.
-func (a *Adapter) statusError(resp *http.Response, answer []byte, path string, cred vendors.Credential) *vendors.Error {
-	e := &vendors.Error{Vendor: a.vendor, Op: opToken, Status: resp.StatusCode}
-	quote := vendors.Excerpt(errorText(answer), cred.ClientSecret.Reveal(), cred.ClientID, cred.RefreshToken.Reveal())
+// statusError classifies a non-2xx token answer: only a 401 from
+// auth/authenticate (bad key or secret) is a revocation.
+func (a *Adapter) statusError(ans vendors.Answer, path string, cred vendors.Credential) *vendors.Error {
+	quote := vendors.Excerpt(errorText(ans.Body), cred.ClientSecret.Reveal(), cred.ClientID, cred.RefreshToken.Reveal())
 	detail := path
 	if quote != "" {
-		detail = fmt.Sprintf("%s: vendor said %q", path, quote)
+		detail = path + ": " + vendors.VendorSaid(quote)
 	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized && path == pathAuthenticate:
-		e.Class = vendors.ClassRevoked
-		e.Err = fmt.Errorf("%w: %s", vendors.ErrRevoked, detail)
-		return e
-	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Class = vendors.ClassRateLimited
-		e.RetryAfter = vendors.ParseRetryAfter(resp.Header.Get("Retry-After"), a.clock())
-	case resp.StatusCode >= 500:
-		e.Class = vendors.ClassServer
-		e.RetryAfter = vendors.ParseRetryAfter(resp.Header.Get("Retry-After"), a.clock())
-	default:
-		e.Class = vendors.ClassRejected
-	}
-	e.Err = errors.New(detail)
-	return e
+	revoked := ans.Status == http.StatusUnauthorized && path == pathAuthenticate
+	return a.tokens.StatusError(opToken, ans, revoked, detail)
 }
 
 // errorAnswer is the error answers' shapes: the Data Model API's
@@ -347,9 +293,7 @@ type errorAnswer struct {
 			Text string `json:"Text"`
 		} `json:"Errors"`
 	} `json:"Meta"`
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description"`
-	Message          string `json:"message"`
+	vendors.OAuthError
 }
 
 // errorText is the message of an error answer: its error texts when it has
@@ -368,10 +312,10 @@ func errorText(answer []byte) string {
 	switch {
 	case len(texts) > 0:
 		return strings.Join(texts, "; ")
-	case ea.Error != "" && ea.ErrorDescription != "":
-		return ea.Error + ": " + ea.ErrorDescription
-	case ea.Error != "":
-		return ea.Error
+	case ea.Code != "" && ea.Description != "":
+		return ea.Code + ": " + ea.Description
+	case ea.Code != "":
+		return ea.Code
 	case ea.Message != "":
 		return ea.Message
 	}
@@ -380,15 +324,14 @@ func errorText(answer []byte) string {
 
 // parseToken reads a 2xx token answer. It never quotes the body: it holds
 // the tokens.
-func (a *Adapter) parseToken(resp *http.Response, answer []byte, path string, issued time.Time) (vendors.Token, *vendors.Error) {
+func (a *Adapter) parseToken(ans vendors.Answer, path string, issued time.Time) (vendors.Token, *vendors.Error) {
 	malformed := func(format string, args ...any) *vendors.Error {
-		return &vendors.Error{Vendor: a.vendor, Op: opToken, Class: vendors.ClassMalformed,
-			Status: resp.StatusCode, Err: fmt.Errorf("%s: %w", path, fmt.Errorf(format, args...))}
+		return a.tokens.Malformed(opToken, ans.Status, "%s: %w", path, fmt.Errorf(format, args...))
 	}
 	var tr tokenResponse
-	if err := json.Unmarshal(answer, &tr); err != nil {
+	if err := json.Unmarshal(ans.Body, &tr); err != nil {
 		return vendors.Token{}, malformed("answer is not a JSON token (%d bytes, Content-Type %q)",
-			len(answer), resp.Header.Get("Content-Type"))
+			len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type")))
 	}
 	if tr.AccessToken == "" {
 		return vendors.Token{}, malformed("answer has no accessToken")

@@ -34,12 +34,7 @@ type bundle struct {
 func setup(t *testing.T, mode redoxlegacy.Mode, edit func(*redoxlegacy.Options)) bundle {
 	t.Helper()
 	sb := vendortest.StartSandbox(t, sandbox.Options{}, cred)
-	opts := redoxlegacy.Options{BaseURL: sb.URL + sandbox.RedoxLegacyPath, Mode: mode, Clock: sb.Clock.Now}
-	if edit != nil {
-		edit(&opts)
-	}
-	a, err := redoxlegacy.New(opts)
-	require.NoError(t, err)
+	a := vendortest.NewAdapter(t, redoxlegacy.New, redoxlegacy.Options{BaseURL: sb.URL + sandbox.RedoxLegacyPath, Mode: mode, Clock: sb.Clock.Now}, edit)
 	return bundle{sb: sb, adapter: a}
 }
 
@@ -56,15 +51,8 @@ func (b bundle) token(t *testing.T, c vendors.Credential) vendors.Token {
 func (b bundle) send(t *testing.T, tok secret.Value) int {
 	t.Helper()
 	body := `{"Meta":{"DataModel":"PatientAdmin","EventType":"Arrival","Destinations":[{"ID":"af394f14","Name":"Redox EMR"}]}}`
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, b.sb.URL+sandbox.RedoxLegacyPath+"endpoint",
-		bytes.NewReader([]byte(body)))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
+	return vendortest.Bearer(t, http.MethodPost, b.sb.URL+sandbox.RedoxLegacyPath+"endpoint", tok.Reveal(),
+		bytes.NewReader([]byte(body))).StatusCode
 }
 
 // refreshTokens maps the refresh tokens the sandbox issued to apiKey to

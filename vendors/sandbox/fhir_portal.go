@@ -2,9 +2,7 @@ package sandbox
 
 import (
 	"fmt"
-	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,13 +38,6 @@ const FHIRPortalMaxTokenLifetime = 300 * time.Second
 
 const apiFHIRPortal = "fhir-portal"
 
-// The client authentication methods (RFC 7591 names) the portal can
-// advertise in token_endpoint_auth_methods_supported and accept.
-const (
-	fhirPortalBasic = "client_secret_basic"
-	fhirPortalPost  = "client_secret_post"
-)
-
 // endpointDiscovery is where a fault is looked up for the discovery
 // endpoint. Inject refuses it (faults.go knows token, patient and all), so
 // only EndpointAll faults reach discovery until Fault.Endpoint accepts it.
@@ -74,7 +65,7 @@ func newFHIRPortalSandbox(s *Sandbox) *fhirPortalSandbox {
 }
 
 func defaultFHIRPortalAuthMethods() []string {
-	return []string{fhirPortalBasic, fhirPortalPost}
+	return []string{clientSecretBasic, clientSecretPost}
 }
 
 // routes registers the emulator's endpoints.
@@ -91,8 +82,8 @@ func (v *fhirPortalSandbox) routes(mux *http.ServeMux) {
 // refuses it: 401 invalid_client.
 func (s *Sandbox) SetFHIRPortalAuthMethods(methods ...string) error {
 	for _, m := range methods {
-		if m != fhirPortalBasic && m != fhirPortalPost {
-			return fmt.Errorf("sandbox: unknown auth method %q (%s, %s)", m, fhirPortalBasic, fhirPortalPost)
+		if m != clientSecretBasic && m != clientSecretPost {
+			return fmt.Errorf("sandbox: unknown auth method %q (%s, %s)", m, clientSecretBasic, clientSecretPost)
 		}
 	}
 	if len(methods) == 0 {
@@ -132,115 +123,10 @@ func (v *fhirPortalSandbox) smartConfiguration(w http.ResponseWriter, r *http.Re
 	})
 }
 
-// token is POST /fhir-portal/token.
+// token is POST /fhir-portal/token: client credentials, the client
+// authenticated by one of the methods the portal accepts, for a token of at
+// most FHIRPortalMaxTokenLifetime.
 func (v *fhirPortalSandbox) token(w http.ResponseWriter, r *http.Request) {
-	s := v.s
-	req := readClientCredentials(w, r)
-	s.countTokenCall(req.clientID, s.clock())
-	if s.applyFault(w, r, EndpointToken, req.clientID, writeOAuthError) {
-		return
-	}
-	if req.code != "" {
-		writeOAuthError(w, http.StatusBadRequest, req.code, req.description)
-		return
-	}
-	method := fhirPortalPost
-	if req.basic {
-		method = fhirPortalBasic
-	}
-	now := s.clock()
-	var (
-		tok      string
-		lifetime time.Duration
-		err      error
-	)
-	if slices.Contains(v.methods(), method) {
-		tok, lifetime, err = s.issue(apiFHIRPortal, req.clientID, req.clientSecret, now)
-	} else {
-		err = errInvalidClient
-	}
-	if err != nil {
-		s.log.Debug().Str("api", apiFHIRPortal).Str("client_id", req.clientID).Str("auth_method", method).
-			Msg("token refused: invalid client")
-		if req.basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="sandbox"`)
-		}
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
-		return
-	}
-	if lifetime > FHIRPortalMaxTokenLifetime {
-		lifetime = FHIRPortalMaxTokenLifetime
-		s.shortenToken(tok, now.Add(lifetime))
-	}
-	s.log.Debug().Str("api", apiFHIRPortal).Str("client_id", req.clientID).Str("token", fingerprint(tok)).
-		Time("expires_at", now.Add(lifetime)).Msg("token issued")
-	answer := map[string]any{
-		"access_token": tok,
-		"token_type":   "Bearer",
-		"expires_in":   seconds(lifetime),
-	}
-	if req.scope != "" {
-		answer["scope"] = req.scope
-	}
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, "application/json", answer)
-}
-
-// shortenToken moves the expiry of a token just issued to expires. The
-// issue order keeps the longer expiry, which only delays purging it.
-// (Were issue given a maximum lifetime, this would go.)
-func (s *Sandbox) shortenToken(tok string, expires time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if info, ok := s.tokens.get(tok); ok && expires.Before(info.expires) {
-		info.expires = expires
-		s.tokens.m[tok] = info
-	}
-}
-
-// clientCredentialsRequest is an RFC 6749 section 4.4 token request as the
-// sandbox reads it.
-type clientCredentialsRequest struct {
-	clientID, clientSecret string
-	// basic: the client authenticated with HTTP Basic, else in the body.
-	basic bool
-	scope string
-	// code and description are the OAuth error of a malformed request,
-	// "" for a well-formed one. The client id is read either way, so that
-	// the request is counted under it.
-	code, description string
-}
-
-// readClientCredentials reads a client credentials token request: a
-// form-encoded body with grant_type=client_credentials, the client
-// authenticated by HTTP Basic (id and secret form-urlencoded first, RFC 6749
-// section 2.3.1) or by client_id and client_secret in the body, not both.
-// It is the request half of oauth2Token, which could use it too.
-func readClientCredentials(w http.ResponseWriter, r *http.Request) clientCredentialsRequest {
-	r.Body = http.MaxBytesReader(w, r.Body, maxTokenBody)
-	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	formErr := r.ParseForm()
-	req := clientCredentialsRequest{
-		clientID:     r.PostForm.Get("client_id"),
-		clientSecret: r.PostForm.Get("client_secret"),
-		scope:        r.PostForm.Get("scope"),
-	}
-	inBody := req.clientSecret != ""
-	if id, sec, ok := r.BasicAuth(); ok {
-		if uid, err := url.QueryUnescape(id); err == nil {
-			if usec, err := url.QueryUnescape(sec); err == nil {
-				id, sec = uid, usec
-			}
-		}
-		req.basic, req.clientID, req.clientSecret = true, id, sec
-	}
-	switch {
-	case media != "application/x-www-form-urlencoded" || formErr != nil:
-		req.code, req.description = "invalid_request", "the body must be application/x-www-form-urlencoded"
-	case req.basic && inBody:
-		req.code, req.description = "invalid_request", "use one client authentication method, not two"
-	case r.PostForm.Get("grant_type") != "client_credentials":
-		req.code, req.description = "unsupported_grant_type", "grant_type must be client_credentials"
-	}
-	return req
+	accepts := func(method string) bool { return slices.Contains(v.methods(), method) }
+	v.s.clientCredentialsToken(w, r, apiFHIRPortal, accepts, FHIRPortalMaxTokenLifetime)
 }

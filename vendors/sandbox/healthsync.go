@@ -60,11 +60,9 @@ package sandbox
 // user's consent), and write endpoints.
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"mime"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -358,16 +356,7 @@ func (v *healthSyncSandbox) retire(rt string, g *hsGrant) {
 func (v *healthSyncSandbox) addAccess(tok string, a hsAccess, now time.Time, lifetime time.Duration) {
 	v.access[tok] = a
 	v.accessOrder = append(v.accessOrder, issuedToken{token: tok, expires: now.Add(lifetime)})
-	cutoff := now.Add(-purgeFactor * lifetime)
-	for v.accessHead < len(v.accessOrder) && v.accessOrder[v.accessHead].expires.Before(cutoff) {
-		delete(v.access, v.accessOrder[v.accessHead].token)
-		v.accessOrder[v.accessHead] = issuedToken{}
-		v.accessHead++
-	}
-	if v.accessHead > 1024 && v.accessHead*2 > len(v.accessOrder) {
-		v.accessOrder = append([]issuedToken(nil), v.accessOrder[v.accessHead:]...)
-		v.accessHead = 0
-	}
+	forget(v.access, &v.accessOrder, &v.accessHead, now.Add(-purgeFactor*lifetime))
 }
 
 // hsAuth is who an API request is.
@@ -595,7 +584,7 @@ func (v *healthSyncSandbox) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxTokenBody)
 	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	formErr := r.ParseForm()
-	clientID, clientSecret, basic, both := hsClientAuth(r)
+	clientID, clientSecret, basic, both := clientAuth(r)
 	v.s.countTokenCall(clientID, now)
 	if v.s.applyFault(w, r, EndpointToken, clientID, writeOAuthError) {
 		return
@@ -633,22 +622,6 @@ func (v *healthSyncSandbox) token(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, "application/json", answer)
-}
-
-// hsClientAuth reads the client's credentials: HTTP Basic (form-urlencoded
-// first, RFC 6749 section 2.3.1) or client_id and client_secret in the
-// body; both reports a request that used both.
-func hsClientAuth(r *http.Request) (id, secret string, basic, both bool) {
-	bid, bsecret, basic := r.BasicAuth()
-	if basic {
-		uid, err1 := url.QueryUnescape(bid)
-		usecret, err2 := url.QueryUnescape(bsecret)
-		if err1 == nil && err2 == nil {
-			bid, bsecret = uid, usecret
-		}
-		return bid, bsecret, true, r.PostForm.Get("client_secret") != ""
-	}
-	return r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), false, false
 }
 
 func oauthRefusal(status int, code, desc string) (int, map[string]any, string) {
@@ -726,8 +699,7 @@ func (v *healthSyncSandbox) serviceToken(clientID, clientSecret, scope string, n
 func (v *healthSyncSandbox) clientOK(id, secret string) bool {
 	v.s.mu.Lock()
 	defer v.s.mu.Unlock()
-	c, ok := v.s.clients[id]
-	return ok && id != "" && subtle.ConstantTimeCompare([]byte(c.secret), []byte(secret)) == 1
+	return v.s.secretOK(id, secret)
 }
 
 // hsResourceRE is a resource name in a scope.

@@ -19,7 +19,8 @@ import (
 
 const hsAccount = "clinic-7"
 
-var hsT0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+// hsT0 is when the clock of hsSetup starts.
+var hsT0 = t0
 
 type hsBundle struct {
 	sb    *sandbox.Sandbox
@@ -29,11 +30,7 @@ type hsBundle struct {
 
 func hsSetup(t *testing.T) hsBundle {
 	t.Helper()
-	clock := sandbox.NewManualClock(hsT0)
-	sb := sandbox.New(sandbox.Options{Clock: clock.Now})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	return hsBundle{sb: sb, srv: srv, clock: clock}
+	return hsBundle(start(t, sandbox.Options{}))
 }
 
 // hsDo sends a request to the HealthSync API (path relative to its base)

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"mime"
@@ -322,14 +321,11 @@ type redoxLegacyGrant struct {
 // grant issues an access token and the next refresh token of chain. Call
 // with s.mu held.
 func (v *redoxLegacySandbox) grant(apiKey string, gen uint64, chain *redoxLegacyChain, now time.Time) redoxLegacyGrant {
-	s := v.s
-	access, refresh := newToken(), newToken()
+	// The key is registered: authenticate checked it, and a refresh token
+	// of a deleted key is refused as revoked.
+	access, _ := v.s.issueTo(apiRedoxLegacy, apiKey, v.lifetime, now)
 	expires := now.Add(v.lifetime)
-	s.tokens.add(access, tokenInfo{clientID: apiKey, api: apiRedoxLegacy, gen: gen, expires: expires})
-	s.tokens.purge(now, purgeFactor*v.lifetime)
-	st := s.statsOf(apiKey)
-	st.issued = appendCapped(st.issued, access)
-
+	refresh := newToken()
 	k := v.key(apiKey)
 	v.refresh[refresh] = &redoxLegacyRefresh{apiKey: apiKey, gen: gen, chain: chain, issued: now,
 		expires: now.Add(v.idleLimit)}
@@ -399,8 +395,7 @@ func (v *redoxLegacySandbox) authenticate(w http.ResponseWriter, r *http.Request
 	}
 	now := s.clock()
 	s.mu.Lock()
-	c, ok := s.clients[req.APIKey]
-	if !ok || subtle.ConstantTimeCompare([]byte(c.secret), []byte(req.Secret)) != 1 {
+	if !s.secretOK(req.APIKey, req.Secret) {
 		s.mu.Unlock()
 		s.log.Debug().Str("api", apiRedoxLegacy).Str("api_key", fingerprint(req.APIKey)).Msg("authentication refused")
 		writeRedoxLegacyError(w, http.StatusUnauthorized, "invalid_client", "Invalid API key or secret")
@@ -408,7 +403,7 @@ func (v *redoxLegacySandbox) authenticate(w http.ResponseWriter, r *http.Request
 	}
 	k := v.key(req.APIKey)
 	k.stats.Chains++
-	g := v.grant(req.APIKey, c.gen, &redoxLegacyChain{n: k.stats.Chains}, now)
+	g := v.grant(req.APIKey, s.clients[req.APIKey].gen, &redoxLegacyChain{n: k.stats.Chains}, now)
 	s.mu.Unlock()
 	s.log.Debug().Str("api", apiRedoxLegacy).Str("api_key", fingerprint(req.APIKey)).
 		Str("token", fingerprint(g.AccessToken)).Str("refresh_token", fingerprint(g.RefreshToken)).

@@ -33,7 +33,8 @@ const (
 	rdxECKid  = "ec-1"
 )
 
-var rdxT0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+// rdxT0 is when the clock of rdxSetup starts.
+var rdxT0 = t0
 
 // Keys are made once: RSA key generation is slow under the race detector.
 var (
@@ -67,15 +68,11 @@ type rdxEnv struct {
 // and an EC key.
 func rdxSetup(t *testing.T, opts sandbox.Options) rdxEnv {
 	t.Helper()
-	clock := sandbox.NewManualClock(rdxT0)
-	opts.Clock = clock.Now
-	sb := sandbox.New(opts)
-	sb.AddClient(rdxClient, rdxSecret)
-	require.NoError(t, sb.AddRedoxKey(rdxClient, rdxRSAKid, rdxJWK(t, &rdxRSA().PublicKey, "", "")))
-	require.NoError(t, sb.AddRedoxKey(rdxClient, "", rdxJWK(t, &rdxEC().PublicKey, rdxECKid, "ES384")))
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	return rdxEnv{sb: sb, srv: srv, clock: clock}
+	e := rdxEnv(start(t, opts))
+	e.sb.AddClient(rdxClient, rdxSecret)
+	require.NoError(t, e.sb.AddRedoxKey(rdxClient, rdxRSAKid, rdxJWK(t, &rdxRSA().PublicKey, "", "")))
+	require.NoError(t, e.sb.AddRedoxKey(rdxClient, "", rdxJWK(t, &rdxEC().PublicKey, rdxECKid, "ES384")))
+	return e
 }
 
 func (e rdxEnv) tokenURL() string { return e.srv.URL + sandbox.RedoxPath + "v2/auth/token" }

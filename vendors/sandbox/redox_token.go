@@ -242,21 +242,11 @@ func (v *redoxSandbox) useJTI(clientID, jti string, forget, now time.Time) bool 
 // grant issues a Redox access token to a client whose assertion was good.
 func (v *redoxSandbox) grant(clientID string, now time.Time) (string, time.Duration, error) {
 	s := v.s
-	tok := newToken()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.clients[clientID]
-	if !ok {
-		return "", 0, errInvalidClient
-	}
 	lifetime := min(RedoxTokenLifetime, s.realLifetime)
-	s.tokens.add(tok, tokenInfo{clientID: clientID, api: apiRedox, gen: c.gen, expires: now.Add(lifetime)})
-	// The retention of the longest-lived tokens, so that issuing short Redox
-	// tokens does not forget the others early.
-	s.tokens.purge(now, purgeFactor*s.realLifetime)
-	st := s.statsOf(clientID)
-	st.issued = appendCapped(st.issued, tok)
-	return tok, lifetime, nil
+	tok, err := s.issueTo(apiRedox, clientID, lifetime, now)
+	return tok, lifetime, err
 }
 
 // record keeps a presented assertion for RedoxAssertions.

@@ -42,7 +42,9 @@ const (
 const maxHistory = 10000
 
 // purgeFactor: a token expired more than purgeFactor × RealTokenLifetime ago
-// is forgotten (a later use of it counts as unknown, not expired).
+// (× the lifetime of the API's tokens when that is longer, as Redox legacy
+// tokens' 24 hours) is forgotten (a later use of it counts as unknown, not
+// expired).
 const purgeFactor = 10
 
 // API names, as in token records and logs.
@@ -377,22 +379,54 @@ func (s *Sandbox) countTokenCall(clientID string, now time.Time) {
 
 var errInvalidClient = errors.New("client authentication failed")
 
-// issue checks a client's credentials and issues a token for api. It
-// returns the token and how long it really lives.
+// issue checks a client's credentials and issues a token for api that
+// lives the real token lifetime. It returns the token and how long it
+// really lives.
 func (s *Sandbox) issue(api, clientID, clientSecret string, now time.Time) (string, time.Duration, error) {
-	tok := newToken()
+	return s.issueAtMost(api, clientID, clientSecret, 0, now)
+}
+
+// issueAtMost is issue of a token living at most limit (when positive).
+func (s *Sandbox) issueAtMost(api, clientID, clientSecret string, limit time.Duration, now time.Time) (string, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.clients[clientID]
-	if !ok || clientID == "" || subtle.ConstantTimeCompare([]byte(c.secret), []byte(clientSecret)) != 1 {
+	if !s.secretOK(clientID, clientSecret) {
 		return "", 0, errInvalidClient
 	}
 	lifetime := s.realLifetime
+	if limit > 0 {
+		lifetime = min(lifetime, limit)
+	}
+	tok, err := s.issueTo(api, clientID, lifetime, now)
+	return tok, lifetime, err
+}
+
+// secretOK checks a client's credentials against the registry. Call with
+// s.mu held.
+func (s *Sandbox) secretOK(clientID, clientSecret string) bool {
+	c, ok := s.clients[clientID]
+	return ok && clientID != "" && subtle.ConstantTimeCompare([]byte(c.secret), []byte(clientSecret)) == 1
+}
+
+// issueTo issues an access token of api to a registered client, living
+// lifetime from now, and counts it in IssuedTokens. It checks no secret:
+// the caller has authenticated the client its API's way. It fails with
+// errInvalidClient only for a client not (or no longer) registered. Call
+// with s.mu held.
+func (s *Sandbox) issueTo(api, clientID string, lifetime time.Duration, now time.Time) (string, error) {
+	c, ok := s.clients[clientID]
+	if !ok {
+		return "", errInvalidClient
+	}
+	tok := newToken()
 	s.tokens.add(tok, tokenInfo{clientID: clientID, api: api, gen: c.gen, expires: now.Add(lifetime)})
-	s.tokens.purge(now, purgeFactor*lifetime)
+	// Keep what expired less than purgeFactor lifetimes ago, by the longer of
+	// this token's lifetime and the real one: issuing short-lived tokens of
+	// one API must not forget those of the others early.
+	s.tokens.purge(now, purgeFactor*max(lifetime, s.realLifetime))
 	st := s.statsOf(clientID)
 	st.issued = appendCapped(st.issued, tok)
-	return tok, lifetime, nil
+	return tok, nil
 }
 
 // tokenState is what a bearer token presented to an API is.

@@ -33,12 +33,21 @@ type bundle struct {
 	clock *sandbox.ManualClock
 }
 
+// setup starts a sandbox (see start) with the client clientID.
 func setup(t *testing.T, opts sandbox.Options) bundle {
+	t.Helper()
+	b := start(t, opts)
+	b.sb.AddClient(clientID, goodSecret)
+	return b
+}
+
+// start starts a sandbox made with opts, on a manual clock at t0, on a test
+// server closed at the end of the test.
+func start(t *testing.T, opts sandbox.Options) bundle {
 	t.Helper()
 	clock := sandbox.NewManualClock(t0)
 	opts.Clock = clock.Now
 	sb := sandbox.New(opts)
-	sb.AddClient(clientID, goodSecret)
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	return bundle{sb: sb, srv: srv, clock: clock}

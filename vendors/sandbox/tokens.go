@@ -41,16 +41,24 @@ func (ts *tokenStore) get(tok string) (tokenInfo, bool) {
 // with a shorter lifetime (the lifetime was lowered meanwhile) waits for
 // those before it.
 func (ts *tokenStore) purge(now time.Time, retention time.Duration) {
-	cutoff := now.Add(-retention)
-	for ts.head < len(ts.order) && ts.order[ts.head].expires.Before(cutoff) {
-		delete(ts.m, ts.order[ts.head].token)
-		ts.order[ts.head] = issuedToken{}
-		ts.head++
+	forget(ts.m, &ts.order, &ts.head, now.Add(-retention))
+}
+
+// forget deletes from m the tokens of (*order)[*head:], the tokens of m in
+// issue order, that expired before cutoff, oldest first, stopping at the
+// first one to keep; it compacts order once most of it is forgotten.
+func forget[V any](m map[string]V, order *[]issuedToken, head *int, cutoff time.Time) {
+	o, h := *order, *head
+	for h < len(o) && o[h].expires.Before(cutoff) {
+		delete(m, o[h].token)
+		o[h] = issuedToken{}
+		h++
 	}
-	if ts.head > 1024 && ts.head*2 > len(ts.order) {
-		ts.order = append([]issuedToken(nil), ts.order[ts.head:]...)
-		ts.head = 0
+	if h > 1024 && h*2 > len(o) {
+		o = append([]issuedToken(nil), o[h:]...)
+		h = 0
 	}
+	*order, *head = o, h
 }
 
 func (ts *tokenStore) len() int { return len(ts.m) }

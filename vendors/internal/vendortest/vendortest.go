@@ -1,7 +1,7 @@
 // Package vendortest holds what the tests of every vendor adapter share: the
 // token failures the sandbox can cause, the checks of a classified error, a
-// fake token endpoint for answers the sandbox does not give, and the table
-// run of an adapter's New.
+// fake token endpoint for answers the sandbox does not give, a request with
+// a token, the making of an adapter and the table run of its New.
 package vendortest
 
 import (
@@ -213,6 +213,35 @@ func (e *Endpoint) UserAgent() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ua
+}
+
+// Bearer sends method url with token as its bearer, as an application using
+// the token would, and body (when not nil) as JSON; it returns the answer,
+// whose body is closed at the end of the test.
+func Bearer(t testing.TB, method, url, token string, body io.Reader) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
+	require.NoError(t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// NewAdapter makes an adapter under test: opts changed by edit (when not
+// nil), then newAdapter (the adapter's New), which must succeed.
+func NewAdapter[O, A any](t testing.TB, newAdapter func(O) (A, error), opts O, edit func(*O)) A {
+	t.Helper()
+	if edit != nil {
+		edit(&opts)
+	}
+	a, err := newAdapter(opts)
+	require.NoError(t, err)
+	return a
 }
 
 // NewCase is a set of an adapter's options and what its New must say of
