@@ -58,6 +58,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	}
 	mux := asynq.NewServeMux()
 	jobs.Handle(mux, refresh.Handle)
+	jobs.Handle(mux, refresh.HandleBatch)
 
 	srv := asynq.NewServerFromRedisClient(env.Redis, asynq.Config{
 		Concurrency:       o.Concurrency,

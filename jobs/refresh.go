@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,6 +53,9 @@ type RefreshDeps struct {
 	BackoffBase, MaxBackoff time.Duration
 	// MaxRetryAfter caps a vendor's Retry-After (default 10m).
 	MaxRetryAfter time.Duration
+	// BatchParallel is how many renewals of batches run at once in this
+	// worker, across all its batch tasks (default 64).
+	BatchParallel int
 }
 
 // RefreshHandler renews tokens. It calls the token endpoint exactly once per
@@ -59,7 +63,8 @@ type RefreshDeps struct {
 // generation) fences the call, and the commit of the new token, the bumped
 // generation, the next refresh time and the event is one atomic step.
 type RefreshHandler struct {
-	d RefreshDeps
+	d     RefreshDeps
+	slots chan struct{} // bounds the renewals of batches running at once
 }
 
 // NewRefreshHandler fills the defaults of d and returns the handler.
@@ -85,7 +90,34 @@ func NewRefreshHandler(d RefreshDeps) (*RefreshHandler, error) {
 	if d.MaxRetryAfter <= 0 {
 		d.MaxRetryAfter = policy.DefaultMaxRetryAfter
 	}
-	return &RefreshHandler{d: d}, nil
+	if d.BatchParallel <= 0 {
+		d.BatchParallel = 64
+	}
+	return &RefreshHandler{d: d, slots: make(chan struct{}, d.BatchParallel)}, nil
+}
+
+// HandleBatch runs the renewals of a batch side by side (at most
+// RefreshDeps.BatchParallel at once across the worker) and returns the
+// errors of those that could not reach the store; asynq then retries the
+// batch, and the renewals already done are no-ops.
+func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error {
+	errs := make([]error, len(b.Items))
+	var wg sync.WaitGroup
+	for i, item := range b.Items {
+		select {
+		case h.slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-h.slots; wg.Done() }()
+			errs[i] = h.Handle(ctx, item)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // commitTries is how often a commit is tried when Redis fails, before the

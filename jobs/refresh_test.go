@@ -276,3 +276,24 @@ func TestRefreshStoreDownIsAnError(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.Is(err, store.ErrStale))
 }
+
+func TestRefreshBatchRenewsEachOnceAndRetriesAreNoOps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, id := range []string{"c2", "c3"} {
+		_, err := b.st.Upsert(ctx, store.NewCredential{ID: id, Vendor: "halaxy-au", ClientID: "cid-" + id, Keys: store.Keys{ClientSecret: secret.New("s")}})
+		require.NoError(t, err)
+	}
+	batch := RefreshBatch{Items: []Refresh{{Credential: "c1"}, {Credential: "c2"}, {Credential: "c3"}, {Credential: "gone"}}}
+	require.NoError(t, b.h.HandleBatch(ctx, batch))
+	require.Equal(t, 3, b.callCount())
+	require.NoError(t, b.h.HandleBatch(ctx, batch), "a retried batch redoes nothing")
+	require.Equal(t, 3, b.callCount())
+	for _, id := range []string{"c1", "c2", "c3"} {
+		c, err := b.st.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), c.Generation)
+	}
+	require.Len(t, b.outbox(t), 3)
+}

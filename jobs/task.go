@@ -79,3 +79,30 @@ func NewRefreshTask(credential string, generation int64) (*asynq.Task, error) {
 func RefreshTaskID(credential string, generation int64) string {
 	return fmt.Sprintf("refresh:%s:%d", credential, generation)
 }
+
+// TypeTokenRefreshBatch is the type name of a task refreshing several
+// credentials at once: the scheduler's usual unit of work, so that asynq's
+// cost per task is shared by the renewals in it.
+const TypeTokenRefreshBatch = "token:refresh_batch"
+
+// RefreshBatch asks for several renewals. Each is fenced on its own as a
+// Refresh is; a batch retried after a partial failure redoes nothing that
+// was done.
+type RefreshBatch struct {
+	Items []Refresh `json:"items"`
+}
+
+// Kind implements Payload.
+func (RefreshBatch) Kind() string { return TypeTokenRefreshBatch }
+
+// NewRefreshBatchTask builds the task refreshing items on the critical
+// queue. No task id: the scheduler's lease on each due entry keeps replicas
+// from enqueueing the same renewal twice, and the fence makes a duplicate
+// harmless.
+func NewRefreshBatchTask(items []Refresh) (*asynq.Task, error) {
+	return NewTask(RefreshBatch{Items: items},
+		asynq.Queue(QueueCritical),
+		asynq.MaxRetry(3),
+		asynq.Timeout(2*time.Minute),
+	)
+}

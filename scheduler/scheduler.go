@@ -57,6 +57,9 @@ type Options struct {
 	Batch int
 	// Parallel is how many enqueues run at once (default 16).
 	Parallel int
+	// PerTask is how many renewals go in one task (default 16; 1 enqueues
+	// one jobs.Refresh task each). Batching shares asynq's cost per task.
+	PerTask int
 }
 
 // Scheduler enqueues refresh tasks for due credentials.
@@ -86,6 +89,9 @@ func New(o Options) (*Scheduler, error) {
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 16
+	}
+	if o.PerTask <= 0 {
+		o.PerTask = 16
 	}
 	return &Scheduler{o: o}, nil
 }
@@ -145,14 +151,15 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		failed   int
 	)
 	sem := make(chan struct{}, s.o.Parallel)
-	for _, d := range due {
+	for start := 0; start < len(due); start += s.o.PerTask {
+		group := due[start:min(start+s.o.PerTask, len(due))]
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.enqueue(ctx, d); err != nil {
+			if err := s.enqueue(ctx, group); err != nil {
 				mu.Lock()
-				failed++
+				failed += len(group)
 				if firstErr == nil {
 					firstErr = err
 				}
@@ -169,8 +176,23 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-func (s *Scheduler) enqueue(ctx context.Context, d store.Due) error {
-	task, err := jobs.NewRefreshTask(d.ID, d.Generation)
+// enqueue puts the refresh of due credentials on the queue: one
+// jobs.Refresh task for a single one (its task id dedups replicas), one
+// jobs.RefreshBatch for several.
+func (s *Scheduler) enqueue(ctx context.Context, due []store.Due) error {
+	var (
+		task *asynq.Task
+		err  error
+	)
+	if len(due) == 1 {
+		task, err = jobs.NewRefreshTask(due[0].ID, due[0].Generation)
+	} else {
+		items := make([]jobs.Refresh, len(due))
+		for i, d := range due {
+			items[i] = jobs.Refresh{Credential: d.ID, Generation: d.Generation}
+		}
+		task, err = jobs.NewRefreshBatchTask(items)
+	}
 	if err != nil {
 		return err
 	}
@@ -179,8 +201,8 @@ func (s *Scheduler) enqueue(ctx context.Context, d store.Due) error {
 		return nil // already pending: another replica, or an earlier lease
 	}
 	if err != nil {
-		return fmt.Errorf("scheduler: enqueue refresh of %s: %w", d.ID, err)
+		return fmt.Errorf("scheduler: enqueue refresh of %d credential(s) from %s: %w", len(due), due[0].ID, err)
 	}
-	s.o.Logger.Debug().Str("credential", d.ID).Int64("generation", d.Generation).Msg("refresh enqueued")
+	s.o.Logger.Debug().Int("credentials", len(due)).Str("first", due[0].ID).Msg("refresh enqueued")
 	return nil
 }

@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -47,19 +49,34 @@ func setup(t *testing.T, credentials int) *bundle {
 	return b
 }
 
-// pending returns the ids of the tasks waiting on the critical queue.
+// pending returns the renewals waiting on the critical queue, as
+// "credential:generation", whether in single or batch tasks.
 func (b *bundle) pending(t *testing.T) []string {
 	t.Helper()
 	tasks, err := b.q.ListPendingTasks(jobs.QueueCritical)
 	if err != nil {
 		return nil // the queue does not exist yet
 	}
-	var ids []string
+	var out []string
 	for _, task := range tasks {
-		require.Equal(t, jobs.TypeTokenRefresh, task.Type)
-		ids = append(ids, task.ID)
+		var items []jobs.Refresh
+		switch task.Type {
+		case jobs.TypeTokenRefresh:
+			var r jobs.Refresh
+			require.NoError(t, json.Unmarshal(task.Payload, &r))
+			items = []jobs.Refresh{r}
+		case jobs.TypeTokenRefreshBatch:
+			var batch jobs.RefreshBatch
+			require.NoError(t, json.Unmarshal(task.Payload, &batch))
+			items = batch.Items
+		default:
+			t.Fatalf("unexpected task type %s", task.Type)
+		}
+		for _, r := range items {
+			out = append(out, fmt.Sprintf("%s:%d", r.Credential, r.Generation))
+		}
 	}
-	return ids
+	return out
 }
 
 func TestTickEnqueuesEachDueCredentialOnceAcrossReplicas(t *testing.T) {
@@ -78,11 +95,8 @@ func TestTickEnqueuesEachDueCredentialOnceAcrossReplicas(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	ids := b.pending(t)
-	require.ElementsMatch(t, []string{
-		jobs.RefreshTaskID("ca", 0), jobs.RefreshTaskID("cb", 0), jobs.RefreshTaskID("cc", 0),
-		jobs.RefreshTaskID("cd", 0), jobs.RefreshTaskID("ce", 0),
-	}, ids)
+	require.ElementsMatch(t, []string{"ca:0", "cb:0", "cc:0", "cd:0", "ce:0"}, b.pending(t),
+		"each due credential is enqueued once, however many replicas tick")
 }
 
 func TestLostTaskComesBackAfterTheLease(t *testing.T) {
@@ -102,7 +116,7 @@ func TestLostTaskComesBackAfterTheLease(t *testing.T) {
 	n, err = s.Tick(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	require.Equal(t, []string{jobs.RefreshTaskID("ca", 0)}, b.pending(t))
+	require.Equal(t, []string{"ca:0"}, b.pending(t))
 }
 
 func TestReconcileRestoresLostDueIndex(t *testing.T) {
@@ -117,6 +131,21 @@ func TestReconcileRestoresLostDueIndex(t *testing.T) {
 	n, err = s.Tick(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
+}
+
+func TestTickBatchesDueCredentials(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 20)
+	s, err := New(Options{Store: b.st, Enqueuer: asynq.NewClientFromRedisClient(b.rdb), Logger: zerolog.Nop(),
+		Clock: b.clock.Now, PerTask: 8})
+	require.NoError(t, err)
+	n, err := s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 20, n)
+	tasks, err := b.q.ListPendingTasks(jobs.QueueCritical)
+	require.NoError(t, err)
+	require.Len(t, tasks, 3, "20 renewals at 8 a task")
+	require.Len(t, b.pending(t), 20)
 }
 
 func TestRunStopsWithContext(t *testing.T) {
