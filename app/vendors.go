@@ -8,6 +8,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/policy"
+	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/fhirportal"
 	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
 	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
@@ -27,57 +28,41 @@ func BuildVendors(cfg *config.Config, httpClient *http.Client) (map[string]jobs.
 	}
 	out := make(map[string]jobs.Vendor, len(cfg.Vendors))
 	for name, v := range cfg.Vendors {
+		tokens, err := tokenSource(name, v, httpClient)
+		if err != nil {
+			return nil, fmt.Errorf("vendors.%s: %w", name, err)
+		}
 		jv := jobs.Vendor{
+			Tokens:      tokens,
 			MaxLifetime: time.Duration(v.MaxTokenLifetime),
 			Renewal:     policy.Renewal{At: v.RefreshAt, Jitter: v.RefreshJitter},
 		}
 		if v.RefreshJitter == 0 {
 			jv.Renewal.Jitter = -1 // an explicit 0 turns jitter off
 		}
-		switch v.Kind {
-		case config.KindHalaxy:
-			a, err := halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: httpClient})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		case config.KindOAuth2:
-			a, err := oauth2cc.New(oauth2cc.Options{TokenURL: v.TokenURL, Scopes: v.Scopes, UserAgent: v.UserAgent,
-				HTTPClient: httpClient, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		case config.KindRedox:
-			a, err := redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: httpClient, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		case config.KindRedoxLegacy:
-			a, err := redoxlegacy.New(redoxlegacy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		case config.KindFHIRPortal:
-			a, err := fhirportal.New(fhirportal.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
-				UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		case config.KindHealthSync:
-			a, err := healthsync.New(healthsync.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
-				UserAgent: v.UserAgent, HTTPClient: httpClient, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			jv.Tokens = a
-		default:
-			return nil, fmt.Errorf("vendors.%s: kind %q is not supported by this build yet", name, v.Kind)
-		}
 		out[name] = jv
 	}
 	return out, nil
+}
+
+// tokenSource makes the adapter of one vendor instance.
+func tokenSource(name string, v config.Vendor, hc *http.Client) (vendors.TokenSource, error) {
+	switch v.Kind {
+	case config.KindHalaxy:
+		return halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc})
+	case config.KindOAuth2:
+		return oauth2cc.New(oauth2cc.Options{TokenURL: v.TokenURL, Scopes: v.Scopes, UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+	case config.KindRedox:
+		return redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: hc, VendorName: name})
+	case config.KindRedoxLegacy:
+		return redoxlegacy.New(redoxlegacy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+	case config.KindFHIRPortal:
+		return fhirportal.New(fhirportal.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
+			UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+	case config.KindHealthSync:
+		return healthsync.New(healthsync.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
+			UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+	default:
+		return nil, fmt.Errorf("kind %q is not supported by this build", v.Kind)
+	}
 }
