@@ -60,7 +60,7 @@ func (b *bundle) do(t *testing.T, method, path, body string) (int, string) {
 	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testenv.HTTPClient().Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -81,7 +81,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testenv.HTTPClient().Do(req)
 			require.NoError(t, err)
 			resp.Body.Close()
 			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s with %q", route.method, route.path, auth)
@@ -94,7 +94,7 @@ func TestAdminOffWithoutToken(t *testing.T) {
 	st, _ := storetest.New(t, nil)
 	srv := httptest.NewServer(Handler(Deps{Config: &config.Config{}, Store: st}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/admin/credentials")
+	resp, err := testenv.HTTPClient().Get(srv.URL + "/admin/credentials")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)

@@ -29,6 +29,9 @@ type Client struct {
 	HTTP *http.Client
 }
 
+// defaultHTTP has a transport of its own, not http.DefaultTransport.
+var defaultHTTP = &http.Client{Timeout: 60 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+
 // Error is a refusal by the admin API.
 type Error struct {
 	Status  int
@@ -47,7 +50,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 60 * time.Second}
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors/redox"
@@ -78,7 +79,8 @@ func TestMixedFleetRenewsEveryKind(t *testing.T) {
 	p.waitGenerations(3, time.Minute)
 
 	// The worker publishes the JWKS each Redox credential signs with.
-	resp, err := http.Get("http://" + work.addr + "/jwks/redox-dev/source-0")
+	hc := testenv.HTTPClient()
+	resp, err := hc.Get("http://" + work.addr + "/jwks/redox-dev/source-0")
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -86,7 +88,7 @@ func TestMixedFleetRenewsEveryKind(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.Contains(t, string(body), `"kid":"kid-0"`)
 	require.NotContains(t, string(body), `"d":`)
-	resp, err = http.Get("http://" + work.addr + "/jwks/halaxy-au/clinic-01")
+	resp, err = hc.Get("http://" + work.addr + "/jwks/halaxy-au/clinic-01")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)

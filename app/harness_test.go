@@ -238,7 +238,7 @@ func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hc := &http.Client{Timeout: 5 * time.Second}
+			hc := testenv.HTTPClient()
 			sources := map[string]*client.TokenSource{}
 			defer func() {
 				for _, ts := range sources {

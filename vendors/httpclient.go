@@ -14,10 +14,13 @@ const DefaultTimeout = 30 * time.Second
 const MaxAnswer = 1 << 20
 
 // HTTPClient returns c, or a new client with DefaultTimeout when c is nil:
-// the default of an adapter's HTTPClient option.
+// the default of an adapter's HTTPClient option. The new client has a
+// transport of its own (a clone of http.DefaultTransport), so that nothing
+// else in the process that closes the default transport's idle connections
+// (httptest servers do) can break a vendor call on a reused connection.
 func HTTPClient(c *http.Client) *http.Client {
 	if c == nil {
-		return &http.Client{Timeout: DefaultTimeout}
+		return &http.Client{Timeout: DefaultTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	return c
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -75,7 +74,7 @@ func TestRun(t *testing.T) {
 		return false
 	}, 5*time.Second, 5*time.Millisecond)
 
-	resp, err := http.Get("http://" + addr + "/_sandbox/clients")
+	resp, err := testenv.HTTPClient().Get("http://" + addr + "/_sandbox/clients")
 	require.NoError(t, err)
 	var ids []string
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ids))

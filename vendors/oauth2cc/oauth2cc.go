@@ -111,7 +111,7 @@ func New(opts Options) (*Adapter, error) {
 func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.Token, error) {
 	rec := &recorder{base: a.sender.Client.Transport, userAgent: a.sender.UserAgent}
 	if rec.base == nil {
-		rec.base = http.DefaultTransport
+		rec.base = http.DefaultTransport // only for a caller's client without a transport
 	}
 	hc := *a.sender.Client // never following redirects
 	hc.Transport = rec

@@ -42,7 +42,8 @@ func TestJWKSHandlerPublishesPublicKeysOnly(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	resp, err := http.Get(srv.URL + "/jwks/redox-prod/src-1")
+	hc := srv.Client()
+	resp, err := hc.Get(srv.URL + "/jwks/redox-prod/src-1")
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -60,7 +61,7 @@ func TestJWKSHandlerPublishesPublicKeysOnly(t *testing.T) {
 	require.False(t, strings.Contains(string(body), "PRIVATE"))
 
 	for path, want := range map[string]int{"/jwks/redox-prod/other": 404, "/jwks/redox-prod/down": 503} {
-		resp, err := http.Get(srv.URL + path)
+		resp, err := hc.Get(srv.URL + path)
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, want, resp.StatusCode, path)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -620,7 +621,7 @@ func TestServeListener(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sb.ServeListener(ctx, ln) }()
 
-	resp, err := http.Get("http://" + ln.Addr().String() + sandbox.ControlPath + "clients")
+	resp, err := testenv.HTTPClient().Get("http://" + ln.Addr().String() + sandbox.ControlPath + "clients")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
