@@ -81,7 +81,7 @@ func runCapacity(ctx context.Context, o pipeOpts) (*capResult, error) {
 	}
 	cpu0 := takeCPU(ctx, o.Admin)
 	start := time.Now()
-	rl, err := startRoles(runCtx, cfg, o.Log, o.Schedulers, o.Workers,
+	rl, err := startRoles(runCtx, cfg, o.Log, o.Schedulers, o.Workers, o.PerTask,
 		app.WorkerOptions{Concurrency: o.Concurrency, TaskCheckInterval: o.TaskCheck}, col.onPublished)
 	if err != nil {
 		stopProfile()

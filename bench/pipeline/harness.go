@@ -112,7 +112,7 @@ type schedRole struct {
 	relay     *events.Relay
 }
 
-func startSchedRole(ctx context.Context, cfg *config.Config, log zerolog.Logger, onPublished func(events.Envelope, time.Duration)) (*schedRole, error) {
+func startSchedRole(ctx context.Context, cfg *config.Config, log zerolog.Logger, perTask int, onPublished func(events.Envelope, time.Duration)) (*schedRole, error) {
 	env, err := app.Connect(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -124,6 +124,7 @@ func startSchedRole(ctx context.Context, cfg *config.Config, log zerolog.Logger,
 		PollInterval:   time.Duration(sc.PollInterval),
 		ClaimLease:     time.Duration(sc.ClaimLease),
 		ReconcileEvery: time.Duration(sc.ReconcileEvery),
+		PerTask:        perTask,
 	})
 	if err != nil {
 		env.Close()
@@ -183,7 +184,7 @@ type roles struct {
 	workers []*workerRole
 }
 
-func startRoles(ctx context.Context, cfg *config.Config, log zerolog.Logger, schedulers, workers int, wo app.WorkerOptions, onPublished func(events.Envelope, time.Duration)) (*roles, error) {
+func startRoles(ctx context.Context, cfg *config.Config, log zerolog.Logger, schedulers, workers, perTask int, wo app.WorkerOptions, onPublished func(events.Envelope, time.Duration)) (*roles, error) {
 	r := &roles{}
 	for range workers {
 		w, err := startWorkerRole(ctx, cfg, log, wo)
@@ -194,7 +195,7 @@ func startRoles(ctx context.Context, cfg *config.Config, log zerolog.Logger, sch
 		r.workers = append(r.workers, w)
 	}
 	for range schedulers {
-		s, err := startSchedRole(ctx, cfg, log, onPublished)
+		s, err := startSchedRole(ctx, cfg, log, perTask, onPublished)
 		if err != nil {
 			r.stopAll()
 			return nil, err

@@ -47,6 +47,7 @@ type options struct {
 	workers      int
 	schedulers   int
 	concurrency  int
+	perTask      int
 	taskCheck    time.Duration
 	seedRate     float64
 	seedParallel int
@@ -102,6 +103,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.workers, "workers", 2, "worker replicas (app.RunWorker, each with its own connections)")
 	fs.IntVar(&o.schedulers, "schedulers", 1, "scheduler replicas (scheduler + outbox relay, each with its own connections)")
 	fs.IntVar(&o.concurrency, "concurrency", 20, "asynq concurrency of each worker (and of the reference servers)")
+	fs.IntVar(&o.perTask, "per-task", 0, "renewals the scheduler puts in one refresh task (scheduler.Options.PerTask; 0: its default)")
 	fs.DurationVar(&o.taskCheck, "task-check", 50*time.Millisecond, "asynq TaskCheckInterval of the workers and the reference")
 	fs.Float64Var(&o.seedRate, "seed-rate", 0, "credentials added per second in the pipeline phase (0: the expected renewal rate, so renewals are evenly spread; <0: as fast as possible)")
 	fs.IntVar(&o.seedParallel, "seed-parallel", 32, "parallel upserts while adding credentials")
@@ -151,6 +153,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-k: %w", err)
 	}
 	switch {
+	case o.perTask < 0:
+		return nil, errors.New("-per-task must be 0 (the scheduler's default) or more")
 	case o.credentials <= 0, o.workers <= 0, o.schedulers <= 0, o.concurrency <= 0, o.refTasks <= 1, o.seedParallel <= 0, o.stepOps <= 0:
 		return nil, errors.New("-credentials, -workers, -schedulers, -concurrency, -seed-parallel, -ref-tasks and -step-ops must be positive")
 	case o.duration < 10*time.Second:
@@ -240,7 +244,7 @@ func bench(ctx context.Context, o *options) error {
 	}
 	po := pipeOpts{
 		RedisURL: redisURL, NATSURL: o.natsURL, Credentials: o.credentials, Lifetime: o.lifetime,
-		Window: o.duration, Schedulers: o.schedulers, Workers: o.workers, Concurrency: o.concurrency,
+		Window: o.duration, Schedulers: o.schedulers, Workers: o.workers, Concurrency: o.concurrency, PerTask: o.perTask,
 		TaskCheck: o.taskCheck, SeedRate: o.seedRate, SeedParallel: o.seedParallel, CPUProfile: o.cpuprofile,
 		Log: log, Progress: progress, MeasureMemory: o.phases["memory"], NC: nc, Admin: admin,
 	}
@@ -278,7 +282,7 @@ func bench(ctx context.Context, o *options) error {
 	}
 	if o.phases["steps"] {
 		idle("steps")
-		rows, err := runSteps(ctx, admin, redisURL, nc, o.stepOps, progress)
+		rows, err := runSteps(ctx, admin, redisURL, nc, o.stepOps, o.perTask, progress)
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,7 @@ type pipeOpts struct {
 	Window              time.Duration
 	Schedulers, Workers int
 	Concurrency         int
+	PerTask             int // renewals per refresh task (scheduler.Options.PerTask; 0: its default)
 	TaskCheck           time.Duration
 	SeedRate            float64 // credentials/s while seeding; 0 auto, <0 unpaced
 	SeedParallel        int
@@ -138,7 +139,7 @@ func runPipeline(ctx context.Context, o pipeOpts) (*pipelineResult, error) {
 
 	col := newCollector()
 	start := time.Now()
-	rl, err := startRoles(runCtx, cfg, o.Log, o.Schedulers, o.Workers,
+	rl, err := startRoles(runCtx, cfg, o.Log, o.Schedulers, o.Workers, o.PerTask,
 		app.WorkerOptions{Concurrency: o.Concurrency, TaskCheckInterval: o.TaskCheck}, col.onPublished)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/scheduler"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
@@ -48,10 +49,12 @@ const stepParallel = 16
 
 // runSteps times, one after the other, every step a renewal goes through,
 // each on ops credentials: Upsert (not part of a renewal; for scale), the
-// scheduler's ClaimDue and asynq enqueue, asynq's dequeue and done (a
-// server with a no-op handler), the worker's Claim, the Halaxy token call
-// to the sandbox, CommitRenewal, and the relay's XREAD, publish and XDEL.
-func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nats.Conn, ops int, progress func(string, ...any)) ([]stepRow, error) {
+// scheduler's tick (ClaimDue and the enqueue of the refresh tasks, perTask
+// renewals a task), asynq's dequeue and done of those tasks (a server with
+// a no-op handler), the worker's Claim, the Halaxy token call to the
+// sandbox, CommitRenewal, and the relay's XREAD, publish and XDEL. Costs
+// are per renewal.
+func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nats.Conn, ops, perTask int, progress func(string, ...any)) ([]stepRow, error) {
 	if err := admin.FlushDB(ctx).Err(); err != nil {
 		return nil, err
 	}
@@ -145,37 +148,35 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 	}); err != nil {
 		return nil, err
 	}
-	// ClaimDue, as the scheduler calls it.
-	due := make([]store.Due, 0, ops)
-	if err := measure("store.ClaimDue (per entry)", func() (int, error) {
-		for len(due) < ops {
-			got, err := st.ClaimDue(ctx, time.Now(), 1000, time.Hour)
+	// The scheduler's tick: ClaimDue, then the refresh tasks (perTask
+	// renewals a task, the scheduler's default when 0), through the real
+	// scheduler.
+	client := asynq.NewClientFromRedisClient(rdb)
+	sched, err := scheduler.New(scheduler.Options{Store: st, Enqueuer: client, Logger: zerolog.Nop(), PerTask: perTask})
+	if err != nil {
+		return nil, err
+	}
+	if err := measure("scheduler.Tick (ClaimDue + enqueue)", func() (int, error) {
+		claimed := 0
+		for claimed < ops {
+			n, err := sched.Tick(ctx)
 			if err != nil {
 				return 0, err
 			}
-			if len(got) == 0 {
-				return 0, fmt.Errorf("claimed %d of %d", len(due), ops)
+			if n == 0 {
+				return 0, fmt.Errorf("claimed %d of %d", claimed, ops)
 			}
-			due = append(due, got...)
+			claimed += n
 		}
-		return len(due), nil
+		return claimed, nil
 	}); err != nil {
 		return nil, err
 	}
-	// asynq enqueue of the refresh tasks.
-	client := asynq.NewClientFromRedisClient(rdb)
-	if err := measure("asynq enqueue (refresh task)", func() (int, error) {
-		return each(func(i int) error {
-			task, err := jobs.NewRefreshTask(due[i].ID, due[i].Generation)
-			if err != nil {
-				return err
-			}
-			_, err = client.EnqueueContext(ctx, task)
-			return err
-		})
-	}); err != nil {
+	tasks, err := rdb.LLen(ctx, asynqPending).Result()
+	if err != nil {
 		return nil, err
 	}
+	progress("steps: the scheduler made %s tasks for %s renewals", thousands(tasks), thousands(int64(ops)))
 	// asynq dequeue and done, with a handler that does nothing.
 	if err := measure("asynq dequeue + done (no-op)", func() (int, error) {
 		var done atomic.Int64
@@ -186,7 +187,7 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 		if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { done.Add(1); return nil })); err != nil {
 			return 0, err
 		}
-		err := waitFor(ctx, 5*time.Minute, 5*time.Millisecond, func() (bool, error) { return done.Load() >= int64(ops), nil })
+		err := waitFor(ctx, 5*time.Minute, 5*time.Millisecond, func() (bool, error) { return done.Load() >= tasks, nil })
 		srv.Shutdown()
 		return ops, err
 	}); err != nil {
