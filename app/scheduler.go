@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -41,16 +40,23 @@ func RunScheduler(ctx context.Context, env *Env) error {
 		return fmt.Errorf("app: relay: %w", err)
 	}
 	log.Info().Msg("scheduler started")
-	errc := make(chan error, 3)
-	go func() {
-		if err := env.ensureStream(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	// The stream is set up in the background: until NATS answers, events
+	// wait in the outbox. ensureStream ends only with ctx.
+	go func() { _ = env.ensureStream(ctx) }()
+	// The scheduler and the relay stop together: if one fails, the other
+	// is stopped too and the failure is returned, not hidden until ctx ends.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	for _, run := range []func(context.Context) error{sched.Run, relay.Run} {
+		go func() {
+			err := run(runCtx)
+			cancel()
 			errc <- err
-		}
-	}()
-	go func() { errc <- sched.Run(ctx) }()
-	go func() { errc <- relay.Run(ctx) }()
+		}()
+	}
 	var first error
-	for range 2 { // the scheduler and the relay; ensureStream reports only failures
+	for range 2 {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 		}

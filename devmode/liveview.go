@@ -29,27 +29,35 @@ type Follower struct {
 	mu     sync.Mutex
 	last   map[string]LastEvent // by credential id
 	counts map[string]int       // by event type
-	sub    *nats.Subscription
+	subs   []*nats.Subscription
 }
 
-// Follow subscribes to every event subject under prefix.
+// Follow subscribes to every event subject under prefix (the subjects the
+// stream holds, not request/reply traffic).
 func Follow(nc *nats.Conn, subjectPrefix string) (*Follower, error) {
 	f := &Follower{last: map[string]LastEvent{}, counts: map[string]int{}}
-	sub, err := nc.Subscribe(subjectPrefix+">", f.onMsg)
-	if err != nil {
-		return nil, fmt.Errorf("devmode: subscribe to events: %w", err)
+	for _, subject := range events.StreamSubjects(subjectPrefix) {
+		sub, err := nc.Subscribe(subject, f.onMsg)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("devmode: subscribe to %s: %w", subject, err)
+		}
+		f.subs = append(f.subs, sub)
 	}
-	f.sub = sub
 	return f, nil
 }
 
 // Close stops following.
-func (f *Follower) Close() { _ = f.sub.Unsubscribe() }
+func (f *Follower) Close() {
+	for _, sub := range f.subs {
+		_ = sub.Unsubscribe()
+	}
+}
 
 func (f *Follower) onMsg(m *nats.Msg) {
 	var env events.Envelope
 	if json.Unmarshal(m.Data, &env) != nil || env.SpecVersion != events.SpecVersion {
-		return // a request/reply or something else on the bus
+		return // not an envelope: nothing to show
 	}
 	var d struct {
 		Credential string    `json:"credential"`
