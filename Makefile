@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-short bench lint build fuzz services clean
+.PHONY: run test test-short bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay dev
@@ -14,6 +14,25 @@ run:
 test: services
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz-short
+
+# Go fuzz targets (package:FuzzName). Their seed corpora run in every `go
+# test`; fuzz-short (part of `make test`) fuzzes each briefly, `make fuzz`
+# for FUZZTIME each.
+FUZZ_TARGETS = ./webhooks/verify:FuzzStandardWebhooks ./webhooks/fhirnotify:FuzzParse ./config:FuzzParse
+FUZZTIME_SHORT ?= 5s
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME_SHORT)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME_SHORT) "$${t%%:*}" || exit 1; \
+	done
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -21,8 +40,31 @@ test-short:
 services:
 	@bash scripts/ensure-services.sh
 
-bench: services
+# Every load run, one after another (about 25 minutes); each also has its
+# own target and flags variable.
+bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks
+
+# Issue 2: 100,000 credentials through the real pipeline, against bare asynq.
+bench-pipeline: services
 	$(GO) run ./bench/pipeline $(BENCHFLAGS)
+
+# Issue 3: importing 100,000 credentials, and a mixed fleet of every kind.
+bench-fleet: services
+	$(GO) run ./bench/fleet $(FLEETFLAGS)
+
+# Benchmark (a) of issue 4: the shared rate budget against redis_rate (GCRA).
+bench-budget: services
+	$(GO) run ./bench/budget $(BUDGETFLAGS)
+
+# Benchmark of issue 5: verified, deduplicated webhooks into JetStream
+# against a bare publishing handler.
+bench-webhooks: services
+	$(GO) run ./bench/webhooks $(WEBHOOKFLAGS)
+
+# Benchmarks (b) and (c) of issue 4: request jobs' achieved rate at a
+# compressed window, and their throughput against a plain HTTP loop.
+bench-requests: services
+	$(GO) run ./bench/requests $(REQUESTFLAGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -44,7 +44,13 @@ type Deps struct {
 	// for vendors that can revoke a key themselves; it returns nil where
 	// there is nothing to call.
 	RevokeAtVendor func(ctx context.Context, c store.Credential) error
-	Logger         zerolog.Logger
+	// RotateNow, if set, queues a rotation of c's key now (see RotateNow);
+	// it returns an error wrapping ErrCannotRotate for a vendor that
+	// cannot rotate, and nil when one is queued already.
+	RotateNow func(ctx context.Context, c store.Credential) error
+	// Requests, if set, serves POST /admin/requests and the batch routes.
+	Requests RequestJobs
+	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 }
@@ -58,8 +64,7 @@ const (
 )
 
 type api struct {
-	d         Deps
-	tokenHash [32]byte
+	d Deps
 }
 
 // Handler serves the admin API under /admin/.
@@ -67,7 +72,7 @@ func Handler(d Deps) http.Handler {
 	if d.Clock == nil {
 		d.Clock = time.Now
 	}
-	a := &api{d: d, tokenHash: sha256.Sum256([]byte(d.Token.Reveal()))}
+	a := &api{d: d}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/credentials", a.list)
 	mux.HandleFunc("GET /admin/credentials/{id}", a.get)
@@ -75,19 +80,28 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("POST /admin/credentials/import", a.importLines)
 	mux.HandleFunc("POST /admin/credentials/{id}/revoke", a.revoke)
 	mux.HandleFunc("POST /admin/credentials/{id}/enable", a.enable)
+	mux.HandleFunc("POST /admin/credentials/{id}/rotate", a.rotate)
+	a.requestRoutes(mux)
 	return a.authenticate(mux)
 }
 
 // authenticate lets through requests carrying the admin token.
-func (a *api) authenticate(next http.Handler) http.Handler {
+func (a *api) authenticate(next http.Handler) http.Handler { return RequireToken(a.d.Token, next) }
+
+// RequireToken lets through requests carrying token as a bearer token
+// ("Authorization: Bearer <token>"), compared in constant time; others get
+// 401 with a JSON Problem. An empty token turns the routes off: every
+// request gets 404 saying so. The admin API and the queue dashboard share it.
+func RequireToken(token secret.Value, next http.Handler) http.Handler {
+	tokenHash := sha256.Sum256([]byte(token.Reveal()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.d.Token.IsZero() {
+		if token.IsZero() {
 			writeError(w, http.StatusNotFound, "admin_disabled", "the admin API is off: set http.admin_token in the configuration")
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], a.tokenHash[:]) != 1 {
+		if !ok || subtle.ConstantTimeCompare(sum[:], tokenHash[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenrelay admin"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
 			return

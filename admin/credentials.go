@@ -30,16 +30,18 @@ type CredentialInput struct {
 	PrivateKey   string `json:"private_key,omitempty"`
 	KeyID        string `json:"key_id,omitempty"`
 	APIKey       string `json:"api_key,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 func (in CredentialInput) keys() store.Keys {
-	return store.Keys{ClientSecret: secret.New(in.ClientSecret), PrivateKey: secret.New(in.PrivateKey), KeyID: in.KeyID, APIKey: secret.New(in.APIKey)}
+	return store.Keys{ClientSecret: secret.New(in.ClientSecret), PrivateKey: secret.New(in.PrivateKey), KeyID: in.KeyID, APIKey: secret.New(in.APIKey),
+		RefreshToken: secret.New(in.RefreshToken)}
 }
 
 func (in CredentialInput) config() config.Credential {
 	k := in.keys()
 	return config.Credential{ID: in.ID, Vendor: in.Vendor, ClientID: in.ClientID,
-		ClientSecret: k.ClientSecret, PrivateKey: k.PrivateKey, KeyID: k.KeyID, APIKey: k.APIKey}
+		ClientSecret: k.ClientSecret, PrivateKey: k.PrivateKey, KeyID: k.KeyID, APIKey: k.APIKey, RefreshToken: k.RefreshToken}
 }
 
 // CredentialView is a credential as the admin API shows it: no secret.
@@ -223,8 +225,7 @@ type RevokeInput struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// revoke revokes a credential now: at the vendor where it can be, then in
-// the store with a key.revoked event (reason revoked_by_operator).
+// revoke revokes a credential now (see Revoke).
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var in RevokeInput
@@ -234,42 +235,69 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	vendor, err := Revoke(r.Context(), a.d, id, in.Reason)
+	if errors.Is(err, ErrVendorRefused) {
+		a.d.Logger.Warn().Err(err).Str("credential", id).Msg("admin: vendor refused to revoke the key")
+		writeError(w, http.StatusBadGateway, "vendor_error", "the vendor did not revoke the key; nothing changed: "+errors.Unwrap(err).Error())
+		return
+	}
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	a.audit(r, "revoke", id).Str("vendor", vendor).Str("reason", in.Reason).Msg("credential revoked by operator")
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(store.StateRevoked)})
+}
+
+// ErrVendorRefused wraps the error of a vendor that did not revoke a key
+// (Deps.RevokeAtVendor); nothing was changed.
+var ErrVendorRefused = errors.New("admin: the vendor did not revoke the key")
+
+// vendorRefusal is ErrVendorRefused around the vendor's error; Unwrap
+// gives the vendor's error alone.
+type vendorRefusal struct{ err error }
+
+func (e *vendorRefusal) Error() string        { return ErrVendorRefused.Error() + ": " + e.err.Error() }
+func (e *vendorRefusal) Unwrap() error        { return e.err }
+func (e *vendorRefusal) Is(target error) bool { return target == ErrVendorRefused }
+
+// Revoke revokes a credential now, as POST /admin/credentials/{id}/revoke
+// does, for every operator surface to share: at the vendor where
+// d.RevokeAtVendor can, then in the store with a key.revoked event (reason
+// revoked_by_operator; reason, if any, as its message), describing the
+// latest generation if a renewal lands meanwhile. It returns the
+// credential's vendor. Errors: store.ErrNotFound, store.ErrAlreadyRevoked,
+// ErrVendorRefused (nothing changed), or the store's. The caller audits.
+func Revoke(ctx context.Context, d Deps, id, reason string) (vendor string, err error) {
+	clock := d.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	for attempt := 0; ; attempt++ {
-		c, err := a.d.Store.Get(r.Context(), id)
+		c, err := d.Store.Get(ctx, id)
 		if err != nil {
-			a.storeError(w, r, err)
-			return
+			return "", err
 		}
 		if c.State == store.StateRevoked {
-			a.storeError(w, r, store.ErrAlreadyRevoked)
-			return
+			return c.Vendor, store.ErrAlreadyRevoked
 		}
-		if a.d.RevokeAtVendor != nil && attempt == 0 {
-			if err := a.d.RevokeAtVendor(r.Context(), c); err != nil {
-				a.d.Logger.Warn().Err(err).Str("credential", id).Msg("admin: vendor refused to revoke the key")
-				writeError(w, http.StatusBadGateway, "vendor_error", "the vendor did not revoke the key; nothing changed: "+err.Error())
-				return
+		if d.RevokeAtVendor != nil && attempt == 0 {
+			if err := d.RevokeAtVendor(ctx, c); err != nil {
+				return c.Vendor, &vendorRefusal{err}
 			}
 		}
-		ev, err := events.New(events.TypeKeyRevoked, c.Vendor, c.ID, a.d.Clock(), events.KeyRevoked{
+		ev, err := events.New(events.TypeKeyRevoked, c.Vendor, c.ID, clock(), events.KeyRevoked{
 			Vendor: c.Vendor, Credential: c.ID, Generation: c.Generation, Reason: events.ReasonRevokedByOperator,
-			KeyFingerprint: c.KeyFingerprint(), Message: in.Reason,
+			KeyFingerprint: c.KeyFingerprint(), Message: reason,
 		})
 		if err != nil {
-			a.storeError(w, r, err)
-			return
+			return c.Vendor, err
 		}
-		err = a.d.Store.Revoke(r.Context(), id, c.Generation, events.ReasonRevokedByOperator, in.Reason, ev)
+		err = d.Store.Revoke(ctx, id, c.Generation, events.ReasonRevokedByOperator, reason, ev)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {
 			continue // renewed meanwhile: describe the new generation
 		}
-		if err != nil {
-			a.storeError(w, r, err)
-			return
-		}
-		a.audit(r, "revoke", id).Str("vendor", c.Vendor).Str("reason", in.Reason).Msg("credential revoked by operator")
-		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(store.StateRevoked)})
-		return
+		return c.Vendor, err
 	}
 }
 
@@ -280,10 +308,10 @@ type EnableInput struct {
 	PrivateKey   string `json:"private_key,omitempty"`
 	KeyID        string `json:"key_id,omitempty"`
 	APIKey       string `json:"api_key,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
-// enable puts a credential back in service, with new keys when given; the
-// credential (with its keys) must then still meet its vendor's rules.
+// enable puts a credential back in service (see Enable).
 func (a *api) enable(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var in EnableInput
@@ -295,32 +323,51 @@ func (a *api) enable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c, err := a.d.Store.Get(r.Context(), id)
-	if err != nil {
+	vendor, newKeys, err := Enable(r.Context(), a.d, id, in)
+	var invalid *invalidError
+	switch {
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_credential", invalid.Error())
+		return
+	case err != nil:
 		a.storeError(w, r, err)
 		return
 	}
+	a.audit(r, "enable", id).Str("vendor", vendor).Bool("new_keys", newKeys).Msg("credential re-enabled")
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(store.StateActive)})
+}
+
+// Enable puts a credential back in service, as POST
+// /admin/credentials/{id}/enable does, for every operator surface to share:
+// with new keys when in has any (the credential with its keys must then
+// still meet its vendor's rules, else an error naming the fields, never
+// quoting a secret), active and due at once. It returns the credential's
+// vendor and whether new keys were stored. The caller audits.
+func Enable(ctx context.Context, d Deps, id string, in EnableInput) (vendor string, newKeys bool, err error) {
+	c, err := d.Store.Get(ctx, id)
+	if err != nil {
+		return "", false, err
+	}
 	check := CredentialInput{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID,
-		ClientSecret: c.ClientSecret.Reveal(), PrivateKey: c.PrivateKey.Reveal(), KeyID: c.KeyID, APIKey: c.APIKey.Reveal()}
+		ClientSecret: c.ClientSecret.Reveal(), PrivateKey: c.PrivateKey.Reveal(), KeyID: c.KeyID, APIKey: c.APIKey.Reveal(),
+		RefreshToken: c.Keys.RefreshToken.Reveal()}
 	var keys *store.Keys
-	if in.ClientSecret != "" || in.PrivateKey != "" || in.KeyID != "" || in.APIKey != "" {
+	if in.ClientSecret != "" || in.PrivateKey != "" || in.KeyID != "" || in.APIKey != "" || in.RefreshToken != "" {
 		check.ClientSecret, check.PrivateKey, check.KeyID, check.APIKey = in.ClientSecret, in.PrivateKey, in.KeyID, in.APIKey
+		check.RefreshToken = in.RefreshToken
 		k := check.keys()
 		keys = &k
 	}
 	if in.ClientID != "" {
 		check.ClientID = in.ClientID
 	}
-	if err := a.d.Config.CheckCredential(check.config()); err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_credential", (&invalidError{err}).Error())
-		return
+	if err := d.Config.CheckCredential(check.config()); err != nil {
+		return c.Vendor, false, &invalidError{err}
 	}
-	if err := a.d.Store.Enable(r.Context(), id, in.ClientID, keys); err != nil {
-		a.storeError(w, r, err)
-		return
+	if err := d.Store.Enable(ctx, id, in.ClientID, keys); err != nil {
+		return c.Vendor, false, err
 	}
-	a.audit(r, "enable", id).Str("vendor", c.Vendor).Bool("new_keys", keys != nil).Msg("credential re-enabled")
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(store.StateActive)})
+	return c.Vendor, keys != nil, nil
 }
 
 // audit starts the log line of an operator action.

@@ -126,6 +126,12 @@ func (c *Client) Revoke(ctx context.Context, id, reason string) error {
 	return c.do(ctx, http.MethodPost, "/admin/credentials/"+url.PathEscape(id)+"/revoke", body, nil)
 }
 
+// Rotate asks for a rotation of a credential's key now; it returns once
+// the rotation is queued.
+func (c *Client) Rotate(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/admin/credentials/"+url.PathEscape(id)+"/rotate", nil, nil)
+}
+
 // Enable re-enables a credential, with new keys where in has them.
 func (c *Client) Enable(ctx context.Context, id string, in admin.EnableInput) error {
 	body, err := jsonBody(in)

@@ -2,10 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -28,24 +28,32 @@ type Env struct {
 	Store  *store.Store
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// redisConnOpt reaches the same Redis for asynqmon, which opens its own
+	// connection (nil in an Env built by hand: no queue dashboard).
+	redisConnOpt asynq.RedisConnOpt
 }
 
 // Connect opens the connections a process needs. Redis must answer at once
 // (nothing works without it); NATS may be down: the connection keeps trying
 // in the background and events wait in the outbox meanwhile.
 func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env, error) {
-	opt, err := redis.ParseURL(cfg.Redis.URL)
+	rc, err := redisConnection(cfg.Redis) // Sentinel, Cluster, TLS
 	if err != nil {
-		return nil, errors.New("app: redis.url is not a valid Redis URL") // the URL may hold a password
+		return nil, err
 	}
-	rdb := redis.NewClient(opt)
+	rdb := redis.NewUniversalClient(rc.Universal)
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("app: connect to redis at %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("app: connect to redis at %s: %w", rc.Where, err)
 	}
-	nc, err := nats.Connect(cfg.NATS.URL,
+	natsAuth, err := natsOptions(cfg.NATS) // credentials, NKey, TLS
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, append(natsAuth,
 		nats.Name("tokenrelay"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -56,7 +64,7 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("reconnected to NATS") }),
-	)
+	)...)
 	if err != nil {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: connect to nats: %w", err)
@@ -79,7 +87,7 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: store: %w", err)
 	}
-	return &Env{Config: cfg, Logger: log, Redis: rdb, NATS: nc, JS: js, Store: st, Clock: time.Now}, nil
+	return &Env{Config: cfg, Logger: log, Redis: rdb, redisConnOpt: rc.Asynq, NATS: nc, JS: js, Store: st, Clock: time.Now}, nil
 }
 
 // Close closes the connections.

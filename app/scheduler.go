@@ -8,12 +8,14 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/scheduler"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
 // RunScheduler runs the scheduler role until ctx ends: it adds the static
-// credentials of the configuration to the store, enqueues refreshes as they
+// credentials of the configuration to the store, enqueues refreshes (and
+// key rotations, from each vendor's rotate_every) as they
 // fall due, and relays the event outbox to JetStream. Any number of
 // replicas may run at once.
 func RunScheduler(ctx context.Context, env *Env) error {
@@ -28,16 +30,30 @@ func RunScheduler(ctx context.Context, env *Env) error {
 		PollInterval:   time.Duration(sc.PollInterval),
 		ClaimLease:     time.Duration(sc.ClaimLease),
 		ReconcileEvery: time.Duration(sc.ReconcileEvery),
+		Backlog:        scheduler.AsynqBacklog(env.Redis, jobs.QueueCritical),
 	})
 	if err != nil {
 		return err
 	}
+	// Event counters are fed by the relay: only the active one publishes,
+	// so each event is counted once across replicas.
+	reg, eventMetrics := schedulerMetrics(env)
 	relay, err := events.NewRelay(events.RelayOptions{
 		Redis: env.Redis, Prefix: env.Config.Redis.Prefix, JetStream: env.JS,
 		SubjectPrefix: env.Config.NATS.SubjectPrefix, Logger: log,
+		OnPublished: eventMetrics.Observe,
 	})
 	if err != nil {
 		return fmt.Errorf("app: relay: %w", err)
+	}
+	stopHTTP, err := serveSchedulerHTTP(env, reg, log) // scheduler.metrics_addr
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	rotations, err := newRotationScheduler(env, log)
+	if err != nil {
+		return err
 	}
 	log.Info().Msg("scheduler started")
 	// The stream is set up in the background: until NATS answers, events
@@ -47,8 +63,9 @@ func RunScheduler(ctx context.Context, env *Env) error {
 	// is stopped too and the failure is returned, not hidden until ctx ends.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
-	for _, run := range []func(context.Context) error{sched.Run, relay.Run} {
+	runs := []func(context.Context) error{sched.Run, relay.Run, rotations.Run}
+	errc := make(chan error, len(runs))
+	for _, run := range runs {
 		go func() {
 			err := run(runCtx)
 			cancel()
@@ -56,7 +73,7 @@ func RunScheduler(ctx context.Context, env *Env) error {
 		}()
 	}
 	var first error
-	for range 2 {
+	for range runs {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 		}
@@ -71,7 +88,7 @@ func RunScheduler(ctx context.Context, env *Env) error {
 func SyncCredentials(ctx context.Context, env *Env) error {
 	for i, c := range env.Config.Credentials {
 		res, err := env.Store.Upsert(ctx, store.NewCredential{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID, Keys: store.Keys{
-			ClientSecret: c.ClientSecret, PrivateKey: c.PrivateKey, KeyID: c.KeyID, APIKey: c.APIKey,
+			ClientSecret: c.ClientSecret, PrivateKey: c.PrivateKey, KeyID: c.KeyID, APIKey: c.APIKey, RefreshToken: c.RefreshToken,
 		}})
 		if err != nil {
 			return fmt.Errorf("app: add credentials[%d] (%s): %w", i, c.ID, err)

@@ -55,13 +55,13 @@ func tokenSource(name string, v config.Vendor, hc *http.Client) (vendors.TokenSo
 	case config.KindRedox:
 		return redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: hc, VendorName: name})
 	case config.KindRedoxLegacy:
-		return redoxlegacy.New(redoxlegacy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+		return redoxlegacy.New(redoxlegacy.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name, Mode: redoxlegacy.Mode(v.Mode)})
 	case config.KindFHIRPortal:
 		return fhirportal.New(fhirportal.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
 			UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
 	case config.KindHealthSync:
 		return healthsync.New(healthsync.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes,
-			UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name})
+			UserAgent: v.UserAgent, HTTPClient: hc, VendorName: name, Mode: healthsync.Mode(v.Mode), KeyPaths: healthsync.KeyPaths(v.KeyPaths)})
 	default:
 		return nil, fmt.Errorf("kind %q is not supported by this build", v.Kind)
 	}

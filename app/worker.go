@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,9 +11,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
-	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/metrics"
+	"github.com/tokenrelay/tokenrelay/operator"
+	"github.com/tokenrelay/tokenrelay/requests"
+	"github.com/tokenrelay/tokenrelay/rotation"
 	"github.com/tokenrelay/tokenrelay/tokenservice"
 	"github.com/tokenrelay/tokenrelay/vendors/redox"
 )
@@ -36,8 +38,8 @@ type WorkerOptions struct {
 
 // RunWorker runs the worker role until ctx ends: the asynq server on the
 // critical, default and low queues, the token service on NATS, and the HTTP
-// server (health, the JWKS of Redox signing keys, and the admin API when
-// http.admin_token is set). On
+// server (health, the JWKS of Redox signing keys, and the admin API and the
+// operator pages under /ui/ when http.admin_token is set). On
 // shutdown, tasks in flight finish (a vendor call already made is stored).
 func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	log := env.Logger.With().Str("role", "worker").Logger()
@@ -56,9 +58,35 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err != nil {
 		return err
 	}
+	// The worker's /metrics; register the metrics of what is wired below on it.
+	reg, err := workerRegistry(env)
+	if err != nil {
+		return err
+	}
 	mux := asynq.NewServeMux()
 	jobs.Handle(mux, refresh.Handle)
 	jobs.Handle(mux, refresh.HandleBatch)
+	rot, err := newRotator(env, o.HTTPClient, log)
+	if err != nil {
+		return err
+	}
+	jobs.Handle(mux, (&jobs.RotateHandler{Rotator: rot, Logger: log}).Handle)
+	reqs, err := newRequestJobs(env, refresh, o.HTTPClient, log)
+	if err != nil {
+		return err
+	}
+	reqs.register(mux)
+	if err := reqs.registerMetrics(reg); err != nil {
+		return err
+	}
+	hooks, err := newWebhookRelay(env, reqs.sub, log)
+	if err != nil {
+		return err
+	}
+	hooks.register(mux)
+	if err := hooks.registerMetrics(reg); err != nil {
+		return err
+	}
 
 	srv := asynq.NewServerFromRedisClient(env.Redis, asynq.Config{
 		Concurrency:       o.Concurrency,
@@ -71,6 +99,11 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		ShutdownTimeout:          15 * time.Second,
 		Logger:                   asynqLogger{log.With().Str("component", "asynq").Logger()},
 		LogLevel:                 asynq.WarnLevel,
+		// Request jobs waiting for the rate budget or a 429's pause come
+		// back when it ends, not counted as failures; other tasks keep
+		// asynq's default backoff.
+		RetryDelayFunc: requests.RetryDelay,
+		IsFailure:      requests.IsFailure,
 	})
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("app: start asynq server: %w", err)
@@ -83,6 +116,14 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		srv.Shutdown()
 		return fmt.Errorf("app: token service: %w", err)
 	}
+	stopRequests, err := reqs.start(ctx)
+	if err != nil {
+		_ = tokens.Stop()
+		srv.Shutdown()
+		return err
+	}
+	defer stopRequests()
+	defer hooks.start(ctx)()
 
 	ln, err := net.Listen("tcp", env.Config.HTTP.Addr)
 	if err != nil {
@@ -93,7 +134,10 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
-	hs := &http.Server{Handler: httpRoutes(env, log), ReadHeaderTimeout: 10 * time.Second}
+	dashboard, closeDashboard := newDashboard(env)
+	defer func() { _ = closeDashboard() }()
+	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget}
+	hs := &http.Server{Handler: hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs())), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	log.Info().Str("http", ln.Addr().String()).Int("concurrency", o.Concurrency).Msg("worker started")
@@ -113,46 +157,29 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	return runErr
 }
 
-func httpRoutes(env *Env, log zerolog.Logger) http.Handler {
+// operations are the worker's operator endpoints, /metrics and asynqmon,
+// and the rate budget the operator pages show.
+type operations struct {
+	metrics, dashboard http.Handler
+	budget             *budget.Budget
+}
+
+func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operations, reqs admin.RequestJobs) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/admin/", admin.Handler(admin.Deps{
+	mux.Handle("GET /metrics", ops.metrics)  // open, as Prometheus expects; holds no secret
+	mux.Handle(DashboardPath, ops.dashboard) // asynqmon, behind the admin token
+	adminDeps := admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
-		Logger: log.With().Str("component", "admin").Logger(),
-	}))
-	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(func(ctx context.Context, vendor, id string) ([]redox.SigningKey, error) {
-		if env.Config.Vendors[vendor].Kind != config.KindRedox {
-			return nil, redox.ErrNoSigningKeys
-		}
-		c, err := env.Store.Get(ctx, id)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil, redox.ErrNoSigningKeys
-		case err != nil:
-			return nil, err
-		case c.Vendor != vendor || c.PrivateKey.IsZero():
-			return nil, redox.ErrNoSigningKeys
-		}
-		return []redox.SigningKey{{PrivateKey: c.PrivateKey, KeyID: c.KeyID}}, nil
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		var problems []error
-		if err := env.Redis.Ping(ctx).Err(); err != nil {
-			problems = append(problems, fmt.Errorf("redis: %w", err))
-		}
-		if !env.NATS.IsConnected() {
-			problems = append(problems, errors.New("nats: not connected"))
-		}
-		if err := errors.Join(problems...); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+		Logger:         log.With().Str("component", "admin").Logger(),
+		RevokeAtVendor: rot.RevokeAtVendor, RotateNow: rotateNow(env),
+		Requests: reqs,
+	}
+	mux.Handle("/admin/", admin.Handler(adminDeps))
+	mux.Handle(operator.Prefix, operatorPages(env, adminDeps, ops.budget, log))
+	// The current signing key, and during a rotation the new or old one.
+	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(redoxSigningKeys(env)))
+	mux.HandleFunc("GET /healthz", healthHandler)
+	mux.Handle("GET /readyz", readyHandler(env)) // Redis, NATS, outbox not stuck
 	return mux
 }
 

@@ -39,7 +39,53 @@ type Redis struct {
 	URL string `yaml:"url"`
 	// Prefix starts every key tokenrelay writes. Default: "tokenrelay:".
 	Prefix string `yaml:"prefix"`
+	// Sentinel, when its master is set, connects through Redis Sentinel:
+	// the URL then gives only the scheme (rediss:// for TLS), the username,
+	// password and DB of the master; its host is not used. Default: off.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster, when it lists nodes, connects to a Redis Cluster: the URL
+	// then gives the scheme, username and password (DB must be 0); its host
+	// is not used. Give Prefix a hash tag ("{tokenrelay}:"). Default: off.
+	Cluster RedisCluster `yaml:"cluster"`
+	// TLS adds a CA and a client certificate to a rediss:// connection
+	// (rediss:// alone uses the system's roots). Default: none.
+	TLS TLS `yaml:"tls"`
 }
+
+// RedisSentinel locates a Redis master through Sentinel.
+type RedisSentinel struct {
+	// Master is the master's name as the sentinels know it (e.g. mymaster).
+	Master string `yaml:"master"`
+	// Addrs are the sentinels' host:port. Required with Master.
+	Addrs []string `yaml:"addrs"`
+	// Username and Password authenticate to the sentinels themselves, when
+	// they require it. Default: none.
+	Username string       `yaml:"username"`
+	Password secret.Value `yaml:"password"`
+}
+
+// RedisCluster lists the seed nodes of a Redis Cluster.
+type RedisCluster struct {
+	// Addrs are host:port of some of the cluster's nodes; the rest are
+	// discovered.
+	Addrs []string `yaml:"addrs"`
+}
+
+// TLS is the client side of a TLS connection. Files are read at start.
+type TLS struct {
+	// CAFile is a PEM bundle of the CAs to trust. Default: the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// servers that require one (mutual TLS). Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the server's certificate.
+	// Default: the host being dialled.
+	ServerName string `yaml:"server_name"`
+}
+
+// IsZero reports whether nothing is set.
+func (t TLS) IsZero() bool { return t == TLS{} }
 
 // NATS locates the NATS server and names the JetStream stream.
 type NATS struct {
@@ -53,6 +99,15 @@ type NATS struct {
 	// not end with "." gets one, so it is always whole tokens ("staging."
 	// makes "staging.token.renewed.…"). Default: "" (no prefix).
 	SubjectPrefix string `yaml:"subject_prefix"`
+	// CredsFile is a NATS credentials file (user JWT and NKey seed, from
+	// nsc or the account server). Default: none.
+	CredsFile string `yaml:"creds_file"`
+	// NKeySeedFile is a file holding a user NKey seed ("SU..."), for
+	// servers configured with nkey users. Not with CredsFile. Default: none.
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	// TLS adds a CA and a client certificate; setting any of it (or a
+	// tls:// URL) turns TLS on. Default: none.
+	TLS TLS `yaml:"tls"`
 }
 
 // HTTP configures the worker's HTTP server.
@@ -63,6 +118,10 @@ type HTTP struct {
 	// AdminToken is the bearer token of the admin API. Default: empty, which
 	// turns the admin API off.
 	AdminToken secret.Value `yaml:"admin_token"`
+	// PrometheusURL is the Prometheus server that scrapes tokenrelay; the
+	// queue dashboard (asynqmon, /asynqmon/) queries it for its Metrics tab.
+	// Default: empty, no Metrics tab.
+	PrometheusURL string `yaml:"prometheus_url"`
 }
 
 // Scheduler paces the scheduler.
@@ -76,6 +135,10 @@ type Scheduler struct {
 	// ReconcileEvery is how often every credential is checked to have a
 	// pending refresh. Default: 30s.
 	ReconcileEvery Duration `yaml:"reconcile_every"`
+	// MetricsAddr is the host:port where the scheduler serves /metrics
+	// (the event counters: renewals, failures, lead times, revocations),
+	// /healthz and /readyz. Default: empty, no HTTP server.
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // Kind names a vendor adapter.
@@ -138,9 +201,23 @@ type Vendor struct {
 	RefreshJitter float64 `yaml:"refresh_jitter"`
 	// RotateEvery is how often a credential's key is replaced (create the
 	// new key, verify it, switch, revoke the old one), for the kinds that
-	// can: healthsync, redox and redox-legacy. Default: healthsync 90d, as
+	// can: healthsync in mode api_key (key management) and redox (signing
+	// keys published in the worker's JWKS). Default: healthsync 90d, as
 	// HealthSync advises; others 0 (never on a schedule).
 	RotateEvery Duration `yaml:"rotate_every"`
+	// Mode is how the vendor's credentials get in, for the kinds with
+	// several ways. redox-legacy: "reauthenticate" (key and secret every
+	// time, as Redox recommends) or "refresh" (the rotating refresh token
+	// while it lives); healthsync: "api_key" (static keys, verified by a
+	// read; the only mode that rotates keys), "oauth" (a user's delegation,
+	// renewed with refresh tokens) or "service_account" (client
+	// credentials). Default: "" (reauthenticate, api_key); other kinds have
+	// no mode.
+	Mode string `yaml:"mode"`
+	// KeyPaths are HealthSync's key-management paths, relative to
+	// base_url: HealthSync does not publish them. healthsync only.
+	// Default: each empty path is the sandbox's (see KeyPaths).
+	KeyPaths KeyPaths `yaml:"key_paths"`
 	// RateLimit is the request budget of one account, shared by every
 	// worker. Default: halaxy 500 per 1m; others none (only the vendor's
 	// rate-limit headers and 429s pace requests).
@@ -150,14 +227,57 @@ type Vendor struct {
 	Webhooks Webhooks `yaml:"webhooks"`
 }
 
+// Vendor modes (Vendor.Mode).
+const (
+	ModeReauthenticate = "reauthenticate"  // redox-legacy (default)
+	ModeRefresh        = "refresh"         // redox-legacy
+	ModeAPIKey         = "api_key"         // healthsync (default)
+	ModeOAuth          = "oauth"           // healthsync
+	ModeServiceAccount = "service_account" // healthsync
+)
+
+// modesByKind lists the modes of the kinds that have several, default
+// first.
+var modesByKind = map[Kind][]string{
+	KindRedoxLegacy: {ModeReauthenticate, ModeRefresh},
+	KindHealthSync:  {ModeAPIKey, ModeOAuth, ModeServiceAccount},
+}
+
+// KeyPaths are the key-management paths of a healthsync vendor, relative
+// to its base_url. Each empty one takes the sandbox's default, given here.
+type KeyPaths struct {
+	// Create is POSTed to create a key. Default "keys".
+	Create string `yaml:"create"`
+	// List lists the account's keys. Default "keys".
+	List string `yaml:"list"`
+	// Revoke is DELETEd to revoke a key; "{id}" stands for the key's id and
+	// is required. Default "keys/{id}".
+	Revoke string `yaml:"revoke"`
+	// Current describes the authenticating key. Default "keys/current".
+	Current string `yaml:"current"`
+	// Verify is the cheap read that checks a key. Default "records?limit=1".
+	Verify string `yaml:"verify"`
+}
+
 // RateLimit allows Limit requests in any window of length Per.
 type RateLimit struct {
 	// Limit is the number of requests per window; 0 means no limit of ours.
 	// Default: halaxy 500, others 0.
 	Limit int `yaml:"limit"`
-	// Per is the length of the sliding window. Required when Limit is set.
+	// Per is the length of the window. Required when Limit is set.
 	// Default: halaxy 1m, others 0.
 	Per Duration `yaml:"per"`
+	// Window is how the vendor counts: "sliding" (at most Limit in any Per,
+	// as Halaxy) or "fixed" (Limit per window of Per, the count starting
+	// afresh at the vendor's X-RateLimit-Reset, as HealthSync's hours).
+	// Default (empty): fixed for healthsync, sliding for the others.
+	Window string `yaml:"window"`
+	// Slack is how long a request may take to reach the vendor after the
+	// budget let it go; the budget counts each request that much later, so
+	// that the vendor's own window never sees more than Limit. Set it to
+	// the network delay to the vendor when that is well below Per/100.
+	// Default (0): Per/100, between 2ms and 500ms.
+	Slack Duration `yaml:"slack"`
 }
 
 // Verify names a way of checking that a webhook comes from its vendor.
@@ -166,7 +286,8 @@ type Verify string
 // The webhook verification methods.
 const (
 	// VerifyNone accepts no webhooks from the vendor (POST /webhooks/{vendor}
-	// answers 404).
+	// answers 404), unless AcceptUnverified is set explicitly: then every
+	// delivery is accepted unchecked, and the worker warns at start-up.
 	VerifyNone Verify = "none"
 	// VerifyToken compares a header with Secret in constant time (Halaxy's
 	// static authentication header, Redox's verification-token).
@@ -182,16 +303,72 @@ const (
 // verifies lists every Verify, in the order error messages show them.
 var verifies = []Verify{VerifyNone, VerifyToken, VerifyHMACSHA256, VerifyStandardWebhooks}
 
-// Webhooks configures how webhooks from one vendor are verified.
+// Webhooks configures how webhooks from one vendor are received (POST
+// /webhooks/{vendor} on the worker) and verified, and the polling that
+// stands in for them. Zero values take the defaults given; the webhooks
+// package fills them.
 type Webhooks struct {
 	// Verify is the method. Default: none.
 	Verify Verify `yaml:"verify"`
-	// Secret is the shared token or HMAC key. Required unless Verify is none.
+	// Secret is the shared token or HMAC key (standard-webhooks:
+	// "whsec_<base64>"). Required unless Verify is none.
 	Secret secret.Value `yaml:"secret"`
+	// PreviousSecrets are still accepted besides Secret while a rotation is
+	// under way (the vendor may sign with the old one, or with both).
+	// Default: none.
+	PreviousSecrets []secret.Value `yaml:"previous_secrets"`
 	// Header carries the token or signature. Default: token:
 	// "verification-token" for redox and redox-legacy, "Authorization"
 	// otherwise; hmac-sha256: "X-Signature"; unused by standard-webhooks.
 	Header string `yaml:"header"`
+	// AcceptUnverified, with Verify none, accepts every delivery without
+	// checking where it comes from (the worker warns at start-up). Default:
+	// false (verify none accepts no webhooks at all).
+	AcceptUnverified bool `yaml:"accept_unverified"`
+	// MaxBody is the largest body accepted, in bytes; a larger one gets 413.
+	// Default: 1048576 (1 MiB).
+	MaxBody int `yaml:"max_body"`
+	// Tolerance is how far a signed timestamp (standard-webhooks) may be
+	// from now, either way. Default: 5m.
+	Tolerance Duration `yaml:"tolerance"`
+	// DedupWindow is how long a delivery id is remembered so that a
+	// redelivery is acknowledged and not relayed again (vendors retry for
+	// hours or days). Default: 7d.
+	DedupWindow Duration `yaml:"dedup_window"`
+	// FetchCredential is the credential whose token fetches what a
+	// notification only names (id-only FHIR notifications, a catch-up after
+	// missed ones) and polls. Default: none (an id-only notification is
+	// relayed as it is, without a fetch). Required with Polling.Resources.
+	FetchCredential string `yaml:"fetch_credential"`
+	// Polling is the fallback when the vendor cannot push or has gone quiet.
+	Polling Polling `yaml:"polling"`
+}
+
+// Defaults of Webhooks and Polling, filled in by the webhooks package.
+const (
+	DefaultWebhookMaxBody     = 1 << 20
+	DefaultWebhookTolerance   = Duration(5 * time.Minute)
+	DefaultWebhookDedupWindow = Duration(7 * day)
+	DefaultPollingInterval    = Duration(5 * time.Minute)
+	DefaultPollingSilentAfter = Duration(15 * time.Minute)
+)
+
+// Polling polls a vendor's resources through the shared rate budget, but
+// only where webhooks cannot do the job: when the vendor accepts no
+// webhooks (verify none without accept_unverified), or while its webhooks
+// (heartbeats included) have been silent for longer than SilentAfter. It
+// stops by itself when they flow again.
+type Polling struct {
+	// Resources are the resource types polled, e.g. [Patient, Appointment]
+	// (each a path below base_url, polled with _lastUpdated=gt<last poll>).
+	// Default: none (no polling).
+	Resources []string `yaml:"resources"`
+	// Interval is how often each resource is polled while polling.
+	// Default: 5m.
+	Interval Duration `yaml:"interval"`
+	// SilentAfter is how long webhooks may be silent before polling takes
+	// over. Default: 15m.
+	SilentAfter Duration `yaml:"silent_after"`
 }
 
 // Credential is one static credential: what the vendor issued for one
@@ -219,6 +396,10 @@ type Credential struct {
 	KeyID string `yaml:"key_id"`
 	// APIKey is a healthsync API key.
 	APIKey secret.Value `yaml:"api_key"`
+	// RefreshToken is the refresh token of a user's delegation that the
+	// first renewal redeems (healthsync in mode oauth, where it is
+	// required). Later renewals use the newest one the vendor returned.
+	RefreshToken secret.Value `yaml:"refresh_token"`
 }
 
 // Defaults of the top-level sections.
@@ -274,7 +455,8 @@ var byKind = map[Kind]kindDefaults{
 		baseURLs:         redoxBaseURLs,
 		regionHint:       `us, or ca for Canada`,
 		maxTokenLifetime: Duration(24 * time.Hour),
-		canRotate:        true,
+		// A legacy key's secret is regenerated in Redox's dashboard: there
+		// is no API to rotate it.
 	},
 	KindHealthSync: {
 		baseURLs:    map[string]string{"": "https://api.healthsync.com/v1/"},
@@ -324,7 +506,9 @@ func (v *Vendor) setDefaults(name string, jitterSet bool) {
 		// An unknown region leaves BaseURL empty; Validate reports the region.
 		setString(&v.BaseURL, d.baseURLs[v.Region])
 		setDuration(&v.MaxTokenLifetime, d.maxTokenLifetime)
-		setDuration(&v.RotateEvery, d.rotateEvery)
+		if v.Mode == "" || v.Mode == ModeAPIKey {
+			setDuration(&v.RotateEvery, d.rotateEvery)
+		}
 		if v.RateLimit.Limit == 0 {
 			v.RateLimit.Limit = d.rateLimit.Limit
 		}

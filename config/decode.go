@@ -103,6 +103,15 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			}
 			v.SetInt(i)
 		}
+	case v.Kind() == reflect.Bool:
+		if s, ok := d.scalar(n, path); ok {
+			b, err := strconv.ParseBool(strings.TrimSpace(s))
+			if err != nil {
+				d.p.add(path, "%s is not true or false", d.p.show(path, s))
+				return
+			}
+			v.SetBool(b)
+		}
 	case v.Kind() == reflect.Float64:
 		if s, ok := d.scalar(n, path); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)

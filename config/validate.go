@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 func (c *Config) validate(p *problems) {
 	c.validateRedis(p)
 	c.validateNATS(p)
+	c.validateConnections(p)
 	if !validAddr(c.HTTP.Addr) {
 		p.add("http.addr", "%s must be host:port (e.g. 127.0.0.1:8080, or :0 for any free port)", p.show("http.addr", c.HTTP.Addr))
 	}
@@ -193,7 +194,23 @@ func (v Vendor) validate(p *problems, path, name string) {
 	case v.RotateEvery < 0:
 		p.add(path+".rotate_every", "must not be negative (use 0 for never, or e.g. 90d)")
 	case v.RotateEvery > 0 && known && !d.canRotate:
-		p.add(path+".rotate_every", "kind %s cannot rotate keys (remove it; only healthsync, redox and redox-legacy can)", v.Kind)
+		p.add(path+".rotate_every", "kind %s cannot rotate keys (remove it; only healthsync and redox can)", v.Kind)
+	}
+	switch modes := modesByKind[v.Kind]; {
+	case v.Mode == "" || !known:
+	case modes == nil:
+		p.add(path+".mode", "kind %s has no modes (remove it)", v.Kind)
+	case !slices.Contains(modes, v.Mode):
+		p.add(path+".mode", "unknown mode %s for kind %s (one of %s)", p.show(path+".mode", v.Mode), v.Kind, strings.Join(modes, ", "))
+	case v.Kind == KindHealthSync && v.Mode != ModeAPIKey && v.RotateEvery > 0:
+		p.add(path+".rotate_every", "only mode api_key rotates keys (remove it, or use mode api_key)")
+	}
+	if v.KeyPaths != (KeyPaths{}) {
+		if known && v.Kind != KindHealthSync {
+			p.add(path+".key_paths", "only kind healthsync has key-management paths (remove it)")
+		} else if r := v.KeyPaths.Revoke; r != "" && !strings.Contains(r, "{id}") {
+			p.add(path+".key_paths.revoke", `%s must hold "{id}", where the key's id goes (e.g. keys/{id})`, p.show(path+".key_paths.revoke", r))
+		}
 	}
 	refreshAt := strconv.FormatFloat(v.RefreshAt, 'g', 4, 64)
 	if !(v.RefreshAt > 0 && v.RefreshAt < 1) {
@@ -213,6 +230,12 @@ func (v Vendor) validate(p *problems, path, name string) {
 	case v.RateLimit.Limit == 0 && v.RateLimit.Per > 0:
 		p.add(rl+".limit", "required when rate_limit.per is set (requests per window, e.g. 500)")
 	}
+	if s := v.RateLimit.Slack; s < 0 || (s > 0 && v.RateLimit.Per > 0 && s >= v.RateLimit.Per/10) {
+		p.add(rl+".slack", "must be at least 0 and under a tenth of rate_limit.per (the network delay to the vendor, e.g. 50ms)")
+	}
+	if w := v.RateLimit.Window; w != "" && w != "sliding" && w != "fixed" {
+		p.add(rl+".window", "%q must be sliding or fixed (empty: fixed for healthsync, sliding for the others)", w)
+	}
 
 	wh := path + ".webhooks"
 	switch {
@@ -222,13 +245,49 @@ func (v Vendor) validate(p *problems, path, name string) {
 			names[i] = string(m)
 		}
 		p.add(wh+".verify", "unknown method %s (one of %s)", p.show(wh+".verify", string(v.Webhooks.Verify)), strings.Join(names, ", "))
-	case v.Webhooks.Verify == VerifyNone && !v.Webhooks.Secret.IsZero():
+	case v.Webhooks.Verify == VerifyNone && (!v.Webhooks.Secret.IsZero() || len(v.Webhooks.PreviousSecrets) > 0):
 		p.add(wh+".verify", "is none, but a secret is set (set verify to token, hmac-sha256 or standard-webhooks, or remove the secret)")
 	case v.Webhooks.Verify != VerifyNone && v.Webhooks.Secret.IsZero():
 		p.add(wh+".secret", "%s", required(p, wh+".secret", "when verify is "+string(v.Webhooks.Verify)))
+	case v.Webhooks.Verify != VerifyNone && v.Webhooks.AcceptUnverified:
+		p.add(wh+".accept_unverified", "only applies to verify: none (remove it: verify %s checks every delivery)", v.Webhooks.Verify)
+	}
+	for i, s := range v.Webhooks.PreviousSecrets {
+		if s.IsZero() {
+			f := fmt.Sprintf("%s.previous_secrets[%d]", wh, i)
+			p.add(f, "%s", required(p, f, "(remove the empty entry)"))
+		}
 	}
 	if h := v.Webhooks.Header; h != "" && !validHeaderName(h) {
 		p.add(wh+".header", "%s is not an HTTP header name (e.g. X-Signature)", p.show(wh+".header", h))
+	}
+	if v.Webhooks.MaxBody < 0 {
+		p.add(wh+".max_body", "must not be negative (bytes; 0 for the default 1048576)")
+	}
+	for _, d := range []struct {
+		field string
+		value Duration
+	}{
+		{"tolerance", v.Webhooks.Tolerance},
+		{"dedup_window", v.Webhooks.DedupWindow},
+		{"polling.interval", v.Webhooks.Polling.Interval},
+		{"polling.silent_after", v.Webhooks.Polling.SilentAfter},
+	} {
+		if d.value < 0 {
+			p.add(wh+"."+d.field, "must not be negative (0 for the default)")
+		}
+	}
+	if c := v.Webhooks.FetchCredential; c != "" && !validID.MatchString(c) {
+		p.add(wh+".fetch_credential", "%s must be a credential id (%s)", p.show(wh+".fetch_credential", c), idPattern)
+	}
+	for i, r := range v.Webhooks.Polling.Resources {
+		if !validID.MatchString(r) {
+			f := fmt.Sprintf("%s.polling.resources[%d]", wh, i)
+			p.add(f, "%s is not a resource type (%s, e.g. Patient)", p.show(f, r), idPattern)
+		}
+	}
+	if len(v.Webhooks.Polling.Resources) > 0 && v.Webhooks.FetchCredential == "" {
+		p.add(wh+".fetch_credential", "required with polling.resources (the credential whose token polls)")
 	}
 }
 
@@ -253,7 +312,7 @@ func required(p *problems, path, why string) string {
 
 // credentialFields is which credential fields a kind needs.
 type credentialFields struct {
-	clientID, clientSecret, privateKey, keyID, apiKey use
+	clientID, clientSecret, privateKey, keyID, apiKey, refreshToken use
 }
 
 type use int
@@ -304,6 +363,16 @@ func (c *Config) validateCredentials(p *problems, vendorNames []string) {
 			continue // the vendor's kind is reported already
 		}
 		why := fmt.Sprintf("for kind %s (vendor %s)", v.Kind, cr.Vendor)
+		if v.Kind == KindHealthSync && v.Mode != "" && v.Mode != ModeAPIKey {
+			// A user's delegation (oauth; a public client has no secret) or
+			// a service account: client credentials, no API key.
+			want = credentialFields{clientID: needed, clientSecret: needed}
+			if v.Mode == ModeOAuth {
+				want.clientSecret = optional
+				want.refreshToken = needed
+			}
+			why = fmt.Sprintf("for kind %s in mode %s (vendor %s)", v.Kind, v.Mode, cr.Vendor)
+		}
 		check := func(field string, u use, set bool) {
 			switch {
 			case u == needed && !set:
@@ -317,6 +386,7 @@ func (c *Config) validateCredentials(p *problems, vendorNames []string) {
 		check("private_key", want.privateKey, !cr.PrivateKey.IsZero())
 		check("key_id", want.keyID, cr.KeyID != "")
 		check("api_key", want.apiKey, !cr.APIKey.IsZero())
+		check("refresh_token", want.refreshToken, !cr.RefreshToken.IsZero())
 		if v.Kind == KindRedox {
 			switch {
 			case cr.ClientSecret.IsZero() && cr.PrivateKey.IsZero():

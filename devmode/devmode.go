@@ -52,6 +52,9 @@ type Options struct {
 	// Demo, if true, injects a vendor outage and deletes a client now and
 	// then so that failures, recoveries and a revocation show up.
 	Demo bool
+	// AdminToken is the admin token of the operator pages and the admin
+	// API (default: a random one, printed with the pages' address).
+	AdminToken string
 }
 
 // Run runs the dev pipeline until ctx ends.
@@ -106,6 +109,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.AdminToken == "" {
+		o.AdminToken = randomSecret()
+	}
+	cfg.HTTP.AdminToken = secret.New(o.AdminToken)
 	env, err := app.Connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -149,6 +156,7 @@ func Run(ctx context.Context, o Options) error {
 
 	footer := fmt.Sprintf("redis %s · nats %s · sandbox %s · worker http://%s/healthz\nlogs: %s · subscribe: nats sub -s %s 'token.renewed.>'",
 		redactURL(redisURL), natsURL, sandboxURL, httpAddr, o.LogFile, natsURL)
+	footer += fmt.Sprintf("\noperator pages: http://%s/ui/ (admin token %s) · queues: http://%s/asynqmon/", httpAddr, o.AdminToken, httpAddr)
 	view := time.NewTicker(min(500*time.Millisecond, o.SummaryEvery))
 	defer view.Stop()
 	lastSummary := time.Time{}

@@ -25,6 +25,11 @@ const (
 	TypeWebhookReceived    = "webhook.received"
 	TypeRequestCompleted   = "request.completed"
 	TypeRequestFailed      = "request.failed"
+	// TypePollingStarted and TypePollingStopped mark a vendor resource's
+	// change of mode between webhooks and polling, on
+	// "<type>.<vendor>.<resource>".
+	TypePollingStarted = "polling.started"
+	TypePollingStopped = "polling.stopped"
 )
 
 // SpecVersion is the CloudEvents version of every envelope.
@@ -105,6 +110,10 @@ type TokenRenewed struct {
 	Fingerprint string `json:"token_fingerprint"`
 	// Recovered is true when this renewal ends a run of failures.
 	Recovered bool `json:"recovered,omitempty"`
+	// PreviousExpiresAt is when the token this renewal replaces would have
+	// expired (absent on the first renewal): the lead time of the renewal
+	// is PreviousExpiresAt minus the event's time.
+	PreviousExpiresAt time.Time `json:"previous_expires_at,omitzero"`
 }
 
 // TokenRefreshFailed is the data of a token.refresh_failed event.
@@ -148,4 +157,46 @@ type KeyRevoked struct {
 	// KeyFingerprint identifies the revoked key (client id or API key).
 	KeyFingerprint string `json:"key_fingerprint"`
 	Message        string `json:"message,omitempty"`
+}
+
+// KeyRotated is the data of a key.rotated event: the credential switched
+// from one key to another (the old one is revoked next, with its own
+// key.revoked event, reason rotated). Fingerprints only, never the keys.
+type KeyRotated struct {
+	Vendor     string `json:"vendor"`
+	Credential string `json:"credential"`
+	// Rotation names the rotation that made the switch.
+	Rotation          string `json:"rotation"`
+	OldKeyFingerprint string `json:"old_key_fingerprint"`
+	NewKeyFingerprint string `json:"new_key_fingerprint"`
+}
+
+// WebhookReceived is the data of a webhook.received event: one genuine
+// delivery, kept whole so that it can be replayed. Headers holds only those
+// that matter to a consumer or a replay (ids, timestamps, content type,
+// event type), never a signature or a verification token.
+type WebhookReceived struct {
+	Vendor string `json:"vendor"`
+	// EventType is the vendor's event type, as in the subject.
+	EventType string `json:"event_type"`
+	// DeliveryID is what redeliveries are recognised by (webhook-id, FHIR
+	// subscription id and event number, or a hash of the body).
+	DeliveryID string            `json:"delivery_id"`
+	ReceivedAt time.Time         `json:"received_at"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	// Body is the raw body as received (base64 in JSON).
+	Body []byte `json:"body"`
+}
+
+// PollingModeChanged is the data of polling.started and polling.stopped.
+type PollingModeChanged struct {
+	Vendor   string `json:"vendor"`
+	Resource string `json:"resource"`
+	// Reason says why: no_webhooks (the vendor accepts none), silent
+	// (no delivery or heartbeat for longer than silent_after), or
+	// webhooks_flowing (deliveries came again).
+	Reason string `json:"reason"`
+	// LastDelivery is the last delivery or heartbeat seen, if any.
+	LastDelivery time.Time `json:"last_delivery,omitzero"`
+	At           time.Time `json:"at"`
 }

@@ -30,6 +30,8 @@ var subjectRoots = []string{
 	"webhook",
 	TypeRequestCompleted,
 	TypeRequestFailed,
+	TypePollingStarted,
+	TypePollingStopped,
 }
 
 // StreamSubjects lists the subjects the event stream captures under a

@@ -18,6 +18,7 @@ func TestStreamSubjects(t *testing.T) {
 		"token.renewed.>", "token.refresh_failed.>", "token.expired.>",
 		"key.rotated.>", "key.revoked.>", "webhook.>",
 		"request.completed.>", "request.failed.>",
+		"polling.started.>", "polling.stopped.>",
 	}, events.StreamSubjects(""))
 	for _, s := range events.StreamSubjects("tenant-a.") {
 		require.Regexp(t, `^tenant-a\.[a-z_.]+\.>$`, s)

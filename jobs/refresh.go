@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/policy"
+	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
@@ -20,7 +20,9 @@ import (
 // RefreshStore is what the refresh handler needs of the credential store.
 type RefreshStore interface {
 	Claim(ctx context.Context, id string, gen int64, owner string, lease time.Duration) (store.Credential, error)
+	ClaimBatch(ctx context.Context, items []store.Due, owner string, lease time.Duration) ([]store.Claimed, error)
 	CommitRenewal(ctx context.Context, id, owner string, gen int64, r store.Renewal, ev events.Envelope) error
+	CommitRenewals(ctx context.Context, commits []store.RenewalCommit) ([]error, error)
 	CommitFailure(ctx context.Context, id, owner string, gen int64, f store.Failure, evs ...events.Envelope) error
 	Release(ctx context.Context, id, owner string, retryAt time.Time) error
 }
@@ -96,28 +98,110 @@ func NewRefreshHandler(d RefreshDeps) (*RefreshHandler, error) {
 	return &RefreshHandler{d: d, slots: make(chan struct{}, d.BatchParallel)}, nil
 }
 
-// HandleBatch runs the renewals of a batch side by side (at most
-// RefreshDeps.BatchParallel at once across the worker) and returns the
-// errors of those that could not reach the store; asynq then retries the
-// batch, and the renewals already done are no-ops.
+// HandleBatch renews the credentials of a batch: it claims them all in one
+// store call, calls their vendors side by side (at most
+// RefreshDeps.BatchParallel calls at once across the worker), and commits
+// the new tokens together, in one store call where they come in together
+// (a renewal waits at most commitLinger for the others of its batch). Each
+// credential is fenced and committed on its own, as Handle does it. It
+// returns the errors of the renewals that could not reach the store; asynq
+// then retries the batch, and the renewals already done are no-ops.
 func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error {
-	errs := make([]error, len(b.Items))
-	var wg sync.WaitGroup
-	for i, item := range b.Items {
-		select {
-		case h.slots <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
+	if len(b.Items) == 0 {
+		return nil
+	}
+	items := make([]store.Due, len(b.Items))
+	for i, it := range b.Items {
+		items[i] = store.Due{ID: it.Credential, Generation: it.Generation}
+	}
+	owner := uuid.NewString()
+	deadline := h.callDeadline()
+	claims, err := h.d.Store.ClaimBatch(ctx, items, owner, h.d.ClaimLease)
+	if err != nil {
+		return fmt.Errorf("jobs: claim batch: %w", err)
+	}
+	results := make(chan batchResult, len(claims))
+	started := 0
+	var errs []error
+	for i, c := range claims {
+		if err := h.skip(items[i], c.Err); err != nil || c.Err != nil {
+			if err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		wg.Add(1)
+		started++
 		go func() {
-			defer func() { <-h.slots; wg.Done() }()
-			errs[i] = h.Handle(ctx, item)
+			var r batchResult
+			select {
+			case h.slots <- struct{}{}:
+				r = h.renewOne(ctx, c.Credential, owner, deadline)
+				<-h.slots
+			case <-ctx.Done():
+				r.err = h.release(c.Credential, owner, ctx.Err())
+			}
+			results <- r
 		}()
 	}
-	wg.Wait()
+
+	// Commit the renewals as they come in: all of them at once when the
+	// vendor calls end together, as they usually do; a slow call does not
+	// hold the others back longer than commitLinger.
+	var (
+		pending []pendingRenewal
+		linger  <-chan time.Time
+		timer   *time.Timer
+	)
+	flush := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, linger = nil, nil
+		}
+		if len(pending) > 0 {
+			errs = append(errs, h.commitRenewals(pending)...)
+			pending = pending[:0]
+		}
+	}
+	for got := 0; got < started; {
+		select {
+		case r := <-results:
+			got++
+			if r.err != nil {
+				errs = append(errs, r.err)
+			}
+			if r.renewal != nil {
+				pending = append(pending, *r.renewal)
+				if timer == nil && got < started {
+					timer = time.NewTimer(commitLinger)
+					linger = timer.C
+				}
+			}
+		case <-linger:
+			flush()
+		}
+	}
+	flush()
 	return errors.Join(errs...)
+}
+
+// commitLinger is how long the renewals of a batch whose tokens have come
+// wait for the rest of the batch before they are committed without them.
+const commitLinger = 100 * time.Millisecond
+
+// batchResult is what one renewal of a batch ends with: a renewal to
+// commit, or the error to hand to asynq, or neither (a failure recorded, a
+// renewal with nothing left to do).
+type batchResult struct {
+	renewal *pendingRenewal
+	err     error
+}
+
+// pendingRenewal is a token obtained, waiting to be committed.
+type pendingRenewal struct {
+	log       zerolog.Logger
+	commit    store.RenewalCommit
+	lifetime  time.Duration
+	recovered bool
 }
 
 // commitTries is how often a commit is tried when Redis fails, before the
@@ -129,50 +213,99 @@ const commitTries = 5
 // cannot be reached; every vendor outcome is recorded and scheduled by the
 // store, and the task ends.
 func (h *RefreshHandler) Handle(ctx context.Context, p Refresh) error {
-	log := h.d.Logger.With().Str("credential", p.Credential).Int64("generation", p.Generation).Logger()
 	owner := uuid.NewString()
+	deadline := h.callDeadline()
 	cred, err := h.d.Store.Claim(ctx, p.Credential, p.Generation, owner, h.d.ClaimLease)
+	if err != nil {
+		return h.skip(store.Due{ID: p.Credential, Generation: p.Generation}, err)
+	}
+	r := h.renewOne(ctx, cred, owner, deadline)
+	if r.renewal == nil {
+		return r.err
+	}
+	if errs := h.commitRenewals([]pendingRenewal{*r.renewal}); len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// skip says what a refused claim means: nil when there is nothing to do
+// (stale, gone, or another worker on it), an error when the store could not
+// be asked. A nil claimErr is nil.
+func (h *RefreshHandler) skip(it store.Due, claimErr error) error {
 	var busy *store.BusyError
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrStale):
-		log.Debug().Err(err).Msg("refresh task is stale; nothing to do")
+	case claimErr == nil:
 		return nil
-	case errors.As(err, &busy):
+	case errors.Is(claimErr, store.ErrNotFound), errors.Is(claimErr, store.ErrStale):
+		h.d.Logger.Debug().Str("credential", it.ID).Int64("generation", it.Generation).Err(claimErr).
+			Msg("refresh task is stale; nothing to do")
+		return nil
+	case errors.As(claimErr, &busy):
 		// Another worker is on it; if it dies, the scheduler's lease on the
 		// due entry brings the credential back.
-		log.Debug().Time("claim_until", busy.Until).Msg("refresh already in progress elsewhere")
+		h.d.Logger.Debug().Str("credential", it.ID).Int64("generation", it.Generation).Time("claim_until", busy.Until).
+			Msg("refresh already in progress elsewhere")
 		return nil
-	case err != nil:
-		return fmt.Errorf("jobs: claim %s: %w", p.Credential, err)
+	default:
+		return fmt.Errorf("jobs: claim %s: %w", it.ID, claimErr)
 	}
-	log = log.With().Str("vendor", cred.Vendor).Logger()
+}
 
+// callDeadline is when a vendor call for a claim taken now must end: well
+// within the claim, so that no other worker can take the credential over
+// while the call is in flight.
+func (h *RefreshHandler) callDeadline() time.Time {
+	return time.Now().Add(h.d.ClaimLease - h.d.ClaimLease/5)
+}
+
+// renewOne calls the vendor for a claimed credential, provided the call can
+// end by deadline. A failure is recorded at once; a token comes back as a
+// renewal to commit.
+func (h *RefreshHandler) renewOne(ctx context.Context, cred store.Credential, owner string, deadline time.Time) batchResult {
+	log := h.d.Logger.With().Str("credential", cred.ID).Int64("generation", cred.Generation).Str("vendor", cred.Vendor).Logger()
 	if ctx.Err() != nil {
 		// Shutting down before the vendor was called: hand the credential back.
-		return h.release(cred, owner, ctx.Err())
+		return batchResult{err: h.release(cred, owner, ctx.Err())}
+	}
+	if time.Until(deadline) < h.d.ClaimLease/5 {
+		// Waited so long for a turn (a batch behind slow vendor calls) that
+		// the call might outlive the claim: hand the credential back; it is
+		// due again at once.
+		log.Warn().Msg("claim too close to its end to call the vendor; released")
+		if err := h.release(cred, owner, nil); err != nil {
+			return batchResult{err: err}
+		}
+		return batchResult{}
 	}
 	v, ok := h.d.Vendor(cred.Vendor)
 	if !ok {
-		return h.fail(log, cred, owner, &vendors.Error{Vendor: cred.Vendor, Op: "look up vendor", Class: "config",
-			Err: fmt.Errorf("vendor %q is not configured", cred.Vendor)})
+		return batchResult{err: h.fail(log, cred, owner, &vendors.Error{Vendor: cred.Vendor, Op: "look up vendor", Class: "config",
+			Err: fmt.Errorf("vendor %q is not configured", cred.Vendor)})}
 	}
 
 	// The vendor call is not cut short by a worker shutdown: a token the
 	// vendor has issued must be stored, or the next attempt would be a
 	// second token call for this renewal. It is bounded by the claim.
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.d.ClaimLease-h.d.ClaimLease/5)
+	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	tok, err := v.Tokens.Token(callCtx, vendors.Credential{
 		ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret, PrivateKey: cred.PrivateKey,
-		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: cred.Token.RefreshToken,
+		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: refreshToken(cred),
 	})
 	cancel()
 	if err != nil {
-		return h.fail(log, cred, owner, err)
+		return batchResult{err: h.fail(log, cred, owner, err)}
 	}
-	return h.renewed(log, cred, owner, v, tok)
+	p, err := h.renewal(log, cred, owner, v, tok)
+	if err != nil {
+		return batchResult{err: err}
+	}
+	return batchResult{renewal: &p}
 }
 
-func (h *RefreshHandler) renewed(log zerolog.Logger, cred store.Credential, owner string, v Vendor, tok vendors.Token) error {
+// renewal is what committing a token means: the new generation, its expiry
+// and next refresh, and its token.renewed event.
+func (h *RefreshHandler) renewal(log zerolog.Logger, cred store.Credential, owner string, v Vendor, tok vendors.Token) (pendingRenewal, error) {
 	now := h.d.Clock()
 	issued := tok.IssuedAt
 	if issued.IsZero() {
@@ -186,28 +319,59 @@ func (h *RefreshHandler) renewed(log zerolog.Logger, cred store.Credential, owne
 		Vendor: cred.Vendor, Credential: cred.ID, Generation: cred.Generation + 1,
 		IssuedAt: issued.UTC(), ExpiresAt: expires.UTC(),
 		Fingerprint: tok.AccessToken.Fingerprint(), Recovered: recovered,
+		PreviousExpiresAt: cred.Token.ExpiresAt.UTC(), // zero before the first token: left out
 	})
 	if err != nil {
+		return pendingRenewal{}, err
+	}
+	return pendingRenewal{
+		log: log,
+		commit: store.RenewalCommit{
+			ID: cred.ID, Owner: owner, Generation: cred.Generation, Event: ev,
+			Renewal: store.Renewal{
+				Token: store.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, IssuedAt: issued,
+					ExpiresAt: expires, RefreshToken: tok.RefreshToken},
+				NextRefresh: next,
+			},
+		},
+		lifetime:  lifetime,
+		recovered: recovered,
+	}, nil
+}
+
+// commitRenewals commits tokens in one store call, retrying briefly when
+// the store cannot be reached (see commit), logs each outcome, and returns
+// the errors of those that could not be stored.
+func (h *RefreshHandler) commitRenewals(ps []pendingRenewal) []error {
+	commits := make([]store.RenewalCommit, len(ps))
+	for i, p := range ps {
+		commits[i] = p.commit
+	}
+	var results []error
+	err := h.commit(func(ctx context.Context) error {
+		var err error
+		results, err = h.d.Store.CommitRenewals(ctx, commits)
 		return err
-	}
-	renewal := store.Renewal{
-		Token: store.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, IssuedAt: issued,
-			ExpiresAt: expires, RefreshToken: tok.RefreshToken},
-		NextRefresh: next,
-	}
-	err = h.commit(func(ctx context.Context) error {
-		return h.d.Store.CommitRenewal(ctx, cred.ID, owner, cred.Generation, renewal, ev)
 	})
-	if errors.Is(err, store.ErrStale) {
-		log.Warn().Msg("claim was taken over while the vendor answered; the new token is discarded")
-		return nil
+	var errs []error
+	for i, p := range ps {
+		c := p.commit
+		cerr := err
+		if cerr == nil {
+			cerr = results[i]
+		}
+		switch {
+		case errors.Is(cerr, store.ErrStale):
+			p.log.Warn().Msg("claim was taken over while the vendor answered; the new token is discarded")
+		case cerr != nil:
+			errs = append(errs, fmt.Errorf("jobs: store renewal of %s: %w", c.ID, cerr))
+		default:
+			p.log.Info().Int64("new_generation", c.Generation+1).Dur("lifetime", p.lifetime).
+				Time("expires_at", c.Renewal.Token.ExpiresAt).Time("next_refresh", c.Renewal.NextRefresh).
+				Bool("recovered", p.recovered).Msg("token renewed")
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("jobs: store renewal of %s: %w", cred.ID, err)
-	}
-	log.Info().Int64("new_generation", cred.Generation+1).Dur("lifetime", lifetime).
-		Time("expires_at", expires).Time("next_refresh", next).Bool("recovered", recovered).Msg("token renewed")
-	return nil
+	return errs
 }
 
 func (h *RefreshHandler) fail(log zerolog.Logger, cred store.Credential, owner string, callErr error) error {
@@ -279,6 +443,9 @@ func (h *RefreshHandler) release(cred store.Credential, owner string, cause erro
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.d.Store.Release(ctx, cred.ID, owner, h.d.Clock()); err != nil {
+		if cause == nil {
+			return fmt.Errorf("jobs: release %s: %w", cred.ID, err)
+		}
 		return fmt.Errorf("jobs: release %s: %w (after %w)", cred.ID, err, cause)
 	}
 	return cause
@@ -298,4 +465,13 @@ func (h *RefreshHandler) commit(fn func(ctx context.Context) error) error {
 		time.Sleep(time.Duration(try) * 100 * time.Millisecond)
 	}
 	return err
+}
+
+// refreshToken is what a renewal redeems: the refresh token the vendor
+// returned last, or else the one the delegation was granted with.
+func refreshToken(cred store.Credential) secret.Value {
+	if !cred.Token.RefreshToken.IsZero() {
+		return cred.Token.RefreshToken
+	}
+	return cred.Keys.RefreshToken
 }

@@ -124,6 +124,7 @@ func TestRefreshCapsLifetimeAndSchedulesAtTwoThirds(t *testing.T) {
 	d := data[events.TokenRenewed](t, evs[0])
 	require.Equal(t, int64(1), d.Generation)
 	require.False(t, d.Recovered)
+	require.True(t, d.PreviousExpiresAt.IsZero(), "no token before the first")
 	require.Equal(t, secret.Fingerprint("tok-1"), d.Fingerprint)
 }
 
@@ -196,6 +197,7 @@ func TestRefreshTransientFailureRetriesBeforeExpiryThenRecovers(t *testing.T) {
 	require.Len(t, evs, 3)
 	r := data[events.TokenRenewed](t, evs[2])
 	require.Equal(t, int64(2), r.Generation)
+	require.Equal(t, storetest.T0.Add(15*time.Minute), r.PreviousExpiresAt, "the expiry of the token it replaces")
 	require.True(t, r.Recovered, "the first success after failures says recovered")
 	c, err = b.st.Get(ctx, "c1")
 	require.NoError(t, err)
@@ -296,4 +298,267 @@ func TestRefreshBatchRenewsEachOnceAndRetriesAreNoOps(t *testing.T) {
 		require.Equal(t, int64(1), c.Generation)
 	}
 	require.Len(t, b.outbox(t), 3)
+}
+
+func TestRefreshBatchRecordsFailuresAndCommitsTheRest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, id := range []string{"c2", "c3"} {
+		_, err := b.st.Upsert(ctx, store.NewCredential{ID: id, Vendor: "halaxy-au", ClientID: "cid-" + id, Keys: store.Keys{ClientSecret: secret.New("s")}})
+		require.NoError(t, err)
+	}
+	b.mu.Lock()
+	b.next = nil
+	b.mu.Unlock()
+	h, err := NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
+		Vendor: func(string) (Vendor, bool) {
+			return Vendor{
+				Tokens: tokenFunc(func(_ context.Context, c vendors.Credential) (vendors.Token, error) {
+					if c.ID == "c2" {
+						return vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassServer, Status: 503}
+					}
+					return halaxyToken(b.clock.Now(), "tok-"+c.ID), nil
+				}),
+				MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+			}, true
+		},
+	})
+	require.NoError(t, err)
+	require.NoError(t, h.HandleBatch(ctx, RefreshBatch{Items: []Refresh{{Credential: "c1"}, {Credential: "c2"}, {Credential: "c3"}}}))
+
+	for id, want := range map[string]int64{"c1": 1, "c2": 0, "c3": 1} {
+		c, err := b.st.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, want, c.Generation, id)
+		if want == 1 {
+			require.Equal(t, store.StateActive, c.State, id)
+			require.Equal(t, "tok-"+id, c.Token.AccessToken.Reveal(), id)
+		} else {
+			require.Equal(t, store.StateFailing, c.State, id)
+			require.Equal(t, 1, c.Failures, id)
+		}
+	}
+	types := map[string]int{}
+	for _, ev := range b.outbox(t) {
+		types[ev.Type]++
+	}
+	require.Equal(t, map[string]int{events.TypeTokenRenewed: 2, events.TypeTokenRefreshFailed: 1}, types)
+}
+
+// A slow vendor call does not hold back the commits of the rest of its
+// batch.
+func TestRefreshBatchDoesNotWaitForASlowCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.st.Upsert(ctx, store.NewCredential{ID: "slow", Vendor: "halaxy-au", ClientID: "cid-slow", Keys: store.Keys{ClientSecret: secret.New("s")}})
+	require.NoError(t, err)
+	release := make(chan struct{})
+	h, err := NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
+		Vendor: func(string) (Vendor, bool) {
+			return Vendor{
+				Tokens: tokenFunc(func(_ context.Context, c vendors.Credential) (vendors.Token, error) {
+					if c.ID == "slow" {
+						<-release
+					}
+					return halaxyToken(b.clock.Now(), "tok-"+c.ID), nil
+				}),
+				MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+			}, true
+		},
+	})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.HandleBatch(ctx, RefreshBatch{Items: []Refresh{{Credential: "slow"}, {Credential: "c1"}}})
+	}()
+	require.Eventually(t, func() bool {
+		c, err := b.st.Get(ctx, "c1")
+		return err == nil && c.Generation == 1
+	}, 5*time.Second, 5*time.Millisecond, "c1 is committed while the slow call is still in flight")
+	close(release)
+	require.NoError(t, <-done)
+	c, err := b.st.Get(ctx, "slow")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.Generation)
+	require.Len(t, b.outbox(t), 2)
+}
+
+// Batches carrying the same renewal, run at once by several workers, call
+// the vendor once for it.
+func TestRefreshConcurrentBatchesCallVendorOncePerRenewal(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ids := []string{"c1", "c2", "c3", "c4"}
+	for _, id := range ids[1:] {
+		_, err := b.st.Upsert(ctx, store.NewCredential{ID: id, Vendor: "halaxy-au", ClientID: "cid-" + id, Keys: store.Keys{ClientSecret: secret.New("s")}})
+		require.NoError(t, err)
+	}
+	items := make([]Refresh, len(ids))
+	for i, id := range ids {
+		items[i] = Refresh{Credential: id}
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each its own order, and one with every item twice.
+			batch := append([]Refresh(nil), items[w%len(items):]...)
+			batch = append(batch, items[:w%len(items)]...)
+			if w == 0 {
+				batch = append(batch, batch...)
+			}
+			require.NoError(t, b.h.HandleBatch(ctx, RefreshBatch{Items: batch}))
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, len(ids), b.callCount())
+	require.Len(t, b.outbox(t), len(ids))
+}
+
+// A renewal that waited for its turn until its claim is nearly over is
+// handed back rather than called: the call could outlive the claim.
+func TestRefreshBatchReleasesClaimsTooOldToCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.st.Upsert(ctx, store.NewCredential{ID: "c2", Vendor: "halaxy-au", ClientID: "cid-c2", Keys: store.Keys{ClientSecret: secret.New("s")}})
+	require.NoError(t, err)
+	var (
+		mu     sync.Mutex
+		called []string
+	)
+	h, err := NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
+		ClaimLease: 200 * time.Millisecond, BatchParallel: 1,
+		Vendor: func(string) (Vendor, bool) {
+			return Vendor{
+				Tokens: tokenFunc(func(callCtx context.Context, c vendors.Credential) (vendors.Token, error) {
+					mu.Lock()
+					called = append(called, c.ID)
+					mu.Unlock()
+					<-callCtx.Done() // the first call takes all the time it is given
+					return vendors.Token{}, &vendors.Error{Vendor: "halaxy", Op: "request token", Class: vendors.ClassNetwork, Err: callCtx.Err()}
+				}),
+				MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+			}, true
+		},
+	})
+	require.NoError(t, err)
+	require.NoError(t, h.HandleBatch(ctx, RefreshBatch{Items: []Refresh{{Credential: "c1"}, {Credential: "c2"}}}))
+	require.Len(t, called, 1, "one call, then no time left for the other")
+	other := map[string]string{"c1": "c2", "c2": "c1"}[called[0]]
+	c, err := b.st.Get(ctx, other)
+	require.NoError(t, err)
+	require.Equal(t, store.StateActive, c.State, "handed back as it was")
+	require.Zero(t, c.Failures)
+	raw, err := b.rdb.HGetAll(ctx, "t:cred:"+other).Result()
+	require.NoError(t, err)
+	require.NotContains(t, raw, "claim_owner")
+}
+
+// A worker shutting down hands back the renewals of a batch it has not
+// started, and still stores the token of a call in flight.
+func TestRefreshBatchShutdownReleasesWhatHasNotStarted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := b.st.Upsert(ctx, store.NewCredential{ID: "c2", Vendor: "halaxy-au", ClientID: "cid-c2", Keys: store.Keys{ClientSecret: secret.New("s")}})
+	require.NoError(t, err)
+	inCall, finish := make(chan string, 2), make(chan struct{})
+	h, err := NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(), BatchParallel: 1,
+		Vendor: func(string) (Vendor, bool) {
+			return Vendor{
+				Tokens: tokenFunc(func(_ context.Context, c vendors.Credential) (vendors.Token, error) {
+					inCall <- c.ID
+					<-finish
+					return halaxyToken(b.clock.Now(), "tok-"+c.ID), nil
+				}),
+				MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+			}, true
+		},
+	})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.HandleBatch(ctx, RefreshBatch{Items: []Refresh{{Credential: "c1"}, {Credential: "c2"}}})
+	}()
+	called := <-inCall
+	cancel() // shutdown while the other waits for its turn
+	require.Eventually(t, func() bool {
+		other := map[string]string{"c1": "c2", "c2": "c1"}[called]
+		c, err := b.st.Get(context.Background(), other)
+		return err == nil && c.State == store.StateActive
+	}, 5*time.Second, 5*time.Millisecond, "the renewal not started is handed back")
+	close(finish)
+	require.ErrorIs(t, <-done, context.Canceled, "asynq retries the batch later")
+	c, err := b.st.Get(context.Background(), called)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.Generation, "the token of the call in flight is stored")
+	require.Len(t, inCall, 0, "the other was never called")
+}
+
+// A user's delegation (healthsync oauth) is seeded with the refresh token it
+// was granted; renewals redeem the newest one the vendor returned, keep it
+// when the vendor returns none, and new keys from a re-enable start afresh.
+func TestRefreshRedeemsTheGrantedThenTheRotatedRefreshToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.st.Upsert(ctx, store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid",
+		Keys: store.Keys{ClientSecret: secret.New("csecret"), RefreshToken: secret.New("rt-granted")}})
+	require.NoError(t, err)
+
+	var redeemed []string
+	var mu sync.Mutex
+	answerWith := func(rotated string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.next = func() (vendors.Token, error) {
+			tok := halaxyToken(b.clock.Now(), "tok")
+			tok.RefreshToken = secret.New(rotated) // "" means none returned
+			return tok, nil
+		}
+	}
+	vendor := Vendor{
+		Tokens: tokenFunc(func(_ context.Context, c vendors.Credential) (vendors.Token, error) {
+			mu.Lock()
+			redeemed = append(redeemed, c.RefreshToken.Reveal())
+			mu.Unlock()
+			b.mu.Lock()
+			next := b.next
+			b.mu.Unlock()
+			return next()
+		}),
+		MaxLifetime: 15 * time.Minute,
+		Renewal:     policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
+	}
+	b.h, err = NewRefreshHandler(RefreshDeps{
+		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
+		Vendor: func(name string) (Vendor, bool) { return vendor, name == "halaxy-au" },
+	})
+	require.NoError(t, err)
+
+	answerWith("rt-1")
+	b.run(t, 0)
+	answerWith("") // not rotated this time: the store keeps rt-1
+	b.run(t, 1)
+	answerWith("rt-2")
+	b.run(t, 2)
+	b.run(t, 3)
+	require.Equal(t, []string{"rt-granted", "rt-1", "rt-1", "rt-2"}, redeemed)
+
+	// Re-enabled with a new grant: the new refresh token, not rt-2.
+	require.NoError(t, b.st.Enable(ctx, "c1", "", &store.Keys{ClientSecret: secret.New("csecret"), RefreshToken: secret.New("rt-new-grant")}))
+	c, err := b.st.Get(ctx, "c1")
+	require.NoError(t, err)
+	b.run(t, c.Generation)
+	require.Equal(t, "rt-new-grant", redeemed[len(redeemed)-1])
 }

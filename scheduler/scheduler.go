@@ -9,7 +9,11 @@
 // Any number of scheduler replicas may run: the due lease keeps them from
 // doing the same work, and the task id derived from (credential,
 // generation) plus the store's generation fence make a duplicate harmless.
-// A periodic reconcile puts back any credential that lost its due entry.
+// A periodic reconcile puts back any credential that lost its due entry
+// (one replica per period does it). Due credentials are put in tasks of
+// PerTask renewals, and no more are claimed while the queue holds
+// MaxBacklog tasks: under overload the due index, not the queue, is where
+// work waits, oldest first, and no lease runs out in the queue.
 package scheduler
 
 import (
@@ -20,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/jobs"
@@ -30,6 +35,7 @@ import (
 type DueStore interface {
 	ClaimDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]store.Due, error)
 	Reconcile(ctx context.Context, now time.Time) (int, error)
+	ReconcileTurn(ctx context.Context, period time.Duration) (bool, error)
 }
 
 // Enqueuer puts tasks on the queue (an *asynq.Client).
@@ -60,7 +66,35 @@ type Options struct {
 	// PerTask is how many renewals go in one task (default 16; 1 enqueues
 	// one jobs.Refresh task each). Batching shares asynq's cost per task.
 	PerTask int
+	// Backlog, when set, says how many refresh tasks wait in the queue
+	// (AsynqBacklog reads asynq's), and the scheduler claims nothing more
+	// while MaxBacklog of them wait. Under overload, due credentials then
+	// wait in the due index, oldest first, rather than in the queue beyond
+	// their lease (when a lease runs out, the credential is enqueued again,
+	// and the duplicate adds to the overload). Nil: no limit.
+	Backlog func(ctx context.Context) (int64, error)
+	// MaxBacklog is the most refresh tasks left waiting in the queue when
+	// Backlog is set (default 256: well under a second of work for two
+	// workers, and enough to keep them busy between polls).
+	MaxBacklog int
 }
+
+// AsynqBacklog returns an Options.Backlog that reads how many tasks are
+// pending on an asynq queue: the length of asynq's pending list of the
+// queue ("asynq:{<queue>}:pending"), one LLEN.
+func AsynqBacklog(rdb redis.UniversalClient, queue string) func(ctx context.Context) (int64, error) {
+	key := "asynq:{" + queue + "}:pending"
+	return func(ctx context.Context) (int64, error) {
+		n, err := rdb.LLen(ctx, key).Result()
+		if err != nil {
+			return 0, fmt.Errorf("scheduler: length of queue %s: %w", queue, err)
+		}
+		return n, nil
+	}
+}
+
+// DefaultPerTask is Options.PerTask's default.
+const DefaultPerTask = 16
 
 // Scheduler enqueues refresh tasks for due credentials.
 type Scheduler struct {
@@ -91,7 +125,10 @@ func New(o Options) (*Scheduler, error) {
 		o.Parallel = 16
 	}
 	if o.PerTask <= 0 {
-		o.PerTask = 16
+		o.PerTask = DefaultPerTask
+	}
+	if o.MaxBacklog <= 0 {
+		o.MaxBacklog = 256
 	}
 	return &Scheduler{o: o}, nil
 }
@@ -111,7 +148,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.o.Logger.Error().Err(err).Msg("scheduling due refreshes failed; will retry")
 			}
 			if n < s.o.Batch || err != nil {
-				break // caught up
+				break // caught up, or the queue is full enough
 			}
 		}
 		select {
@@ -124,7 +161,21 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// reconcile walks every credential for a missing due entry, when it is
+// this replica's turn: one replica does it per period (a little less than
+// ReconcileEvery, so that the replica whose turn ends is not refused by its
+// own last turn).
 func (s *Scheduler) reconcile(ctx context.Context) {
+	turn, err := s.o.Store.ReconcileTurn(ctx, s.o.ReconcileEvery-s.o.ReconcileEvery/10)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.o.Logger.Error().Err(err).Msg("reconcile failed; will retry")
+		}
+		return
+	}
+	if !turn {
+		return // another replica reconciled within this period
+	}
 	n, err := s.o.Store.Reconcile(ctx, s.o.Clock())
 	switch {
 	case err != nil && ctx.Err() == nil:
@@ -135,9 +186,22 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 }
 
 // Tick claims one batch of due credentials and enqueues their refresh
-// tasks. It returns how many were claimed.
+// tasks. It returns how many were claimed: fewer than Options.Batch when
+// fewer were due, or when the queue's backlog left room for fewer.
 func (s *Scheduler) Tick(ctx context.Context) (int, error) {
-	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), s.o.Batch, s.o.ClaimLease)
+	limit := s.o.Batch
+	if s.o.Backlog != nil {
+		waiting, err := s.o.Backlog(ctx)
+		if err != nil {
+			return 0, err
+		}
+		room := int64(s.o.MaxBacklog) - waiting
+		if room <= 0 {
+			return 0, nil
+		}
+		limit = int(min(int64(limit), room*int64(s.o.PerTask)))
+	}
+	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), limit, s.o.ClaimLease)
 	if err != nil {
 		return 0, fmt.Errorf("scheduler: claim due: %w", err)
 	}

@@ -158,3 +158,65 @@ func TestRunStopsWithContext(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+func TestTickLeavesDueWorkInTheIndexWhileTheQueueIsFull(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 20)
+	ctx := context.Background()
+	s, err := New(Options{Store: b.st, Enqueuer: asynq.NewClientFromRedisClient(b.rdb), Logger: zerolog.Nop(),
+		Clock: b.clock.Now, PerTask: 4, MaxBacklog: 3, Backlog: AsynqBacklog(b.rdb, jobs.QueueCritical)})
+	require.NoError(t, err)
+
+	// Room for 3 tasks of 4.
+	n, err := s.Tick(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 12, n)
+	waiting, err := AsynqBacklog(b.rdb, jobs.QueueCritical)(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, waiting, "AsynqBacklog counts asynq's pending tasks")
+	n, err = s.Tick(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "the queue is full: the rest wait in the due index")
+	due, err := b.rdb.ZCount(ctx, "t:due", "-inf", fmt.Sprint(b.clock.Now().UnixMilli())).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 8, due)
+
+	// A worker takes a task: room for one more.
+	tasks, err := b.q.ListPendingTasks(jobs.QueueCritical)
+	require.NoError(t, err)
+	require.NoError(t, b.q.DeleteTask(jobs.QueueCritical, tasks[0].ID))
+	n, err = s.Tick(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	require.Len(t, b.pending(t), 12)
+
+	failing, err := New(Options{Store: b.st, Enqueuer: asynq.NewClientFromRedisClient(b.rdb), Logger: zerolog.Nop(),
+		Backlog: func(context.Context) (int64, error) { return 0, fmt.Errorf("redis down") }})
+	require.NoError(t, err)
+	_, err = failing.Tick(ctx)
+	require.ErrorContains(t, err, "redis down")
+}
+
+func TestReconcileRunsOncePerPeriodAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	require.NoError(t, b.rdb.Del(ctx, "t:due").Err())
+	first, second := b.mk(), b.mk()
+	first.reconcile(ctx)
+	require.NoError(t, b.rdb.Del(ctx, "t:due").Err())
+	second.reconcile(ctx)
+	first.reconcile(ctx)
+	n, err := b.rdb.ZCard(ctx, "t:due").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "within the period, no replica reconciles again")
+
+	ttl, err := b.rdb.PTTL(ctx, "t:reconcile:turn").Result()
+	require.NoError(t, err)
+	require.InDelta(t, float64(27*time.Second), float64(ttl), float64(time.Second), "a turn lasts 9/10 of ReconcileEvery (30s)")
+	require.NoError(t, b.rdb.Del(ctx, "t:reconcile:turn").Err()) // the turn runs out
+	second.reconcile(ctx)
+	n, err = b.rdb.ZCard(ctx, "t:due").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n, "the next period, a replica does")
+}

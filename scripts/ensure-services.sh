@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the real Redis (127.0.0.1:6379) and NATS with JetStream
 # (127.0.0.1:4222) that the integration tests use are up, installing them
-# from Debian's packages and starting them if they are not. Never stops or
-# restarts a server that is already running.
+# from Debian's packages and starting them if they are not, and that
+# chromium is installed for the browser test. Never stops or restarts a
+# server that is already running.
 set -euo pipefail
 
 SUDO=""
@@ -40,5 +41,11 @@ if ! port_open 4222; then
   $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
   wait_port 4222 nats
+fi
+# The operator pages' browser test (operator/browser_test.go) drives Debian's
+# chromium; it fails in CI without it.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "ensure-services: installing chromium for the browser test"
+  install_pkg chromium
 fi
 echo "ensure-services: redis and nats are up"

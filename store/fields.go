@@ -79,8 +79,14 @@ func (f fields) exists() bool { return f[fState] != "" }
 
 // int reads an integer field; absent is 0. The error names the field and
 // not its value.
-func (f fields) int(name string) (int64, error) {
-	s := f[name]
+func (f fields) int(name string) (int64, error) { return parseInt(name, f[name]) }
+
+// time reads a unix-ms field; absent is the zero time.
+func (f fields) time(name string) (time.Time, error) { return parseTime(name, f[name]) }
+
+// parseInt reads the value s of the integer field name; "" is 0. The error
+// names the field and not its value.
+func parseInt(name, s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
@@ -91,9 +97,10 @@ func (f fields) int(name string) (int64, error) {
 	return n, nil
 }
 
-// time reads a unix-ms field; absent is the zero time.
-func (f fields) time(name string) (time.Time, error) {
-	n, err := f.int(name)
+// parseTime reads the value s of the unix-ms field name; "" is the zero
+// time.
+func parseTime(name, s string) (time.Time, error) {
+	n, err := parseInt(name, s)
 	if err != nil || n == 0 {
 		return time.Time{}, err
 	}

@@ -17,6 +17,8 @@ func TestKeysOfEveryKindRoundTripSealed(t *testing.T) {
 		PrivateKey: secret.New("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"),
 		KeyID:      "kid-2026-11",
 		APIKey:     secret.New("hs_live_4f9a8b7c6d5e"),
+		// The refresh token of a user's delegation (healthsync oauth).
+		RefreshToken: secret.New("rt_user_grant_77"),
 	}
 	res, err := b.store.Upsert(b.ctx, store.NewCredential{ID: "src-1", Vendor: "redox-prod", ClientID: "client-1", Keys: keys})
 	require.NoError(t, err)
@@ -29,7 +31,7 @@ func TestKeysOfEveryKindRoundTripSealed(t *testing.T) {
 	raw, err := b.rdb.HGetAll(b.ctx, b.credKey("src-1")).Result()
 	require.NoError(t, err)
 	for field, v := range raw {
-		for _, s := range []string{"BEGIN PRIVATE KEY", "hs_live_4f9a8b7c6d5e", "kid-2026-11"} {
+		for _, s := range []string{"BEGIN PRIVATE KEY", "hs_live_4f9a8b7c6d5e", "kid-2026-11", "rt_user_grant_77"} {
 			require.False(t, strings.Contains(v, s), "field %s holds %q in the clear", field, s)
 		}
 	}

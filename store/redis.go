@@ -237,31 +237,182 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, owner string, l
 	if owner == "" || lease <= 0 {
 		return Credential{}, fmt.Errorf("store: claim %s: owner must be set and lease (%s) positive", id, lease)
 	}
-	now := s.now()
-	reply, err := scriptClaim.Run(ctx, s.rdb, []string{s.credKey(id), s.due},
-		id, gen, owner, ms(now), ms(now.Add(lease)),
-	).Slice()
+	got, err := s.claim(ctx, []Due{{ID: id, Generation: gen}}, owner, lease, len(claimFields))
 	if err != nil {
 		return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
 	}
-	status, rest := splitReply(reply)
-	switch {
-	case status == replyOK && len(rest) == 1:
-		pairs, _ := rest[0].([]any)
-		c, err := s.decode(id, fieldsFromPairs(pairs), fClientSecret, fAccessToken, fRefreshToken)
-		if err != nil {
-			return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
-		}
-		return c, nil
-	case status == replyBusy && len(rest) == 1:
-		until, err := fields{fClaimUntil: str(rest[0])}.time(fClaimUntil)
-		if err != nil {
-			return Credential{}, fmt.Errorf("store: claim %s: %w", id, err)
-		}
-		return Credential{}, fmt.Errorf("store: claim %s: %w", id, &BusyError{Until: until})
-	default:
-		return Credential{}, refusal("claim", id, status)
+	return got[0].Credential, got[0].Err
+}
+
+// Claimed is the outcome of one credential's claim in ClaimBatch.
+type Claimed struct {
+	// Credential is the claimed credential when Err is nil.
+	Credential Credential
+	// Err is nil when the claim was taken, else what Claim would have
+	// returned: an error wrapping ErrNotFound, ErrStale or a *BusyError.
+	Err error
+}
+
+// ClaimBatch is Claim for several renewals at once, in one atomic step and
+// one round trip, each credential fenced on its own exactly as Claim does
+// it, all for the same owner. A credential named twice is claimed once (the
+// later mention is stale), so that one owner never calls a vendor twice for
+// one renewal. The result has one element per item, in order. A claimed
+// credential holds what a refresh needs and no more: its id, vendor,
+// client id, keys, refresh token, generation, expiry, failure count and
+// state before the claim; the rest (the access token above all, neither
+// read nor opened) is left zero. The error is for the call as a whole
+// (Redis unreachable, bad arguments).
+func (s *Store) ClaimBatch(ctx context.Context, items []Due, owner string, lease time.Duration) ([]Claimed, error) {
+	if owner == "" || lease <= 0 {
+		return nil, fmt.Errorf("store: claim batch: owner must be set and lease (%s) positive", lease)
 	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	got, err := s.claim(ctx, items, owner, lease, claimRefreshFields)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim batch of %d from %s: %w", len(items), items[0].ID, err)
+	}
+	return got, nil
+}
+
+// claim runs lua/claim.lua on items, asking for the first nfields of
+// claimFields, and decodes its replies.
+func (s *Store) claim(ctx context.Context, items []Due, owner string, lease time.Duration, nfields int) ([]Claimed, error) {
+	now := s.now()
+	keys := make([]string, 0, len(items))
+	args := make([]any, 4, 4+2*len(items))
+	args[0], args[1], args[2], args[3] = owner, ms(now), ms(now.Add(lease)), nfields
+	for _, it := range items {
+		keys = append(keys, s.credKey(it.ID))
+		args = append(args, it.ID, it.Generation)
+	}
+	replies, err := scriptClaim.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(replies) != len(items) {
+		return nil, fmt.Errorf("claim script answered %d replies for %d credentials", len(replies), len(items))
+	}
+	out := make([]Claimed, len(items))
+	for i, it := range items {
+		r, _ := replies[i].([]any)
+		status, rest := splitReply(r)
+		switch {
+		case status == replyOK && len(r) == nfields:
+			c, err := s.decodeClaimed(it.ID, r)
+			if err != nil {
+				out[i].Err = fmt.Errorf("store: claim %s: %w", it.ID, err)
+				continue
+			}
+			out[i].Credential = c
+		case status == replyBusy && len(rest) == 1:
+			until, err := parseTime(fClaimUntil, str(rest[0]))
+			if err != nil {
+				out[i].Err = fmt.Errorf("store: claim %s: %w", it.ID, err)
+				continue
+			}
+			out[i].Err = fmt.Errorf("store: claim %s: %w", it.ID, &BusyError{Until: until})
+		default:
+			out[i].Err = refusal("claim", it.ID, status)
+		}
+	}
+	return out, nil
+}
+
+// claimFields are the fields lua/claim.lua can return for a claimed
+// credential, by position (the script's FIELDS, in the same order; the
+// first one carries 'OK', prev_state the state before the claim). A batch
+// claim asks for the first claimRefreshFields, what a refresh needs.
+var claimFields = [...]string{
+	fState, fGen, fClaimOwner, fClaimUntil, fPrevState, fVendor, fClientID, fClientSecret,
+	fRefreshToken, fExpiresAt, fFailures, fAccessToken, fTokenType, fIssuedAt, fNextRefresh,
+	fLastClass, fLastError, fCreatedAt, fUpdatedAt,
+}
+
+// Positions in claimFields.
+const (
+	cGen = iota + 1
+	cClaimOwner
+	cClaimUntil
+	cPrevState
+	cVendor
+	cClientID
+	cClientSecret
+	cRefreshToken
+	cExpiresAt
+	cFailures
+	claimRefreshFields // the fields before this position are what a refresh needs
+)
+
+const (
+	cAccessToken = claimRefreshFields + iota
+	cTokenType
+	cIssuedAt
+	cNextRefresh
+	cLastClass
+	cLastError
+	cCreatedAt
+	cUpdatedAt
+)
+
+// decodeClaimed decodes the reply of a claimed credential (claimFields,
+// all or the first claimRefreshFields), opening the keys and refresh
+// token, and the access token if it is there.
+func (s *Store) decodeClaimed(id string, r []any) (Credential, error) {
+	at := func(pos int) string {
+		if pos < len(r) {
+			return str(r[pos])
+		}
+		return ""
+	}
+	c := Credential{
+		ID:               id,
+		Vendor:           at(cVendor),
+		ClientID:         at(cClientID),
+		State:            StateRefreshing,
+		StateBeforeClaim: State(at(cPrevState)),
+		Token:            Token{TokenType: at(cTokenType)},
+		LastClass:        at(cLastClass),
+		LastError:        at(cLastError),
+	}
+	var (
+		failures int64
+		err      error
+	)
+	for _, d := range [...]struct {
+		pos int
+		n   *int64
+		t   *time.Time
+	}{
+		{pos: cGen, n: &c.Generation},
+		{pos: cFailures, n: &failures},
+		{pos: cExpiresAt, t: &c.Token.ExpiresAt},
+		{pos: cIssuedAt, t: &c.Token.IssuedAt},
+		{pos: cNextRefresh, t: &c.NextRefresh},
+		{pos: cCreatedAt, t: &c.CreatedAt},
+		{pos: cUpdatedAt, t: &c.UpdatedAt},
+	} {
+		if d.n != nil {
+			*d.n, err = parseInt(claimFields[d.pos], at(d.pos))
+		} else {
+			*d.t, err = parseTime(claimFields[d.pos], at(d.pos))
+		}
+		if err != nil {
+			return Credential{}, err
+		}
+	}
+	c.Failures = int(failures)
+	for _, f := range [...]struct {
+		pos  int
+		name string
+	}{{cClientSecret, fClientSecret}, {cRefreshToken, fRefreshToken}, {cAccessToken, fAccessToken}} {
+		if err := s.open(&c, f.name, at(f.pos)); err != nil {
+			return Credential{}, err
+		}
+	}
+	return c, nil
 }
 
 // CommitRenewal records the token a refresh obtained, provided owner still
@@ -271,39 +422,94 @@ func (s *Store) Claim(ctx context.Context, id string, gen int64, owner string, l
 // r.NextRefresh, and ev is appended to the outbox, all in one atomic step.
 // A zero r.Token.RefreshToken keeps the one stored.
 func (s *Store) CommitRenewal(ctx context.Context, id, owner string, gen int64, r Renewal, ev events.Envelope) error {
+	errs, err := s.CommitRenewals(ctx, []RenewalCommit{{ID: id, Owner: owner, Generation: gen, Renewal: r, Event: ev}})
+	if err != nil {
+		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+	}
+	return errs[0]
+}
+
+// RenewalCommit is one renewal for CommitRenewals: the arguments of
+// CommitRenewal.
+type RenewalCommit struct {
+	ID    string
+	Owner string
+	// Generation is the claimed generation; it becomes Generation+1.
+	Generation int64
+	Renewal    Renewal
+	Event      events.Envelope
+}
+
+// CommitRenewals is CommitRenewal for several renewals in one round trip and
+// one script: each is fenced and written on its own, atomically with its
+// event, exactly as CommitRenewal does it. The result has one element per
+// renewal, in order: nil when it was committed, else CommitRenewal's error
+// (one that is invalid, such as an empty access token, is not sent). The
+// error is for the call as a whole (Redis could not be reached): nothing
+// may be assumed written, nor not written; a retry of a renewal that was
+// written finds it stale.
+func (s *Store) CommitRenewals(ctx context.Context, commits []RenewalCommit) ([]error, error) {
+	errs := make([]error, len(commits))
+	keys := make([]string, 2, 2+len(commits))
+	keys[0], keys[1] = s.due, s.outbox
+	args := make([]any, 1, 1+13*len(commits))
+	args[0] = ms(s.now())
+	sent := make([]int, 0, len(commits)) // index in commits of each renewal sent
+	for i, c := range commits {
+		a, err := s.renewalArgs(c)
+		if err != nil {
+			errs[i] = fmt.Errorf("store: commit renewal %s: %w", c.ID, err)
+			continue
+		}
+		keys = append(keys, s.credKey(c.ID))
+		args = append(args, a...)
+		sent = append(sent, i)
+	}
+	if len(sent) == 0 {
+		return errs, nil
+	}
+	replies, err := scriptCommitRenewal.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(replies) != len(sent) {
+		return nil, fmt.Errorf("commit script answered %d replies for %d renewals", len(replies), len(sent))
+	}
+	for j, i := range sent {
+		if status := str(replies[j]); status != replyOK {
+			errs[i] = commitRefusal("commit renewal", commits[i].ID, status)
+		}
+	}
+	return errs, nil
+}
+
+// renewalArgs are the 13 script arguments of one renewal (see
+// lua/commit_renewal.lua).
+func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
+	r := c.Renewal
 	if r.Token.AccessToken.IsZero() {
-		return fmt.Errorf("store: commit renewal %s: access token is empty", id)
+		return nil, errors.New("access token is empty")
 	}
 	if r.NextRefresh.IsZero() {
-		return fmt.Errorf("store: commit renewal %s: next refresh time is zero", id)
+		return nil, errors.New("next refresh time is zero")
 	}
-	evArgs, err := eventArgs(ev)
+	evID, evSubject, evJSON, err := encodeEvent(c.Event)
 	if err != nil {
-		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+		return nil, err
 	}
-	access, err := s.seal(id, fAccessToken, r.Token.AccessToken)
+	access, err := s.seal(c.ID, fAccessToken, r.Token.AccessToken)
 	if err != nil {
-		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+		return nil, err
 	}
-	refresh, err := s.seal(id, fRefreshToken, r.Token.RefreshToken)
+	refresh, err := s.seal(c.ID, fRefreshToken, r.Token.RefreshToken)
 	if err != nil {
-		return fmt.Errorf("store: commit renewal %s: %w", id, err)
+		return nil, err
 	}
-	args := []any{
-		id, owner, gen, gen + 1, access, r.Token.TokenType,
+	return []any{
+		c.ID, c.Owner, c.Generation, c.Generation + 1, access, r.Token.TokenType,
 		ms(r.Token.IssuedAt), ms(r.Token.ExpiresAt), refresh,
-		ms(r.NextRefresh), ms(s.now()),
-	}
-	reply, err := scriptCommitRenewal.Run(ctx, s.rdb, []string{s.credKey(id), s.due, s.outbox},
-		append(args, evArgs...)...,
-	).Slice()
-	if err != nil {
-		return fmt.Errorf("store: commit renewal %s: %w", id, err)
-	}
-	if status, _ := splitReply(reply); status != replyOK {
-		return commitRefusal("commit renewal", id, status)
-	}
-	return nil
+		ms(r.NextRefresh), evID, evSubject, evJSON,
+	}, nil
 }
 
 // CommitFailure records a failed refresh, provided owner still holds the
@@ -366,26 +572,44 @@ func (s *Store) Release(ctx context.Context, id, owner string, retryAt time.Time
 // Reconcile schedules at now every credential that should be scheduled (any
 // state but revoked) and is missing from the due index, and returns how
 // many it found: the safety net after a lost or flushed index. Entries in
-// the index are left as they are.
+// the index are left as they are. It walks the creds set a page at a time,
+// one script per page, without reading the ids out of Redis.
 func (s *Store) Reconcile(ctx context.Context, now time.Time) (int, error) {
 	if now.IsZero() {
 		return 0, errors.New("store: reconcile: time is zero")
 	}
-	fixed := 0
-	err := s.scanIDs(ctx, "reconcile", func(ids []string) error {
-		args := make([]any, 0, 2+len(ids))
-		args = append(args, s.prefix, ms(now))
-		for _, id := range ids {
-			args = append(args, id)
-		}
-		n, err := scriptReconcile.Run(ctx, s.rdb, []string{s.due}, args...).Int()
+	fixed, cursor := 0, "0"
+	for {
+		reply, err := scriptReconcile.Run(ctx, s.rdb, []string{s.creds, s.due},
+			s.prefix, ms(now), cursor, scanBatch,
+		).Slice()
 		if err != nil {
-			return fmt.Errorf("store: reconcile: %w", err)
+			return fixed, fmt.Errorf("store: reconcile: %w", err)
 		}
-		fixed += n
-		return nil
-	})
-	return fixed, err
+		if len(reply) != 2 {
+			return fixed, fmt.Errorf("store: reconcile: unexpected script reply of %d values", len(reply))
+		}
+		n, _ := reply[1].(int64)
+		fixed += int(n)
+		if cursor = str(reply[0]); cursor == "0" || cursor == "" {
+			return fixed, nil
+		}
+	}
+}
+
+// ReconcileTurn takes the turn to reconcile for the period given: it says
+// true to one caller per period, however many scheduler replicas ask (a
+// Redis key set if absent, expiring after period), so that they do not
+// all walk every credential.
+func (s *Store) ReconcileTurn(ctx context.Context, period time.Duration) (bool, error) {
+	if period <= 0 {
+		return false, fmt.Errorf("store: reconcile turn: period %s is not positive", period)
+	}
+	ok, err := s.rdb.SetNX(ctx, s.prefix+"reconcile:turn", ms(s.now()), period).Result()
+	if err != nil {
+		return false, fmt.Errorf("store: reconcile turn: %w", err)
+	}
+	return ok, nil
 }
 
 // Count returns how many credentials the store holds.
@@ -421,26 +645,34 @@ func (s *Store) decode(id string, f fields, sealed ...string) (Credential, error
 		return Credential{}, err
 	}
 	for _, field := range sealed {
-		if f[field] == "" {
-			continue
-		}
-		plain, err := s.ring.Open(f[field], aad(id, field))
-		if err != nil {
-			return Credential{}, fmt.Errorf("open %s: %w", field, err)
-		}
-		v := secret.New(string(plain))
-		switch field {
-		case fClientSecret:
-			if c.Keys, err = decodeKeys(plain); err != nil {
-				return Credential{}, fmt.Errorf("open %s: %w", field, err)
-			}
-		case fAccessToken:
-			c.Token.AccessToken = v
-		case fRefreshToken:
-			c.Token.RefreshToken = v
+		if err := s.open(&c, field, f[field]); err != nil {
+			return Credential{}, err
 		}
 	}
 	return c, nil
+}
+
+// open opens one sealed field of a credential into c; an empty value
+// leaves it zero.
+func (s *Store) open(c *Credential, field, sealed string) error {
+	if sealed == "" {
+		return nil
+	}
+	plain, err := s.ring.Open(sealed, aad(c.ID, field))
+	if err != nil {
+		return fmt.Errorf("open %s: %w", field, err)
+	}
+	switch field {
+	case fClientSecret:
+		if c.Keys, err = decodeKeys(plain); err != nil {
+			return fmt.Errorf("open %s: %w", field, err)
+		}
+	case fAccessToken:
+		c.Token.AccessToken = secret.New(string(plain))
+	case fRefreshToken:
+		c.Token.RefreshToken = secret.New(string(plain))
+	}
+	return nil
 }
 
 // refusal is the error for a script's refusal.
@@ -472,14 +704,72 @@ func aad(id, field string) []byte { return []byte(id + "/" + field) }
 // eventArgs are the outbox fields of an event as script arguments: id,
 // subject, JSON.
 func eventArgs(ev events.Envelope) ([]any, error) {
-	if err := ev.Validate(); err != nil {
+	id, subject, raw, err := encodeEvent(ev)
+	if err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	return []any{id, subject, raw}, nil
+}
+
+// encodeEvent validates an event and returns its outbox fields: id,
+// subject, JSON (as json.Marshal writes the envelope).
+func encodeEvent(ev events.Envelope) (id, subject, raw string, err error) {
+	if err := ev.Validate(); err != nil {
+		return "", "", "", err
 	}
-	return []any{ev.ID, ev.Subject, string(raw)}, nil
+	b, ok := appendEnvelope(make([]byte, 0, 200+len(ev.Data)), ev)
+	if !ok {
+		if b, err = json.Marshal(ev); err != nil {
+			return "", "", "", fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+	}
+	return ev.ID, ev.Subject, string(b), nil
+}
+
+// appendEnvelope appends the JSON of a valid envelope, byte for byte what
+// json.Marshal writes, without reflection: an event is encoded on every
+// renewal. It reports false, for json.Marshal to do it, when a value would
+// need escaping or compacting (json.Marshal escapes quotes, backslashes,
+// control characters and <, > and &, also within data, and compacts data),
+// or the time cannot be written.
+func appendEnvelope(b []byte, ev events.Envelope) ([]byte, bool) {
+	if y := ev.Time.Year(); y < 0 || y > 9999 || !plainJSON(ev.Data, true) {
+		return nil, false
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{`{"specversion":"`, ev.SpecVersion}, {`","id":"`, ev.ID}, {`","source":"`, ev.Source},
+		{`","type":"`, ev.Type}, {`","subject":"`, ev.Subject},
+	} {
+		if !plainJSON(f.value, false) {
+			return nil, false
+		}
+		b = append(append(b, f.name...), f.value...)
+	}
+	b = append(b, `","time":"`...)
+	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
+	if !plainJSON(ev.DataContentType, false) {
+		return nil, false
+	}
+	b = append(append(b, `","datacontenttype":"`...), ev.DataContentType...)
+	b = append(append(append(b, `","data":`...), ev.Data...), '}')
+	return b, true
+}
+
+// plainJSON reports whether json.Marshal writes s as it is: printable
+// ASCII without <, > or &; in a string value (isJSON false), without quote
+// or backslash; in JSON text (isJSON true), without space, which
+// compacting could take out.
+func plainJSON[T ~string | ~[]byte](s T, isJSON bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+		if isJSON && c == ' ' || !isJSON && (c == '"' || c == '\\') {
+			return false
+		}
+	}
+	return true
 }
 
 // splitReply splits a script's {status, ...} reply.

@@ -805,9 +805,9 @@ func TestReconcile(t *testing.T) {
 	require.ErrorContains(t, err, "time is zero")
 }
 
-func TestReconcileManyBatches(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestReconcileManyBatches(t *testing.T) { onBoth(t, testReconcileManyBatches) }
+
+func testReconcileManyBatches(t *testing.T, b *bundle) {
 	const n = 1203 // more than two SSCAN batches
 	_, err := b.rdb.Pipelined(b.ctx, func(p redis.Pipeliner) error {
 		for i := range n {
@@ -819,10 +819,20 @@ func TestReconcileManyBatches(t *testing.T) {
 	})
 	require.NoError(t, err)
 
+	// Some are in the index already, one of them revoked: left alone.
+	require.NoError(t, b.rdb.ZAdd(b.ctx, b.dueKey(), redis.Z{Score: 42, Member: "cred-7"}, redis.Z{Score: 43, Member: "cred-8"}).Err())
+	require.NoError(t, b.rdb.HSet(b.ctx, b.credKey("cred-9"), "state", "revoked").Err())
+
 	fixed, err := b.store.Reconcile(b.ctx, t0)
 	require.NoError(t, err)
-	require.Equal(t, n, fixed)
-	require.EqualValues(t, n, b.rdb.ZCard(b.ctx, b.dueKey()).Val())
+	require.Equal(t, n-3, fixed)
+	require.EqualValues(t, n-1, b.rdb.ZCard(b.ctx, b.dueKey()).Val())
+	require.EqualValues(t, 42, b.rdb.ZScore(b.ctx, b.dueKey(), "cred-7").Val())
+	b.notDue(t, "cred-9")
+	require.Equal(t, t0, b.dueAt(t, "cred-1000"))
+	fixed, err = b.store.Reconcile(b.ctx, t0.Add(time.Second))
+	require.NoError(t, err)
+	require.Zero(t, fixed, "nothing missing any more")
 
 	seen := map[string]bool{}
 	require.NoError(t, b.store.Scan(b.ctx, func(s store.Summary) error {

@@ -77,6 +77,10 @@ type Keys struct {
 	KeyID string
 	// APIKey is a static API key (healthsync).
 	APIKey secret.Value
+	// RefreshToken is the refresh token a user's delegation was granted
+	// with (healthsync oauth): the first renewal redeems it; after that the
+	// token's own refresh token, when the vendor rotates it, comes first.
+	RefreshToken secret.Value
 }
 
 // Token is a credential's current token.

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -25,7 +26,7 @@ type capResult struct {
 	ByType      map[string]int
 	Lag         dist
 	CPU         cpuShare
-	Commands    []cmdStat
+	Commands    []benchdb.CmdStat
 }
 
 func runCapacity(ctx context.Context, o pipeOpts) (*capResult, error) {
@@ -71,7 +72,7 @@ func runCapacity(ctx context.Context, o pipeOpts) (*capResult, error) {
 
 	col := newCollector()
 	col.startWindow(time.Now())
-	cmd0, err := commandStats(ctx, o.Admin)
+	cmd0, err := benchdb.CommandStats(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -126,11 +127,11 @@ func runCapacity(ctx context.Context, o pipeOpts) (*capResult, error) {
 	res.AllRelayed = last.Sub(start)
 	res.Rate = rate(hi-lo, t90.Sub(t10))
 	res.CPU = cpu1.since(cpu0)
-	cmd1, err := commandStats(ctx, o.Admin)
+	cmd1, err := benchdb.CommandStats(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
-	res.Commands = diffCommandStats(cmd0, cmd1)
+	res.Commands = benchdb.DiffCommandStats(cmd0, cmd1)
 	// Let late duplicates (re-claimed after their lease) show up, if any.
 	time.Sleep(2 * time.Second)
 	res.TokenCalls = sb.TotalTokenCalls()

@@ -20,6 +20,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/app"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/scheduler"
 	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
@@ -125,6 +126,7 @@ func startSchedRole(ctx context.Context, cfg *config.Config, log zerolog.Logger,
 		ClaimLease:     time.Duration(sc.ClaimLease),
 		ReconcileEvery: time.Duration(sc.ReconcileEvery),
 		PerTask:        perTask,
+		Backlog:        scheduler.AsynqBacklog(env.Redis, jobs.QueueCritical),
 	})
 	if err != nil {
 		env.Close()

@@ -36,6 +36,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 )
 
 var allPhases = []string{"reference", "pipeline", "memory", "capacity", "steps", "schedcost", "kservices"}
@@ -199,12 +201,12 @@ func bench(ctx context.Context, o *options) error {
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 	}
-	lease, err := leaseDB(ctx, o.redisAddr, o.redisDB)
+	lease, err := benchdb.Lease(ctx, o.redisAddr, "bench-pipeline", o.redisDB)
 	if err != nil {
 		return err
 	}
-	defer lease.release()
-	redisURL := fmt.Sprintf("redis://%s/%d", o.redisAddr, lease.DB)
+	defer lease.Release()
+	redisURL := fmt.Sprintf("redis://%s/%d", o.redisAddr, lease.Number())
 	admin := redis.NewClient(mustParseURL(redisURL))
 	defer admin.Close()
 	if err := admin.FlushDB(ctx).Err(); err != nil {
@@ -231,7 +233,7 @@ func bench(ctx context.Context, o *options) error {
 	res := &results{Machine: describeMachine(ctx, admin, nc), Opts: o, Started: started.UTC(),
 		Command: strings.TrimSpace("go run ./bench/pipeline " + strings.Join(o.args, " "))}
 	progress("redis db %d (leased), nats %s, logs in %s; %d CPUs, load average %s",
-		lease.DB, res.Machine.NATSVersion, o.logFile, res.Machine.NProc, res.Machine.LoadAvg)
+		lease.Number(), res.Machine.NATSVersion, o.logFile, res.Machine.NProc, res.Machine.LoadAvg)
 
 	idle := func(phase string) {
 		if o.waitIdle <= 0 {

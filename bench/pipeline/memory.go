@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/events"
 )
 
@@ -45,7 +46,7 @@ func (m *memResult) PerCredential() float64 {
 
 func measureMemory(ctx context.Context, rdb *redis.Client, prefix string, n int, baseline int64) (*memResult, error) {
 	m := &memResult{Credentials: n}
-	used, err := usedMemory(ctx, rdb)
+	used, err := benchdb.UsedMemory(ctx, rdb)
 	if err != nil {
 		return nil, err
 	}

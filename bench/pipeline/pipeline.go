@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
@@ -77,7 +78,7 @@ type pipelineResult struct {
 	NeverRenewed                     int
 	BacklogMax, BacklogEnd           backlog
 	CPU                              cpuShare
-	Commands                         []cmdStat
+	Commands                         []benchdb.CmdStat
 	Dropped                          int64
 	Memory                           *memResult
 }
@@ -104,7 +105,7 @@ func runPipeline(ctx context.Context, o pipeOpts) (*pipelineResult, error) {
 		return nil, fmt.Errorf("pipeline: flush: %w", err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	baseline, err := usedMemory(ctx, o.Admin)
+	baseline, err := benchdb.UsedMemory(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +181,7 @@ func runPipeline(ctx context.Context, o pipeOpts) (*pipelineResult, error) {
 
 	// The steady window.
 	calls0 := sb.TotalTokenCalls()
-	cmd0, err := commandStats(ctx, o.Admin)
+	cmd0, err := benchdb.CommandStats(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -224,13 +225,13 @@ func runPipeline(ctx context.Context, o pipeOpts) (*pipelineResult, error) {
 	cpu1 := takeCPU(ctx, o.Admin)
 	stopProfile()
 	<-sampled
-	cmd1, err := commandStats(ctx, o.Admin)
+	cmd1, err := benchdb.CommandStats(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
 	res.TokenCalls = sb.TotalTokenCalls() - calls0
 	res.CPU = cpu1.since(cpu0)
-	res.Commands = diffCommandStats(cmd0, cmd1)
+	res.Commands = benchdb.DiffCommandStats(cmd0, cmd1)
 	res.Window = winEnd.Sub(winStart)
 
 	// The state of every credential right at the end of the window, while

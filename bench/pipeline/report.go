@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/store"
 )
@@ -185,7 +186,7 @@ func reportPipeline(p func(string, ...any), r *results, pr *pipelineResult) {
 	}
 }
 
-func reportCommands(p func(string, ...any), cmds []cmdStat, per int, unit string) {
+func reportCommands(p func(string, ...any), cmds []benchdb.CmdStat, per int, unit string) {
 	if len(cmds) == 0 || per == 0 {
 		return
 	}
@@ -313,7 +314,7 @@ func orNone(s []string) []string {
 func reportSteps(p func(string, ...any), r *results, rows []stepRow) {
 	p("#### Cost of each step of a renewal")
 	p("")
-	p("Each step alone on %s credentials (%d at a time where it is one call per credential), in renewal order, the scheduler putting %s; CPU of this process, redis-server and nats-server over the step, per renewal. The token call's CPU includes the sandbox answering it (same process). Redis calls are the commands the client sends (a script counts once); script time is the server time inside EVALSHA.",
+	p("Each step alone on %s credentials (%d calls at a time; the worker's claim and commit take a task's renewals in one store call each, as jobs.HandleBatch does), in renewal order, the scheduler putting %s; CPU of this process, redis-server and nats-server over the step, per renewal. The token call's CPU includes the sandbox answering it (same process). Redis calls are the commands the client sends (a script counts once); script time is the server time inside EVALSHA.",
 		thousands(int64(rows[0].Ops)), stepParallel, perTaskText(r.Opts.perTask))
 	p("")
 	p("| Step | Redis calls | of which scripts | script time µs | CPU µs: Go | Redis | NATS | total |")

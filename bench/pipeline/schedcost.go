@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 )
 
 // schedCostRow is the cost of finding due work among N credentials.
@@ -96,7 +98,7 @@ func schedCostAt(ctx context.Context, admin *redis.Client, redisURL string, size
 	// due entries due at every call.
 	const warm = 10
 	base := time.Now()
-	cmd0, err := commandStats(ctx, admin)
+	cmd0, err := benchdb.CommandStats(ctx, admin)
 	if err != nil {
 		return row, err
 	}
@@ -116,12 +118,12 @@ func schedCostAt(ctx context.Context, admin *redis.Client, redisURL string, size
 			claims = append(claims, d)
 		}
 	}
-	cmd1, err := commandStats(ctx, admin)
+	cmd1, err := benchdb.CommandStats(ctx, admin)
 	if err != nil {
 		return row, err
 	}
 	row.Claim = summarise(claims)
-	for _, c := range diffCommandStats(cmd0, cmd1) {
+	for _, c := range benchdb.DiffCommandStats(cmd0, cmd1) {
 		if c.Name == "evalsha" && c.Calls > 0 {
 			row.ClaimServer = time.Duration(c.Usec/c.Calls) * time.Microsecond
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/scheduler"
@@ -85,7 +87,7 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 	}
 	var rows []stepRow
 	measure := func(name string, fn func() (int, error)) error {
-		cmd0, err := commandStats(ctx, admin)
+		cmd0, err := benchdb.CommandStats(ctx, admin)
 		if err != nil {
 			return err
 		}
@@ -95,13 +97,13 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 		if err != nil {
 			return fmt.Errorf("steps: %s: %w", name, err)
 		}
-		cmd1, err := commandStats(ctx, admin)
+		cmd1, err := benchdb.CommandStats(ctx, admin)
 		if err != nil {
 			return err
 		}
 		row := stepRow{Step: name, Ops: count, Wall: cpu1.at.Sub(cpu0.at), CPU: cpu1.since(cpu0)}
 		inScripts := scriptCommands()
-		for _, c := range diffCommandStats(cmd0, cmd1) {
+		for _, c := range benchdb.DiffCommandStats(cmd0, cmd1) {
 			switch {
 			case c.Name == "info":
 			case c.Name == "evalsha" || c.Name == "eval":
@@ -193,15 +195,56 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 	}); err != nil {
 		return nil, err
 	}
-	// The worker's claim.
+	// The worker's claim: the credentials of a refresh task in one
+	// ClaimBatch, as jobs.HandleBatch does it.
+	per := perTask
+	if per <= 0 {
+		per = scheduler.DefaultPerTask
+	}
+	eachBatch := func(fn func(lo, hi int) error) (int, error) {
+		var next atomic.Int64
+		var firstErr error
+		var once sync.Once
+		var wg sync.WaitGroup
+		for range stepParallel {
+			wg.Go(func() {
+				for {
+					hi := int(next.Add(int64(per)))
+					lo := hi - per
+					if lo >= ops {
+						return
+					}
+					if err := fn(lo, min(hi, ops)); err != nil {
+						once.Do(func() { firstErr = err })
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return ops, firstErr
+	}
 	owners := make([]string, ops)
 	creds := make([]store.Credential, ops)
-	if err := measure("store.Claim", func() (int, error) {
-		return each(func(i int) error {
-			owners[i] = uuid.NewString()
-			c, err := st.Claim(ctx, ids[i], 0, owners[i], 10*time.Second)
-			creds[i] = c
-			return err
+	if err := measure("store.ClaimBatch", func() (int, error) {
+		return eachBatch(func(lo, hi int) error {
+			owner := uuid.NewString()
+			items := make([]store.Due, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				owners[i] = owner
+				items = append(items, store.Due{ID: ids[i]})
+			}
+			got, err := st.ClaimBatch(ctx, items, owner, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			for j, c := range got {
+				if c.Err != nil {
+					return c.Err
+				}
+				creds[lo+j] = c.Credential
+			}
+			return nil
 		})
 	}); err != nil {
 		return nil, err
@@ -223,22 +266,32 @@ func runSteps(ctx context.Context, admin *redis.Client, redisURL string, nc *nat
 	}); err != nil {
 		return nil, err
 	}
-	// The commit, with its event.
-	if err := measure("store.CommitRenewal", func() (int, error) {
-		return each(func(i int) error {
-			now := time.Now()
-			exp := now.Add(15 * time.Minute)
-			ev, err := events.New(events.TypeTokenRenewed, benchVendor, ids[i], now, events.TokenRenewed{
-				Vendor: benchVendor, Credential: ids[i], Generation: 1, IssuedAt: now.UTC(), ExpiresAt: exp.UTC(),
-				Fingerprint: tokens[i].AccessToken.Fingerprint(),
-			})
+	// The commit of a task's renewals with their events, in one
+	// CommitRenewals, as jobs.HandleBatch does it.
+	if err := measure("store.CommitRenewals", func() (int, error) {
+		return eachBatch(func(lo, hi int) error {
+			commits := make([]store.RenewalCommit, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				now := time.Now()
+				exp := now.Add(15 * time.Minute)
+				ev, err := events.New(events.TypeTokenRenewed, benchVendor, ids[i], now, events.TokenRenewed{
+					Vendor: benchVendor, Credential: ids[i], Generation: 1, IssuedAt: now.UTC(), ExpiresAt: exp.UTC(),
+					Fingerprint: tokens[i].AccessToken.Fingerprint(),
+				})
+				if err != nil {
+					return err
+				}
+				commits = append(commits, store.RenewalCommit{ID: ids[i], Owner: owners[i], Generation: 0, Event: ev,
+					Renewal: store.Renewal{
+						Token:       store.Token{AccessToken: tokens[i].AccessToken, TokenType: "Bearer", IssuedAt: now, ExpiresAt: exp, RefreshToken: secret.Value{}},
+						NextRefresh: now.Add(10 * time.Minute),
+					}})
+			}
+			errs, err := st.CommitRenewals(ctx, commits)
 			if err != nil {
 				return err
 			}
-			return st.CommitRenewal(ctx, ids[i], owners[i], 0, store.Renewal{
-				Token:       store.Token{AccessToken: tokens[i].AccessToken, TokenType: "Bearer", IssuedAt: now, ExpiresAt: exp, RefreshToken: secret.Value{}},
-				NextRefresh: now.Add(10 * time.Minute),
-			}, ev)
+			return errors.Join(errs...)
 		})
 	}); err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 )
 
 // machine describes where the benchmark ran.
@@ -71,7 +73,7 @@ func describeMachine(ctx context.Context, rdb *redis.Client, nc *nats.Conn) mach
 			m.LoadAvg = strings.Join(f[:3], " ")
 		}
 	}
-	if info, err := redisInfo(ctx, rdb, "server"); err == nil {
+	if info, err := benchdb.Info(ctx, rdb, "server"); err == nil {
 		m.RedisVersion = info["redis_version"]
 	}
 	if nc != nil {
@@ -133,7 +135,7 @@ func takeCPU(ctx context.Context, rdb *redis.Client) cpuSnapshot {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	if info, err := redisInfo(ctx, rdb, "cpu"); err == nil {
+	if info, err := benchdb.Info(ctx, rdb, "cpu"); err == nil {
 		u, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
 		sy, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
 		s.redis = time.Duration((u + sy) * float64(time.Second))

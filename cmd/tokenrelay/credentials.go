@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,9 +30,10 @@ Commands (talk to a worker's admin API: TOKENRELAY_ADMIN_URL, default
 http://127.0.0.1:8080, and TOKENRELAY_ADMIN_TOKEN):
   list    [-vendor V] [-state S] [-json]     credentials, without secrets
   add     [-f FILE]                          one credential as JSON (stdin by default):
-                                             {"id","vendor","client_id","client_secret","private_key","key_id","api_key"}
+                                             {"id","vendor","client_id","client_secret","private_key","key_id","api_key","refresh_token"}
   import  FILE|-                             JSON lines, one credential each; bad lines are reported by number
-  revoke  ID [-reason TEXT]                  revoke now (key.revoked, reason revoked_by_operator)
+  rotate  ID                                 rotate the key now (key.rotated, then key.revoked reason rotated)
+  revoke  ID [-reason TEXT]                  revoke now, at the vendor too where it can (key.revoked, reason revoked_by_operator)
   enable  ID [-f FILE]                       re-enable, with new keys from FILE ("-" for stdin) if given
 `
 
@@ -41,16 +43,10 @@ func credentials(ctx context.Context, args []string, env func(string) (string, b
 		fmt.Fprint(stderr, credentialsUsage)
 		return 2
 	}
-	c := &adminclient.Client{BaseURL: "http://127.0.0.1:8080"}
-	if u, ok := env("TOKENRELAY_ADMIN_URL"); ok && u != "" {
-		c.BaseURL = u
-	}
-	tok, ok := env("TOKENRELAY_ADMIN_TOKEN")
-	if !ok || tok == "" {
-		fmt.Fprintln(stderr, "tokenrelay credentials: TOKENRELAY_ADMIN_TOKEN is not set (the worker's http.admin_token)")
+	c, ok := adminClient("credentials", env, stderr)
+	if !ok {
 		return 2
 	}
-	c.Token = secret.New(tok)
 
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("tokenrelay credentials "+cmd, flag.ContinueOnError)
@@ -81,6 +77,14 @@ func credentials(ctx context.Context, args []string, env func(string) (string, b
 		if err == nil && failed {
 			return 1
 		}
+	case "rotate":
+		id, ok := idArg(fs, rest, stderr)
+		if !ok {
+			return 2
+		}
+		if err = c.Rotate(ctx, id); err == nil {
+			fmt.Fprintf(stdout, "%s: rotation queued (watch for key.rotated and key.revoked)\n", id)
+		}
 	case "revoke":
 		reason := fs.String("reason", "", "why (kept in the event and the log)")
 		id, ok := idArg(fs, rest, stderr)
@@ -91,7 +95,7 @@ func credentials(ctx context.Context, args []string, env func(string) (string, b
 			fmt.Fprintf(stdout, "%s revoked\n", id)
 		}
 	case "enable":
-		file := fs.String("f", "", "JSON file of new keys (- for stdin): {\"client_secret\",\"private_key\",\"key_id\",\"api_key\",\"client_id\"}")
+		file := fs.String("f", "", "JSON file of new keys (- for stdin): {\"client_secret\",\"private_key\",\"key_id\",\"api_key\",\"refresh_token\",\"client_id\"}")
 		id, ok := idArg(fs, rest, stderr)
 		if !ok {
 			return 2
@@ -235,7 +239,28 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 		return nil
 	}
 	lines := 0
+	firstLine := map[string]int{} // id -> the line it first appeared on
+	var dups []admin.ImportFailed
 	for sc.Scan() {
+		// A duplicate id is refused here, across chunks too (the server
+		// sees one chunk at a time): its line is sent empty, so the line
+		// numbers stay right.
+		var head struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &head) == nil && head.ID != "" {
+			if first, dup := firstLine[head.ID]; dup {
+				dups = append(dups, admin.ImportFailed{Line: lines + 1, ID: head.ID, Error: fmt.Sprintf("duplicate id (also on line %d)", first)})
+				chunk.WriteByte('\n')
+				if lines++; lines%importChunk == 0 {
+					if err := send(); err != nil {
+						return false, err
+					}
+				}
+				continue
+			}
+			firstLine[head.ID] = lines + 1
+		}
 		chunk.Write(sc.Bytes())
 		chunk.WriteByte('\n')
 		if lines++; lines%importChunk == 0 {
@@ -251,6 +276,8 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 		return false, err
 	}
 	fmt.Fprintln(progress)
+	sum.Failed = append(sum.Failed, dups...)
+	slices.SortStableFunc(sum.Failed, func(a, b admin.ImportFailed) int { return a.Line - b.Line })
 	fmt.Fprintf(out, "%d lines: %d created, %d updated, %d unchanged, %d failed\n",
 		sum.Lines, sum.Created, sum.Updated, sum.Unchanged, len(sum.Failed))
 	for _, fl := range sum.Failed {
@@ -270,4 +297,21 @@ func drawProgress(w io.Writer, done, total, failed int) {
 		filled = min(width, done*width/total)
 	}
 	fmt.Fprintf(w, "\rimporting [%s%s] %d/%d lines, %d failed", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total, failed)
+}
+
+// adminClient is the worker's admin API as TOKENRELAY_ADMIN_URL (default
+// http://127.0.0.1:8080) and TOKENRELAY_ADMIN_TOKEN give it; false, after
+// saying why on stderr, when the token is not set.
+func adminClient(command string, env func(string) (string, bool), stderr io.Writer) (*adminclient.Client, bool) {
+	c := &adminclient.Client{BaseURL: "http://127.0.0.1:8080"}
+	if u, ok := env("TOKENRELAY_ADMIN_URL"); ok && u != "" {
+		c.BaseURL = u
+	}
+	tok, ok := env("TOKENRELAY_ADMIN_TOKEN")
+	if !ok || tok == "" {
+		fmt.Fprintf(stderr, "tokenrelay %s: TOKENRELAY_ADMIN_TOKEN is not set (the worker's http.admin_token)\n", command)
+		return nil, false
+	}
+	c.Token = secret.New(tok)
+	return c, true
 }

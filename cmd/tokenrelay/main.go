@@ -1,8 +1,9 @@
 // Command tokenrelay is the operator's command line:
 //
 //	tokenrelay dev            run the whole pipeline in one process (make run)
-//	tokenrelay credentials    add, import, list, revoke and re-enable credentials
+//	tokenrelay credentials    add, import, list, rotate, revoke and re-enable credentials
 //	                          on a running installation, through its admin API
+//	tokenrelay batch          follow (progress bar) or cancel a batch of request jobs
 package main
 
 import (
@@ -56,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return credentials(ctx, args[1:], os.LookupEnv, os.Stdin, stdout, stderr)
+	case "batch":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return batch(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	default:
 		usage(stderr)
 		return 2
@@ -64,5 +69,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tokenrelay dev [-credentials N] [-token-lifetime D] [-demo=false]")
-	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|revoke|enable ...")
+	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|rotate|revoke|enable ...")
+	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID")
 }

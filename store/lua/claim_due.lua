@@ -12,7 +12,7 @@
 local due = KEYS[1]
 local prefix, now, limit, lease_end = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local out = {}
+local out, leased = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)) do
   local f = redis.call('HMGET', prefix .. 'cred:' .. id, 'state', 'gen', 'claim_until')
   local state, gen, claim_until = f[1], f[2], f[3]
@@ -24,9 +24,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, li
     -- A worker is refreshing it right now: look again when its claim ends.
     redis.call('ZADD', due, claim_until, id)
   else
-    redis.call('ZADD', due, lease_end, id)
+    leased[#leased + 1] = lease_end
+    leased[#leased + 1] = id
+    if #leased >= 1000 then
+      -- unpack has a limit: a few hundred leases per ZADD.
+      redis.call('ZADD', due, unpack(leased))
+      leased = {}
+    end
     out[#out + 1] = id
     out[#out + 1] = gen
   end
+end
+-- The leases in as few ZADDs as unpack allows.
+if #leased > 0 then
+  redis.call('ZADD', due, unpack(leased))
 end
 return out

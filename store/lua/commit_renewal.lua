@@ -1,32 +1,55 @@
--- commit_renewal records a new token, fenced by the claim and the
--- generation, and writes its event to the outbox in the same step.
+-- commit_renewal records the new tokens of one or more refreshes, each
+-- fenced by its claim and generation and written together with its event
+-- in the outbox: one script and one round trip for a whole batch, and for
+-- each credential all or nothing.
 --
--- KEYS[1] cred hash   KEYS[2] due zset   KEYS[3] outbox stream
--- ARGV    id, owner, gen, next gen, sealed access token, token type,
---         issued at, expires at, sealed refresh token ('' keeps the old one),
---         next refresh, now, event id, event subject, event JSON
--- Returns {'OK'}, {'NOTFOUND'} or {'STALE'}; nothing is written unless 'OK'.
-local cred, due, outbox = KEYS[1], KEYS[2], KEYS[3]
-local id, owner, gen, next_gen, access, token_type, issued, expires, refresh,
-      next_refresh, now, ev_id, ev_subject, ev_json = unpack(ARGV)
+-- KEYS[1] due zset   KEYS[2] outbox stream   then the cred hash of each
+--         renewal, in order
+-- ARGV    now, then 13 per renewal: id, owner, gen, next gen, sealed access
+--         token, token type, issued at, expires at, sealed refresh token
+--         ('' keeps the old one), next refresh, event id, event subject,
+--         event JSON
+-- Returns one status per renewal, in order: 'OK', 'NOTFOUND' or 'STALE';
+-- nothing is written for a renewal unless 'OK'.
+local due, outbox, now = KEYS[1], KEYS[2], ARGV[1]
 
-local refused = fence(cred, gen, owner)
-if refused then
-  return refused
+-- put adds field=value to the HSET list, or the field to the HDEL list
+-- when the value is empty (absent fields read as "", 0 or the zero time).
+local function put(set, del, field, value)
+  if value == '' then
+    del[#del + 1] = field
+  else
+    local n = #set
+    set[n + 1] = field
+    set[n + 2] = value
+  end
 end
 
-redis.call('HSET', cred,
-  'gen', next_gen, 'state', 'active', 'access_token', access,
-  'next_refresh', next_refresh, 'updated_at', now)
-set_or_del(cred, 'token_type', token_type)
-set_or_del(cred, 'issued_at', issued)
-set_or_del(cred, 'expires_at', expires)
-if refresh ~= '' then
-  redis.call('HSET', cred, 'refresh_token', refresh)
+local out = {}
+for i = 3, #KEYS do
+  local cred, a = KEYS[i], 2 + (i - 3) * 13
+  local id, owner, gen, next_gen, access, token_type, issued, expires, refresh,
+        next_refresh, ev_id, ev_subject, ev_json = unpack(ARGV, a, a + 12)
+  local refused = fence(cred, gen, owner)
+  if refused then
+    out[i - 2] = refused[1]
+  else
+    local set = {'gen', next_gen, 'state', 'active', 'access_token', access,
+      'next_refresh', next_refresh, 'updated_at', now}
+    -- A success ends any run of failures and the claim.
+    local del = {'failures', 'last_class', 'last_error', 'claim_owner',
+      'claim_until', 'prev_state'}
+    put(set, del, 'token_type', token_type)
+    put(set, del, 'issued_at', issued)
+    put(set, del, 'expires_at', expires)
+    if refresh ~= '' then
+      put(set, del, 'refresh_token', refresh)
+    end
+    redis.call('HSET', cred, unpack(set))
+    redis.call('HDEL', cred, unpack(del))
+    redis.call('ZADD', due, next_refresh, id)
+    xadd_event(outbox, ev_id, ev_subject, ev_json)
+    out[i - 2] = 'OK'
+  end
 end
--- A success ends any run of failures and the claim.
-redis.call('HDEL', cred, 'failures', 'last_class', 'last_error',
-  'claim_owner', 'claim_until', 'prev_state')
-redis.call('ZADD', due, next_refresh, id)
-xadd_event(outbox, ev_id, ev_subject, ev_json)
-return {'OK'}
+return out

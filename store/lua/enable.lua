@@ -17,6 +17,8 @@ if client_id ~= '' then
 end
 if sealed ~= '' then
   redis.call('HSET', cred, 'client_secret', sealed, 'secret_fp', fp)
+  -- New keys start afresh: a refresh token of the old grant is not redeemed.
+  redis.call('HDEL', cred, 'refresh_token')
 end
 redis.call('HSET', cred, 'state', 'active', 'failures', '0', 'next_refresh', now, 'updated_at', now)
 redis.call('HDEL', cred, 'last_class', 'last_error', 'claim_owner', 'claim_until', 'prev_state')

@@ -9,10 +9,13 @@ import (
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
-// SigningKey is a private key a credential signs its assertions with.
+// SigningKey is a private key a credential signs its assertions with, or,
+// when PublicJWK is set, only the public JWK of one (a key being rotated in
+// or out, published without its private half at hand).
 type SigningKey struct {
 	PrivateKey secret.Value
 	KeyID      string
+	PublicJWK  json.RawMessage
 }
 
 // ErrNoSigningKeys says a credential has no key to publish (unknown, not a
@@ -41,6 +44,10 @@ func JWKSHandler(keys KeySource) http.Handler {
 		}
 		pubs := make([]json.RawMessage, 0, len(signing))
 		for _, k := range signing {
+			if len(k.PublicJWK) > 0 {
+				pubs = append(pubs, k.PublicJWK)
+				continue
+			}
 			jwk, err := PublicJWK(k.PrivateKey, k.KeyID)
 			if err != nil {
 				http.Error(w, "a signing key cannot be published: "+err.Error(), http.StatusInternalServerError)

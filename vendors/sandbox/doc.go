@@ -16,13 +16,20 @@
 //     {"token_type":"Bearer","expires_in":<ClaimedExpiresIn>,"access_token"},
 //     claiming 3600 s by default while the token really dies after
 //     RealTokenLifetime (15 minutes), as the real Halaxy does.
-//   - GET Patient: a FHIR R4B searchset Bundle of a few fake patients, as
-//     application/fhir+json. It requires the same Accept and User-Agent and
-//     a valid bearer token: an expired, unknown, missing or revoked token
-//     gets 401 and is counted (Sandbox.ExpiredUses, UnknownUses,
-//     RevokedUses). Answers carry x-ratelimit-limit and
-//     x-ratelimit-remaining; past HalaxyRateLimit requests of one OAuth
-//     client in a sliding HalaxyRateWindow, 429 with retry-after in seconds.
+//   - GET {type} (Patient, Appointment, any resource type): a FHIR R4B
+//     searchset Bundle of SetFHIRResources resources (default 3; Patient's
+//     are a few fake patients), paged by _count (1 to 100, default 20) and
+//     page, with a next link while more remain; GET {type}/{id} (ids from
+//     1001) one resource or 404. Answers are application/fhir+json. Reads
+//     require the same Accept and User-Agent and a valid bearer token: an
+//     expired, unknown, missing or revoked token gets 401 and is counted
+//     (Sandbox.ExpiredUses, UnknownUses, RevokedUses). Answers carry
+//     x-ratelimit-limit and x-ratelimit-remaining (no reset header); past
+//     the limit of one OAuth client (HalaxyRateLimit, or the true one told
+//     by SetHalaxyRateLimit) in a sliding HalaxyRateWindow, 429 with
+//     retry-after in seconds. Every decision of the window is recorded per
+//     client (RateRecord), and Throttle makes a client's reads answer 429
+//     with a long retry-after.
 //
 // Generic OAuth 2.0 client credentials, under OAuth2Path (/oauth2/):
 //
@@ -57,6 +64,10 @@
 //	GET    /_sandbox/stats                   {"total_token_calls","expired_uses","unknown_uses","revoked_uses",
 //	                                          "remembered_tokens","clients":{id:{"token_calls","expired_uses","issued_tokens"}}}
 //	POST   /_sandbox/reset                   reset the counters                       204
+//	GET    /_sandbox/rate/{account}/record   [{"at","accepted"}, ...] (RateRecord)
+//	DELETE /_sandbox/rate/records            empty every rate record                  204
+//	PUT    /_sandbox/rate/{account}/limit    {"limit"} Halaxy client's true limit      204 (0: default, negative: none)
+//	PUT    /_sandbox/rate/{account}/throttle {"retry_after":"20m"} 429 until then      204 ("" or "0s": end)
 //
 // A fault is {"client_id","endpoint":"token"|"patient"|"all","kind":
 // "latency"|"server_error"|"malformed"|"reset"|"rate_limited","latency",

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -46,15 +45,12 @@ func (s *Sandbox) patient(fl flavor) http.HandlerFunc {
 			writeOutcome(w, http.StatusUnauthorized, "login", desc)
 			return
 		}
-		if fl.limiter != nil {
-			q := fl.limiter.take(clientID, now)
-			w.Header()["x-ratelimit-limit"] = []string{strconv.Itoa(q.limit)}
-			w.Header()["x-ratelimit-remaining"] = []string{strconv.Itoa(q.remaining)}
-			if !q.allowed {
-				w.Header()["retry-after"] = []string{retryAfterSeconds(q.retryAfter)}
-				writeOutcome(w, http.StatusTooManyRequests, "throttled", "rate limit exceeded")
-				return
-			}
+		if !admitHalaxy(w, fl.limiter, clientID, now) {
+			return
+		}
+		if r.PathValue("type") != "" {
+			s.serveRead(w, r, fl, now)
+			return
 		}
 		writeJSON(w, http.StatusOK, mediaFHIR, patientBundle(baseURL(r, fl.base), now.UTC().Format("2006-01-02T15:04:05Z")))
 	}

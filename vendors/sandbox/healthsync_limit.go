@@ -13,6 +13,9 @@ import (
 type hsFixedWindow struct {
 	window time.Duration
 	def    int
+	// book records every decision and holds the throttled accounts (nil:
+	// neither); set once, before serving.
+	book *rateBook
 
 	mu     sync.Mutex
 	limits map[string]int // per account; absent: def
@@ -48,9 +51,17 @@ func (l *hsFixedWindow) take(account string, now time.Time) quota {
 	return q
 }
 
-// takeWithReset is take, with when the window ends.
+// takeWithReset is take, with when the window ends. Every decision is
+// recorded; a throttled account is refused (uncounted) until its end.
 func (l *hsFixedWindow) takeWithReset(account string, now time.Time) (quota, time.Time) {
+	q, reset := l.judge(account, now)
+	l.book.record(account, now, q.allowed)
+	return q, reset
+}
+
+func (l *hsFixedWindow) judge(account string, now time.Time) (quota, time.Time) {
 	reset := l.resetAt(now)
+	throttled := l.book.throttledFor(account, now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if start := now.Truncate(l.window); !start.Equal(l.start) {
@@ -64,9 +75,15 @@ func (l *hsFixedWindow) takeWithReset(account string, now time.Time) (quota, tim
 		limit = l.def
 	}
 	if limit < 0 {
+		if throttled > 0 {
+			return quota{limit: -1, retryAfter: throttled}, reset
+		}
 		return quota{allowed: true, limit: -1}, reset
 	}
 	n := l.used[account]
+	if throttled > 0 {
+		return quota{limit: limit, remaining: max(0, limit-n), retryAfter: throttled}, reset
+	}
 	if n >= limit {
 		return quota{limit: limit, retryAfter: reset.Sub(now)}, reset
 	}

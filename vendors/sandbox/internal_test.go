@@ -60,7 +60,7 @@ func TestHistoryIsBounded(t *testing.T) {
 func TestSlidingWindow(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
-	l := newSlidingWindow(500, time.Minute)
+	l := newSlidingWindow(500, time.Minute, nil)
 
 	// 500 at once, then nothing until the first leaves the window.
 	for i := range 500 {
@@ -79,7 +79,7 @@ func TestSlidingWindow(t *testing.T) {
 	require.Equal(t, 499, q.remaining)
 
 	// Spread out: never more than 500 in any minute.
-	l = newSlidingWindow(500, time.Minute)
+	l = newSlidingWindow(500, time.Minute, nil)
 	allowed := []time.Time{}
 	for i := range 3000 {
 		now := t0.Add(time.Duration(i) * 50 * time.Millisecond)

@@ -16,7 +16,7 @@ type limiter interface {
 // quota is a limiter's answer.
 type quota struct {
 	allowed    bool
-	limit      int
+	limit      int // -1: the account has no limit (no headers)
 	remaining  int
 	retryAfter time.Duration // when denied: until the request would fit
 }
@@ -27,9 +27,13 @@ type quota struct {
 type slidingWindow struct {
 	limit  int
 	window time.Duration
+	// book records every decision and holds the throttled accounts (nil:
+	// neither).
+	book *rateBook
 
-	mu   sync.Mutex
-	hits map[string]*hitLog
+	mu     sync.Mutex
+	limits map[string]int // per account, told by SetHalaxyRateLimit; absent: limit
+	hits   map[string]*hitLog
 	// sweepAt is when accounts idle for a whole window are next forgotten.
 	sweepAt time.Time
 }
@@ -41,25 +45,58 @@ type hitLog struct {
 	n     int
 }
 
-func newSlidingWindow(limit int, window time.Duration) *slidingWindow {
-	return &slidingWindow{limit: limit, window: window, hits: make(map[string]*hitLog)}
+func newSlidingWindow(limit int, window time.Duration, book *rateBook) *slidingWindow {
+	return &slidingWindow{limit: limit, window: window, book: book, limits: make(map[string]int), hits: make(map[string]*hitLog)}
+}
+
+// setLimit sets account's true limit: 0 restores the default, negative
+// means none.
+func (l *slidingWindow) setLimit(account string, limit int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if limit == 0 {
+		delete(l.limits, account)
+		return
+	}
+	l.limits[account] = limit
 }
 
 func (l *slidingWindow) take(account string, now time.Time) quota {
+	q := l.judge(account, now)
+	l.book.record(account, now, q.allowed)
+	return q
+}
+
+func (l *slidingWindow) judge(account string, now time.Time) quota {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)
+	limit, ok := l.limits[account]
+	if !ok {
+		limit = l.limit
+	}
+	if limit < 0 {
+		if d := l.book.throttledFor(account, now); d > 0 {
+			return quota{limit: -1, retryAfter: d}
+		}
+		return quota{allowed: true, limit: -1}
+	}
 	h := l.hits[account]
 	if h == nil {
 		h = &hitLog{}
 		l.hits[account] = h
 	}
 	h.expire(now.Add(-l.window))
-	if h.n >= l.limit {
-		return quota{limit: l.limit, retryAfter: h.oldest().Add(l.window).Sub(now)}
+	if d := l.book.throttledFor(account, now); d > 0 {
+		return quota{limit: limit, remaining: max(0, limit-h.n), retryAfter: d}
 	}
-	h.push(now, l.limit)
-	return quota{allowed: true, limit: l.limit, remaining: l.limit - h.n}
+	if h.n >= limit {
+		// The (n-limit+1)th oldest leaving the window makes room (more than
+		// one when the limit was lowered).
+		return quota{limit: limit, retryAfter: h.nth(h.n - limit).Add(l.window).Sub(now)}
+	}
+	h.push(now, limit)
+	return quota{allowed: true, limit: limit, remaining: limit - h.n}
 }
 
 // sweep forgets, once a window, the accounts without a request in the last
@@ -87,6 +124,9 @@ func (h *hitLog) expire(cutoff time.Time) {
 }
 
 func (h *hitLog) oldest() time.Time { return h.times[h.start] }
+
+// nth is the i-th oldest time (0: the oldest).
+func (h *hitLog) nth(i int) time.Time { return h.times[(h.start+i)%len(h.times)] }
 
 // push appends t; the ring grows up to limit entries.
 func (h *hitLog) push(t time.Time, limit int) {

@@ -63,9 +63,9 @@ type Options struct {
 	// ClaimedExpiresIn is the expires_in Halaxy's token answer claims.
 	// Default 3600 s.
 	ClaimedExpiresIn time.Duration
-	// HalaxyRateLimit is how many Patient requests one OAuth client may make
-	// to the Halaxy API in a sliding HalaxyRateWindow. Default 500; negative
-	// means no limit.
+	// HalaxyRateLimit is how many FHIR reads one OAuth client may make to
+	// the Halaxy API in a sliding HalaxyRateWindow (per client:
+	// SetHalaxyRateLimit). Default 500; negative means no limit.
 	HalaxyRateLimit int
 	// HalaxyRateWindow is the window of HalaxyRateLimit. Default 1m.
 	HalaxyRateWindow time.Duration
@@ -87,6 +87,11 @@ type Sandbox struct {
 	redoxLegacy *redoxLegacySandbox
 	healthSync  *healthSyncSandbox
 	fhirPortal  *fhirPortalSandbox
+
+	// rates records the rate windows' decisions (ratebook.go); reads is
+	// the generic FHIR reads' data (fhir_read.go).
+	rates *rateBook
+	reads fhirReads
 
 	mu           sync.Mutex
 	realLifetime time.Duration
@@ -141,15 +146,16 @@ func New(opts Options) *Sandbox {
 		clients:      make(map[string]client),
 		tokens:       tokenStore{m: make(map[string]tokenInfo)},
 		stats:        make(map[string]*clientStats),
+		rates:        newRateBook(),
+		reads:        fhirReads{count: DefaultFHIRResources},
 	}
 	s.halaxy = flavor{api: apiHalaxy, base: HalaxyPath, fhirHeaders: true}
-	if opts.HalaxyRateLimit > 0 {
-		s.halaxy.limiter = newSlidingWindow(opts.HalaxyRateLimit, opts.HalaxyRateWindow)
-	}
+	s.halaxy.limiter = newSlidingWindow(opts.HalaxyRateLimit, opts.HalaxyRateWindow, s.rates)
 	s.oauth2 = flavor{api: apiOAuth2, base: OAuth2Path}
 	s.redox = newRedoxSandbox(s)
 	s.redoxLegacy = newRedoxLegacySandbox(s)
 	s.healthSync = newHealthSyncSandbox(s)
+	s.healthSync.limits.book = s.rates
 	s.fhirPortal = newFHIRPortalSandbox(s)
 	s.handler = s.routes()
 	return s
@@ -158,14 +164,19 @@ func New(opts Options) *Sandbox {
 func (s *Sandbox) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+HalaxyPath+"oauth/token", s.halaxyToken)
-	mux.HandleFunc("GET "+HalaxyPath+"Patient", s.patient(s.halaxy))
+	mux.HandleFunc("GET "+HalaxyPath+"{type}", s.patient(s.halaxy))
+	mux.HandleFunc("GET "+HalaxyPath+"{type}/{id}", s.patient(s.halaxy))
 	mux.HandleFunc("POST "+OAuth2Path+"token", s.oauth2Token)
-	mux.HandleFunc("GET "+OAuth2Path+"Patient", s.patient(s.oauth2))
+	mux.HandleFunc("GET "+OAuth2Path+"{type}", s.patient(s.oauth2))
+	mux.HandleFunc("GET "+OAuth2Path+"{type}/{id}", s.patient(s.oauth2))
 	s.redox.routes(mux)
 	s.redoxLegacy.routes(mux)
 	s.healthSync.routes(mux)
 	s.fhirPortal.routes(mux)
 	s.controlRoutes(mux)
+	s.redox.controlRoutes(mux)
+	s.rateControlRoutes(mux)
+	s.webhookControlRoutes(mux)
 	return mux
 }
 
@@ -348,13 +359,14 @@ func (s *Sandbox) IssuedTokens(clientID string) []string {
 	return nil
 }
 
-// Reset zeroes the counters and empties the per-client lists. Clients,
-// tokens, faults and settings are kept.
+// Reset zeroes the counters and empties the per-client lists and the rate
+// records. Clients, tokens, faults and settings are kept.
 func (s *Sandbox) Reset() {
 	s.mu.Lock()
 	s.stats = make(map[string]*clientStats)
 	s.totalCalls, s.expiredUses, s.unknownUses, s.revokedUses = 0, 0, 0, 0
 	s.mu.Unlock()
+	s.ClearRateRecord()
 }
 
 // statsOf returns clientID's stats, creating them. Call with s.mu held.

@@ -1,0 +1,316 @@
+package app
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynqmon"
+
+	"github.com/tokenrelay/tokenrelay/admin"
+	"github.com/tokenrelay/tokenrelay/secret"
+)
+
+// DashboardPath is where the worker serves asynqmon, the queue dashboard.
+const DashboardPath = "/asynqmon/"
+
+// dashboardCookie holds a signed session of the queue dashboard:
+// "<expiry unix>.<nonce>.<mac>", the MAC keyed by a hash of the admin token
+// (changing the token ends every session; any replica can check it). The
+// token itself is never in the cookie.
+const dashboardCookie = "tokenrelay_asynqmon"
+
+// dashboardSession is how long a dashboard sign-in lasts.
+const dashboardSession = 12 * time.Hour
+
+// newDashboard mounts asynqmon behind the admin token. It shows every
+// queue with task payloads rendered by redactPayload, so that no secret
+// reaches the page. closer closes its Redis connections.
+//
+// asynqmon is a single-page app whose own requests carry no Authorization
+// header, so besides the bearer token (scripts) a browser signs in once:
+// GET /asynqmon/?token=<admin token> (or the form shown without one) sets an
+// HttpOnly, SameSite=Strict session cookie scoped to /asynqmon/ and
+// redirects to the same page without the token in the URL.
+func newDashboard(env *Env) (h http.Handler, closer func() error) {
+	token := env.Config.HTTP.AdminToken
+	if token.IsZero() || env.redisConnOpt == nil {
+		return admin.RequireToken(token, http.NotFoundHandler()), func() error { return nil }
+	}
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath:         strings.TrimSuffix(DashboardPath, "/"),
+		RedisConnOpt:     env.redisConnOpt,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(redactPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(redactPayload),
+		// The Metrics tab, queried by the worker (not the browser).
+		PrometheusAddress: env.Config.HTTP.PrometheusURL,
+	})
+	return newDashboardAuth(token, env.Clock).wrap(mon), mon.Close
+}
+
+// dashboardAuth checks the admin token and the dashboard's sessions.
+type dashboardAuth struct {
+	token     secret.Value
+	tokenHash [32]byte
+	key       []byte
+	now       func() time.Time
+}
+
+func newDashboardAuth(token secret.Value, now func() time.Time) *dashboardAuth {
+	if now == nil {
+		now = time.Now
+	}
+	k := sha256.Sum256([]byte("tokenrelay asynqmon session\x00" + token.Reveal()))
+	return &dashboardAuth{
+		token:     token,
+		tokenHash: sha256.Sum256([]byte(token.Reveal())),
+		key:       k[:],
+		now:       now,
+	}
+}
+
+func (a *dashboardAuth) tokenOK(got string) bool {
+	sum := sha256.Sum256([]byte(got))
+	return got != "" && subtle.ConstantTimeCompare(sum[:], a.tokenHash[:]) == 1
+}
+
+func (a *dashboardAuth) mac(exp, nonce string) string {
+	m := hmac.New(sha256.New, a.key)
+	m.Write([]byte(exp + "." + nonce))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (a *dashboardAuth) newSession() string {
+	n := make([]byte, 18)
+	_, _ = rand.Read(n)
+	nonce := base64.RawURLEncoding.EncodeToString(n)
+	exp := strconv.FormatInt(a.now().Add(dashboardSession).Unix(), 10)
+	return exp + "." + nonce + "." + a.mac(exp, nonce)
+}
+
+func (a *dashboardAuth) sessionOK(r *http.Request) bool {
+	c, err := r.Cookie(dashboardCookie)
+	if err != nil {
+		return false
+	}
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	exp, err := strconv.ParseInt(parts[0], 10, 64)
+	if err != nil || !a.now().Before(time.Unix(exp, 0)) {
+		return false
+	}
+	return hmac.Equal([]byte(parts[2]), []byte(a.mac(parts[0], parts[1])))
+}
+
+// sameOrigin rejects a state-changing request a browser sent from another
+// site (the SameSite cookie already keeps it out of modern browsers).
+func sameOrigin(r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err == nil && u.Host == r.Host
+	}
+	return true
+}
+
+func (a *dashboardAuth) wrap(next http.Handler) http.Handler {
+	withBearer := admin.RequireToken(a.token, next) // scripts, and the 401 for API calls
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case a.sessionOK(r):
+			if !sameOrigin(r) {
+				http.Error(w, "cross-site request refused", http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+		case r.Method == http.MethodPost && r.URL.Path == DashboardPath+"login":
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			a.signIn(w, r, r.PostFormValue("token"), DashboardPath)
+		case r.URL.Query().Has("token"):
+			q := r.URL.Query()
+			got := q.Get("token")
+			q.Del("token")
+			back := *r.URL
+			back.RawQuery = q.Encode()
+			a.signIn(w, r, got, back.RequestURI())
+		case r.Header.Get("Authorization") == "" && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, DashboardPath+"api/"):
+			a.loginForm(w, http.StatusUnauthorized, "")
+		default:
+			withBearer.ServeHTTP(w, r)
+		}
+	})
+}
+
+// signIn sets the session cookie if got is the admin token, and redirects
+// to back (always under DashboardPath).
+func (a *dashboardAuth) signIn(w http.ResponseWriter, r *http.Request, got, back string) {
+	if !a.tokenOK(got) {
+		a.loginForm(w, http.StatusUnauthorized, "That is not the admin token.")
+		return
+	}
+	if !strings.HasPrefix(back, DashboardPath) || strings.HasPrefix(back, "//") {
+		back = DashboardPath
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: dashboardCookie, Value: a.newSession(), Path: DashboardPath,
+		MaxAge: int(dashboardSession / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil,
+	})
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+var dashboardLogin = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tokenrelay queues: sign in</title>
+<style>body{font:16px system-ui,sans-serif;max-width:28em;margin:4em auto}input{font:inherit;padding:.3em;width:100%;box-sizing:border-box;margin:.5em 0}</style></head>
+<body><h1>tokenrelay queues</h1>
+<p>The queue dashboard (asynqmon) needs the admin token (<code>http.admin_token</code>).</p>
+{{if .}}<p role="alert"><strong>{{.}}</strong></p>{{end}}
+<form method="post" action="` + DashboardPath + `login">
+<label for="token">Admin token</label><input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
+<input type="submit" value="Sign in"></form></body></html>`))
+
+func (a *dashboardAuth) loginForm(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tokenrelay admin"`)
+	w.WriteHeader(status)
+	_ = dashboardLogin.Execute(w, msg)
+}
+
+// Payload rendering limits.
+const (
+	// bodyPreview is how much of a JSON body is shown, once its secrets are
+	// redacted.
+	bodyPreview = 256
+	redacted    = "«redacted»"
+)
+
+// secretWords mark a JSON key or header name whose value is never shown
+// (compared lowercased, without "-" and "_").
+var secretWords = []string{"authorization", "auth", "cookie", "token", "secret", "password", "passwd",
+	"apikey", "privatekey", "assertion", "signature", "session", "credentials", "jwt", "bearer"}
+
+// redactPayload renders a task payload (or result) for asynqmon: indented
+// JSON with the value of every secret-looking field redacted (headers such
+// as Authorization and Cookie, tokens, secrets, keys, signatures), and
+// request bodies cut to a short redacted preview (JSON) or their size
+// (anything else). A payload that is not JSON shows only its size.
+func redactPayload(_ string, payload []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return fmt.Sprintf("«%d bytes, not JSON: not shown»", len(payload))
+	}
+	out, err := json.MarshalIndent(redactValue("", v), "", "  ")
+	if err != nil {
+		return fmt.Sprintf("«%d bytes: not shown»", len(payload))
+	}
+	return string(out)
+}
+
+func redactValue(key string, v any) any {
+	norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(key))
+	if key != "" && secretKey(norm) {
+		return redacted
+	}
+	if norm == "body" || norm == "data" || norm == "payload" {
+		return bodyValue(v)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = redactValue(k, e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = redactValue(key, e)
+		}
+		return out
+	case string:
+		if secretLooking(x) {
+			return redacted
+		}
+		return x
+	default:
+		return v
+	}
+}
+
+func secretKey(norm string) bool {
+	if norm == "credential" || norm == "credentialid" {
+		return false // an id, not a secret
+	}
+	for _, w := range secretWords {
+		if strings.Contains(norm, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretLooking spots a secret in a value whose key did not give it away:
+// an Authorization header value or a JWT.
+func secretLooking(s string) bool {
+	l := strings.ToLower(s)
+	if strings.HasPrefix(l, "bearer ") || strings.HasPrefix(l, "basic ") {
+		return true
+	}
+	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") >= 2
+}
+
+// bodyValue shows a request body: a JSON object or list, redacted and cut
+// to bodyPreview; a string (a base64 body or text) only by its size.
+func bodyValue(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		return fmt.Sprintf("«%d characters: not shown»", len(x))
+	case map[string]any, []any:
+		raw, err := json.Marshal(redactValue("", x))
+		if err != nil {
+			return "«not shown»"
+		}
+		if len(raw) <= bodyPreview {
+			return json.RawMessage(raw)
+		}
+		return fmt.Sprintf("%s… «%d bytes in all»", cutUTF8(string(raw), bodyPreview), len(raw))
+	default:
+		return v
+	}
+}
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,564 @@
+// Command requests benchmarks request jobs (make bench-requests; results in
+// BENCHMARKS.md, "Issue 4: requests"). On the machine's real Redis (a
+// database it leases, as the tests do) and the sandbox's Halaxy on a
+// loopback port:
+//
+//   - budget (b): -n requests of one credential through -workers worker
+//     processes (asynq servers of -concurrency each, each with its own
+//     budget) and the feeder, at a compressed window (-limit per -window):
+//     the achieved rate as a share of the limit and the 429s, once with the
+//     limit known (configured = the vendor's) and once unknown (configured
+//     -over, above the vendor's);
+//   - throughput (c): -tput-n requests against a sandbox without a limit,
+//     through tokenrelay and through a plain Go HTTP client loop of the same
+//     concurrency; the ratio of the two.
+//
+// It prints the results as Markdown, and with -out writes them to a file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/policy"
+	"github.com/tokenrelay/tokenrelay/requests"
+	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
+	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
+)
+
+type options struct {
+	n, limit, over, workers, concurrency, tputN int
+	window, budgetLease, budgetSlack            time.Duration
+	budgetReserve                               float64
+	vendorSlack                                 time.Duration
+	phases                                      map[string]bool
+	redisAddr, out                              string
+}
+
+func main() {
+	var o options
+	var phases string
+	flag.IntVar(&o.n, "n", 20000, "requests of the budget phase")
+	flag.IntVar(&o.limit, "limit", 500, "the vendor's true limit per window")
+	flag.DurationVar(&o.window, "window", 5*time.Second, "the vendor's (compressed) sliding window")
+	flag.IntVar(&o.over, "over", 600, "the configured limit when the true one is unknown")
+	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
+	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
+	flag.IntVar(&o.tputN, "tput-n", 5000, "requests of the throughput phase")
+	flag.DurationVar(&o.budgetLease, "budget-lease", 0, "budget.Options.Lease (0: the budget's default, window/100)")
+	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
+	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
+	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
+	flag.StringVar(&phases, "phases", "known,unknown,throughput", "phases to run")
+	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
+	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
+	flag.Parse()
+	o.phases = map[string]bool{}
+	for p := range strings.SplitSeq(phases, ",") {
+		o.phases[strings.TrimSpace(p)] = true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/requests:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	lease, err := leaseDB(ctx, o.redisAddr)
+	if err != nil {
+		return err
+	}
+	defer lease.release()
+	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.db, PoolSize: 64})
+	defer rdb.Close()
+
+	var md strings.Builder
+	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
+		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.db)
+	if o.phases["known"] || o.phases["unknown"] {
+		fmt.Fprintf(&md, "#### (b) Achieved rate at a compressed window\n\n%d requests of one Halaxy credential (sandbox: %d per sliding %s), %d worker processes × concurrency %d (each with its own budget), one feeder. Achieved rate = accepted requests / (first-to-last span + one window): a sliding window admits at most limit requests per window, so n requests need at least n / limit windows; share = that rate over limit / window. The largest window and the 429s are from the sandbox's record of the requests it answered.\n\n",
+			o.n, o.limit, o.window, o.workers, o.concurrency)
+		fmt.Fprintln(&md, "| Limit | Configured | Requests | Completed | Wall time | Achieved rate | Share of limit | 429s | 429 share | Largest window | Budget waits | Slot reuse late p50 / mean |")
+		fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	}
+	for _, c := range []struct {
+		phase      string
+		configured int
+	}{{"known", o.limit}, {"unknown", o.over}} {
+		if !o.phases[c.phase] {
+			continue
+		}
+		if err := rdb.FlushDB(ctx).Err(); err != nil {
+			return err
+		}
+		r, err := budgetPhase(ctx, rdb, o, c.configured)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.phase, err)
+		}
+		row := fmt.Sprintf("| %s (%d per %s) | %d | %d | %d | %s | %.1f/s | **%.1f%%** | %d | %.2f%% | %d | %.0f | %s / %s |",
+			c.phase, o.limit, o.window, c.configured, o.n, r.completed, r.wall.Round(time.Millisecond), r.rate, 100*r.share,
+			r.limited, 100*float64(r.limited)/float64(o.n), r.maxWindow, r.waits,
+			r.lateP50.Round(time.Millisecond), r.lateMean.Round(time.Millisecond))
+		fmt.Fprintln(&md, row)
+		fmt.Fprintln(os.Stderr, row)
+	}
+	if o.phases["throughput"] {
+		if err := rdb.FlushDB(ctx).Err(); err != nil {
+			return err
+		}
+		relay, plain, err := throughputPhase(ctx, rdb, o)
+		if err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
+		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit, %d concurrent senders each: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write) and a plain Go `net/http` loop with the token in hand.\n\n", o.tputN, o.workers*o.concurrency)
+		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
+		fmt.Fprintln(&md, "|---|---|---|")
+		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
+		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", relay, relay/plain)
+	}
+	fmt.Print(md.String())
+	if o.out != "" {
+		return os.WriteFile(o.out, []byte(md.String()), 0o644)
+	}
+	return nil
+}
+
+const (
+	prefix    = "bench:"
+	vendor    = "halaxy-bench"
+	userAgent = "tokenrelay bench (bench@tokenrelay.invalid)"
+)
+
+// world is one phase's tokenrelay and sandbox.
+type world struct {
+	rdb     *redis.Client
+	sb      *sandbox.Sandbox
+	srv     *httptest.Server
+	rec     *recorder
+	vendors map[string]config.Vendor
+	store   *store.Store
+	refresh *jobs.RefreshHandler
+	sub     *requests.Submitter
+	// budgetMetrics count the budget's refusals (a worker's take told to
+	// wait: the request went back to asynq).
+	budgetMetrics *budget.Metrics
+}
+
+func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window time.Duration, configured int, vendorSlack time.Duration) (*world, error) {
+	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: sandboxLimit, HalaxyRateWindow: window})
+	rec := &recorder{next: sb.Handler()}
+	srv := httptest.NewServer(rec)
+	v := config.Vendor{Name: vendor, Kind: config.KindHalaxy, BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent,
+		MaxTokenLifetime: config.Duration(15 * time.Minute)}
+	if configured > 0 {
+		v.RateLimit = config.RateLimit{Limit: configured, Per: config.Duration(window), Slack: config.Duration(vendorSlack)}
+	}
+	kr, err := seal.NewKeyring(make([]byte, seal.KeySize))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: kr})
+	if err != nil {
+		return nil, err
+	}
+	adapter, err := halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: userAgent})
+	if err != nil {
+		return nil, err
+	}
+	refresh, err := jobs.NewRefreshHandler(jobs.RefreshDeps{Store: st, Vendor: func(string) (jobs.Vendor, bool) {
+		return jobs.Vendor{Tokens: adapter, MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3, Jitter: -1}}, true
+	}})
+	if err != nil {
+		return nil, err
+	}
+	vendors := map[string]config.Vendor{vendor: v}
+	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors})
+	if err != nil {
+		return nil, err
+	}
+	w := &world{rdb: rdb, sb: sb, srv: srv, rec: rec, vendors: vendors, store: st, refresh: refresh, sub: sub,
+		budgetMetrics: budget.NewMetrics()}
+	sb.AddClient("client-1", "secret-1")
+	if _, err := st.Upsert(ctx, store.NewCredential{ID: "clinic-1", Vendor: vendor, ClientID: "client-1",
+		Keys: store.Keys{ClientSecret: secret.New("secret-1")}}); err != nil {
+		return nil, err
+	}
+	if err := refresh.Handle(ctx, jobs.Refresh{Credential: "clinic-1", Generation: 0}); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// submit submits n GET Patient requests in one batch, 8 at a time.
+func (w *world) submit(ctx context.Context, n int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				r := jobs.NewRequest("clinic-1", http.MethodGet, "Patient")
+				r.Batch = "bench"
+				if _, err := w.sub.Submit(ctx, r); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// start runs the workers and the feeder until the returned stop.
+func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	newBudget := func() *budget.Budget {
+		return budget.New(w.rdb, budget.Options{Prefix: prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
+			PriorityReserve: o.budgetReserve})
+	}
+	for range o.workers {
+		b := newBudget()
+		h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.rdb, Prefix: prefix, Credentials: w.store,
+			Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Logger: zerolog.Nop()})
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		mux := asynq.NewServeMux()
+		jobs.Handle(mux, h.Handle)
+		srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
+			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
+			TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 250 * time.Millisecond,
+			LogLevel: asynq.FatalLevel,
+		})
+		if err := srv.Start(mux); err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() { srv.Shutdown(); _ = b.Close(context.Background()) })
+	}
+	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: newBudget(), Vendors: w.vendors,
+		Enqueuer: asynq.NewClientFromRedisClient(w.rdb), BulkReserve: o.budgetReserve})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(fctx) }()
+	stops = append(stops, func() { cancel(); <-done })
+	return stop, nil
+}
+
+// wait waits for the batch to finish and returns its status.
+func (w *world) wait(ctx context.Context, n int) (requests.BatchStatus, error) {
+	batches := requests.NewBatches(w.rdb, prefix, nil)
+	for {
+		st, err := batches.Status(ctx, "bench")
+		if err != nil {
+			return st, err
+		}
+		if st.Finished() && st.Total == int64(n) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+type budgetResult struct {
+	completed          int64
+	wall               time.Duration
+	rate, share        float64
+	limited, maxWindow int
+	waits              float64
+	// lateP50 and lateMean: how long after a permit came free again (the
+	// request limit places earlier plus the window) it was used.
+	lateP50, lateMean time.Duration
+}
+
+func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured int) (budgetResult, error) {
+	w, err := newWorld(ctx, rdb, o.limit, o.window, configured, o.vendorSlack)
+	if err != nil {
+		return budgetResult{}, err
+	}
+	defer w.srv.Close()
+	if err := w.submit(ctx, o.n); err != nil {
+		return budgetResult{}, err
+	}
+	stop, err := w.start(ctx, o)
+	if err != nil {
+		return budgetResult{}, err
+	}
+	st, err := w.wait(ctx, o.n)
+	stop()
+	if err != nil {
+		return budgetResult{}, err
+	}
+	// The sandbox's own record of the requests its window judged.
+	var acc []time.Time
+	for _, h := range w.sb.RateRecord("client-1") {
+		if h.Accepted {
+			acc = append(acc, h.At)
+		}
+	}
+	if len(acc) < 2 {
+		return budgetResult{}, errors.New("the sandbox accepted fewer than 2 requests")
+	}
+	// The run spans (last - first) plus the window the last request opened:
+	// a sliding window lets limit requests through per window, so the
+	// achieved rate is the requests over that many windows' worth.
+	span := acc[len(acc)-1].Sub(acc[0])
+	rate := float64(len(acc)) / (span + o.window).Seconds()
+	late := []time.Duration{0}
+	var lateSum time.Duration
+	for i := o.limit; i < len(acc); i++ {
+		d := acc[i].Sub(acc[i-o.limit]) - o.window
+		late = append(late, d)
+		lateSum += d
+	}
+	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+	return budgetResult{
+		completed: st.Done, wall: span, rate: rate,
+		share: rate / (float64(o.limit) / o.window.Seconds()), limited: w.rec.count(http.StatusTooManyRequests),
+		maxWindow: maxInWindow(acc, o.window), waits: testutilSum(w.budgetMetrics.Waits),
+		lateP50: late[len(late)/2], lateMean: lateSum / time.Duration(max(1, len(late))),
+	}, nil
+}
+
+// testutilSum adds up a counter vector's values.
+func testutilSum(c *prometheus.CounterVec) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
+	sum := 0.0
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) == nil && d.Counter != nil {
+			sum += d.Counter.GetValue()
+		}
+	}
+	return sum
+}
+
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, plain float64, err error) {
+	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.srv.Close()
+	senders := o.workers * o.concurrency
+
+	// Plain: the same requests with the token in hand, senders at a time.
+	cred, err := w.store.CurrentToken(ctx, "clinic-1")
+	if err != nil {
+		return 0, 0, err
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var next atomic.Int64
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(o.tputN) {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.vendors[vendor].BaseURL+"Patient?_count=10", nil)
+				req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
+				req.Header.Set("Accept", "application/fhir+json")
+				req.Header.Set("User-Agent", userAgent)
+				resp, err := hc.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	plain = float64(o.tputN) / time.Since(start).Seconds()
+	if failed.Load() > 0 {
+		return 0, 0, fmt.Errorf("plain loop: %d requests failed", failed.Load())
+	}
+
+	if err := w.submit(ctx, o.tputN); err != nil {
+		return 0, 0, err
+	}
+	start = time.Now()
+	stop, err := w.start(ctx, o)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := w.wait(ctx, o.tputN)
+	stop()
+	if err != nil {
+		return 0, 0, err
+	}
+	if st.Done != int64(o.tputN) {
+		return 0, 0, fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN)
+	}
+	relay = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	return relay, plain, nil
+}
+
+// recorder wraps the sandbox and records when each Patient request arrived
+// and what it was answered.
+type recorder struct {
+	next http.Handler
+	mu   sync.Mutex
+	hits []hit
+}
+
+type hit struct {
+	at     time.Time
+	status int
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !strings.HasSuffix(req.URL.Path, "/Patient") {
+		r.next.ServeHTTP(w, req)
+		return
+	}
+	at := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	r.next.ServeHTTP(sw, req)
+	r.mu.Lock()
+	r.hits = append(r.hits, hit{at: at, status: sw.status})
+	r.mu.Unlock()
+}
+
+func (r *recorder) count(status int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, h := range r.hits {
+		if h.status == status {
+			n++
+		}
+	}
+	return n
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+
+// maxInWindow is the most accepted requests in any window of length w.
+func maxInWindow(times []time.Time, w time.Duration) int {
+	best, j := 0, 0
+	for i := range times {
+		for times[i].Sub(times[j]) >= w {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
+
+// dbLease is a Redis database leased as the tests lease theirs
+// (internal/testenv: a key testenv:db:N in DB 0 that expires by itself),
+// so that tests running meanwhile neither flush it nor get it flushed.
+type dbLease struct {
+	db   int
+	lock *redis.Client
+	key  string
+	stop chan struct{}
+}
+
+func leaseDB(ctx context.Context, addr string) (*dbLease, error) {
+	lock := redis.NewClient(&redis.Options{Addr: addr})
+	if err := lock.Ping(ctx).Err(); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("redis at %s is not reachable: %w", addr, err)
+	}
+	for db := 15; db >= 1; db-- {
+		key := fmt.Sprintf("testenv:db:%d", db)
+		ok, err := lock.SetNX(ctx, key, fmt.Sprintf("bench-requests/%d", os.Getpid()), time.Minute).Result()
+		if err != nil {
+			_ = lock.Close()
+			return nil, err
+		}
+		if ok {
+			l := &dbLease{db: db, lock: lock, key: key, stop: make(chan struct{})}
+			go func() {
+				t := time.NewTicker(20 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-l.stop:
+						return
+					case <-t.C:
+						_ = lock.Expire(context.Background(), key, time.Minute).Err()
+					}
+				}
+			}()
+			c := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+			defer c.Close()
+			if err := c.FlushDB(ctx).Err(); err != nil {
+				l.release()
+				return nil, err
+			}
+			return l, nil
+		}
+	}
+	_ = lock.Close()
+	return nil, errors.New("no free Redis database (1..15)")
+}
+
+func (l *dbLease) release() {
+	close(l.stop)
+	c := redis.NewClient(&redis.Options{Addr: l.lock.Options().Addr, DB: l.db})
+	_ = c.FlushDB(context.Background()).Err()
+	_ = c.Close()
+	_ = l.lock.Del(context.Background(), l.key).Err()
+	_ = l.lock.Close()
+}

@@ -1,0 +1,35 @@
+package budget
+
+import (
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/config"
+)
+
+// LimitOf is the window of a vendor instance's accounts, from its
+// configuration: rate_limit.limit per rate_limit.per, counted as
+// rate_limit.window says (empty: fixed for healthsync, sliding for the
+// others). A vendor without a limit of ours gets the zero Limit.
+func LimitOf(v config.Vendor) Limit {
+	lim := Limit{Requests: v.RateLimit.Limit, Per: time.Duration(v.RateLimit.Per), Kind: Sliding,
+		Slack: time.Duration(v.RateLimit.Slack)}
+	switch v.RateLimit.Window {
+	case "fixed":
+		lim.Kind = Fixed
+	case "":
+		if v.Kind == config.KindHealthSync {
+			lim.Kind = Fixed
+		}
+	}
+	return lim
+}
+
+// AccountOf names the budget a request of credential at vendor v spends:
+// the credential's own for vendors that limit each OAuth client (Halaxy),
+// the vendor instance's for the others.
+func AccountOf(v config.Vendor, credential string) string {
+	if PerClient(string(v.Kind)) {
+		return Account(v.Name, credential)
+	}
+	return Account(v.Name, "")
+}

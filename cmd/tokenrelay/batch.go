@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/adminclient"
+	"github.com/tokenrelay/tokenrelay/requests"
+)
+
+const batchUsage = `usage: tokenrelay batch COMMAND ...   (TOKENRELAY_ADMIN_URL, TOKENRELAY_ADMIN_TOKEN)
+  status ID [-once] [-every D] [-json]   a batch's counts, rate and estimated finish; follows it
+                                         live with a progress bar until it ends (-once: print once)
+  cancel ID                              stop what has not run (request.failed, class cancelled)
+`
+
+// batch runs "tokenrelay batch ...".
+func batch(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, batchUsage)
+		return 2
+	}
+	c, ok := adminClient("batch", env, stderr)
+	if !ok {
+		return 2
+	}
+
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("tokenrelay batch "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var err error
+	switch cmd {
+	case "status":
+		once := fs.Bool("once", false, "print the status once instead of following the batch")
+		every := fs.Duration("every", time.Second, "how often to look while following")
+		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
+		id, ok := idArg(fs, rest, stderr)
+		if !ok {
+			return 2
+		}
+		if *asJSON {
+			var st requests.BatchStatus
+			if st, err = c.BatchStatus(ctx, id); err == nil {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				err = enc.Encode(st)
+			}
+			break
+		}
+		err = followBatch(ctx, c, id, *once, *every, stdout)
+	case "cancel":
+		id, ok := idArg(fs, rest, stderr)
+		if !ok {
+			return 2
+		}
+		var st requests.BatchStatus
+		if st, err = c.CancelBatch(ctx, id); err == nil {
+			fmt.Fprintf(stdout, "%s cancelled: what has not run is stopped\n%s\n", id, batchLine(st, time.Now()))
+		}
+	default:
+		fmt.Fprint(stderr, batchUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenrelay batch %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// followBatch prints a batch's progress, redrawing one line until the batch
+// ends (or ctx does), or once.
+func followBatch(ctx context.Context, c *adminclient.Client, id string, once bool, every time.Duration, out io.Writer) error {
+	for {
+		st, err := c.BatchStatus(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(out)
+				return nil
+			}
+			return err
+		}
+		if once {
+			fmt.Fprintln(out, batchLine(st, time.Now()))
+			return nil
+		}
+		fmt.Fprint(out, "\r"+batchLine(st, time.Now())+"\033[K")
+		if st.Finished() {
+			fmt.Fprintln(out)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out)
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// batchLine renders a batch's status on one line, with a progress bar.
+func batchLine(st requests.BatchStatus, now time.Time) string {
+	const width = 30
+	ended := st.Done + st.Failed + st.Cancelled
+	filled := width
+	if st.Total > 0 {
+		filled = int(min(width, ended*width/st.Total))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s [%s%s] %d/%d  queued %d  waiting %d  running %d  done %d  failed %d",
+		st.ID, strings.Repeat("#", filled), strings.Repeat(".", width-filled), ended, st.Total,
+		st.Queued, st.Waiting, st.Running, st.Done, st.Failed)
+	if st.Cancelled > 0 || st.CancelRequested {
+		fmt.Fprintf(&b, "  cancelled %d", st.Cancelled)
+	}
+	if st.Rate > 0 {
+		fmt.Fprintf(&b, "  %.1f/s", st.Rate)
+	}
+	switch {
+	case st.Finished():
+		b.WriteString("  finished")
+	case !st.EstimatedFinish.IsZero():
+		fmt.Fprintf(&b, "  eta %s", st.EstimatedFinish.Sub(now).Round(time.Second))
+	}
+	return b.String()
+}

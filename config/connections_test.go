@@ -1,0 +1,54 @@
+package config_test
+
+import (
+	"encoding/base64"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/config"
+)
+
+// TestConnectionSettings checks the Redis topology, TLS and NATS
+// authentication settings: each bad one is refused naming its field.
+func TestConnectionSettings(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"TOKENRELAY_SECRET_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)),
+		"SENTINEL_PASSWORD":     "sentinel-pw-3f9a",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, tc := range []struct {
+		name, yaml string
+		problem    string // "" when valid
+	}{
+		{name: "sentinel", yaml: `redis: {url: "rediss://:pw@ignored/2", sentinel: {master: mymaster, addrs: ["s-0:26379", "s-1:26379"], password: "${SENTINEL_PASSWORD}"}, tls: {ca_file: /etc/tls/ca.pem}}`},
+		{name: "cluster", yaml: `redis: {url: "redis://:pw@ignored", prefix: "{tokenrelay}:", cluster: {addrs: ["r-0:6379", "r-1:6379"]}}`},
+		{name: "nats creds and tls", yaml: `nats: {url: "tls://nats:4222", creds_file: /etc/nats/user.creds, tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}}`},
+		{name: "nats nkey", yaml: `nats: {nkey_seed_file: /etc/nats/seed}`},
+		{name: "scheduler metrics", yaml: `scheduler: {metrics_addr: "0.0.0.0:9090"}`},
+		{name: "sentinel without addrs", yaml: `redis: {sentinel: {master: mymaster}}`, problem: "redis.sentinel.addrs: required with redis.sentinel.master"},
+		{name: "sentinel without master", yaml: `redis: {sentinel: {addrs: ["s-0:26379"]}}`, problem: "redis.sentinel.master: required"},
+		{name: "bad sentinel addr", yaml: `redis: {sentinel: {master: m, addrs: ["s-0"]}}`, problem: "redis.sentinel.addrs[0]"},
+		{name: "sentinel and cluster", yaml: `redis: {sentinel: {master: m, addrs: ["s:1"]}, cluster: {addrs: ["r:1"]}}`, problem: "redis.cluster: cannot be used with redis.sentinel"},
+		{name: "cluster with a DB", yaml: `redis: {url: "redis://r/3", cluster: {addrs: ["r:1"]}}`, problem: "redis.url: a Redis Cluster has only database 0"},
+		{name: "tls without rediss", yaml: `redis: {url: "redis://r:6379/0", tls: {ca_file: ca.pem}}`, problem: "redis.tls: is set but redis.url is not rediss://"},
+		{name: "cert without key", yaml: `nats: {tls: {cert_file: c.pem}}`, problem: "nats.tls: cert_file and key_file go together"},
+		{name: "creds and nkey", yaml: `nats: {creds_file: a, nkey_seed_file: b}`, problem: "nats.nkey_seed_file: cannot be used with nats.creds_file"},
+		{name: "bad metrics addr", yaml: `scheduler: {metrics_addr: "9090"}`, problem: "scheduler.metrics_addr"},
+		{name: "prometheus url", yaml: `http: {prometheus_url: "http://prometheus:9090"}`},
+		{name: "bad prometheus url", yaml: `http: {prometheus_url: "prometheus:9090"}`, problem: "http.prometheus_url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.Parse([]byte(tc.yaml), lookup)
+			if tc.problem == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.problem)
+			require.NotContains(t, err.Error(), "sentinel-pw-3f9a")
+			require.Nil(t, cfg)
+		})
+	}
+}

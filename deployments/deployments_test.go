@@ -1,0 +1,494 @@
+// Package deployments_test checks what deployments/ ships, offline: the
+// Kubernetes manifests decode strictly into the typed Kubernetes API
+// structs and agree with each other and with the configuration they carry;
+// the compose file passes the Compose specification's schema
+// (compose-go); the Grafana dashboard parses and queries only metrics
+// tokenrelay registers.
+package deployments_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	yamlv3 "gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/metrics"
+	"github.com/tokenrelay/tokenrelay/requests"
+	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/webhooks"
+)
+
+// masterKey is a valid TOKENRELAY_SECRET_KEY for parsing configurations.
+var masterKey = base64.StdEncoding.EncodeToString(make([]byte, 32))
+
+// manifests are the Kubernetes objects of deployments/kubernetes, decoded.
+type manifests struct {
+	deployments map[string]*appsv1.Deployment
+	services    map[string]*corev1.Service
+	configMaps  map[string]*corev1.ConfigMap
+	secrets     map[string]*corev1.Secret
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
+	namespaces  map[string]*corev1.Namespace
+}
+
+// decodeStrict decodes one manifest into the typed struct of its kind,
+// refusing unknown and duplicate fields.
+func (m *manifests) decodeStrict(t *testing.T, file string, doc []byte) {
+	t.Helper()
+	var tm metav1.TypeMeta
+	require.NoError(t, yaml.Unmarshal(doc, &tm), file)
+	into := func(obj any, name *string) {
+		require.NoError(t, yaml.UnmarshalStrict(doc, obj), "%s: %s/%s", file, tm.APIVersion, tm.Kind)
+		require.NotEmpty(t, *name, "%s: %s has no name", file, tm.Kind)
+	}
+	switch gvk := tm.APIVersion + " " + tm.Kind; gvk {
+	case "apps/v1 Deployment":
+		o := &appsv1.Deployment{}
+		into(o, &o.Name)
+		m.deployments[o.Name] = o
+	case "v1 Service":
+		o := &corev1.Service{}
+		into(o, &o.Name)
+		m.services[o.Name] = o
+	case "v1 ConfigMap":
+		o := &corev1.ConfigMap{}
+		into(o, &o.Name)
+		m.configMaps[o.Name] = o
+	case "v1 Secret":
+		o := &corev1.Secret{}
+		into(o, &o.Name)
+		m.secrets[o.Name] = o
+	case "v1 Namespace":
+		o := &corev1.Namespace{}
+		into(o, &o.Name)
+		m.namespaces[o.Name] = o
+	case "policy/v1 PodDisruptionBudget":
+		o := &policyv1.PodDisruptionBudget{}
+		into(o, &o.Name)
+		m.pdbs[o.Name] = o
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		o := &autoscalingv2.HorizontalPodAutoscaler{}
+		into(o, &o.Name)
+		m.hpas[o.Name] = o
+	default:
+		t.Fatalf("%s: unexpected object %s (add it to this test)", file, gvk)
+	}
+}
+
+// kustomization is the part of kustomization.yaml this test reads.
+type kustomization struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Namespace  string   `yaml:"namespace"`
+	Labels     []any    `yaml:"labels"`
+	Resources  []string `yaml:"resources"`
+}
+
+func loadManifests(t *testing.T) *manifests {
+	t.Helper()
+	m := &manifests{
+		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
+		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		namespaces: map[string]*corev1.Namespace{},
+	}
+	var k kustomization
+	raw, err := os.ReadFile("kubernetes/kustomization.yaml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.UnmarshalStrict(raw, &k))
+	files, err := filepath.Glob("kubernetes/*.yaml")
+	require.NoError(t, err)
+	var listed []string
+	for _, f := range files {
+		if filepath.Base(f) != "kustomization.yaml" {
+			listed = append(listed, filepath.Base(f))
+		}
+	}
+	require.ElementsMatch(t, listed, k.Resources, "kustomization.yaml must list every manifest file, and only those")
+	for _, f := range k.Resources {
+		raw, err := os.ReadFile(filepath.Join("kubernetes", f))
+		require.NoError(t, err)
+		for doc := range strings.SplitSeq(string(raw), "\n---\n") {
+			if strings.TrimSpace(stripComments(doc)) == "" {
+				continue
+			}
+			m.decodeStrict(t, f, []byte(doc))
+		}
+	}
+	for name, d := range m.deployments {
+		require.Equal(t, k.Namespace, d.Namespace, "deployment %s namespace", name)
+	}
+	return m
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
+	m := loadManifests(t)
+	require.Contains(t, m.deployments, "tokenrelay-scheduler")
+	require.Contains(t, m.deployments, "tokenrelay-worker")
+
+	// Every Deployment: selector matches its pods; each container has an
+	// image, probes on a declared port, resources, and runs as non-root
+	// without privileges; every ConfigMap and Secret it names exists.
+	for name, d := range m.deployments {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		require.NoError(t, err, name)
+		require.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "%s: selector does not match its pod labels", name)
+		pod := d.Spec.Template.Spec
+		require.True(t, *pod.SecurityContext.RunAsNonRoot, "%s runs as non-root", name)
+		for _, v := range pod.Volumes {
+			if v.ConfigMap != nil {
+				require.Contains(t, m.configMaps, v.ConfigMap.Name, "%s: volume %s", name, v.Name)
+			}
+		}
+		for _, c := range pod.Containers {
+			require.NotEmpty(t, c.Image, "%s/%s image", name, c.Name)
+			ports := map[string]bool{}
+			for _, p := range c.Ports {
+				ports[p.Name] = true
+			}
+			for probe, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+				require.NotNil(t, p, "%s/%s has no %s probe", name, c.Name, probe)
+				require.NotNil(t, p.HTTPGet, "%s/%s %s probe", name, c.Name, probe)
+				require.True(t, ports[p.HTTPGet.Port.String()], "%s/%s %s probe port %s is not a container port", name, c.Name, probe, p.HTTPGet.Port.String())
+			}
+			require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+			require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+			require.False(t, c.Resources.Requests.Cpu().IsZero(), "%s/%s cpu request", name, c.Name)
+			require.False(t, c.Resources.Requests.Memory().IsZero(), "%s/%s memory request", name, c.Name)
+			require.False(t, c.Resources.Limits.Memory().IsZero(), "%s/%s memory limit", name, c.Name)
+			require.False(t, *c.SecurityContext.AllowPrivilegeEscalation, "%s/%s", name, c.Name)
+			for _, e := range c.EnvFrom {
+				if e.SecretRef != nil {
+					require.Contains(t, m.secrets, e.SecretRef.Name, "%s/%s envFrom", name, c.Name)
+				}
+			}
+		}
+	}
+	// A PodDisruptionBudget for each Deployment.
+	for name, d := range m.deployments {
+		covered := false
+		for _, pdb := range m.pdbs {
+			sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+			require.NoError(t, err)
+			covered = covered || sel.Matches(labels.Set(d.Spec.Template.Labels))
+		}
+		require.True(t, covered, "no PodDisruptionBudget selects %s", name)
+	}
+	// The worker's Service and HPA point at the worker.
+	worker := m.deployments["tokenrelay-worker"]
+	svc := m.services["tokenrelay-worker"]
+	require.NotNil(t, svc)
+	require.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(worker.Spec.Template.Labels)), "the worker Service selects the workers")
+	hpa := m.hpas["tokenrelay-worker"]
+	require.NotNil(t, hpa)
+	require.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
+	require.Equal(t, worker.Name, hpa.Spec.ScaleTargetRef.Name)
+	require.GreaterOrEqual(t, hpa.Spec.MaxReplicas, *hpa.Spec.MinReplicas)
+
+	// The configuration in the ConfigMap is valid with exactly the
+	// variables the Secret provides, and listens where the probes look.
+	secret := m.secrets["tokenrelay-secrets"]
+	require.Contains(t, secret.StringData, config.EnvSecretKey, "the Secret holds the master key")
+	cfg := parseConfig(t, "configmap tokenrelay-config", m.configMaps["tokenrelay-config"].Data["tokenrelay.yaml"], secret.StringData)
+	require.Equal(t, containerPort(t, worker, "http"), port(t, cfg.HTTP.Addr), "http.addr is the worker's container port")
+	require.Equal(t, containerPort(t, m.deployments["tokenrelay-scheduler"], "metrics"), port(t, cfg.Scheduler.MetricsAddr), "scheduler.metrics_addr is the scheduler's container port")
+}
+
+// parseConfig parses a tokenrelay configuration, failing if it names an
+// environment variable env does not hold.
+func parseConfig(t *testing.T, what, yamlText string, env map[string]string) *config.Config {
+	t.Helper()
+	var missing []string
+	cfg, err := config.Parse([]byte(yamlText), func(k string) (string, bool) {
+		if k == config.EnvSecretKey {
+			return masterKey, true // the manifests hold a placeholder
+		}
+		v, ok := env[k]
+		if !ok && !slices.Contains([]string{"REDIS_URL", "NATS_URL", "TOKENRELAY_HTTP_ADDR", "TOKENRELAY_CONFIG"}, k) {
+			missing = append(missing, k)
+		}
+		return v, ok
+	})
+	require.NoError(t, err, what)
+	require.Empty(t, missing, "%s names variables its environment lacks", what)
+	return cfg
+}
+
+func containerPort(t *testing.T, d *appsv1.Deployment, name string) int32 {
+	t.Helper()
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return p.ContainerPort
+			}
+		}
+	}
+	t.Fatalf("%s has no port %s", d.Name, name)
+	return 0
+}
+
+func port(t *testing.T, addr string) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err, addr)
+	var n int32
+	_, err = fmt.Sscan(p, &n)
+	require.NoError(t, err)
+	return n
+}
+
+func TestComposeFile(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("compose.yaml")
+	require.NoError(t, err)
+	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin"}
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  wd,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(wd, "compose.yaml"), Content: raw}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName("tokenrelay", true) })
+	require.NoError(t, err, "compose.yaml against the Compose schema")
+	for _, s := range []string{"redis", "nats", "sandbox", "scheduler", "worker", "prometheus", "grafana"} {
+		require.Contains(t, project.Services, s)
+	}
+	require.Contains(t, project.Services["nats"].Command, "--jetstream", "NATS runs with JetStream")
+
+	// The secrets are required: without them compose refuses to start.
+	_, err = loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir: wd, ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(wd, "compose.yaml"), Content: raw}},
+		Environment: map[string]string{},
+	}, func(o *loader.Options) { o.SetProjectName("tokenrelay", true) })
+	require.ErrorContains(t, err, "TOKENRELAY_SECRET_KEY")
+
+	// Every file mounted from here exists.
+	for name, s := range project.Services {
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind {
+				_, err := os.Stat(v.Source)
+				require.NoError(t, err, "service %s mounts %s", name, v.Source)
+			}
+		}
+	}
+	// The configuration is valid with the environment compose gives it,
+	// and Prometheus scrapes where it listens.
+	cfgEnv := maps.Clone(project.Services["worker"].Environment)
+	flat := map[string]string{}
+	for k, v := range cfgEnv {
+		if v != nil {
+			flat[k] = *v
+		}
+	}
+	text, err := os.ReadFile("compose/tokenrelay.yaml")
+	require.NoError(t, err)
+	cfg := parseConfig(t, "compose/tokenrelay.yaml", string(text), flat)
+
+	var prom struct {
+		Global        map[string]any `yaml:"global"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	promRaw, err := os.ReadFile("prometheus/prometheus.yml")
+	require.NoError(t, err)
+	dec := yamlv3.NewDecoder(bytes.NewReader(promRaw))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&prom))
+	var targets []string
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	require.Contains(t, targets, fmt.Sprintf("worker:%d", port(t, cfg.HTTP.Addr)))
+	require.Contains(t, targets, fmt.Sprintf("scheduler:%d", port(t, cfg.Scheduler.MetricsAddr)))
+}
+
+// registeredNames is every metric name tokenrelay registers, read from the
+// collectors its constructors build.
+func registeredNames(t *testing.T) map[string]bool {
+	t.Helper()
+	creds, err := metrics.NewCredentials(metrics.CredentialsOptions{Store: noStore{}})
+	require.NoError(t, err)
+	db, rdb := testenv.RedisDB(t)
+	_ = db
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	client := asynq.NewClientFromRedisClient(rdb)
+	_, err = client.Enqueue(asynq.NewTask("probe", nil)) // so that a queue exists to describe
+	require.NoError(t, err)
+	collectors := []prometheus.Collector{
+		metrics.NewEvents(metrics.EventsOptions{}), creds, metrics.NewOutbox(rdb, "", nil),
+		asynqmetrics.NewQueueMetricsCollector(ins), requests.NewMetrics(), webhooks.NewMetrics(),
+	}
+	collectors = append(collectors, budget.NewMetrics().Collectors()...)
+	names := map[string]bool{}
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, c := range collectors {
+		ch := make(chan *prometheus.Desc, 64)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			mm := fq.FindStringSubmatch(d.String())
+			require.Len(t, mm, 2, d.String())
+			names[mm[1]] = true
+		}
+	}
+	return names
+}
+
+type noStore struct{}
+
+func (noStore) Scan(context.Context, func(store.Summary) error) error { return nil }
+
+// dashboard is the part of a Grafana dashboard this test reads.
+type dashboard struct {
+	UID    string  `json:"uid"`
+	Title  string  `json:"title"`
+	Panels []panel `json:"panels"`
+}
+
+type panel struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+	Panels []panel `json:"panels"`
+}
+
+func TestGrafanaDashboard(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("grafana/tokenrelay.json")
+	require.NoError(t, err)
+	var d dashboard
+	require.NoError(t, json.Unmarshal(raw, &d), "the dashboard is JSON")
+	require.Equal(t, "tokenrelay", d.UID)
+
+	var ds struct {
+		Datasources []struct {
+			UID string `yaml:"uid"`
+		} `yaml:"datasources"`
+	}
+	dsRaw, err := os.ReadFile("grafana/provisioning/datasources/prometheus.yaml")
+	require.NoError(t, err)
+	require.NoError(t, yamlv3.Unmarshal(dsRaw, &ds))
+	require.Len(t, ds.Datasources, 1)
+
+	known := registeredNames(t)
+	metricName := regexp.MustCompile(`\b(?:tokenrelay|asynq)_[a-z0-9_]+\b`)
+	used := map[string]bool{}
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			walk(p.Panels)
+			if p.Type == "row" {
+				continue
+			}
+			require.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
+			require.NotNil(t, p.Datasource, "panel %q", p.Title)
+			require.Equal(t, ds.Datasources[0].UID, p.Datasource.UID, "panel %q uses the provisioned data source", p.Title)
+			for _, tg := range p.Targets {
+				require.Equal(t, strings.Count(tg.Expr, "("), strings.Count(tg.Expr, ")"), "panel %q: unbalanced %s", p.Title, tg.Expr)
+				for _, n := range metricName.FindAllString(tg.Expr, -1) {
+					base := n
+					for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+						if b, ok := strings.CutSuffix(n, suffix); ok && known[b] {
+							base = b
+						}
+					}
+					require.True(t, known[base], "panel %q queries %s, which tokenrelay does not register", p.Title, n)
+					used[base] = true
+				}
+			}
+		}
+	}
+	walk(d.Panels)
+	// What the operators asked to see.
+	for _, n := range []string{
+		"tokenrelay_credentials", "tokenrelay_token_expiry_timestamp_seconds", "tokenrelay_token_last_renewal_timestamp_seconds",
+		"tokenrelay_renewals_total", "tokenrelay_refresh_failures_total", "tokenrelay_renewal_lead_time_seconds",
+		"tokenrelay_rotations_total", "tokenrelay_revocations_total", "tokenrelay_budget_limit", "tokenrelay_budget_used",
+		"tokenrelay_budget_remaining", "tokenrelay_budget_429_total", "tokenrelay_requests_total", "tokenrelay_webhooks_total",
+		"tokenrelay_webhook_duration_seconds", "tokenrelay_outbox_depth", "tokenrelay_outbox_lag_seconds", "asynq_queue_size",
+	} {
+		require.True(t, used[n], "the dashboard does not show %s", n)
+	}
+}
+
+// TestDockerfile checks the image recipe: multi-stage, static binaries of
+// every program, and a non-root final stage.
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../Dockerfile")
+	require.NoError(t, err)
+	var from []string
+	var user string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		switch strings.ToUpper(fields[0]) {
+		case "FROM":
+			from = append(from, fields[1])
+			user = "" // USER applies to its stage
+		case "USER":
+			user = fields[1]
+		}
+	}
+	require.GreaterOrEqual(t, len(from), 2, "a multi-stage build")
+	require.Contains(t, from[len(from)-1], "distroless/static", "a small final image without a shell")
+	require.NotEmpty(t, user, "the final stage sets USER")
+	require.NotContains(t, []string{"root", "0", "0:0"}, user)
+	require.Contains(t, string(raw), "CGO_ENABLED=0")
+	dirs, err := os.ReadDir("../cmd")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		require.Contains(t, string(raw), "./cmd/"+d.Name(), "the image holds %s", d.Name())
+	}
+}

@@ -1,0 +1,84 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/rotation"
+	"github.com/tokenrelay/tokenrelay/store"
+)
+
+// TypeKeyRotate is the type name of a key rotation task.
+const TypeKeyRotate = "key:rotate"
+
+// Rotate asks for the rotation of a credential's key: create a new key,
+// verify it, switch, revoke the old one (package rotation). A rotation in
+// progress is resumed where it stopped, so duplicates are harmless.
+type Rotate struct {
+	Credential string `json:"credential"`
+}
+
+// Kind implements Payload.
+func (Rotate) Kind() string { return TypeKeyRotate }
+
+// RotateUniqueFor is how long a queued rotation of a credential keeps
+// another from being queued (asynq.Unique; a rotation that ends frees it).
+const RotateUniqueFor = time.Hour
+
+// NewRotateTask builds the rotation task of a credential on the critical
+// queue. While one is queued or running, enqueueing another fails with
+// asynq.ErrDuplicateTask.
+func NewRotateTask(credential string) (*asynq.Task, error) {
+	return NewTask(Rotate{Credential: credential},
+		asynq.Queue(QueueCritical),
+		asynq.Unique(RotateUniqueFor),
+		asynq.MaxRetry(10),
+		asynq.Timeout(2*time.Minute),
+	)
+}
+
+// Rotator runs a key rotation to its end.
+type Rotator interface {
+	Rotate(ctx context.Context, credential string) (store.Rotation, error)
+}
+
+// RotateHandler runs key:rotate tasks.
+type RotateHandler struct {
+	Rotator Rotator
+	// Logger receives one line per outcome; never a secret.
+	Logger zerolog.Logger
+}
+
+// Handle runs one rotation. A rotation that cannot be done (unknown or
+// revoked credential, a vendor that cannot rotate, a rotation given up and
+// scheduled again later) is not retried; any other failure is, and the
+// retry resumes the rotation where it stopped.
+func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
+	log := h.Logger.With().Str("credential", p.Credential).Logger()
+	rot, err := h.Rotator.Rotate(ctx, p.Credential)
+	var busy *store.BusyError
+	var wait *rotation.WaitError
+	switch {
+	case err == nil:
+		log.Info().Str("rotation", rot.ID).Str("new_key_fingerprint", rot.NewFingerprint).Msg("key rotated")
+		return nil
+	case errors.Is(err, rotation.ErrNotSupported), errors.Is(err, rotation.ErrAborted),
+		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyRevoked):
+		log.Warn().Err(err).Msg("key rotation not done")
+		return fmt.Errorf("jobs: rotate %s: %w: %w", p.Credential, err, asynq.SkipRetry)
+	case errors.As(err, &wait):
+		log.Info().Time("until", wait.Until).Msg("key rotation switched; the old key is kept a while, retrying later")
+		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
+	case errors.As(err, &busy):
+		log.Info().Time("until", busy.Until).Msg("key rotation held by another worker; retrying later")
+		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
+	default:
+		log.Warn().Err(err).Str("step", string(rot.Step)).Msg("key rotation stopped; the retry resumes it")
+		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
+	}
+}

@@ -1,0 +1,60 @@
+// Package requests runs vendor API calls for batch data-sync on behalf of
+// other services, through the shared rate budget, and publishes their
+// results as events.
+//
+// A request (jobs.Request) is submitted from Go (Submitter.Submit), as JSON on
+// the NATS subject request.submit (Service) or to POST /admin/requests. It is
+// validated at once (known credential, method, relative path, body size,
+// deadline...) and answered {"id","accepted":true} or {"error","message"};
+// nothing is queued when it is refused.
+//
+// # Fairness: queued per batch, released round robin at the budget's pace
+//
+// asynq's queues are first in, first out: 100,000 runnable tasks of one batch
+// would make a 50-request batch submitted after them wait for all of them.
+// So an accepted request does not become a task at once. It waits in a
+// Redis list of its own batch for its vendor account (q:<account>:<batch>),
+// and the Feeder (one active per deployment, elected by a lease) releases
+// each account's requests into asynq one batch after another in turn, only
+// as many as the account's budget has room for (Budget.Status), minus those
+// already released that have not yet taken it, and never more than
+// FeederOptions.MaxInFlight at once. A new batch joins the ring and gets
+// every other slot from then on; the big one keeps the rest.
+//
+// # Running a request
+//
+// The Handler checks that the request is still wanted (not done already,
+// batch not cancelled, deadline not passed, idempotency key not used), reads
+// the credential's current token from the store (one close to expiry is
+// refreshed first, through the same fenced refresh as the scheduler's), takes
+// one unit of the account's budget, and sends the request with the vendor's
+// required headers. A request the budget has no permit for goes back to the
+// front of its batch's queue, and the feeder releases it again as soon as the
+// budget has room (asynq schedules retries to the whole second, too coarse to
+// keep a compressed window full). What must wait longer, a 429's pause or a
+// token being refreshed, goes back to asynq as a *RetryAt error (RetryDelay
+// and IsFailure read it). Neither is a failure or holds a worker. A 401 brings one
+// refresh and one retry; 5xx, 408, timeouts and resets back off exponentially
+// with jitter up to jobs.RequestMaxRetry; other 4xx fail at once. The
+// outcome event (request.completed/request.failed) is written to the Redis
+// outbox in the same step that marks the request final, so a request has
+// one outcome event however often its task runs (a worker that dies after
+// sending and before that step means the request is sent again). A body above the inline limit
+// goes to a JetStream object store bucket and the event refers to it.
+//
+// Redis layout, under the prefix P (the store's prefix followed by "req:"):
+//
+//	P r:<id>              hash    a request's state, batch, account, attempts
+//	P b:<batch>           hash    a batch's counts, times and cancel flag
+//	P q:<account>:<batch> list    requests waiting to be released
+//	P ring:<account>      list    the account's batches with requests waiting
+//	P accounts            hash    accounts with requests waiting -> vendor
+//	P pending:<account>   zset    released, budget not yet taken (id -> ms)
+//	P releasing:<account> hash    released, not yet enqueued (id -> payload)
+//	P cancelling          set     queues of cancelled batches to empty
+//	P idem:<key>          string  idempotency key -> first request's outcome
+//	P feeder              string  the active feeder's lease
+//
+// All of these (and the outbox) must live in one Redis Cluster slot: give
+// the store a prefix with a hash tag, as the store's doc says.
+package requests

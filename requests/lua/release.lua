@@ -1,0 +1,51 @@
+-- release takes up to n requests of one account, one from each of its
+-- batches in turn (round robin), for the feeder to enqueue as tasks. Each is
+-- remembered in the releasing hash until the feeder has enqueued it (so a
+-- feeder that dies in between loses nothing) and in the pending zset until
+-- a worker has taken the budget for it. A cancelled batch leaves the ring
+-- and goes to the cancelling set, whose requests the feeder ends.
+--
+-- KEYS[1] ring:<account>   KEYS[2] accounts hash   KEYS[3] pending zset
+-- KEYS[4] releasing hash   KEYS[5] cancelling set
+-- ARGV    account, queue key prefix (q:<account>:), batch key prefix (b:),
+--         n, now, request key prefix (r:)
+-- Returns the released requests as "<release number>|<payload>": a request
+-- handed back by a worker is released again under a new task id, since
+-- its first task may still be finishing.
+local ring, accounts, pending, releasing, cancelling = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local account, qprefix, bprefix, n, now, rprefix = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+
+local out = {}
+while #out < n do
+  local member = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+  if not member then
+    break
+  end
+  local queue = qprefix .. member
+  local cancelled = false
+  if string.sub(member, 1, 1) ~= ':' then
+    cancelled = redis.call('HGET', bprefix .. member, 'cancel')
+  end
+  if cancelled then
+    redis.call('LREM', ring, 0, member)
+    redis.call('SADD', cancelling, queue)
+  else
+    local item = redis.call('LPOP', queue)
+    if not item then
+      redis.call('LREM', ring, 0, member)
+    else
+      local id = cjson.decode(item)['id']
+      local entry = redis.call('HINCRBY', rprefix .. id, 'releases', 1) .. '|' .. item
+      redis.call('HSET', releasing, id, entry)
+      redis.call('ZADD', pending, now, id)
+      out[#out + 1] = entry
+      if redis.call('LLEN', queue) == 0 then
+        redis.call('LREM', ring, 0, member)
+      end
+    end
+  end
+end
+if redis.call('LLEN', ring) == 0 then
+  redis.call('HDEL', accounts, account)
+end
+return out

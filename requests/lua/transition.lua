@@ -1,0 +1,47 @@
+-- transition moves a request to a new state and keeps its batch's counts,
+-- once: a request in a final state (done, failed, cancelled) never moves
+-- again, so a task run twice publishes its outcome once. A final state may
+-- come with its event, appended to the outbox in the same step, and with
+-- the outcome stored under the request's idempotency key.
+--
+-- KEYS[1] r:<id>   KEYS[2] b:<batch> (or a key never written)   KEYS[3] outbox
+-- KEYS[4] idempotency key (or a key never written)
+-- KEYS[5] pending:<account> (the request leaves it: past its budget take)
+-- ARGV    state, now, has batch (1/0), event id, subject, event json (or ''),
+--         idempotency outcome (or ''), idempotency ttl seconds, id,
+--         attempts ('' to leave as is)
+-- Returns 'OK', or 'FINAL' when the request had already ended.
+local req, batch, outbox, idem, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts = unpack(ARGV)
+
+redis.call('ZREM', pending, id)
+
+local final = {done = true, failed = true, cancelled = true}
+local old = redis.call('HGET', req, 'state') or 'queued'
+if final[old] then
+  return 'FINAL'
+end
+if attempts ~= '' then
+  redis.call('HSET', req, 'attempts', attempts)
+end
+if old == state then
+  return 'OK'
+end
+redis.call('HSET', req, 'state', state)
+if has_batch == '1' then
+  redis.call('HINCRBY', batch, old, -1)
+  redis.call('HINCRBY', batch, state, 1)
+  if state == 'running' then
+    redis.call('HSETNX', batch, 'started', now)
+  end
+  if final[state] then
+    redis.call('HSET', batch, 'last', now)
+  end
+end
+if ev_json ~= '' then
+  redis.call('XADD', outbox, '*', 'id', ev_id, 'subject', ev_subject, 'event', ev_json)
+end
+if outcome ~= '' then
+  redis.call('SET', idem, outcome, 'EX', idem_ttl)
+end
+return 'OK'

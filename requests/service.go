@@ -1,0 +1,117 @@
+package requests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/jobs"
+)
+
+// SubjectSubmit is the NATS subject requests are submitted on (after the
+// configured subject prefix).
+const SubjectSubmit = "request.submit"
+
+// Identity of the micro service, as `nats micro ls` shows it.
+const (
+	ServiceName       = "tokenrelay-requests"
+	ServiceVersion    = "1.0.0"
+	DefaultQueueGroup = "tokenrelay-requests"
+)
+
+// Accepted is the answer to an accepted submission.
+type Accepted struct {
+	ID       string `json:"id"`
+	Accepted bool   `json:"accepted"`
+}
+
+// Refused is the answer to a refused submission.
+type Refused struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// ServiceOptions configure the NATS submission service.
+type ServiceOptions struct {
+	// SubjectPrefix is put before SubjectSubmit ("" or ending with ".").
+	SubjectPrefix string
+	// QueueGroup shares submissions among workers. Default DefaultQueueGroup.
+	QueueGroup string
+	// Timeout bounds one submission. Default 5s.
+	Timeout time.Duration
+	Logger  zerolog.Logger
+}
+
+// NewService answers submissions on SubjectPrefix+"request.submit" with
+// s, as a NATS micro service. Stop the returned service when shutting down.
+func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, error) {
+	if nc == nil || s == nil {
+		return nil, errors.New("requests: the service needs a NATS connection and a submitter")
+	}
+	if o.QueueGroup == "" {
+		o.QueueGroup = DefaultQueueGroup
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name: ServiceName, Version: ServiceVersion, QueueGroup: o.QueueGroup,
+		Description: "accepts vendor request jobs",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("requests: add service: %w", err)
+	}
+	err = svc.AddEndpoint("submit", micro.HandlerFunc(func(req micro.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+		defer cancel()
+		_ = req.RespondJSON(SubmitJSON(ctx, s, req.Data(), o.Logger))
+	}), micro.WithEndpointSubject(o.SubjectPrefix+SubjectSubmit), micro.WithEndpointQueueGroup(o.QueueGroup))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("requests: add endpoint: %w", err)
+	}
+	return svc, nil
+}
+
+// SubmitJSON decodes one request from JSON, submits it and returns the
+// answer: Accepted or Refused. The NATS service and the admin API share it.
+func SubmitJSON(ctx context.Context, s *Submitter, body []byte, log zerolog.Logger) any {
+	r, err := DecodeRequest(body)
+	if err == nil {
+		r, err = s.Submit(ctx, r)
+	}
+	if err != nil {
+		var se *SubmitError
+		if !errors.As(err, &se) {
+			se = &SubmitError{Code: CodeInvalid, Message: err.Error()}
+		}
+		if se.Code == CodeUnavailable {
+			log.Error().Err(se.Err).Msg("request submission failed")
+		}
+		return Refused{Error: se.Code, Message: se.Message}
+	}
+	return Accepted{ID: r.ID, Accepted: true}
+}
+
+// DecodeRequest reads a submission's JSON strictly: an unknown field is an
+// error naming it, so that a misspelt "idempotency_key" is not ignored.
+func DecodeRequest(body []byte) (jobs.Request, error) {
+	var r jobs.Request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, invalid("the request must be a JSON object {\"credential\",\"method\",\"path\",...}: %v", err)
+	}
+	if dec.More() {
+		return r, invalid("the request must be one JSON object")
+	}
+	r.SubmittedAt = time.Time{}
+	return r, nil
+}

@@ -1,0 +1,33 @@
+-- rotate_begin starts a key rotation of a credential, or hands the one in
+-- progress to owner when nobody else holds it (a crash left it, or its
+-- lease ran out), so that a rotation always resumes where it stopped and a
+-- credential never has two rotations at once.
+--
+-- KEYS[1] cred hash   KEYS[2] rotation hash
+-- ARGV    new rotation id, owner, now, lease end
+-- Returns {'OK', flat rotation hash}, {'NOTFOUND'}, {'REVOKED'} or
+-- {'BUSY', lease end}.
+local cred, rot = KEYS[1], KEYS[2]
+local rid, owner, now, lease_end = unpack(ARGV)
+
+local state = redis.call('HGET', cred, 'state')
+if not state then
+  return {'NOTFOUND'}
+end
+local r = redis.call('HMGET', rot, 'step', 'owner', 'lease_until')
+local step, holder, until_ = r[1], r[2], r[3]
+local in_progress = step and step ~= 'done' and step ~= 'aborted'
+if state == 'revoked' and not in_progress then
+  return {'REVOKED'}
+end
+if in_progress then
+  if holder and holder ~= owner and until_ and tonumber(until_) > tonumber(now) then
+    return {'BUSY', until_}
+  end
+  redis.call('HSET', rot, 'owner', owner, 'lease_until', lease_end, 'updated_at', now)
+else
+  redis.call('DEL', rot)
+  redis.call('HSET', rot, 'rid', rid, 'step', 'planned', 'attempt', '0',
+    'started_at', now, 'updated_at', now, 'owner', owner, 'lease_until', lease_end)
+end
+return {'OK', redis.call('HGETALL', rot)}
