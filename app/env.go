@@ -28,6 +28,11 @@ type Env struct {
 	Store  *store.Store
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// BudgetClock is the rate budgets' clock. Nil, the default, means
+	// Redis's own TIME: the one clock every worker on every machine shares,
+	// so that a vendor's window is kept exactly however far the workers'
+	// own clocks drift apart. Tests inject one to compress time.
+	BudgetClock func() time.Time
 	// redisConnOpt reaches the same Redis for asynqmon, which opens its own
 	// connection (nil in an Env built by hand: no queue dashboard).
 	redisConnOpt asynq.RedisConnOpt

@@ -44,7 +44,7 @@ func newRequestJobs(env *Env, refresh *jobs.RefreshHandler, hc *http.Client, log
 	// vendors count API calls against their windows), so they can never
 	// wait behind bulk requests and nothing is kept back from bulk for
 	// them: no Priority reserve, here and in the feeder.
-	b := budget.New(env.Redis, budget.Options{Prefix: prefix, Clock: env.Clock, Metrics: bm, PriorityReserve: noReserve})
+	b := budget.New(env.Redis, budget.Options{Prefix: prefix, Clock: env.BudgetClock, Metrics: bm, PriorityReserve: noReserve})
 	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: env.Redis, Prefix: prefix,
 		Credentials: env.Store, Vendors: env.Config.Vendors, Clock: env.Clock})
 	if err != nil {

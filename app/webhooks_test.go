@@ -91,3 +91,33 @@ func TestWorkerRelaysWebhooksAndPollsWhereItMust(t *testing.T) {
 	// The vendor accepting webhooks unverified was warned about at start-up.
 	require.Regexp(t, `"level":"warn".*"vendor":"open".*WITHOUT verification`, p.logs.String())
 }
+
+// TestALoneWorkerRelaysWebhooks runs a worker without any scheduler: it sets
+// up the event stream itself, so that a webhook-only deployment, or a worker
+// that starts first, relays deliveries instead of answering 503.
+func TestALoneWorkerRelaysWebhooks(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, 1, time.Minute, "")
+	hx := p.cfg.Vendors["halaxy-au"]
+	hx.Webhooks = config.Webhooks{Verify: config.VerifyToken, Secret: secret.New("lone-worker-header"), Header: "Authorization"}
+	p.cfg.Vendors["halaxy-au"] = hx
+	p.cfg.SetDefaults()
+	require.NoError(t, p.cfg.Validate())
+
+	w := p.worker()
+	sender, err := sandbox.NewWebhookSender(sandbox.WebhookSenderOptions{
+		URL: "http://" + w.addr + "/webhooks/halaxy-au", Scheme: sandbox.SchemeToken, Header: "Authorization",
+		Secrets: []string{"lone-worker-header"}, Compress: 1000, HTTPClient: testenv.HTTPClient(),
+	})
+	require.NoError(t, err)
+	sub := sandbox.NewFHIRSubscription("sub-lone", "", nil)
+	res, err := sender.Send(context.Background(), sandbox.Delivery{Body: sub.Notify(true, "Patient/p-9")})
+	require.NoError(t, err)
+	require.True(t, res.Delivered, "%+v", res.Attempts)
+
+	var found bool
+	for _, e := range p.readStream(p.inspect.JS) {
+		found = found || (e.Env.Type == events.TypeWebhookReceived && e.Env.Subject == "webhook.halaxy-au.Patient")
+	}
+	require.True(t, found, "the delivery answered 2xx should be in the stream")
+}

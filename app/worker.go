@@ -116,6 +116,10 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		srv.Shutdown()
 		return fmt.Errorf("app: token service: %w", err)
 	}
+	// The stream is set up by the worker as well as by the scheduler: a
+	// worker that starts first, or runs alone in a webhook-only deployment,
+	// would otherwise answer every webhook 503 until a scheduler came up.
+	go func() { _ = env.ensureStream(ctx) }()
 	stopRequests, err := reqs.start(ctx)
 	if err != nil {
 		_ = tokens.Stop()

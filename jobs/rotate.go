@@ -72,13 +72,24 @@ func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
 		log.Warn().Err(err).Msg("key rotation not done")
 		return fmt.Errorf("jobs: rotate %s: %w: %w", p.Credential, err, asynq.SkipRetry)
 	case errors.As(err, &wait):
-		log.Info().Time("until", wait.Until).Msg("key rotation switched; the old key is kept a while, retrying later")
-		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
+		// Runs again when the old key may go, not at asynq's backoff.
+		log.Info().Time("until", wait.Until).Msg("key rotation switched; the old key is kept a while, retrying then")
+		return retryAt(fmt.Errorf("jobs: rotate %s: %w", p.Credential, err), wait.Until, "rotation_hold")
 	case errors.As(err, &busy):
-		log.Info().Time("until", busy.Until).Msg("key rotation held by another worker; retrying later")
-		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
+		log.Info().Time("until", busy.Until).Msg("key rotation held by another worker; retrying when its lease ends")
+		return retryAt(fmt.Errorf("jobs: rotate %s: %w", p.Credential, err), busy.Until, "rotation_busy")
 	default:
 		log.Warn().Err(err).Str("step", string(rot.Step)).Msg("key rotation stopped; the retry resumes it")
 		return fmt.Errorf("jobs: rotate %s: %w", p.Credential, err)
 	}
+}
+
+// retryAt adds a *RetryAt for at to err, so that the task runs again then
+// and not at asynq's backoff; without a time ahead, err is left to that
+// backoff.
+func retryAt(err error, at time.Time, reason string) error {
+	if !at.After(time.Now()) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, &RetryAt{At: at, Reason: reason})
 }

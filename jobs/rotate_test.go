@@ -3,13 +3,16 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/requests"
 	"github.com/tokenrelay/tokenrelay/rotation"
 	"github.com/tokenrelay/tokenrelay/store"
 )
@@ -54,6 +57,31 @@ func TestRotateHandlerRetries(t *testing.T) {
 			require.ErrorIs(t, err, tc.err)
 			require.Equal(t, !tc.retry, errors.Is(err, asynq.SkipRetry))
 		})
+	}
+}
+
+// TestRotateWaitsRunAgainOnTime: a rotation keeping the old signing key
+// published, or held by another worker, runs again when that ends, not at
+// asynq's backoff, and the wait counts as no failure.
+func TestRotateWaitsRunAgainOnTime(t *testing.T) {
+	t.Parallel()
+	for _, cause := range []error{
+		&rotation.WaitError{Until: time.Now().Add(7 * time.Minute)},
+		&store.BusyError{Until: time.Now().Add(7 * time.Minute)},
+	} {
+		h := &jobs.RotateHandler{Rotator: rotatorFunc(func(context.Context, string) (store.Rotation, error) {
+			return store.Rotation{}, fmt.Errorf("rotation: x: %w", cause)
+		})}
+		err := h.Handle(t.Context(), jobs.Rotate{Credential: "redox-1"})
+		require.ErrorIs(t, err, cause)
+		var wait *jobs.RetryAt
+		require.ErrorAs(t, err, &wait, "%v", err)
+		require.WithinDuration(t, time.Now().Add(7*time.Minute), wait.At, 5*time.Second)
+		task, terr := jobs.NewRotateTask("redox-1")
+		require.NoError(t, terr)
+		d := requests.RetryDelay(3, err, task)
+		require.InDelta(t, (7 * time.Minute).Seconds(), d.Seconds(), 5, "the retry comes when the hold ends")
+		require.False(t, requests.IsFailure(err), "a hold is no failure")
 	}
 }
 

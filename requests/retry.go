@@ -12,19 +12,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
-// RetryAt is the error of a request task that must wait and is no failure:
-// the account's budget is spent until At, a 429 paused the account, or the
-// token is being refreshed. asynq's server, configured with RetryDelay and
-// IsFailure, runs the task again at At without counting a retry, and no
-// worker waits meanwhile.
-type RetryAt struct {
-	At     time.Time
-	Reason string // budget, rate_limited, token, duplicate_in_flight
-}
-
-func (e *RetryAt) Error() string {
-	return fmt.Sprintf("requests: waiting (%s) until %s", e.Reason, e.At.UTC().Format(time.RFC3339Nano))
-}
+// RetryAt is the error of a task that must wait and is no failure; see
+// jobs.RetryAt.
+type RetryAt = jobs.RetryAt
 
 // backoffError is a transient failure (5xx, 408, timeout, reset) to retry
 // with exponential backoff, no sooner than After.
