@@ -55,6 +55,11 @@ type Options struct {
 	// AdminToken is the admin token of the operator pages and the admin
 	// API (default: a random one, printed with the pages' address).
 	AdminToken string
+	// WebhookEvery is how often the sandbox's Halaxy pushes an id-only
+	// Patient notification to the worker's webhook receiver, which relays
+	// it (webhook.received) and fetches the patient through the shared
+	// budget (request.completed). Default 4s; negative: no webhooks.
+	WebhookEvery time.Duration
 }
 
 // Run runs the dev pipeline until ctx ends.
@@ -70,6 +75,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.SummaryEvery <= 0 {
 		o.SummaryEvery = 5 * time.Second
+	}
+	if o.WebhookEvery == 0 {
+		o.WebhookEvery = 4 * time.Second
 	}
 	if o.Lookup == nil {
 		o.Lookup = os.LookupEnv
@@ -113,6 +121,20 @@ func Run(ctx context.Context, o Options) error {
 		o.AdminToken = randomSecret()
 	}
 	cfg.HTTP.AdminToken = secret.New(o.AdminToken)
+	webhookToken := randomSecret()
+	if o.WebhookEvery > 0 && len(cfg.Credentials) > 0 {
+		// Halaxy's webhooks carry a static authentication header; the
+		// fetches of id-only notifications use the first clinic's token.
+		hx := cfg.Vendors["halaxy-au"]
+		hx.Webhooks = config.Webhooks{Verify: config.VerifyToken, Secret: secret.New(webhookToken),
+			Header: "Authorization", FetchCredential: cfg.Credentials[0].ID}
+		cfg.Vendors["halaxy-au"] = hx
+		sb.SetFHIRResources(devPatients)
+		cfg.SetDefaults()
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("devmode: webhook configuration: %w", err)
+		}
+	}
 	env, err := app.Connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -152,6 +174,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Demo {
 		go demo(runCtx, sb, cfg)
+	}
+	if hx := cfg.Vendors["halaxy-au"]; hx.Webhooks.Verify != "" {
+		go pushWebhooks(runCtx, "http://"+httpAddr+"/webhooks/halaxy-au", webhookToken, o.WebhookEvery, log)
 	}
 
 	footer := fmt.Sprintf("redis %s · nats %s · sandbox %s · worker http://%s/healthz\nlogs: %s · subscribe: nats sub -s %s 'token.renewed.>'",
@@ -283,6 +308,44 @@ func demo(ctx context.Context, sb *sandbox.Sandbox, cfg *config.Config) {
 			sb.Inject(sandbox.Fault{ClientID: flaky.ClientID, Kind: sandbox.FaultServerError, Status: http.StatusServiceUnavailable, Times: 2})
 		case <-revoke:
 			sb.DeleteClient(doomed.ClientID)
+		}
+	}
+}
+
+// devPatients is how many patients the dev sandbox's FHIR API serves
+// (Patient/1001 and up), named in turn by its notifications.
+const devPatients = 50
+
+// pushWebhooks is the sandbox's Halaxy calling the worker as the real one
+// does: a subscription handshake, then an id-only Patient notification
+// every interval, each retried on the Standard Webhooks schedule until
+// answered 2xx.
+func pushWebhooks(ctx context.Context, url, token string, every time.Duration, log zerolog.Logger) {
+	log = log.With().Str("process", "sandbox").Str("component", "webhooks").Logger()
+	sender, err := sandbox.NewWebhookSender(sandbox.WebhookSenderOptions{
+		URL: url, Scheme: sandbox.SchemeToken, Header: "Authorization", Secrets: []string{token},
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("dev webhooks not sent")
+		return
+	}
+	sub := sandbox.NewFHIRSubscription("dev-patients", "Patient", nil)
+	bodies := func(n int) []byte {
+		if n == 0 {
+			return sub.Handshake()
+		}
+		return sub.Notify(false, fmt.Sprintf("Patient/%d", 1001+(n-1)%devPatients))
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		if _, err := sender.Send(ctx, sandbox.Delivery{Body: bodies(n)}); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("dev webhook not delivered")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

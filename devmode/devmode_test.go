@@ -28,6 +28,7 @@ func TestRunWholePipelineInProcess(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Options{
 			Credentials: 4, TokenLifetime: 2 * time.Second, Out: out, SummaryEvery: 200 * time.Millisecond,
+			WebhookEvery: 300 * time.Millisecond,
 			LogFile: filepath.Join(t.TempDir(), "dev.log"), Lookup: func(string) (string, bool) { return "", false },
 		})
 	}()
@@ -40,6 +41,12 @@ func TestRunWholePipelineInProcess(t *testing.T) {
 		n, _ := strconv.Atoi(m[len(m)-1][1])
 		return n >= 12
 	}, 60*time.Second, 50*time.Millisecond, "the live view should show renewals:\n%s", out.String())
+	// The sandbox's Halaxy pushes id-only notifications: each is relayed,
+	// and the patient it names is fetched through a request job.
+	require.Eventually(t, func() bool {
+		s := out.String()
+		return strings.Contains(s, "webhook.received ") && strings.Contains(s, "request.completed ")
+	}, 30*time.Second, 50*time.Millisecond, "the live view should show relayed webhooks and their fetches:\n%s", out.String())
 	cancel()
 	select {
 	case err := <-done:

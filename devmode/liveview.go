@@ -69,6 +69,11 @@ func (f *Follower) onMsg(m *nats.Msg) {
 	}
 	_ = json.Unmarshal(env.Data, &d)
 	if d.Credential == "" {
+		// A vendor's event (webhook.received, polling.*): counted, but it
+		// belongs to no credential's row.
+		f.mu.Lock()
+		f.counts[env.Type]++
+		f.mu.Unlock()
 		return
 	}
 	note := ""
