@@ -2,17 +2,10 @@ package app
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,19 +13,11 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // DashboardPath is where the worker serves asynqmon, the queue dashboard.
 const DashboardPath = "/asynqmon/"
-
-// dashboardCookie holds a signed session of the queue dashboard:
-// "<expiry unix>.<nonce>.<mac>", the MAC keyed by a hash of the admin token
-// (changing the token ends every session; any replica can check it). The
-// token itself is never in the cookie.
-const dashboardCookie = "tokenrelay_asynqmon"
-
-// dashboardSession is how long a dashboard sign-in lasts.
-const dashboardSession = 12 * time.Hour
 
 // newDashboard mounts asynqmon behind the admin token. It shows every
 // queue with task payloads rendered by redactPayload, so that no secret
@@ -40,9 +25,10 @@ const dashboardSession = 12 * time.Hour
 //
 // asynqmon is a single-page app whose own requests carry no Authorization
 // header, so besides the bearer token (scripts) a browser signs in once:
-// GET /asynqmon/?token=<admin token> (or the form shown without one) sets an
-// HttpOnly, SameSite=Strict session cookie scoped to /asynqmon/ and
-// redirects to the same page without the token in the URL.
+// GET /asynqmon/?token=<admin token> (or the form shown without one) sets
+// the session cookie of package websession and redirects to the same page
+// without the token in the URL. That session is the operator pages' too: a
+// sign-in on either is a sign-in on both.
 func newDashboard(env *Env) (h http.Handler, closer func() error) {
 	token := env.Config.HTTP.AdminToken
 	if token.IsZero() || env.redisConnOpt == nil {
@@ -56,125 +42,53 @@ func newDashboard(env *Env) (h http.Handler, closer func() error) {
 		// The Metrics tab, queried by the worker (not the browser).
 		PrometheusAddress: env.Config.HTTP.PrometheusURL,
 	})
-	return newDashboardAuth(token, env.Clock).wrap(mon), mon.Close
+	return dashboardAuth(token, env.Clock, mon), mon.Close
 }
 
-// dashboardAuth checks the admin token and the dashboard's sessions.
-type dashboardAuth struct {
-	token     secret.Value
-	tokenHash [32]byte
-	key       []byte
-	now       func() time.Time
-}
-
-func newDashboardAuth(token secret.Value, now func() time.Time) *dashboardAuth {
-	if now == nil {
-		now = time.Now
-	}
-	k := sha256.Sum256([]byte("tokenrelay asynqmon session\x00" + token.Reveal()))
-	return &dashboardAuth{
-		token:     token,
-		tokenHash: sha256.Sum256([]byte(token.Reveal())),
-		key:       k[:],
-		now:       now,
-	}
-}
-
-func (a *dashboardAuth) tokenOK(got string) bool {
-	sum := sha256.Sum256([]byte(got))
-	return got != "" && subtle.ConstantTimeCompare(sum[:], a.tokenHash[:]) == 1
-}
-
-func (a *dashboardAuth) mac(exp, nonce string) string {
-	m := hmac.New(sha256.New, a.key)
-	m.Write([]byte(exp + "." + nonce))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (a *dashboardAuth) newSession() string {
-	n := make([]byte, 18)
-	_, _ = rand.Read(n)
-	nonce := base64.RawURLEncoding.EncodeToString(n)
-	exp := strconv.FormatInt(a.now().Add(dashboardSession).Unix(), 10)
-	return exp + "." + nonce + "." + a.mac(exp, nonce)
-}
-
-func (a *dashboardAuth) sessionOK(r *http.Request) bool {
-	c, err := r.Cookie(dashboardCookie)
-	if err != nil {
-		return false
-	}
-	parts := strings.Split(c.Value, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	exp, err := strconv.ParseInt(parts[0], 10, 64)
-	if err != nil || !a.now().Before(time.Unix(exp, 0)) {
-		return false
-	}
-	return hmac.Equal([]byte(parts[2]), []byte(a.mac(parts[0], parts[1])))
-}
-
-// sameOrigin rejects a state-changing request a browser sent from another
-// site (the SameSite cookie already keeps it out of modern browsers).
-func sameOrigin(r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-		return false
-	}
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	return true
-}
-
-func (a *dashboardAuth) wrap(next http.Handler) http.Handler {
-	withBearer := admin.RequireToken(a.token, next) // scripts, and the 401 for API calls
+// dashboardAuth lets through requests to next with a session (from the
+// same origin) or the bearer token, and signs browsers in.
+func dashboardAuth(token secret.Value, now func() time.Time, next http.Handler) http.Handler {
+	sessions := websession.New(token, websession.DefaultTTL, now)
+	withBearer := admin.RequireToken(token, next) // scripts, and the 401 for API calls
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		switch {
-		case a.sessionOK(r):
-			if !sameOrigin(r) {
+		case r.URL.Query().Has("token"):
+			// First, so that the token leaves the URL even when the browser
+			// is signed in already (on the operator pages, say).
+			q := r.URL.Query()
+			got := q.Get("token")
+			q.Del("token")
+			back := *r.URL
+			back.RawQuery = q.Encode()
+			dashboardSignIn(w, r, sessions, got, back.RequestURI())
+		case sessions.SignedIn(r):
+			if !websession.SameOrigin(r) {
 				http.Error(w, "cross-site request refused", http.StatusForbidden)
 				return
 			}
 			next.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && r.URL.Path == DashboardPath+"login":
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			a.signIn(w, r, r.PostFormValue("token"), DashboardPath)
-		case r.URL.Query().Has("token"):
-			q := r.URL.Query()
-			got := q.Get("token")
-			q.Del("token")
-			back := *r.URL
-			back.RawQuery = q.Encode()
-			a.signIn(w, r, got, back.RequestURI())
+			dashboardSignIn(w, r, sessions, r.PostFormValue("token"), DashboardPath)
 		case r.Header.Get("Authorization") == "" && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, DashboardPath+"api/"):
-			a.loginForm(w, http.StatusUnauthorized, "")
+			dashboardLoginForm(w, http.StatusUnauthorized, "")
 		default:
 			withBearer.ServeHTTP(w, r)
 		}
 	})
 }
 
-// signIn sets the session cookie if got is the admin token, and redirects
-// to back (always under DashboardPath).
-func (a *dashboardAuth) signIn(w http.ResponseWriter, r *http.Request, got, back string) {
-	if !a.tokenOK(got) {
-		a.loginForm(w, http.StatusUnauthorized, "That is not the admin token.")
+// dashboardSignIn sets the session cookie if got is the admin token, and
+// redirects to back (always under DashboardPath).
+func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, got, back string) {
+	if !sessions.SignIn(w, r, got) {
+		dashboardLoginForm(w, http.StatusUnauthorized, "That is not the admin token.")
 		return
 	}
 	if !strings.HasPrefix(back, DashboardPath) || strings.HasPrefix(back, "//") {
 		back = DashboardPath
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: dashboardCookie, Value: a.newSession(), Path: DashboardPath,
-		MaxAge: int(dashboardSession / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil,
-	})
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
@@ -188,7 +102,7 @@ var dashboardLogin = template.Must(template.New("login").Parse(`<!doctype html>
 <label for="token">Admin token</label><input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
 <input type="submit" value="Sign in"></form></body></html>`))
 
-func (a *dashboardAuth) loginForm(w http.ResponseWriter, status int, msg string) {
+func dashboardLoginForm(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="tokenrelay admin"`)
 	w.WriteHeader(status)

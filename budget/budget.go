@@ -21,6 +21,11 @@
 // account is Account(vendor, credential); HealthSync limits the plan of the
 // whole vendor account, so its account is the vendor instance name (Account
 // with an empty credential). PerClient says which kind is which.
+//
+// The budget keeps an index of the accounts in use (Accounts): written
+// with the Redis calls it makes anyway, at most once a second per account
+// and process, so that a reader finds the busy and the paused accounts
+// without listing every account there could be (see index.go).
 package budget
 
 import (
@@ -159,6 +164,9 @@ type Options struct {
 	// confirming it, after which the configured one is tried again.
 	// Default: 1h.
 	LearnedTTL time.Duration
+	// IndexRetention is how long an account stays in the index of used
+	// accounts (Accounts) after its last use. Default: 24h.
+	IndexRetention time.Duration
 	// Metrics, when not nil, is updated on every Redis call.
 	Metrics *Metrics
 }
@@ -177,6 +185,9 @@ type Budget struct {
 	// Observe here or from another process's Observe (pub/sub), so that
 	// local leases stop at once.
 	paused map[string]time.Time
+	// indexed holds when this process last wrote each account's entry in
+	// the index of used accounts (see index.go).
+	indexed map[string]time.Time
 
 	// listening starts the pub/sub listener with the first local lease
 	// (a Budget used only for Status needs none); sub is nil before.
@@ -262,7 +273,7 @@ func New(rdb redis.UniversalClient, o Options) *Budget {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	b := &Budget{rdb: rdb, o: o, proc: hex.EncodeToString(id[:]), pools: make(map[string]*pool),
-		paused: make(map[string]time.Time), done: make(chan struct{})}
+		paused: make(map[string]time.Time), indexed: make(map[string]time.Time), done: make(chan struct{})}
 	return b
 }
 
@@ -417,10 +428,16 @@ func (b *Budget) runTake(ctx context.Context, account string, lim Limit, local t
 	if class == Priority || reserve < 0 {
 		reserve = 0
 	}
-	res, err := takeScript.Run(ctx, b.rdb, b.keys(account),
+	// Asking for permits is using the account: it goes in the index
+	// (reports and give-backs, want 0, do not).
+	var w indexWrite
+	if want > 0 {
+		w = b.indexDue(account, local)
+	}
+	res, err := b.runScript(ctx, takeScript, account, w,
 		b.nowArg(local), kind, lim.Requests, lim.Per.Milliseconds(), want,
 		strconv.FormatFloat(reserve, 'f', -1, 64), shift.Milliseconds(), id,
-		back.member, back.unused, back.reset, b.slack(lim).Milliseconds(), back.rescore.Milliseconds()).Int64Slice()
+		back.member, back.unused, back.reset, b.slack(lim).Milliseconds(), back.rescore.Milliseconds())
 	if err != nil {
 		return takeResult{}, fmt.Errorf("budget: take %s: %w", account, err)
 	}
@@ -668,9 +685,16 @@ func (b *Budget) Observe(ctx context.Context, account string, lim Limit, status 
 	if lim.Kind == Fixed {
 		kind = "fixed"
 	}
-	res, err := observeScript.Run(ctx, b.rdb, b.keys(account),
+	// A response that says something new marks the account used; a 429
+	// always does, until the pause's end, so that a paused account is
+	// listed while it is paused.
+	w := b.indexDue(account, local)
+	if pause >= 0 {
+		w = indexWrite{at: local, score: local.UnixMilli() + pause}
+	}
+	res, err := b.runScript(ctx, observeScript, account, w,
 		b.nowArg(local), kind, max(lim.Requests, 0), lim.Per.Milliseconds(),
-		hl, hr, resetMs, pause, b.o.LearnedTTL.Milliseconds(), b.nextID(), unused).Int64Slice()
+		hl, hr, resetMs, pause, b.o.LearnedTTL.Milliseconds(), b.nextID(), unused)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("budget: observe %s: %w", account, err)
 	}

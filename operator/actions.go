@@ -122,7 +122,7 @@ func (p *pages) act(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such action", http.StatusNotFound)
 		return
 	}
-	if !p.auth.csrfOK(r) {
+	if !p.auth.CSRFOK(r) {
 		http.Error(w, "the form is stale or was not sent from these pages; reload it and try again", http.StatusForbidden)
 		return
 	}

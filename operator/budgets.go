@@ -2,6 +2,7 @@ package operator
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,10 +17,15 @@ type budgetsPage struct {
 	layout
 	Configured bool
 	Rows       []budgetRow
+	// PerClient: some rows are of a vendor that limits each OAuth client,
+	// of which the page shows only the accounts in use.
+	PerClient bool
 }
 
 // budgets shows used against limit per vendor account, and whether a 429
-// paused it.
+// paused it. Of a vendor that limits each OAuth client it shows the
+// accounts the Budgets dependency chose (those used within the window),
+// and how many more there are.
 func (p *pages) budgets(w http.ResponseWriter, r *http.Request) {
 	l := p.layout(r, "Rate budgets", "budgets")
 	l.Refresh = p.refreshSeconds(r)
@@ -49,6 +55,7 @@ func (p *pages) budgets(w http.ResponseWriter, r *http.Request) {
 			row.Class = "ok"
 		}
 		page.Rows = append(page.Rows, row)
+		page.PerClient = page.PerClient || b.Idle || strings.Contains(b.Account, "/")
 	}
 	p.render(w, http.StatusOK, "budgets.html", page)
 }

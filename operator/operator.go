@@ -15,6 +15,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // Prefix is where the pages are mounted; every link they draw starts with it.
@@ -59,12 +60,24 @@ type Retrier interface {
 
 // Budget is one vendor account's shared rate budget.
 type Budget struct {
-	Account     string // the vendor instance name
+	// Account is the vendor instance name, or "vendor/credential" for a
+	// vendor that limits each OAuth client.
+	Account     string
 	Limit       int
 	Per         time.Duration
 	Used        int
 	Remaining   int
 	PausedUntil time.Time // zero when not paused
+	// More, on the last row of a vendor that limits each OAuth client, is
+	// how many more of its accounts were active within the window but are
+	// not shown (the page shows the paused and the busiest first);
+	// MoreAtLeast says the count is a lower bound.
+	More        int
+	MoreAtLeast bool
+	// Idle marks the one row of a vendor that limits each OAuth client
+	// when none of its accounts was used within the window: Account is
+	// the vendor instance name, Limit and Per what each account has.
+	Idle bool
 }
 
 // Budgets lists the rate budgets to show.
@@ -125,7 +138,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 
 type pages struct {
 	d    Deps
-	auth *auth
+	auth *websession.Sessions
 }
 
 // Handler serves the pages under Prefix.
@@ -142,7 +155,7 @@ func Handler(d Deps) http.Handler {
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 12 * time.Hour
 	}
-	p := &pages{d: d, auth: newAuth(d.Token, d.SessionTTL, d.Clock)}
+	p := &pages{d: d, auth: websession.New(d.Token, d.SessionTTL, d.Clock)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"credentials", http.StatusSeeOther)
@@ -182,7 +195,7 @@ type layout struct {
 }
 
 func (p *pages) layout(r *http.Request, title, nav string) layout {
-	return layout{Title: title, Nav: nav, Links: p.d.Links, CSRF: p.auth.csrfToken(r), Now: p.d.Clock()}
+	return layout{Title: title, Nav: nav, Links: p.d.Links, CSRF: p.auth.CSRFToken(r), Now: p.d.Clock()}
 }
 
 // refreshSeconds is the list pages' reload period: ?refresh=N, else the

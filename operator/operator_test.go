@@ -23,6 +23,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/operator"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 const adminToken = "op-token-0123456789"
@@ -179,6 +180,8 @@ func TestSignInIsRequiredAndTheTokenIsChecked(t *testing.T) {
 	require.Equal(t, "/ui/credentials", resp.Header.Get("Location"), "a sign-in never redirects off the pages")
 	require.Len(t, resp.Cookies(), 1)
 	cookie := resp.Cookies()[0]
+	require.Equal(t, websession.CookieName, cookie.Name, "the session the queue dashboard accepts too")
+	require.Equal(t, "/", cookie.Path, "one sign-in covers /ui/ and /asynqmon/")
 	require.True(t, cookie.HttpOnly)
 	require.Equal(t, http.SameSiteStrictMode, cookie.SameSite)
 	require.NotContains(t, cookie.Value, adminToken)
@@ -199,6 +202,36 @@ func TestSignInIsRequiredAndTheTokenIsChecked(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, b.logs.String(), `"audit":"login"`)
 	require.NotContains(t, b.logs.String(), adminToken)
+}
+
+func TestSignOutNeedsTheFormAndEndsTheSession(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	c := b.browser(t)
+	status, page := get(t, c, b.srv.URL+"/ui/credentials")
+	require.Equal(t, http.StatusOK, status)
+	token := csrf.FindStringSubmatch(page)[1]
+
+	resp, err := c.PostForm(b.srv.URL+"/ui/logout", url.Values{"csrf": {"forged"}})
+	require.NoError(t, err)
+	readAll(t, resp)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a sign-out from another site is refused")
+	status, _ = get(t, c, b.srv.URL+"/ui/credentials")
+	require.Equal(t, http.StatusOK, status, "still signed in")
+
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = c.PostForm(b.srv.URL+"/ui/logout", url.Values{"csrf": {token}})
+	require.NoError(t, err)
+	readAll(t, resp)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/login", resp.Header.Get("Location"))
+	require.Len(t, resp.Cookies(), 1)
+	require.Equal(t, "/", resp.Cookies()[0].Path, "cleared where it was set")
+	require.Negative(t, resp.Cookies()[0].MaxAge)
+	resp, err = c.Get(b.srv.URL + "/ui/credentials")
+	require.NoError(t, err)
+	readAll(t, resp)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "signed out")
 }
 
 func TestPagesAreOffWithoutAnAdminToken(t *testing.T) {
