@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,8 +233,41 @@ func (p *pipeline) checkRenewals(evs []streamEvent, sums map[string]store.Summar
 // useTokens keeps fetching every credential's token through the client
 // path (NATS token.get) and using it on the sandbox's FHIR API, until ctx
 // ends; the sandbox counts any use of an expired or unknown token.
-func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int) *sync.WaitGroup {
-	var wg sync.WaitGroup
+// usePace is how often each user of useTokens sends a request.
+const usePace = 5 * time.Millisecond
+
+// users are useTokens' goroutines; Wait for them, then read Accepted: how
+// many requests the sandbox answered 200.
+type users struct {
+	sync.WaitGroup
+	Accepted atomic.Int64
+
+	mu     sync.Mutex
+	errors map[string]int // token errors by message, for a failure's report
+}
+
+func (u *users) noteError(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.errors == nil {
+		u.errors = map[string]int{}
+	}
+	msg := err.Error()
+	if len(msg) > 60 {
+		msg = msg[:60]
+	}
+	u.errors[msg]++
+}
+
+// Errors are the token errors the users met, counted by message.
+func (u *users) Errors() map[string]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.errors)
+}
+
+func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int) *users {
+	var wg users
 	creds := p.cfg.Credentials
 	for g := range goroutines {
 		wg.Add(1)
@@ -245,7 +280,18 @@ func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int)
 					ts.Close()
 				}
 			}()
+			// A service sends a request now and then, not in a tight loop:
+			// each user sends one every usePace, so that the pipeline under
+			// test is not starved of CPU by its own load generator (each
+			// credential's token is still used several times a second).
+			pace := time.NewTicker(usePace)
+			defer pace.Stop()
 			for i := g; ctx.Err() == nil; i = (i + goroutines) % len(creds) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-pace.C:
+				}
 				c := creds[i]
 				ts := sources[c.ID]
 				if ts == nil {
@@ -259,6 +305,9 @@ func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int)
 				}
 				tok, err := ts.TokenContext(ctx)
 				if err != nil {
+					if ctx.Err() == nil {
+						wg.noteError(err)
+					}
 					continue // not issued yet, or shutting down
 				}
 				path := "/halaxy/main/Patient"
@@ -275,6 +324,9 @@ func (p *pipeline) useTokens(ctx context.Context, nc *nats.Conn, goroutines int)
 						p.t.Logf("patient request: %v", err)
 					}
 					continue
+				}
+				if resp.StatusCode == http.StatusOK {
+					wg.Accepted.Add(1)
 				}
 				resp.Body.Close()
 			}

@@ -29,7 +29,7 @@ func TestRunWholePipelineInProcess(t *testing.T) {
 		done <- Run(ctx, Options{
 			Credentials: 4, TokenLifetime: 2 * time.Second, Out: out, SummaryEvery: 200 * time.Millisecond,
 			WebhookEvery: 300 * time.Millisecond,
-			LogFile: filepath.Join(t.TempDir(), "dev.log"), Lookup: func(string) (string, bool) { return "", false },
+			LogFile:      filepath.Join(t.TempDir(), "dev.log"), Lookup: func(string) (string, bool) { return "", false },
 		})
 	}()
 	// Four credentials, each renewed at least twice after its first token.
