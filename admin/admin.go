@@ -11,7 +11,9 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,11 +130,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // storeError answers a store failure without its internals.
 func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	var busy *store.BusyError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no credential "+r.PathValue("id"))
 	case errors.Is(err, store.ErrAlreadyRevoked):
 		writeError(w, http.StatusConflict, "already_revoked", "the credential is revoked already")
+	case errors.As(err, &busy):
+		// Another worker holds the credential (a refresh or a key rotation
+		// in flight): nothing was changed; it is free again soon.
+		wait := max(time.Until(busy.Until), time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		writeError(w, http.StatusConflict, "busy", fmt.Sprintf(
+			"another worker is refreshing or rotating this credential's key; nothing changed: try again in %s", wait.Round(time.Second)))
 	default:
 		a.d.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("admin: store failed")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the credential store is unavailable; try again")

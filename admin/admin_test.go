@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -229,6 +232,35 @@ func TestRevokeThenEnableWithNewSecret(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.StateActive, c.State)
 	require.Equal(t, "s2-new", c.ClientSecret.Reveal())
+}
+
+// TestRevokeDuringAnotherWorkersRotation: a credential whose key rotation
+// another worker holds is not "refused by the vendor": the answer is 409
+// with when to try again, and nothing changed.
+func TestRevokeDuringAnotherWorkersRotation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _ := b.do(t, "POST", "/admin/credentials", `{"id":"hs-2","vendor":"healthsync","api_key":"k"}`)
+	require.Equal(t, http.StatusCreated, code)
+	b.vendorRevoke = func(context.Context, store.Credential) error {
+		return fmt.Errorf("rotation: revoke hs-2 at vendor: settle its rotation: %w", &store.BusyError{Until: time.Now().Add(20 * time.Second)})
+	}
+	req, err := http.NewRequest("POST", b.srv.URL+"/admin/credentials/hs-2/revoke", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := testenv.HTTPClient().Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusConflict, resp.StatusCode, string(body))
+	require.Contains(t, string(body), `"busy"`)
+	require.Contains(t, string(body), "nothing changed")
+	retry, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.InDelta(t, 20, retry, 2)
+	c, err := b.st.Get(context.Background(), "hs-2")
+	require.NoError(t, err)
+	require.Equal(t, store.StateActive, c.State)
 }
 
 func TestRevokeStopsWhenTheVendorRefuses(t *testing.T) {

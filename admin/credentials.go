@@ -283,6 +283,9 @@ func Revoke(ctx context.Context, d Deps, id, reason string) (vendor string, err 
 		}
 		if d.RevokeAtVendor != nil && attempt == 0 {
 			if err := d.RevokeAtVendor(ctx, c); err != nil {
+				if _, busy := errors.AsType[*store.BusyError](err); busy {
+					return c.Vendor, err // held by another worker: not the vendor's refusal
+				}
 				return c.Vendor, &vendorRefusal{err}
 			}
 		}

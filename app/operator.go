@@ -127,8 +127,21 @@ func readable(err error) error {
 	case errors.Is(err, store.ErrStale):
 		return errors.New("it changed meanwhile (renewed or revoked); reload and try again")
 	}
+	if busy, ok := errors.AsType[*store.BusyError](err); ok {
+		return busyError{busy}
+	}
 	return err
 }
+
+// busyError says, for people, that another worker holds the credential.
+type busyError struct{ busy *store.BusyError }
+
+func (e busyError) Error() string {
+	return "another worker is refreshing this credential or rotating its key; nothing changed: try again after " +
+		e.busy.Until.UTC().Format("15:04:05Z")
+}
+
+func (e busyError) Unwrap() error { return e.busy }
 
 // maxPerClientBudgets caps the budgets shown for a vendor that limits each
 // OAuth client (one budget per credential): of the accounts used within

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -105,4 +107,14 @@ func TestOperatorEnableStoresTheNewSecretByKind(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "new-secret", hx.ClientSecret.Reveal())
 	require.False(t, acts.CanRotate("healthsync"), "no rotations wired in this fixture")
+}
+
+// TestReadableBusy: an action on a credential another worker holds says so
+// in words, and stays a *store.BusyError for the pages' status (409).
+func TestReadableBusy(t *testing.T) {
+	until := time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC)
+	err := readable(fmt.Errorf("rotation: revoke x at vendor: settle its rotation: %w", &store.BusyError{Until: until}))
+	require.Equal(t, "another worker is refreshing this credential or rotating its key; nothing changed: try again after 01:02:03Z", err.Error())
+	_, ok := errors.AsType[*store.BusyError](err)
+	require.True(t, ok)
 }

@@ -184,6 +184,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrAlreadyRevoked), errors.Is(err, store.ErrStale):
 		return http.StatusConflict
+	case errors.As(err, new(*store.BusyError)):
+		return http.StatusConflict // another worker holds it for now
 	default:
 		return http.StatusBadGateway
 	}
