@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/metrics"
 )
 
@@ -40,7 +41,8 @@ func vendorNames(env *Env) []string {
 // jobs, webhooks) on it too.
 func workerRegistry(env *Env) (*prometheus.Registry, error) {
 	reg := metrics.NewRegistry()
-	creds, err := metrics.NewCredentials(metrics.CredentialsOptions{Store: env.Store, Vendors: vendorNames(env), Clock: env.Clock})
+	creds, err := metrics.NewCredentials(metrics.CredentialsOptions{Store: env.Store, Vendors: vendorNames(env), Clock: env.Clock,
+		PerVendorOnly: env.Config.HTTP.CredentialMetrics == config.CredentialMetricsPerVendor})
 	if err != nil {
 		return nil, fmt.Errorf("app: metrics: %w", err)
 	}

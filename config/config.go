@@ -122,7 +122,20 @@ type HTTP struct {
 	// queue dashboard (asynqmon, /asynqmon/) queries it for its Metrics tab.
 	// Default: empty, no Metrics tab.
 	PrometheusURL string `yaml:"prometheus_url"`
+	// CredentialMetrics says what /metrics shows of each credential:
+	// "per_credential" (the default) adds its token's expiry and last
+	// renewal as two series per credential, as cert-manager does for
+	// certificates; "per_vendor" leaves them out for fleets so large that
+	// they make scrapes heavy, keeping each vendor's soonest expiry and
+	// oldest renewal.
+	CredentialMetrics string `yaml:"credential_metrics"`
 }
+
+// The values of http.credential_metrics.
+const (
+	CredentialMetricsPerCredential = "per_credential"
+	CredentialMetricsPerVendor     = "per_vendor"
+)
 
 // Scheduler paces the scheduler.
 type Scheduler struct {
@@ -489,6 +502,7 @@ func (c *Config) setDefaults(jitterSet map[string]bool) {
 		c.NATS.SubjectPrefix = p + "."
 	}
 	setString(&c.HTTP.Addr, DefaultHTTPAddr)
+	setString(&c.HTTP.CredentialMetrics, CredentialMetricsPerCredential)
 	setDuration(&c.Scheduler.PollInterval, DefaultPollInterval)
 	setDuration(&c.Scheduler.ClaimLease, DefaultClaimLease)
 	setDuration(&c.Scheduler.ReconcileEvery, DefaultReconcileEvery)

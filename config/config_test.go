@@ -112,7 +112,7 @@ func TestParseValid(t *testing.T) {
 	want := &config.Config{
 		Redis:     config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
 		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging."},
-		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token")},
+		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{
 			"halaxy-au": halaxyAU,
@@ -232,7 +232,7 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, &config.Config{
 		Redis:     config.Redis{URL: config.DefaultRedisURL, Prefix: config.DefaultRedisPrefix},
 		NATS:      config.NATS{URL: config.DefaultNATSURL, Stream: config.DefaultNATSStream},
-		HTTP:      config.HTTP{Addr: config.DefaultHTTPAddr},
+		HTTP:      config.HTTP{Addr: config.DefaultHTTPAddr, CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.DefaultPollInterval, ClaimLease: config.DefaultClaimLease, ReconcileEvery: config.DefaultReconcileEvery},
 		SecretKey: secret.New(masterKey),
 	}, cfg)

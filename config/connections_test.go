@@ -38,6 +38,8 @@ func TestConnectionSettings(t *testing.T) {
 		{name: "bad metrics addr", yaml: `scheduler: {metrics_addr: "9090"}`, problem: "scheduler.metrics_addr"},
 		{name: "prometheus url", yaml: `http: {prometheus_url: "http://prometheus:9090"}`},
 		{name: "bad prometheus url", yaml: `http: {prometheus_url: "prometheus:9090"}`, problem: "http.prometheus_url"},
+		{name: "per-vendor credential metrics", yaml: `http: {credential_metrics: per_vendor}`},
+		{name: "unknown credential metrics", yaml: `http: {credential_metrics: none}`, problem: `http.credential_metrics: "none" is not a choice: use per_credential (the default) or per_vendor`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

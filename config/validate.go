@@ -42,6 +42,10 @@ func (c *Config) validate(p *problems) {
 	if !validAddr(c.HTTP.Addr) {
 		p.add("http.addr", "%s must be host:port (e.g. 127.0.0.1:8080, or :0 for any free port)", p.show("http.addr", c.HTTP.Addr))
 	}
+	if m := c.HTTP.CredentialMetrics; m != CredentialMetricsPerCredential && m != CredentialMetricsPerVendor {
+		p.add("http.credential_metrics", "%s is not a choice: use %s (the default) or %s", p.show("http.credential_metrics", m),
+			CredentialMetricsPerCredential, CredentialMetricsPerVendor)
+	}
 	for _, d := range []struct {
 		field string
 		value Duration

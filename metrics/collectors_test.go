@@ -121,3 +121,40 @@ func TestOutboxStuck(t *testing.T) {
 	require.Equal(t, 2.0, sc.Value(t, "tokenrelay_outbox_depth"))
 	require.Greater(t, sc.Value(t, "tokenrelay_outbox_lag_seconds"), 240.0)
 }
+
+// TestCredentialsPerVendorOnly: without the per-credential series, each
+// vendor still has its soonest expiry and oldest renewal among the
+// credentials in service (a revoked one's past token does not count).
+func TestCredentialsPerVendorOnly(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC)
+	sums := []store.Summary{
+		{ID: "a", Vendor: "halaxy-au", State: store.StateActive, IssuedAt: t0, ExpiresAt: t0.Add(15 * time.Minute)},
+		{ID: "b", Vendor: "halaxy-au", State: store.StateFailing, IssuedAt: t0.Add(-10 * time.Minute), ExpiresAt: t0.Add(5 * time.Minute)},
+		{ID: "c", Vendor: "halaxy-au", State: store.StateRevoked, IssuedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(-45 * time.Minute)},
+		{ID: "d", Vendor: "portal", State: store.StateActive, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+	}
+	scan := scanFunc(func(_ context.Context, fn func(store.Summary) error) error {
+		for _, s := range sums {
+			if err := fn(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, perVendorOnly := range []bool{false, true} {
+		creds, err := metrics.NewCredentials(metrics.CredentialsOptions{Store: scan, TTL: -1,
+			Vendors: []string{"halaxy-au", "portal"}, PerVendorOnly: perVendorOnly})
+		require.NoError(t, err)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(creds)
+		sc := metricstest.Serve(t, metrics.Handler(reg))
+		unix := func(t time.Time) float64 { return float64(t.Unix()) }
+		require.Equal(t, unix(t0.Add(5*time.Minute)), sc.Value(t, "tokenrelay_token_expiry_earliest_timestamp_seconds", "vendor", "halaxy-au"))
+		require.Equal(t, unix(t0.Add(-10*time.Minute)), sc.Value(t, "tokenrelay_token_last_renewal_oldest_timestamp_seconds", "vendor", "halaxy-au"))
+		require.Equal(t, unix(t0.Add(time.Hour)), sc.Value(t, "tokenrelay_token_expiry_earliest_timestamp_seconds", "vendor", "portal"))
+		require.Equal(t, 1.0, sc.Value(t, "tokenrelay_credentials", "vendor", "halaxy-au", "state", "revoked"))
+		perCredential := sc.Find("tokenrelay_token_expiry_timestamp_seconds", "credential", "a") != nil
+		require.Equal(t, !perVendorOnly, perCredential, "per-credential series with PerVendorOnly=%v", perVendorOnly)
+	}
+}

@@ -43,12 +43,20 @@ type CredentialsOptions struct {
 	Timeout time.Duration
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// PerVendorOnly leaves out the two series per credential (expiry and
+	// last renewal), for fleets so large that they make scrapes heavy
+	// (200,000 series at 100,000 credentials); the per-vendor soonest
+	// expiry and oldest renewal remain.
+	PerVendorOnly bool
 }
 
 // Credentials is a collector that reads the store, as cert-manager exports
-// certificates: the number of credentials per vendor and state, and per
+// certificates: the number of credentials per vendor and state, per
 // credential the expiry and the last renewal of its token as Unix
-// timestamps (absent before the first token).
+// timestamps (absent before the first token; left out with PerVendorOnly),
+// and per vendor the soonest expiry and the oldest renewal among the
+// credentials in service, which an alert can watch whatever the fleet's
+// size.
 //
 // Reading a large fleet takes a while (about 15 s for 100,000 credentials
 // on a busy 2-core machine, nearly all of it waiting on Redis), longer than
@@ -60,6 +68,7 @@ type Credentials struct {
 	o CredentialsOptions
 
 	count, expiry, renewal, scrapeErr, age, took *prometheus.Desc
+	earliestExpiry, oldestRenewal                *prometheus.Desc
 
 	mu         sync.Mutex // guards the fields below
 	snap       credentialsSnapshot
@@ -100,6 +109,10 @@ func NewCredentials(o CredentialsOptions) (*Credentials, error) {
 			"When the credential's current token expires (effective expiry, Unix time).", []string{"vendor", "credential"}, nil),
 		renewal: prometheus.NewDesc(Namespace+"_token_last_renewal_timestamp_seconds",
 			"When the credential's current token was issued (Unix time).", []string{"vendor", "credential"}, nil),
+		earliestExpiry: prometheus.NewDesc(Namespace+"_token_expiry_earliest_timestamp_seconds",
+			"The soonest expiry among the vendor's credentials in service (active, refreshing or failing; Unix time).", []string{"vendor"}, nil),
+		oldestRenewal: prometheus.NewDesc(Namespace+"_token_last_renewal_oldest_timestamp_seconds",
+			"The oldest last renewal among the vendor's credentials in service (Unix time).", []string{"vendor"}, nil),
 		scrapeErr: prometheus.NewDesc(Namespace+"_credentials_scrape_error",
 			"1 if the last read of the credential store failed (the credential metrics are then missing).", nil, nil),
 		age: prometheus.NewDesc(Namespace+"_credentials_read_age_seconds",
@@ -111,7 +124,7 @@ func NewCredentials(o CredentialsOptions) (*Credentials, error) {
 
 // Describe implements prometheus.Collector.
 func (c *Credentials) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.count, c.expiry, c.renewal, c.scrapeErr, c.age, c.took} {
+	for _, d := range []*prometheus.Desc{c.count, c.expiry, c.renewal, c.earliestExpiry, c.oldestRenewal, c.scrapeErr, c.age, c.took} {
 		ch <- d
 	}
 }
@@ -196,6 +209,10 @@ func (c *Credentials) scan(ctx context.Context) ([]prometheus.Metric, error) {
 		known[v] = true
 		counts[v] = map[store.State]int{}
 	}
+	// The soonest expiry and oldest renewal per vendor, of the credentials
+	// still in service (a revoked or expired one's token is past anyway).
+	type span struct{ earliest, oldest time.Time }
+	spans := map[string]span{}
 	var out []prometheus.Metric
 	err := c.o.Store.Scan(ctx, func(s store.Summary) error {
 		vendor := s.Vendor
@@ -206,7 +223,17 @@ func (c *Credentials) scan(ctx context.Context) ([]prometheus.Metric, error) {
 			counts[vendor] = map[store.State]int{}
 		}
 		counts[vendor][s.State]++
-		if !s.ExpiresAt.IsZero() {
+		if !s.ExpiresAt.IsZero() && inService(s.State) {
+			t := spans[vendor]
+			if t.earliest.IsZero() || s.ExpiresAt.Before(t.earliest) {
+				t.earliest = s.ExpiresAt
+			}
+			if t.oldest.IsZero() || s.IssuedAt.Before(t.oldest) {
+				t.oldest = s.IssuedAt
+			}
+			spans[vendor] = t
+		}
+		if !s.ExpiresAt.IsZero() && !c.o.PerVendorOnly {
 			out = append(out,
 				prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, unixSeconds(s.ExpiresAt), vendor, s.ID),
 				prometheus.MustNewConstMetric(c.renewal, prometheus.GaugeValue, unixSeconds(s.IssuedAt), vendor, s.ID))
@@ -215,6 +242,11 @@ func (c *Credentials) scan(ctx context.Context) ([]prometheus.Metric, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: read credentials: %w", err)
+	}
+	for vendor, t := range spans {
+		out = append(out,
+			prometheus.MustNewConstMetric(c.earliestExpiry, prometheus.GaugeValue, unixSeconds(t.earliest), vendor),
+			prometheus.MustNewConstMetric(c.oldestRenewal, prometheus.GaugeValue, unixSeconds(t.oldest), vendor))
 	}
 	for vendor, byState := range counts {
 		for _, st := range States {
@@ -231,6 +263,12 @@ func (c *Credentials) scan(ctx context.Context) ([]prometheus.Metric, error) {
 		}
 	}
 	return out, nil
+}
+
+// inService says whether a credential in state st is expected to keep a
+// valid token: active, refreshing or failing (still being retried).
+func inService(st store.State) bool {
+	return st == store.StateActive || st == store.StateRefreshing || st == store.StateFailing
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1e3 }
