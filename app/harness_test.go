@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"net/http"
@@ -233,6 +234,35 @@ func (p *pipeline) checkRenewals(evs []streamEvent, sums map[string]store.Summar
 // useTokens keeps fetching every credential's token through the client
 // path (NATS token.get) and using it on the sandbox's FHIR API, until ctx
 // ends; the sandbox counts any use of an expired or unknown token.
+// explainExpiredUses describes the sandbox's last expired uses, each with
+// its credential's token calls and renewal events around it, so that a
+// failure says whether a renewal came late or a user held a token too long.
+func (p *pipeline) explainExpiredUses(evs []streamEvent) string {
+	byClient := map[string]string{}
+	for _, c := range p.cfg.Credentials {
+		byClient[c.ClientID] = c.ID
+	}
+	var b strings.Builder
+	for _, u := range p.sandbox.ExpiredUseLog() {
+		id := byClient[u.ClientID]
+		fmt.Fprintf(&b, "%s: used %s after its token expired, at %s\n", id, u.Late, u.At.Format("15:04:05.000"))
+		for _, at := range p.sandbox.TokenCallTimes(u.ClientID) {
+			if d := u.At.Sub(at); d > -5*time.Second && d < 10*time.Second {
+				fmt.Fprintf(&b, "  token call at %s\n", at.Format("15:04:05.000"))
+			}
+		}
+		for _, e := range evs {
+			if e.Env.Subject == "" || !strings.HasSuffix(e.Env.Subject, "."+id) {
+				continue
+			}
+			if d := u.At.Sub(e.Env.Time); d > -5*time.Second && d < 10*time.Second {
+				fmt.Fprintf(&b, "  %s at %s: %s\n", e.Env.Type, e.Env.Time.Format("15:04:05.000"), e.Env.Data)
+			}
+		}
+	}
+	return b.String()
+}
+
 // usePace is how often each user of useTokens sends a request.
 const usePace = 5 * time.Millisecond
 

@@ -66,10 +66,10 @@ func TestPipelineRenewsExactlyOnce(t *testing.T) {
 		// Exactly one token-endpoint call per renewal.
 		require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(c.ClientID), "credential %s: token calls vs renewals", c.ID)
 	}
-	require.Zero(t, p.sandbox.ExpiredUses(), "no request may be sent with an expired token")
+	evs := p.readStream(p.inspect.JS)
+	require.Zero(t, p.sandbox.ExpiredUses(), "no request may be sent with an expired token:\n%s", p.explainExpiredUses(evs))
 	require.Zero(t, p.sandbox.UnknownUses())
 
-	evs := p.readStream(p.inspect.JS)
 	p.checkRenewals(evs, sums)
 
 	// No secret anywhere: not in a log line, not in an event.

@@ -29,6 +29,11 @@ func TestTokensArePurged(t *testing.T) {
 	require.Equal(t, 3001, s.tokens.len())
 	_, state := s.checkToken(apiHalaxy, old[0], clock.Now())
 	require.Equal(t, tokenExpired, state)
+	log := s.ExpiredUseLog()
+	require.Len(t, log, 1)
+	require.Equal(t, "c", log[0].ClientID)
+	require.Equal(t, clock.Now(), log[0].At)
+	require.Positive(t, log[0].Late, "how long after its expiry the token came")
 
 	// Expired more than 10 lifetimes ago: forgotten at the next issue.
 	clock.Advance(6 * time.Minute)

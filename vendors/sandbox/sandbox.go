@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,9 +104,21 @@ type Sandbox struct {
 	stats        map[string]*clientStats
 	totalCalls   int
 	expiredUses  int
+	expiredLog   []ExpiredUse // the most recent expiredLogSize
 	unknownUses  int
 	revokedUses  int
 }
+
+// ExpiredUse is one request that came with an expired token: whose, when,
+// and how long after the token's real expiry.
+type ExpiredUse struct {
+	ClientID string
+	At       time.Time
+	Late     time.Duration
+}
+
+// expiredLogSize is how many expired uses ExpiredUseLog keeps.
+const expiredLogSize = 20
 
 // client is a registered OAuth client. gen changes when a client is deleted
 // and added again, so the tokens of the old one stay dead.
@@ -323,6 +336,15 @@ func (s *Sandbox) ExpiredUses() int {
 	return s.expiredUses
 }
 
+// ExpiredUseLog is the most recent requests (up to 20) that came with an
+// expired token, oldest first: a test that finds any says which and how
+// late.
+func (s *Sandbox) ExpiredUseLog() []ExpiredUse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.expiredLog)
+}
+
 // ExpiredUsesBy is how many requests came with an expired token of clientID.
 func (s *Sandbox) ExpiredUsesBy(clientID string) int {
 	s.mu.Lock()
@@ -480,6 +502,10 @@ func (s *Sandbox) checkToken(api, tok string, now time.Time) (clientID string, s
 		s.revokedUses++
 	case tokenExpired:
 		s.expiredUses++
+		s.expiredLog = append(s.expiredLog, ExpiredUse{ClientID: clientID, At: now, Late: now.Sub(info.expires)})
+		if len(s.expiredLog) > expiredLogSize {
+			s.expiredLog = s.expiredLog[1:]
+		}
 		s.statsOf(clientID).expiredUses++
 	}
 	return clientID, state
