@@ -65,13 +65,20 @@ func (r *role) stop(t *testing.T) {
 
 func newPipeline(t *testing.T, credentials int, lifetime time.Duration, natsURL string) *pipeline {
 	t.Helper()
+	return newPipelineOn(t, testenv.RedisURL(t), credentials, lifetime, natsURL)
+}
+
+// newPipelineOn is newPipeline on the Redis at redisURL (a server of the
+// test's own, which it may stop and start).
+func newPipelineOn(t *testing.T, redisURL string, credentials int, lifetime time.Duration, natsURL string) *pipeline {
+	t.Helper()
 	sb := sandbox.New(sandbox.Options{RealTokenLifetime: lifetime})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	if natsURL == "" {
 		natsURL = testenv.NATSURL()
 	}
-	cfg, err := devmode.Config(testenv.RedisURL(t), natsURL, srv.URL, lifetime, credentials, sb)
+	cfg, err := devmode.Config(redisURL, natsURL, srv.URL, lifetime, credentials, sb)
 	require.NoError(t, err)
 	cfg.NATS.Stream = strings.ToUpper(testenv.Unique("T_"))
 	cfg.NATS.SubjectPrefix = testenv.Unique("t") + "."

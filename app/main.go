@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/config"
@@ -31,6 +32,9 @@ func Main(name string, args []string, stderr io.Writer, role func(ctx context.Co
 		return 2
 	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("process", name).Logger()
+	// go-redis's own messages (a lost connection, failed dials) become log
+	// lines like the others, not bare text on stderr.
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 	cfg, err := config.Load(config.Path(*path, os.LookupEnv))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: configuration refused:\n%v\n", name, err)
@@ -49,4 +53,11 @@ func Main(name string, args []string, stderr io.Writer, role func(ctx context.Co
 		return 1
 	}
 	return 0
+}
+
+// redisLogger writes go-redis's messages as warnings.
+type redisLogger struct{ l zerolog.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn().Msg(fmt.Sprintf(format, v...))
 }

@@ -3,13 +3,16 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
 func TestMainRefusesBadConfigNamingTheField(t *testing.T) {
@@ -46,4 +49,26 @@ func TestMainWithoutConfigSaysHow(t *testing.T) {
 	code := app.Main("scheduler", nil, &stderr, func(context.Context, *app.Env) error { return nil })
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr.String(), "TOKENRELAY_CONFIG")
+}
+
+// TestMainLogsRedisTroubleAsLogLines: with Redis unreachable the process
+// says so and exits 1, and go-redis's own messages come as JSON log lines
+// like every other, not as bare text on stderr.
+func TestMainLogsRedisTroubleAsLogLines(t *testing.T) {
+	t.Setenv("TOKENRELAY_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	path := filepath.Join(t.TempDir(), "tokenrelay.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`redis: {url: "redis://127.0.0.1:1/0"}`+"\n"), 0o600))
+	stderr := &testenv.Buffer{}
+	code := app.Main("worker", []string{"-config", path}, stderr, func(context.Context, *app.Env) error { return nil })
+	require.Equal(t, 1, code)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	require.NotEmpty(t, lines)
+	sawRedis := false
+	for _, l := range lines {
+		var entry map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &entry), "not a JSON log line: %s", l)
+		sawRedis = sawRedis || entry["component"] == "go-redis"
+	}
+	require.True(t, sawRedis, "go-redis's messages should be among the log lines:\n%s", stderr.String())
+	require.Contains(t, stderr.String(), "cannot start")
 }

@@ -188,3 +188,43 @@ func TestPipelineDeletedClientIsRevokedOnce(t *testing.T) {
 	require.Equal(t, doomed.ID, revoked[0].Credential)
 	require.Equal(t, events.ReasonRevokedByVendor, revoked[0].Reason)
 }
+
+// TestPipelineSurvivesARedisCrash kills the Redis server (SIGKILL) while
+// renewals go on and starts it again from its append-only file: the
+// scheduler and the worker carry on by themselves, every credential goes
+// on renewing, and every generation's token.renewed is in the stream once.
+func TestPipelineSurvivesARedisCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run with a Redis crash")
+	}
+	t.Parallel()
+	rs := testenv.StartRedisServer(t)
+	p := newPipelineOn(t, rs.URL(), 20, 4*time.Second, "")
+	sched := p.scheduler()
+	work := p.worker()
+	p.waitGenerations(2, 30*time.Second)
+
+	rs.Kill()
+	time.Sleep(1500 * time.Millisecond) // the outage itself: Redis stays away this long
+	rs.Start()
+	before := p.summaries()
+	require.Eventually(t, func() bool {
+		for id, s := range p.summaries() {
+			if s.Generation < before[id].Generation+2 {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "every credential should renew twice more after Redis is back")
+
+	work.stop(t)
+	p.waitOutboxEmpty()
+	sched.stop(t)
+	sums := p.summaries()
+	for id, s := range sums {
+		require.Equal(t, store.StateActive, s.State, "credential %s: %s", id, s.LastError)
+	}
+	evs := p.readStream(p.inspect.JS)
+	p.checkRenewals(evs, sums)
+	require.Zero(t, p.sandbox.ExpiredUses(), p.explainExpiredUses(evs))
+}
