@@ -36,6 +36,9 @@ type Env struct {
 	// redisConnOpt reaches the same Redis for asynqmon, which opens its own
 	// connection (nil in an Env built by hand: no queue dashboard).
 	redisConnOpt asynq.RedisConnOpt
+	// natsClosed is closed when the NATS connection is (nil in an Env
+	// built by hand).
+	natsClosed chan struct{}
 }
 
 // Connect opens the connections a process needs. Redis must answer at once
@@ -58,6 +61,7 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 		_ = rdb.Close()
 		return nil, err
 	}
+	natsClosed := make(chan struct{})
 	nc, err := nats.Connect(cfg.NATS.URL, append(natsAuth,
 		nats.Name("tokenrelay"),
 		nats.RetryOnFailedConnect(true),
@@ -69,6 +73,16 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("reconnected to NATS") }),
+		// Asynchronous errors (a slow consumer, a write failing) as log
+		// lines, not nats.go's default text on stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS connection error")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(natsClosed) }),
 	)...)
 	if err != nil {
 		_ = rdb.Close()
@@ -92,13 +106,29 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: store: %w", err)
 	}
-	return &Env{Config: cfg, Logger: log, Redis: rdb, redisConnOpt: rc.Asynq, NATS: nc, JS: js, Store: st, Clock: time.Now}, nil
+	return &Env{Config: cfg, Logger: log, Redis: rdb, redisConnOpt: rc.Asynq, NATS: nc, natsClosed: natsClosed,
+		JS: js, Store: st, Clock: time.Now}, nil
 }
 
-// Close closes the connections.
+// natsDrainWait bounds how long Close waits for the NATS connection to
+// drain (messages received are handled, messages sent are flushed).
+const natsDrainWait = 5 * time.Second
+
+// Close closes the connections, once the NATS connection has drained (or
+// natsDrainWait has passed), so that what was sent reaches the server
+// before a process, or an embedded server, goes.
 func (e *Env) Close() {
 	if e.NATS != nil {
-		_ = e.NATS.Drain()
+		switch err := e.NATS.Drain(); {
+		case err != nil: // closed already, or reconnecting: nothing to drain
+			e.NATS.Close()
+		case e.natsClosed != nil:
+			select {
+			case <-e.natsClosed:
+			case <-time.After(natsDrainWait):
+				e.NATS.Close()
+			}
+		}
 	}
 	if e.Redis != nil {
 		_ = e.Redis.Close()
