@@ -76,12 +76,12 @@ func New(eventType, vendor, credential string, at time.Time, data any) (Envelope
 // Validate reports what is missing or wrong in an envelope.
 func (e Envelope) Validate() error {
 	var missing []string
-	for name, v := range map[string]string{
-		"specversion": e.SpecVersion, "id": e.ID, "source": e.Source, "type": e.Type,
-		"subject": e.Subject, "datacontenttype": e.DataContentType,
+	for _, f := range [...]struct{ name, value string }{
+		{"specversion", e.SpecVersion}, {"id", e.ID}, {"source", e.Source}, {"type", e.Type},
+		{"subject", e.Subject}, {"datacontenttype", e.DataContentType},
 	} {
-		if v == "" {
-			missing = append(missing, name)
+		if f.value == "" {
+			missing = append(missing, f.name) // in the order of the spec's attributes
 		}
 	}
 	if len(missing) > 0 {

@@ -72,6 +72,8 @@ func TestValidate(t *testing.T) {
 		{"no time", func(e *events.Envelope) { e.Time = time.Time{} }, "time"},
 		{"data not JSON", func(e *events.Envelope) { e.Data = json.RawMessage("{") }, "JSON"},
 		{"no data", func(e *events.Envelope) { e.Data = nil }, "JSON"},
+		{"several missing, named in the spec's order", func(e *events.Envelope) { e.Subject, e.ID, e.Type = "", "", "" },
+			"envelope lacks id, type, subject"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
