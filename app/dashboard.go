@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynqmon"
+	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
@@ -42,12 +43,12 @@ func newDashboard(env *Env) (h http.Handler, closer func() error) {
 		// The Metrics tab, queried by the worker (not the browser).
 		PrometheusAddress: env.Config.HTTP.PrometheusURL,
 	})
-	return dashboardAuth(token, env.Clock, mon), mon.Close
+	return dashboardAuth(token, env.Clock, env.Logger.With().Str("component", "asynqmon").Logger(), mon), mon.Close
 }
 
 // dashboardAuth lets through requests to next with a session (from the
 // same origin) or the bearer token, and signs browsers in.
-func dashboardAuth(token secret.Value, now func() time.Time, next http.Handler) http.Handler {
+func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger, next http.Handler) http.Handler {
 	sessions := websession.New(token, websession.DefaultTTL, now)
 	withBearer := admin.RequireToken(token, next) // scripts, and the 401 for API calls
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +62,7 @@ func dashboardAuth(token secret.Value, now func() time.Time, next http.Handler) 
 			q.Del("token")
 			back := *r.URL
 			back.RawQuery = q.Encode()
-			dashboardSignIn(w, r, sessions, got, back.RequestURI())
+			dashboardSignIn(w, r, sessions, log, got, back.RequestURI())
 		case sessions.SignedIn(r):
 			if !websession.SameOrigin(r) {
 				http.Error(w, "cross-site request refused", http.StatusForbidden)
@@ -70,7 +71,7 @@ func dashboardAuth(token secret.Value, now func() time.Time, next http.Handler) 
 			next.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && r.URL.Path == DashboardPath+"login":
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			dashboardSignIn(w, r, sessions, r.PostFormValue("token"), DashboardPath)
+			dashboardSignIn(w, r, sessions, log, r.PostFormValue("token"), DashboardPath)
 		case r.Header.Get("Authorization") == "" && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, DashboardPath+"api/"):
 			dashboardLoginForm(w, http.StatusUnauthorized, "")
 		default:
@@ -80,12 +81,17 @@ func dashboardAuth(token secret.Value, now func() time.Time, next http.Handler) 
 }
 
 // dashboardSignIn sets the session cookie if got is the admin token, and
-// redirects to back (always under DashboardPath).
-func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, got, back string) {
+// redirects to back (always under DashboardPath). Each try is audited in
+// the log, as the operator pages' sign-ins are.
+func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, log zerolog.Logger, got, back string) {
 	if !sessions.SignIn(w, r, got) {
+		log.Warn().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
+			Bool("ok", false).Msg("queue dashboard sign-in refused")
 		dashboardLoginForm(w, http.StatusUnauthorized, "That is not the admin token.")
 		return
 	}
+	log.Info().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
+		Bool("ok", true).Msg("operator signed in to the queue dashboard")
 	if !strings.HasPrefix(back, DashboardPath) || strings.HasPrefix(back, "//") {
 		back = DashboardPath
 	}

@@ -74,7 +74,8 @@ func TestDashboardAuth(t *testing.T) {
 		_, _ = io.WriteString(w, "asynqmon "+r.Method+" "+r.URL.RequestURI())
 	})
 	mux := http.NewServeMux()
-	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), clock.Now, mon))
+	logs := &testenv.Buffer{}
+	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), clock.Now, zerolog.New(logs), mon))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	base := srv.URL + DashboardPath
@@ -145,6 +146,11 @@ func TestDashboardAuth(t *testing.T) {
 	clock.Advance(websession.DefaultTTL)
 	resp, _ = do(t, b, http.MethodGet, base+"api/queues", nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an expired session")
+
+	// Every sign-in, refused or not, is audited, and the token is never logged.
+	require.Regexp(t, `"audit":"login".*"via":"asynqmon".*"ok":false`, logs.String())
+	require.Regexp(t, `"audit":"login".*"via":"asynqmon".*"ok":true`, logs.String())
+	require.NotContains(t, logs.String(), dashboardToken)
 }
 
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
