@@ -32,14 +32,15 @@ func Main(name string, args []string, stderr io.Writer, role func(ctx context.Co
 		return 2
 	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("process", name).Logger()
-	// go-redis's own messages (a lost connection, failed dials) become log
-	// lines like the others, not bare text on stderr.
-	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 	cfg, err := config.Load(config.Path(*path, os.LookupEnv))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: configuration refused:\n%v\n", name, err)
 		return 2
 	}
+	// go-redis's own messages (a lost connection, failed dials) become log
+	// lines like the others, not bare text on stderr. (Process-wide: set
+	// once the process is going to connect.)
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env, err := Connect(ctx, cfg, log)
