@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-short bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests lint build fuzz fuzz-short services clean
+.PHONY: run test test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay dev
@@ -15,6 +15,12 @@ test: services
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	@$(MAKE) --no-print-directory fuzz-short
+	@$(MAKE) --no-print-directory dockerfile-build
+
+# The Dockerfile's go build step, run as written (no Docker daemon needed);
+# on its own, as it compiles everything again.
+dockerfile-build:
+	DOCKERFILE_BUILD=1 $(GO) test -count=1 -run '^TestDockerfileBuildStep$$' ./deployments
 
 # Go fuzz targets (package:FuzzName). Their seed corpora run in every `go
 # test`; fuzz-short (part of `make test`) fuzzes each briefly, `make fuzz`
