@@ -3,7 +3,6 @@ package budget_test
 import (
 	"context"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
@@ -30,19 +30,6 @@ func setup(t *testing.T, n int, o budget.Options) []*budget.Budget {
 		t.Cleanup(func() { _ = b.Close(context.Background()) })
 	}
 	return bs
-}
-
-// maxInWindow is the most times in any window [t, t+per).
-func maxInWindow(times []time.Time, per time.Duration) int {
-	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
-	best, j := 0, 0
-	for i := range times {
-		for j < len(times) && times[j].Sub(times[i]) < per {
-			j++
-		}
-		best = max(best, j-i)
-	}
-	return best
 }
 
 // drain takes permits from the budgets in turn (each process's lease
@@ -112,7 +99,7 @@ func TestNoSlidingWindowExceedsTheLimitAcrossProcesses(t *testing.T) {
 	}
 	wg.Wait()
 	require.Greater(t, len(granted), 2*lim.Requests, "the budget must go on granting as the window slides")
-	require.LessOrEqual(t, maxInWindow(granted, lim.Per), lim.Requests)
+	require.LessOrEqual(t, slidingwindow.MaxIn(granted, lim.Per), lim.Requests)
 }
 
 func TestRetryAtIsWhenTheOldestPermitLeavesTheWindow(t *testing.T) {

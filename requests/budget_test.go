@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -35,7 +36,7 @@ func TestWindowNeverHoldsMoreThanTheLimit(t *testing.T) {
 		accepted = append(accepted, h.At)
 	}
 	require.Len(t, accepted, n)
-	require.LessOrEqual(t, maxInWindow(accepted, window), limit)
+	require.LessOrEqual(t, slidingwindow.MaxIn(accepted, window), limit)
 }
 
 // Configured above the vendor's true limit, tokenrelay meets 429s, waits

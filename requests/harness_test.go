@@ -305,18 +305,6 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// maxInWindow is the most accepted requests in any window of length w.
-func maxInWindow(times []time.Time, w time.Duration) int {
-	best, j := 0, 0
-	for i := range times {
-		for times[i].Sub(times[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
-}
-
 func fmtCounts(s requests.BatchStatus) string {
 	return fmt.Sprintf("total %d queued %d waiting %d running %d done %d failed %d cancelled %d",
 		s.Total, s.Queued, s.Waiting, s.Running, s.Done, s.Failed, s.Cancelled)

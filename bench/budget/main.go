@@ -37,6 +37,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
 )
 
 type options struct {
@@ -163,19 +164,6 @@ func hammer(ctx context.Context, takers []taker, concurrency int, d time.Duratio
 	return times, granted.Load(), nil
 }
 
-// maxInWindow is the most times in any window [t, t+per).
-func maxInWindow(times []time.Time, per time.Duration) int {
-	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
-	best, j := 0, 0
-	for i := range times {
-		for j < len(times) && times[j].Sub(times[i]) < per {
-			j++
-		}
-		best = max(best, j-i)
-	}
-	return best
-}
-
 // commandCounter counts the Redis commands its clients send (the shared
 // Redis serves other programs too, so the server's own counts would not
 // do).
@@ -287,7 +275,7 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("%s: %w", set.name, err)
 		}
 		share := float64(n) / (float64(o.exactLimit) * o.exactDuration.Seconds() / o.exactPer.Seconds())
-		fmt.Printf("| %s | %d | %.1f%% | %d | %d |\n", set.name, n, 100*share, maxInWindow(times, o.exactPer), o.exactLimit)
+		fmt.Printf("| %s | %d | %.1f%% | %d | %d |\n", set.name, n, 100*share, slidingwindow.MaxIn(times, o.exactPer), o.exactLimit)
 	}
 	fmt.Printf("\nLoad average at end: %s\n", loadavg())
 	return nil

@@ -40,8 +40,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/policy"
 	"github.com/tokenrelay/tokenrelay/requests"
@@ -92,17 +94,21 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	lease, err := leaseDB(ctx, o.redisAddr)
+	lease, err := benchdb.Lease(ctx, o.redisAddr, "bench-requests", -1)
 	if err != nil {
 		return err
 	}
-	defer lease.release()
-	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.db, PoolSize: 64})
+	defer lease.Release()
+	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.Number(), PoolSize: 64})
 	defer rdb.Close()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		return err
+	}
+	defer rdb.FlushDB(context.Background())
 
 	var md strings.Builder
 	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
-		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.db)
+		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.Number())
 	if o.phases["known"] || o.phases["unknown"] {
 		fmt.Fprintf(&md, "#### (b) Achieved rate at a compressed window\n\n%d requests of one Halaxy credential (sandbox: %d per sliding %s), %d worker processes × concurrency %d (each with its own budget), one feeder. Achieved rate = accepted requests / (first-to-last span + one window): a sliding window admits at most limit requests per window, so n requests need at least n / limit windows; share = that rate over limit / window. The largest window and the 429s are from the sandbox's record of the requests it answered.\n\n",
 			o.n, o.limit, o.window, o.workers, o.concurrency)
@@ -162,7 +168,6 @@ type world struct {
 	rdb     *redis.Client
 	sb      *sandbox.Sandbox
 	srv     *httptest.Server
-	rec     *recorder
 	vendors map[string]config.Vendor
 	store   *store.Store
 	refresh *jobs.RefreshHandler
@@ -174,8 +179,7 @@ type world struct {
 
 func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window time.Duration, configured int, vendorSlack time.Duration) (*world, error) {
 	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: sandboxLimit, HalaxyRateWindow: window})
-	rec := &recorder{next: sb.Handler()}
-	srv := httptest.NewServer(rec)
+	srv := httptest.NewServer(sb.Handler())
 	v := config.Vendor{Name: vendor, Kind: config.KindHalaxy, BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent,
 		MaxTokenLifetime: config.Duration(15 * time.Minute)}
 	if configured > 0 {
@@ -204,7 +208,7 @@ func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window t
 	if err != nil {
 		return nil, err
 	}
-	w := &world{rdb: rdb, sb: sb, srv: srv, rec: rec, vendors: vendors, store: st, refresh: refresh, sub: sub,
+	w := &world{rdb: rdb, sb: sb, srv: srv, vendors: vendors, store: st, refresh: refresh, sub: sub,
 		budgetMetrics: budget.NewMetrics()}
 	sb.AddClient("client-1", "secret-1")
 	if _, err := st.Upsert(ctx, store.NewCredential{ID: "clinic-1", Vendor: vendor, ClientID: "client-1",
@@ -338,9 +342,12 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 	}
 	// The sandbox's own record of the requests its window judged.
 	var acc []time.Time
+	refused := 0
 	for _, h := range w.sb.RateRecord("client-1") {
 		if h.Accepted {
 			acc = append(acc, h.At)
+		} else {
+			refused++ // answered 429 by the window
 		}
 	}
 	if len(acc) < 2 {
@@ -361,8 +368,8 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
 	return budgetResult{
 		completed: st.Done, wall: span, rate: rate,
-		share: rate / (float64(o.limit) / o.window.Seconds()), limited: w.rec.count(http.StatusTooManyRequests),
-		maxWindow: maxInWindow(acc, o.window), waits: testutilSum(w.budgetMetrics.Waits),
+		share: rate / (float64(o.limit) / o.window.Seconds()), limited: refused,
+		maxWindow: slidingwindow.MaxIn(acc, o.window), waits: testutilSum(w.budgetMetrics.Waits),
 		lateP50: late[len(late)/2], lateMean: lateSum / time.Duration(max(1, len(late))),
 	}, nil
 }
@@ -445,120 +452,4 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, 
 	}
 	relay = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
 	return relay, plain, nil
-}
-
-// recorder wraps the sandbox and records when each Patient request arrived
-// and what it was answered.
-type recorder struct {
-	next http.Handler
-	mu   sync.Mutex
-	hits []hit
-}
-
-type hit struct {
-	at     time.Time
-	status int
-}
-
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !strings.HasSuffix(req.URL.Path, "/Patient") {
-		r.next.ServeHTTP(w, req)
-		return
-	}
-	at := time.Now()
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	r.next.ServeHTTP(sw, req)
-	r.mu.Lock()
-	r.hits = append(r.hits, hit{at: at, status: sw.status})
-	r.mu.Unlock()
-}
-
-func (r *recorder) count(status int) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, h := range r.hits {
-		if h.status == status {
-			n++
-		}
-	}
-	return n
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
-
-// maxInWindow is the most accepted requests in any window of length w.
-func maxInWindow(times []time.Time, w time.Duration) int {
-	best, j := 0, 0
-	for i := range times {
-		for times[i].Sub(times[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
-}
-
-// dbLease is a Redis database leased as the tests lease theirs
-// (internal/testenv: a key testenv:db:N in DB 0 that expires by itself),
-// so that tests running meanwhile neither flush it nor get it flushed.
-type dbLease struct {
-	db   int
-	lock *redis.Client
-	key  string
-	stop chan struct{}
-}
-
-func leaseDB(ctx context.Context, addr string) (*dbLease, error) {
-	lock := redis.NewClient(&redis.Options{Addr: addr})
-	if err := lock.Ping(ctx).Err(); err != nil {
-		_ = lock.Close()
-		return nil, fmt.Errorf("redis at %s is not reachable: %w", addr, err)
-	}
-	for db := 15; db >= 1; db-- {
-		key := fmt.Sprintf("testenv:db:%d", db)
-		ok, err := lock.SetNX(ctx, key, fmt.Sprintf("bench-requests/%d", os.Getpid()), time.Minute).Result()
-		if err != nil {
-			_ = lock.Close()
-			return nil, err
-		}
-		if ok {
-			l := &dbLease{db: db, lock: lock, key: key, stop: make(chan struct{})}
-			go func() {
-				t := time.NewTicker(20 * time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-l.stop:
-						return
-					case <-t.C:
-						_ = lock.Expire(context.Background(), key, time.Minute).Err()
-					}
-				}
-			}()
-			c := redis.NewClient(&redis.Options{Addr: addr, DB: db})
-			defer c.Close()
-			if err := c.FlushDB(ctx).Err(); err != nil {
-				l.release()
-				return nil, err
-			}
-			return l, nil
-		}
-	}
-	_ = lock.Close()
-	return nil, errors.New("no free Redis database (1..15)")
-}
-
-func (l *dbLease) release() {
-	close(l.stop)
-	c := redis.NewClient(&redis.Options{Addr: l.lock.Options().Addr, DB: l.db})
-	_ = c.FlushDB(context.Background()).Err()
-	_ = c.Close()
-	_ = l.lock.Del(context.Background(), l.key).Err()
-	_ = l.lock.Close()
 }
