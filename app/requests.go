@@ -102,7 +102,7 @@ func (r *requestJobs) registerMetrics(reg prometheus.Registerer) error {
 // start runs the feeder and the NATS submission service until stop.
 func (r *requestJobs) start(ctx context.Context) (stop func(), err error) {
 	svc, err := requests.NewService(r.env.NATS, r.sub, requests.ServiceOptions{
-		SubjectPrefix: r.env.Config.NATS.SubjectPrefix, Logger: r.log})
+		SubjectPrefix: r.env.Config.NATS.SubjectPrefix, Logger: r.log, InboxPrefix: r.env.Config.NATS.InboxPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("app: request submission service: %w", err)
 	}

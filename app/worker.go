@@ -111,6 +111,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 
 	tokens, err := tokenservice.New(env.NATS, tokenservice.Options{
 		SubjectPrefix: env.Config.NATS.SubjectPrefix, Reader: env.Store, Clock: env.Clock, Logger: log,
+		InboxPrefix: env.Config.NATS.InboxPrefix,
 	})
 	if err != nil {
 		srv.Shutdown()

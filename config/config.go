@@ -108,6 +108,13 @@ type NATS struct {
 	// TLS adds a CA and a client certificate; setting any of it (or a
 	// tls:// URL) turns TLS on. Default: none.
 	TLS TLS `yaml:"tls"`
+	// InboxPrefix is where request/reply answers may go: token.get and
+	// request.submit requests whose reply subject is not under it are
+	// dropped and logged, never answered, so no requester can make
+	// tokenrelay publish elsewhere. Subject tokens ending with ".", e.g.
+	// "_INBOX.tenant-a." when clients use nats.CustomInboxPrefix.
+	// Default: "_INBOX." (nats.go's inboxes).
+	InboxPrefix string `yaml:"inbox_prefix"`
 }
 
 // HTTP configures the worker's HTTP server.
@@ -421,6 +428,7 @@ const (
 	DefaultRedisPrefix    = "tokenrelay:"
 	DefaultNATSURL        = "nats://127.0.0.1:4222"
 	DefaultNATSStream     = "TOKENRELAY"
+	DefaultNATSInbox      = "_INBOX."
 	DefaultHTTPAddr       = "127.0.0.1:8080"
 	DefaultPollInterval   = Duration(100 * time.Millisecond)
 	DefaultClaimLease     = Duration(10 * time.Second)
@@ -498,6 +506,7 @@ func (c *Config) setDefaults(jitterSet map[string]bool) {
 	setString(&c.Redis.Prefix, DefaultRedisPrefix)
 	setString(&c.NATS.URL, DefaultNATSURL)
 	setString(&c.NATS.Stream, DefaultNATSStream)
+	setString(&c.NATS.InboxPrefix, DefaultNATSInbox)
 	if p := c.NATS.SubjectPrefix; p != "" && !strings.HasSuffix(p, ".") {
 		c.NATS.SubjectPrefix = p + "."
 	}

@@ -111,7 +111,7 @@ func TestParseValid(t *testing.T) {
 	}
 	want := &config.Config{
 		Redis:     config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
-		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging."},
+		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX."},
 		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{
@@ -231,7 +231,7 @@ func TestParseDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &config.Config{
 		Redis:     config.Redis{URL: config.DefaultRedisURL, Prefix: config.DefaultRedisPrefix},
-		NATS:      config.NATS{URL: config.DefaultNATSURL, Stream: config.DefaultNATSStream},
+		NATS:      config.NATS{URL: config.DefaultNATSURL, Stream: config.DefaultNATSStream, InboxPrefix: config.DefaultNATSInbox},
 		HTTP:      config.HTTP{Addr: config.DefaultHTTPAddr, CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.DefaultPollInterval, ClaimLease: config.DefaultClaimLease, ReconcileEvery: config.DefaultReconcileEvery},
 		SecretKey: secret.New(masterKey),
@@ -333,6 +333,8 @@ var failures = []struct {
 		`nats.url: scheme "http" is not nats:// or tls://`},
 	{"bad stream name", "bad_stream.yaml", nil, nil,
 		`nats.stream: "token.relay" is not a JetStream stream name`},
+	{"bad inbox prefix", "bad_inbox_prefix.yaml", nil, nil,
+		`nats.inbox_prefix: "_INBOX.>" is not an inbox prefix`},
 	{"bad refresh_at", "bad_refresh_at.yaml", nil, nil,
 		`vendors.halaxy-au.refresh_at: 1.5 must be between 0 and 1, both excluded`},
 	{"bad jitter", "bad_jitter.yaml", nil, nil,

@@ -92,16 +92,26 @@ func (c *Config) validateNATS(p *problems) {
 	}) {
 		p.add("nats.stream", "%s is not a JetStream stream name (no spaces or . * > / \\; e.g. TOKENRELAY)", p.show("nats.stream", s))
 	}
-	if s := strings.TrimSuffix(c.NATS.SubjectPrefix, "."); c.NATS.SubjectPrefix != "" {
-		for tok := range strings.SplitSeq(s, ".") {
-			if tok == "" || strings.ContainsFunc(tok, func(r rune) bool {
-				return unicode.IsSpace(r) || !unicode.IsPrint(r) || r == '*' || r == '>'
-			}) {
-				p.add("nats.subject_prefix", "%s is not a subject prefix (dot-separated tokens without spaces, * or >; e.g. staging.)", p.show("nats.subject_prefix", c.NATS.SubjectPrefix))
-				break
-			}
+	if c.NATS.SubjectPrefix != "" && !subjectTokens(strings.TrimSuffix(c.NATS.SubjectPrefix, ".")) {
+		p.add("nats.subject_prefix", "%s is not a subject prefix (dot-separated tokens without spaces, * or >; e.g. staging.)", p.show("nats.subject_prefix", c.NATS.SubjectPrefix))
+	}
+	if body, ok := strings.CutSuffix(c.NATS.InboxPrefix, "."); !ok || !subjectTokens(body) {
+		p.add("nats.inbox_prefix", "%s is not an inbox prefix (dot-separated tokens without spaces, * or >, ending with \".\"; e.g. _INBOX.)", p.show("nats.inbox_prefix", c.NATS.InboxPrefix))
+	}
+}
+
+// subjectTokens reports whether s is one or more dot-separated NATS
+// subject tokens, none empty, without spaces, control characters or
+// wildcards.
+func subjectTokens(s string) bool {
+	for tok := range strings.SplitSeq(s, ".") {
+		if tok == "" || strings.ContainsFunc(tok, func(r rune) bool {
+			return unicode.IsSpace(r) || !unicode.IsPrint(r) || r == '*' || r == '>'
+		}) {
+			return false
 		}
 	}
+	return true
 }
 
 // checkURL reports a URL that does not parse, has no host or has a scheme

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -47,10 +48,15 @@ type ServiceOptions struct {
 	// Timeout bounds one submission. Default 5s.
 	Timeout time.Duration
 	Logger  zerolog.Logger
+	// InboxPrefix is the only place answers go: a submission whose reply
+	// subject is not under it is dropped (not submitted) and logged, never
+	// answered (see natsinbox). Default natsinbox.DefaultPrefix, "_INBOX.".
+	InboxPrefix string
 }
 
 // NewService answers submissions on SubjectPrefix+"request.submit" with
-// s, as a NATS micro service. Stop the returned service when shutting down.
+// s, as a NATS micro service, only to reply inboxes (o.InboxPrefix): a
+// submission naming another reply subject is neither submitted nor answered. Stop the returned service when shutting down.
 func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, error) {
 	if nc == nil || s == nil {
 		return nil, errors.New("requests: the service needs a NATS connection and a submitter")
@@ -61,6 +67,12 @@ func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, e
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
+	if o.InboxPrefix == "" {
+		o.InboxPrefix = natsinbox.DefaultPrefix
+	}
+	if err := natsinbox.CheckPrefix(o.InboxPrefix); err != nil {
+		return nil, fmt.Errorf("requests: ServiceOptions.InboxPrefix: %w", err)
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: ServiceName, Version: ServiceVersion, QueueGroup: o.QueueGroup,
 		Description: "accepts vendor request jobs",
@@ -68,11 +80,12 @@ func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, e
 	if err != nil {
 		return nil, fmt.Errorf("requests: add service: %w", err)
 	}
-	err = svc.AddEndpoint("submit", micro.HandlerFunc(func(req micro.Request) {
+	submit := micro.HandlerFunc(func(req micro.Request) {
 		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 		defer cancel()
 		_ = req.RespondJSON(SubmitJSON(ctx, s, req.Data(), o.Logger))
-	}), micro.WithEndpointSubject(o.SubjectPrefix+SubjectSubmit), micro.WithEndpointQueueGroup(o.QueueGroup))
+	})
+	err = svc.AddEndpoint("submit", natsinbox.Guard(ServiceName, o.InboxPrefix, o.Logger, submit), micro.WithEndpointSubject(o.SubjectPrefix+SubjectSubmit), micro.WithEndpointQueueGroup(o.QueueGroup))
 	if err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("requests: add endpoint: %w", err)

@@ -6,7 +6,10 @@
 // replica gets it.
 //
 // It never hands out an expired token and never logs one: the log carries
-// vendor, credential, generation and outcome.
+// vendor, credential, generation and outcome. It answers only to reply
+// inboxes (Options.InboxPrefix): a request naming any other reply subject
+// is dropped and logged, so that no requester can make it publish a token
+// on an event subject or anywhere else.
 package tokenservice
 
 import (
@@ -22,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/client"
+	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
@@ -71,6 +75,10 @@ type Options struct {
 	// 2s), so that a slow store does not hold up the requests queued
 	// behind it for long.
 	ReadTimeout time.Duration
+	// InboxPrefix is the only place answers go: a request whose reply
+	// subject is not under it is dropped and logged, never answered (see
+	// natsinbox). Default natsinbox.DefaultPrefix, "_INBOX.".
+	InboxPrefix string
 }
 
 // New registers the token service on nc and starts answering. Stop the
@@ -100,6 +108,12 @@ func New(nc *nats.Conn, opts Options) (micro.Service, error) {
 	if opts.ReadTimeout <= 0 {
 		opts.ReadTimeout = DefaultReadTimeout
 	}
+	if opts.InboxPrefix == "" {
+		opts.InboxPrefix = natsinbox.DefaultPrefix
+	}
+	if err := natsinbox.CheckPrefix(opts.InboxPrefix); err != nil {
+		return nil, fmt.Errorf("tokenservice: Options.InboxPrefix: %w", err)
+	}
 	h := &handler{opts: opts, base: opts.SubjectPrefix + "token.get."}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
@@ -110,7 +124,7 @@ func New(nc *nats.Conn, opts Options) (micro.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenservice: add service: %w", err)
 	}
-	err = svc.AddEndpoint(EndpointName, micro.HandlerFunc(h.handle),
+	err = svc.AddEndpoint(EndpointName, natsinbox.Guard(ServiceName, opts.InboxPrefix, opts.Logger, micro.HandlerFunc(h.handle)),
 		micro.WithEndpointSubject(h.base+"*.*"),
 		micro.WithEndpointQueueGroup(opts.QueueGroup))
 	if err != nil {
