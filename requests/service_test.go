@@ -69,4 +69,3 @@ func TestServiceAnswersOnlyInboxes(t *testing.T) {
 	require.Equal(t, len(bad)+1, strings.Count(out, "request dropped: its reply subject is not an inbox"), out)
 	require.NotContains(t, out, "Patient", "the payload is never logged")
 }
-
