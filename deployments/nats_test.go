@@ -348,4 +348,3 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", der), write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }
-
