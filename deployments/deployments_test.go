@@ -50,13 +50,14 @@ var masterKey = base64.StdEncoding.EncodeToString(make([]byte, 32))
 
 // manifests are the Kubernetes objects of deployments/kubernetes, decoded.
 type manifests struct {
-	deployments map[string]*appsv1.Deployment
-	services    map[string]*corev1.Service
-	configMaps  map[string]*corev1.ConfigMap
-	secrets     map[string]*corev1.Secret
-	pdbs        map[string]*policyv1.PodDisruptionBudget
-	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
-	namespaces  map[string]*corev1.Namespace
+	deployments  map[string]*appsv1.Deployment
+	statefulSets map[string]*appsv1.StatefulSet
+	services     map[string]*corev1.Service
+	configMaps   map[string]*corev1.ConfigMap
+	secrets      map[string]*corev1.Secret
+	pdbs         map[string]*policyv1.PodDisruptionBudget
+	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	namespaces   map[string]*corev1.Namespace
 }
 
 // decodeStrict decodes one manifest into the typed struct of its kind,
@@ -74,6 +75,10 @@ func (m *manifests) decodeStrict(t *testing.T, file string, doc []byte) {
 		o := &appsv1.Deployment{}
 		into(o, &o.Name)
 		m.deployments[o.Name] = o
+	case "apps/v1 StatefulSet":
+		o := &appsv1.StatefulSet{}
+		into(o, &o.Name)
+		m.statefulSets[o.Name] = o
 	case "v1 Service":
 		o := &corev1.Service{}
 		into(o, &o.Name)
@@ -105,36 +110,60 @@ func (m *manifests) decodeStrict(t *testing.T, file string, doc []byte) {
 
 // kustomization is the part of kustomization.yaml this test reads.
 type kustomization struct {
-	APIVersion string   `yaml:"apiVersion"`
-	Kind       string   `yaml:"kind"`
-	Namespace  string   `yaml:"namespace"`
-	Labels     []any    `yaml:"labels"`
-	Resources  []string `yaml:"resources"`
+	APIVersion         string   `yaml:"apiVersion"`
+	Kind               string   `yaml:"kind"`
+	Namespace          string   `yaml:"namespace"`
+	Labels             []any    `yaml:"labels"`
+	Resources          []string `yaml:"resources"`
+	ConfigMapGenerator []struct {
+		Name  string   `yaml:"name"`
+		Files []string `yaml:"files"`
+	} `yaml:"configMapGenerator"`
 }
 
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
 	m := &manifests{
-		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
+		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{}, services: map[string]*corev1.Service{},
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		namespaces: map[string]*corev1.Namespace{},
 	}
+	k := m.loadKustomization(t, "kubernetes")
+	for name, d := range m.deployments {
+		require.Equal(t, k.Namespace, d.Namespace, "deployment %s namespace", name)
+	}
+	for name, d := range m.statefulSets {
+		require.Equal(t, k.Namespace, d.Namespace, "statefulset %s namespace", name)
+	}
+	return m
+}
+
+// loadKustomization decodes the manifests dir's kustomization.yaml lists
+// (and those of the directories it includes, such as ../nats), and makes
+// the ConfigMaps its configMapGenerator names from their files.
+func (m *manifests) loadKustomization(t *testing.T, dir string) kustomization {
+	t.Helper()
 	var k kustomization
-	raw, err := os.ReadFile("kubernetes/kustomization.yaml")
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(raw, &k))
-	files, err := filepath.Glob("kubernetes/*.yaml")
+	require.NoError(t, yaml.UnmarshalStrict(raw, &k), dir)
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	require.NoError(t, err)
-	var listed []string
+	var listed, resources []string
 	for _, f := range files {
 		if filepath.Base(f) != "kustomization.yaml" {
 			listed = append(listed, filepath.Base(f))
 		}
 	}
-	require.ElementsMatch(t, listed, k.Resources, "kustomization.yaml must list every manifest file, and only those")
 	for _, f := range k.Resources {
-		raw, err := os.ReadFile(filepath.Join("kubernetes", f))
+		path := filepath.Join(dir, f)
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			m.loadKustomization(t, path)
+			continue
+		}
+		resources = append(resources, f)
+		raw, err := os.ReadFile(path)
 		require.NoError(t, err)
 		for doc := range strings.SplitSeq(string(raw), "\n---\n") {
 			if strings.TrimSpace(stripComments(doc)) == "" {
@@ -143,10 +172,18 @@ func loadManifests(t *testing.T) *manifests {
 			m.decodeStrict(t, f, []byte(doc))
 		}
 	}
-	for name, d := range m.deployments {
-		require.Equal(t, k.Namespace, d.Namespace, "deployment %s namespace", name)
+	require.ElementsMatch(t, listed, resources, "%s/kustomization.yaml must list every manifest file, and only those", dir)
+	for _, g := range k.ConfigMapGenerator {
+		cm := &corev1.ConfigMap{Data: map[string]string{}}
+		cm.Name = g.Name
+		for _, f := range g.Files {
+			raw, err := os.ReadFile(filepath.Join(dir, f))
+			require.NoError(t, err, "%s: configMapGenerator %s", dir, g.Name)
+			cm.Data[filepath.Base(f)] = string(raw)
+		}
+		m.configMaps[g.Name] = cm
 	}
-	return m
+	return k
 }
 
 func stripComments(doc string) string {
@@ -231,6 +268,44 @@ func TestKubernetesManifests(t *testing.T) {
 	cfg := parseConfig(t, "configmap tokenrelay-config", m.configMaps["tokenrelay-config"].Data["tokenrelay.yaml"], secret.StringData)
 	require.Equal(t, containerPort(t, worker, "http"), port(t, cfg.HTTP.Addr), "http.addr is the worker's container port")
 	require.Equal(t, containerPort(t, m.deployments["tokenrelay-scheduler"], "metrics"), port(t, cfg.Scheduler.MetricsAddr), "scheduler.metrics_addr is the scheduler's container port")
+
+	// NATS runs the shipped least-privilege configuration with every
+	// variable it names, and tokenrelay connects to it over TLS as its user.
+	nats := m.statefulSets["nats"]
+	require.NotNil(t, nats, "the NATS StatefulSet")
+	c := nats.Spec.Template.Spec.Containers[0]
+	require.Equal(t, []string{"-c", "/etc/nats/nats-server.conf"}, c.Args)
+	shipped, err := os.ReadFile("nats/nats-server.conf")
+	require.NoError(t, err)
+	require.Equal(t, string(shipped), m.configMaps["nats-config"].Data["nats-server.conf"])
+	natsEnv := maps.Clone(m.secrets["nats-secrets"].StringData)
+	for _, e := range c.Env {
+		natsEnv[e.Name] = e.Value
+	}
+	require.ElementsMatch(t, natsConfVariables(t), slices.Collect(maps.Keys(natsEnv)), "the NATS pod has exactly the variables nats-server.conf names")
+	require.True(t, strings.HasPrefix(secret.StringData["NATS_URL"], "tls://tokenrelay:"), "tokenrelay connects over TLS as user tokenrelay")
+	require.Equal(t, "/etc/tokenrelay-nats/ca.crt", cfg.NATS.TLS.CAFile, "tokenrelay verifies the server against the CA mounted from nats-tls")
+}
+
+// natsConfVariables lists the environment variables nats/nats-server.conf
+// names ($NAME).
+func natsConfVariables(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile("nats/nats-server.conf")
+	require.NoError(t, err)
+	var names []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, v := range regexp.MustCompile(`:\s*\$([A-Z][A-Z0-9_]*)`).FindAllStringSubmatch(line, -1) {
+			if !slices.Contains(names, v[1]) {
+				names = append(names, v[1])
+			}
+		}
+	}
+	require.NotEmpty(t, names)
+	return names
 }
 
 // parseConfig parses a tokenrelay configuration, failing if it names an
@@ -281,6 +356,9 @@ func TestComposeFile(t *testing.T) {
 	raw, err := os.ReadFile("compose.yaml")
 	require.NoError(t, err)
 	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin"}
+	for _, v := range natsConfVariables(t) {
+		env[v] = "x"
+	}
 	wd, err := os.Getwd()
 	require.NoError(t, err)
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
@@ -292,7 +370,18 @@ func TestComposeFile(t *testing.T) {
 	for _, s := range []string{"redis", "nats", "sandbox", "scheduler", "worker", "prometheus", "grafana"} {
 		require.Contains(t, project.Services, s)
 	}
-	require.Contains(t, project.Services["nats"].Command, "--jetstream", "NATS runs with JetStream")
+	// NATS runs the shipped least-privilege configuration (JetStream, TLS,
+	// users) with every variable it names; tokenrelay connects over TLS
+	// as its user and verifies the server.
+	nats := project.Services["nats"]
+	require.Equal(t, types.ShellCommand{"-c", "/etc/nats/nats-server.conf"}, nats.Command)
+	mounted := map[string]string{}
+	for _, v := range nats.Volumes {
+		mounted[v.Target] = v.Source
+	}
+	require.Equal(t, filepath.Join(wd, "nats", "nats-server.conf"), mounted["/etc/nats/nats-server.conf"])
+	require.ElementsMatch(t, natsConfVariables(t), slices.Collect(maps.Keys(nats.Environment)), "the NATS service has exactly the variables nats-server.conf names")
+	require.True(t, strings.HasPrefix(*project.Services["worker"].Environment["NATS_URL"], "tls://tokenrelay:"))
 
 	// The secrets are required: without them compose refuses to start.
 	_, err = loader.LoadWithContext(context.Background(), types.ConfigDetails{
@@ -322,6 +411,7 @@ func TestComposeFile(t *testing.T) {
 	text, err := os.ReadFile("compose/tokenrelay.yaml")
 	require.NoError(t, err)
 	cfg := parseConfig(t, "compose/tokenrelay.yaml", string(text), flat)
+	require.Equal(t, "/etc/tokenrelay-nats/ca.pem", cfg.NATS.TLS.CAFile, "tokenrelay verifies the NATS server")
 
 	var prom struct {
 		Global        map[string]any `yaml:"global"`
