@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -61,9 +62,10 @@ func startShippedNATS(t *testing.T) *shippedNATS {
 	caFile, certFile, keyFile := writeTestPKI(t, dir)
 	t.Setenv("NATS_TLS_CERT", certFile)
 	t.Setenv("NATS_TLS_KEY", keyFile)
-	t.Setenv("NATS_JS_KEY", randomHex(t))
-	for user, env := range natsUsers {
-		t.Setenv(env, "pw-"+user+"-"+randomHex(t))
+	// In the form ../README.md gives: letters first, then hex.
+	t.Setenv("NATS_JS_KEY", "js"+randomHex(t))
+	for _, env := range natsUsers {
+		t.Setenv(env, "pw"+randomHex(t))
 	}
 	opts, err := server.ProcessConfigFile("nats/nats-server.conf")
 	require.NoError(t, err, "the shipped NATS configuration does not load")
@@ -347,4 +349,27 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		return path
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", der), write("server-key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// The installed nats-server (2.9.10 on the CI machines, older than the
+// embedded one above) accepts the shipped configuration too, with values
+// in the form ../README.md gives.
+func TestShippedNATSConfigOnInstalledServer(t *testing.T) {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = "/usr/sbin/nats-server"
+		if _, err := os.Stat(bin); err != nil {
+			t.Skip("no nats-server installed")
+		}
+	}
+	dir := t.TempDir()
+	_, certFile, keyFile := writeTestPKI(t, dir)
+	t.Setenv("NATS_TLS_CERT", certFile)
+	t.Setenv("NATS_TLS_KEY", keyFile)
+	t.Setenv("NATS_JS_KEY", "js"+randomHex(t))
+	for _, env := range natsUsers {
+		t.Setenv(env, "pw"+randomHex(t))
+	}
+	out, err := exec.Command(bin, "-t", "-c", "nats/nats-server.conf").CombinedOutput()
+	require.NoError(t, err, "%s -t: %s", bin, out)
 }
