@@ -59,14 +59,7 @@ type shippedNATS struct {
 func startShippedNATS(t *testing.T) *shippedNATS {
 	t.Helper()
 	dir := t.TempDir()
-	caFile, certFile, keyFile := writeTestPKI(t, dir)
-	t.Setenv("NATS_TLS_CERT", certFile)
-	t.Setenv("NATS_TLS_KEY", keyFile)
-	// In the form ../README.md gives: letters first, then hex.
-	t.Setenv("NATS_JS_KEY", "js"+randomHex(t))
-	for _, env := range natsUsers {
-		t.Setenv(env, "pw"+randomHex(t))
-	}
+	caFile := setNATSEnv(t, dir)
 	opts, err := server.ProcessConfigFile("nats/nats-server.conf")
 	require.NoError(t, err, "the shipped NATS configuration does not load")
 	require.NotNil(t, opts.TLSConfig, "TLS is on")
@@ -312,6 +305,21 @@ func TestShippedNATSConfigLeastPrivilege(t *testing.T) {
 	require.NotContains(t, logs.String(), "token-of-")
 }
 
+// setNATSEnv sets every variable nats/nats-server.conf names: a server
+// certificate made in dir (it returns its CA), a JetStream key and the
+// passwords, in the form ../README.md gives (a letter first, then hex).
+func setNATSEnv(t *testing.T, dir string) (caFile string) {
+	t.Helper()
+	caFile, certFile, keyFile := writeTestPKI(t, dir)
+	t.Setenv("NATS_TLS_CERT", certFile)
+	t.Setenv("NATS_TLS_KEY", keyFile)
+	t.Setenv("NATS_JS_KEY", "js"+randomHex(t))
+	for _, env := range natsUsers {
+		t.Setenv(env, "pw"+randomHex(t))
+	}
+	return caFile
+}
+
 func randomHex(t *testing.T) string {
 	b := make([]byte, 16)
 	_, err := rand.Read(b)
@@ -362,14 +370,7 @@ func TestShippedNATSConfigOnInstalledServer(t *testing.T) {
 			t.Skip("no nats-server installed")
 		}
 	}
-	dir := t.TempDir()
-	_, certFile, keyFile := writeTestPKI(t, dir)
-	t.Setenv("NATS_TLS_CERT", certFile)
-	t.Setenv("NATS_TLS_KEY", keyFile)
-	t.Setenv("NATS_JS_KEY", "js"+randomHex(t))
-	for _, env := range natsUsers {
-		t.Setenv(env, "pw"+randomHex(t))
-	}
+	setNATSEnv(t, t.TempDir())
 	out, err := exec.Command(bin, "-t", "-c", "nats/nats-server.conf").CombinedOutput()
 	require.NoError(t, err, "%s -t: %s", bin, out)
 }
