@@ -293,6 +293,44 @@ func (v Vendor) validate(p *problems, path, name string) {
 	if len(v.Webhooks.Polling.Resources) > 0 && v.Webhooks.FetchCredential == "" {
 		p.add(wh+".fetch_credential", "required with polling.resources (the credential whose token polls)")
 	}
+	validateWebhookBounds(p, wh, v.Webhooks)
+}
+
+// validateWebhookBounds checks the bounds on what one webhook may cost:
+// the fetches it triggers, and how long a signed id is remembered against
+// a replay within the timestamp tolerance.
+func validateWebhookBounds(p *problems, wh string, w Webhooks) {
+	if w.MaxFetchesPerDelivery < 0 {
+		p.add(wh+".max_fetches_per_delivery", "must not be negative (0 for the default %d)", DefaultWebhookMaxFetchesPerDelivery)
+	}
+	if w.MaxCatchUp < 0 {
+		p.add(wh+".max_catch_up", "must not be negative (0 for the default %d)", DefaultWebhookMaxCatchUp)
+	}
+	fr := wh + ".fetch_rate"
+	switch {
+	case w.FetchRate.Limit < 0:
+		p.add(fr+".limit", "must not be negative (0 for the default)")
+	case w.FetchRate.Per < 0:
+		p.add(fr+".per", "must not be negative (e.g. 1m)")
+	case w.FetchRate.Limit > 0 && w.FetchRate.Per == 0:
+		p.add(fr+".per", "required when fetch_rate.limit is set (the window, e.g. 1m)")
+	case w.FetchRate.Limit == 0 && w.FetchRate.Per > 0:
+		p.add(fr+".limit", "required when fetch_rate.per is set (fetches per window, e.g. 60)")
+	case w.FetchRate.Limit > 0 && w.MaxFetchesPerDelivery > w.FetchRate.Limit:
+		p.add(wh+".max_fetches_per_delivery", "must not exceed fetch_rate.limit (%d): such a notification could never be fetched", w.FetchRate.Limit)
+	}
+	if w.Verify == VerifyStandardWebhooks {
+		tol, dedup := w.Tolerance, w.DedupWindow
+		if tol <= 0 {
+			tol = DefaultWebhookTolerance
+		}
+		if dedup <= 0 {
+			dedup = DefaultWebhookDedupWindow
+		}
+		if dedup < 2*tol {
+			p.add(wh+".dedup_window", "must be at least twice tolerance (%s): a signed delivery is accepted for that long, and must be recognised while it is", 2*tol)
+		}
+	}
 }
 
 // validHeaderName reports whether s is an HTTP field name (RFC 9110 token).

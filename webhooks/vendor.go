@@ -42,6 +42,15 @@ type Vendor struct {
 	DedupWindow time.Duration
 	// FetchCredential fetches what id-only notifications name; "" for none.
 	FetchCredential string
+	// MaxFetches bounds the resources one notification has fetched.
+	// Default 20, and never more than FetchLimit.
+	MaxFetches int
+	// FetchLimit fetches in any window of FetchPer may be triggered by
+	// notifications, every worker together. Default 60 per minute.
+	FetchLimit int
+	FetchPer   time.Duration
+	// MaxCatchUp bounds the missed events one catch-up asks for. Default 100.
+	MaxCatchUp int64
 }
 
 func (v *Vendor) setDefaults() {
@@ -51,6 +60,31 @@ func (v *Vendor) setDefaults() {
 	if v.DedupWindow <= 0 {
 		v.DedupWindow = time.Duration(config.DefaultWebhookDedupWindow)
 	}
+	if v.FetchLimit <= 0 || v.FetchPer <= 0 {
+		v.FetchLimit, v.FetchPer = config.DefaultWebhookFetchRate.Limit, time.Duration(config.DefaultWebhookFetchRate.Per)
+	}
+	if v.MaxFetches <= 0 {
+		v.MaxFetches = config.DefaultWebhookMaxFetchesPerDelivery
+	}
+	// A notification's fetches are taken from the rate all at once: more
+	// than the rate allows would never pass.
+	v.MaxFetches = min(v.MaxFetches, v.FetchLimit)
+	if v.MaxCatchUp <= 0 {
+		v.MaxCatchUp = config.DefaultWebhookMaxCatchUp
+	}
+}
+
+// fetchRateOf is a vendor's fetch_rate, or its default: a share of the
+// vendor's rate_limit, or DefaultWebhookFetchRate without one.
+func fetchRateOf(cv config.Vendor) (int, time.Duration) {
+	fr := cv.Webhooks.FetchRate
+	switch {
+	case fr.Limit > 0 && fr.Per > 0:
+		return fr.Limit, time.Duration(fr.Per)
+	case cv.RateLimit.Limit > 0 && cv.RateLimit.Per > 0:
+		return max(1, cv.RateLimit.Limit/config.DefaultWebhookFetchRateShare), time.Duration(cv.RateLimit.Per)
+	}
+	return config.DefaultWebhookFetchRate.Limit, time.Duration(config.DefaultWebhookFetchRate.Per)
 }
 
 // VendorsFromConfig builds the receiving side of every vendor that accepts
@@ -70,7 +104,10 @@ func VendorsFromConfig(vendors map[string]config.Vendor) (out map[string]Vendor,
 			MaxBody:         int64(w.MaxBody),
 			DedupWindow:     time.Duration(w.DedupWindow),
 			FetchCredential: w.FetchCredential,
+			MaxFetches:      w.MaxFetchesPerDelivery,
+			MaxCatchUp:      int64(w.MaxCatchUp),
 		}
+		v.FetchLimit, v.FetchPer = fetchRateOf(cv)
 		switch w.Verify {
 		case config.VerifyNone, "":
 			if !w.AcceptUnverified {
