@@ -103,7 +103,7 @@ func TestAttackReplayWithAnotherUnsignedIDIsPublishedOnce(t *testing.T) {
 		}
 	}
 	require.Len(t, r.stored(), 3, "each genuine delivery published once")
-	require.Len(t, r.fetches.all(), 1, "the id-only notification fetched once")
+	require.Equal(t, 1, len(r.fetches.all()), "the id-only notification fetched once")
 	require.Equal(t, 6, r.count("signed-body", webhooks.OutcomeDuplicate))
 	require.Equal(t, 3, r.count("halaxy-au", webhooks.OutcomeDuplicate))
 	for _, s := range r.stored() {
@@ -181,13 +181,13 @@ func TestAttackNotificationNaming10000Resources(t *testing.T) {
 	status, answer := r.post("halaxy-au", h, manyFocus("sub-many", 10_000, 10_000, false))
 	require.Equal(t, 200, status, answer)
 	n := config.DefaultWebhookMaxFetchesPerDelivery
-	require.Len(t, r.fetches.all(), n)
+	require.Equal(t, n, len(r.fetches.all()))
 	require.Positive(t, testutil.ToFloat64(r.metrics.FetchesLimited.WithLabelValues("halaxy-au", webhooks.LimitPerDelivery)))
 	require.Contains(t, r.logs.String(), "max_fetches_per_delivery")
 
 	status, answer = r.post("halaxy-au", h, manyFocus("sub-many-2", 10_000, 10_000, true))
 	require.Equal(t, 200, status, answer)
-	require.Len(t, r.fetches.all(), n+1, "a resource named 10,000 times is fetched once")
+	require.Equal(t, n+1, len(r.fetches.all()), "a resource named 10,000 times is fetched once")
 	require.Len(t, r.stored(), 2)
 }
 
@@ -242,7 +242,7 @@ func TestAttackFloodCappedAtFetchRate(t *testing.T) {
 		}
 	}
 	require.Equal(t, limit, accepted)
-	require.Len(t, r.fetches.all(), limit)
+	require.Equal(t, limit, len(r.fetches.all()))
 	require.Len(t, r.stored(), limit, "a throttled notification is not relayed")
 	require.Equal(t, flood-limit, r.count("halaxy-au", webhooks.OutcomeThrottled))
 
@@ -251,7 +251,7 @@ func TestAttackFloodCappedAtFetchRate(t *testing.T) {
 	status, _, err := r.postTo(other.URL, "halaxy-au", h, bodies[throttled])
 	require.NoError(t, err)
 	require.Equal(t, 200, status)
-	require.Len(t, r.fetches.all(), limit+1)
+	require.Equal(t, limit+1, len(r.fetches.all()))
 }
 
 // catchUps are the catch-up fetches made so far, as (since, until).
@@ -292,7 +292,7 @@ func TestAttackHugeEventNumberGap(t *testing.T) {
 
 	max := int64(config.DefaultWebhookMaxCatchUp)
 	require.Equal(t, [][2]int64{{2, 1 + max}, {1_000_000_003, 1_000_000_002 + max}}, catchUps(t, r))
-	require.Len(t, r.fetches.all(), 2)
+	require.Equal(t, 2, len(r.fetches.all()))
 	require.Equal(t, 2.0, testutil.ToFloat64(r.metrics.FetchesLimited.WithLabelValues("halaxy-au", webhooks.LimitCatchUp)))
 }
 
