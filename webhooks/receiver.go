@@ -184,6 +184,9 @@ func (rc *Receiver) answer(w http.ResponseWriter, o outcome) {
 func (rc *Receiver) logOutcome(vendor string, o outcome, took time.Duration) {
 	ev := rc.d.Logger.Debug()
 	switch {
+	case o.label == OutcomeThrottled:
+		// Expected under a flood, and counted: not an error of ours.
+		ev = rc.d.Logger.Warn()
 	case o.status >= 500:
 		ev = rc.d.Logger.Error()
 	case o.status >= 400:
