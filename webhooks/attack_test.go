@@ -198,11 +198,7 @@ func TestAttackNotificationNaming10000Resources(t *testing.T) {
 func TestAttackFloodCappedAtFetchRate(t *testing.T) {
 	t.Parallel()
 	const limit, flood = 10, 30
-	r := newRig(t, rigOptions{tune: func(vs map[string]config.Vendor) {
-		v := vs["halaxy-au"]
-		v.Webhooks.FetchRate = config.FetchRate{Limit: limit, Per: config.Duration(time.Minute)}
-		vs["halaxy-au"] = v
-	}})
+	r := newRig(t, rigOptions{tune: halaxyFetchRate(limit)})
 	_, other := r.receiver()
 	h := http.Header{"Authorization": {halaxyAuth}}
 
@@ -254,6 +250,15 @@ func TestAttackFloodCappedAtFetchRate(t *testing.T) {
 	require.Equal(t, limit+1, len(r.fetches.all()))
 }
 
+// halaxyFetchRate sets halaxy-au's fetch_rate to limit per minute.
+func halaxyFetchRate(limit int) func(vs map[string]config.Vendor) {
+	return func(vs map[string]config.Vendor) {
+		v := vs["halaxy-au"]
+		v.Webhooks.FetchRate = config.FetchRate{Limit: limit, Per: config.Duration(time.Minute)}
+		vs["halaxy-au"] = v
+	}
+}
+
 // catchUps are the catch-up fetches made so far, as (since, until).
 func catchUps(t *testing.T, r *rig) [][2]int64 {
 	t.Helper()
@@ -301,11 +306,7 @@ func TestAttackHugeEventNumberGap(t *testing.T) {
 // next heartbeat asks for all of it.
 func TestCatchUpWaitsForTheFetchRate(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{tune: func(vs map[string]config.Vendor) {
-		v := vs["halaxy-au"]
-		v.Webhooks.FetchRate = config.FetchRate{Limit: 1, Per: config.Duration(time.Minute)}
-		vs["halaxy-au"] = v
-	}})
+	r := newRig(t, rigOptions{tune: halaxyFetchRate(1)})
 	h := http.Header{"Authorization": {halaxyAuth}}
 	sub := sandbox.NewFHIRSubscription("sub-wait", "", r.clock.Now)
 	post := func(body []byte) {
@@ -334,11 +335,7 @@ func TestCatchUpWaitsForTheFetchRate(t *testing.T) {
 // is one of state.go's documented keys.
 func TestNoWebhookBodyInRedis(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{tune: func(vs map[string]config.Vendor) {
-		v := vs["halaxy-au"]
-		v.Webhooks.FetchRate = config.FetchRate{Limit: 2, Per: config.Duration(time.Minute)}
-		vs["halaxy-au"] = v
-	}})
+	r := newRig(t, rigOptions{tune: halaxyFetchRate(2)})
 	const marker = "PHIMARKER7d1c"
 	halaxy := http.Header{"Authorization": {halaxyAuth}}
 	plain := []byte(`{"type":"patient.updated","data":{"name":"` + marker + `-plain"}}`)
@@ -411,4 +408,3 @@ func redisValue(t *testing.T, r *rig, key string) string {
 	require.NoError(t, err)
 	return fmt.Sprint(v)
 }
-
