@@ -6,7 +6,12 @@
 // for JetStream's two minutes. FHIR subscription notifications
 // (webhooks/fhirnotify) are understood: handshakes and heartbeats are
 // answered and count as life, id-only notifications and gaps in the event
-// numbers enqueue fetches through the shared rate budget. Where a vendor
+// numbers enqueue fetches through the shared rate budget, bounded so that
+// no notification, forged or replayed, spends a vendor's budget without
+// limit: so many resources per notification, a fetch rate per vendor
+// shared by every worker, so many events per catch-up. Only an id its
+// signature covers names a delivery (else its body), and no body is kept
+// in Redis. Where a vendor
 // cannot push, or its webhooks have gone quiet, the Poller polls instead,
 // and stops by itself when they flow again.
 package webhooks
