@@ -362,7 +362,43 @@ type Webhooks struct {
 	FetchCredential string `yaml:"fetch_credential"`
 	// Polling is the fallback when the vendor cannot push or has gone quiet.
 	Polling Polling `yaml:"polling"`
+	// MaxFetchesPerDelivery bounds the resources one notification has
+	// fetched (each resource it names counts once); the others are dropped,
+	// logged and counted. Default: 20, and never more than fetch_rate.limit.
+	MaxFetchesPerDelivery int `yaml:"max_fetches_per_delivery"`
+	// FetchRate bounds the fetches notifications trigger (id-only resources
+	// and catch-ups), every worker together. A notification whose fetches
+	// would exceed it gets 503 with Retry-After, unrelayed, and the vendor
+	// sends it again later; a catch-up waits for the next notification.
+	// Default: a fifth of rate_limit (at least 1) per rate_limit.per; 60 per
+	// 1m when the vendor has no rate_limit.
+	FetchRate FetchRate `yaml:"fetch_rate"`
+	// MaxCatchUp bounds the missed events one catch-up asks for: a gap in
+	// the event numbers wider than that asks for the last MaxCatchUp only,
+	// and is logged and counted (run a sync). Default: 100.
+	MaxCatchUp int `yaml:"max_catch_up"`
 }
+
+// FetchRate allows Limit fetches in any window of length Per.
+type FetchRate struct {
+	// Limit is the number of fetches per window. Required when Per is set.
+	Limit int `yaml:"limit"`
+	// Per is the length of the window. Required when Limit is set.
+	Per Duration `yaml:"per"`
+}
+
+// Defaults of the bounds on the fetches webhooks trigger, filled in by the
+// webhooks package.
+const (
+	DefaultWebhookMaxFetchesPerDelivery = 20
+	DefaultWebhookMaxCatchUp            = 100
+	// DefaultWebhookFetchRateShare: the default fetch_rate is the vendor's
+	// rate_limit divided by this.
+	DefaultWebhookFetchRateShare = 5
+)
+
+// DefaultWebhookFetchRate is the fetch_rate of a vendor without rate_limit.
+var DefaultWebhookFetchRate = FetchRate{Limit: 60, Per: Duration(time.Minute)}
 
 // Defaults of Webhooks and Polling, filled in by the webhooks package.
 const (

@@ -292,7 +292,7 @@ var failures = []struct {
 	{"unknown field", "unknown_field.yaml", nil, nil,
 		`line 3: redis.urll: unknown field "urll"; did you mean "url"? (allowed: url, prefix, sentinel, cluster, tls)`},
 	{"unknown nested field", "unknown_field_nested.yaml", nil, nil,
-		`line 8: vendors.halaxy-au.webhooks.signature_header: unknown field "signature_header" (allowed: verify, secret, previous_secrets, header, accept_unverified, max_body, tolerance, dedup_window, fetch_credential, polling)`},
+		`line 8: vendors.halaxy-au.webhooks.signature_header: unknown field "signature_header" (allowed: verify, secret, previous_secrets, header, accept_unverified, max_body, tolerance, dedup_window, fetch_credential, polling, max_fetches_per_delivery, fetch_rate, max_catch_up)`},
 	{"missing secret", "missing_secret.yaml", nil, []string{"CSECRET"},
 		`line 6: credentials[0].client_secret: environment variable CSECRET is not set (export it, or remove the field)`},
 	{"empty secret", "missing_secret.yaml", map[string]string{"CSECRET": ""}, nil,

@@ -234,16 +234,7 @@ func (v Vendor) validate(p *problems, path, name string) {
 	}
 
 	rl := path + ".rate_limit"
-	switch {
-	case v.RateLimit.Limit < 0:
-		p.add(rl+".limit", "must not be negative (use 0 for no limit of ours)")
-	case v.RateLimit.Per < 0:
-		p.add(rl+".per", "must not be negative (e.g. 1m)")
-	case v.RateLimit.Limit > 0 && v.RateLimit.Per == 0:
-		p.add(rl+".per", "required when rate_limit.limit is set (the window, e.g. 1m or 1h)")
-	case v.RateLimit.Limit == 0 && v.RateLimit.Per > 0:
-		p.add(rl+".limit", "required when rate_limit.per is set (requests per window, e.g. 500)")
-	}
+	validateRate(p, rl, v.RateLimit.Limit, v.RateLimit.Per, "use 0 for no limit of ours", "1m or 1h", "requests per window, e.g. 500")
 	if s := v.RateLimit.Slack; s < 0 || (s > 0 && v.RateLimit.Per > 0 && s >= v.RateLimit.Per/10) {
 		p.add(rl+".slack", "must be at least 0 and under a tenth of rate_limit.per (the network delay to the vendor, e.g. 50ms)")
 	}
@@ -302,6 +293,54 @@ func (v Vendor) validate(p *problems, path, name string) {
 	}
 	if len(v.Webhooks.Polling.Resources) > 0 && v.Webhooks.FetchCredential == "" {
 		p.add(wh+".fetch_credential", "required with polling.resources (the credential whose token polls)")
+	}
+	validateWebhookBounds(p, wh, v.Webhooks)
+}
+
+// validateRate checks a {limit, per} pair at field: neither negative, and
+// both set or neither. It reports whether the pair is valid.
+func validateRate(p *problems, field string, limit int, per Duration, zeroLimit, perExample, limitExample string) bool {
+	name := field[strings.LastIndex(field, ".")+1:]
+	switch {
+	case limit < 0:
+		p.add(field+".limit", "must not be negative (%s)", zeroLimit)
+	case per < 0:
+		p.add(field+".per", "must not be negative (e.g. 1m)")
+	case limit > 0 && per == 0:
+		p.add(field+".per", "required when %s.limit is set (the window, e.g. %s)", name, perExample)
+	case limit == 0 && per > 0:
+		p.add(field+".limit", "required when %s.per is set (%s)", name, limitExample)
+	default:
+		return true
+	}
+	return false
+}
+
+// validateWebhookBounds checks the bounds on what one webhook may cost:
+// the fetches it triggers, and how long a signed id is remembered against
+// a replay within the timestamp tolerance.
+func validateWebhookBounds(p *problems, wh string, w Webhooks) {
+	if w.MaxFetchesPerDelivery < 0 {
+		p.add(wh+".max_fetches_per_delivery", "must not be negative (0 for the default %d)", DefaultWebhookMaxFetchesPerDelivery)
+	}
+	if w.MaxCatchUp < 0 {
+		p.add(wh+".max_catch_up", "must not be negative (0 for the default %d)", DefaultWebhookMaxCatchUp)
+	}
+	rateOK := validateRate(p, wh+".fetch_rate", w.FetchRate.Limit, w.FetchRate.Per, "0 for the default", "1m", "fetches per window, e.g. 60")
+	if rateOK && w.FetchRate.Limit > 0 && w.MaxFetchesPerDelivery > w.FetchRate.Limit {
+		p.add(wh+".max_fetches_per_delivery", "must not exceed fetch_rate.limit (%d): such a notification could never be fetched", w.FetchRate.Limit)
+	}
+	if w.Verify == VerifyStandardWebhooks {
+		tol, dedup := w.Tolerance, w.DedupWindow
+		if tol <= 0 {
+			tol = DefaultWebhookTolerance
+		}
+		if dedup <= 0 {
+			dedup = DefaultWebhookDedupWindow
+		}
+		if dedup < 2*tol {
+			p.add(wh+".dedup_window", "must be at least twice tolerance (%s): a signed delivery is accepted for that long, and must be recognised while it is", 2*tol)
+		}
 	}
 }
 

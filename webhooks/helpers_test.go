@@ -33,6 +33,7 @@ var (
 	hsOld      = "whsec_" + base64.StdEncoding.EncodeToString([]byte("healthsync-signing-key-0000"))
 	halaxyAuth = "s3cret-halaxy-static-header"
 	redoxToken = "s3cret-redox-verification"
+	bodyKey    = "s3cret-body-hmac-key"
 )
 
 // testVendors is one vendor of each verification scheme.
@@ -47,6 +48,9 @@ func testVendors() map[string]config.Vendor {
 		}},
 		"redox-prod": {Kind: config.KindRedox, Webhooks: config.Webhooks{
 			Verify: config.VerifyToken, Secret: secret.New(redoxToken),
+		}},
+		"signed-body": {Kind: config.KindOAuth2, Webhooks: config.Webhooks{
+			Verify: config.VerifyHMACSHA256, Secret: secret.New(bodyKey), FetchCredential: "clinic-7",
 		}},
 		"open":   {Kind: config.KindOAuth2, Webhooks: config.Webhooks{Verify: config.VerifyNone, AcceptUnverified: true, MaxBody: 256}},
 		"closed": {Kind: config.KindOAuth2, Webhooks: config.Webhooks{Verify: config.VerifyNone}},
@@ -71,6 +75,8 @@ type rig struct {
 	logs    *testenv.Buffer
 	fetches *fetchLog
 	rcv     *webhooks.Receiver
+	nc      *nats.Conn
+	tune    func(vs map[string]config.Vendor)
 }
 
 type fetchLog struct {
@@ -97,6 +103,8 @@ func (f *fetchLog) all() []webhooks.Fetch {
 
 type rigOptions struct {
 	natsURL string // "" for the shared server
+	// tune, if set, changes the vendors' configuration before use.
+	tune func(vs map[string]config.Vendor)
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -120,24 +128,37 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	_, err := events.EnsureStream(t.Context(), js, events.StreamConfig{Name: stream, SubjectPrefix: subject, Storage: jetstream.FileStorage})
 	require.NoError(t, err)
 
-	vendors, unverified, err := webhooks.VendorsFromConfig(testVendors())
+	r := &rig{t: t, rdb: rdb, prefix: prefix, js: js, stream: stream, subject: subject,
+		clock: testenv.NewClock(start), metrics: webhooks.NewMetrics(), logs: &testenv.Buffer{}, fetches: &fetchLog{},
+		nc: nc, tune: o.tune}
+	r.rcv, r.srv = r.receiver()
+	r.client = testenv.HTTPClient()
+	return r
+}
+
+// receiver is one more receiver (another worker's) on a test server, on
+// the rig's Redis keys, stream, clock, fetcher, logs and metrics.
+func (r *rig) receiver() (*webhooks.Receiver, *httptest.Server) {
+	t := r.t
+	vs := testVendors()
+	if r.tune != nil {
+		r.tune(vs)
+	}
+	vendors, unverified, err := webhooks.VendorsFromConfig(vs)
 	require.NoError(t, err)
 	require.Equal(t, []string{"open"}, unverified)
-	r := &rig{t: t, rdb: rdb, prefix: prefix, js: js, stream: stream, subject: subject,
-		clock: testenv.NewClock(start), metrics: webhooks.NewMetrics(), logs: &testenv.Buffer{}, fetches: &fetchLog{}}
-	r.rcv, err = webhooks.NewReceiver(webhooks.Deps{
-		Vendors: vendors, JetStream: js, Connected: nc.IsConnected, Redis: rdb, KeyPrefix: prefix,
-		SubjectPrefix: subject, Fetcher: r.fetches, Clock: r.clock.Now,
+	rcv, err := webhooks.NewReceiver(webhooks.Deps{
+		Vendors: vendors, JetStream: r.js, Connected: r.nc.IsConnected, Redis: r.rdb, KeyPrefix: r.prefix,
+		SubjectPrefix: r.subject, Fetcher: r.fetches, Clock: r.clock.Now,
 		Logger: zerolog.New(r.logs), Metrics: r.metrics, PublishTimeout: time.Second,
 	})
 	require.NoError(t, err)
-	t.Cleanup(r.rcv.Close)
+	t.Cleanup(rcv.Close)
 	mux := http.NewServeMux()
-	mux.Handle("/webhooks/{vendor}", r.rcv)
-	r.srv = httptest.NewServer(mux)
-	t.Cleanup(r.srv.Close)
-	r.client = testenv.HTTPClient()
-	return r
+	mux.Handle("/webhooks/{vendor}", rcv)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return rcv, srv
 }
 
 func (r *rig) url(vendor string) string { return r.srv.URL + "/webhooks/" + vendor }

@@ -16,6 +16,23 @@ const (
 	OutcomeUnavailable   = "unavailable"
 	OutcomeHandshake     = "handshake"
 	OutcomeHeartbeat     = "heartbeat"
+	// OutcomeThrottled: the fetches the notification needs would exceed
+	// the vendor's fetch rate; answered 503 with Retry-After, unrelayed.
+	OutcomeThrottled = "throttled"
+)
+
+// Limits that held back fetches, the limit label of
+// tokenrelay_webhook_fetches_limited_total.
+const (
+	// LimitPerDelivery: resources of one notification beyond its
+	// max_fetches_per_delivery, not fetched.
+	LimitPerDelivery = "per_delivery"
+	// LimitRate: fetches refused by the vendor's fetch_rate (a throttled
+	// notification's, or a deferred catch-up).
+	LimitRate = "rate"
+	// LimitCatchUp: catch-ups that asked for max_catch_up events of a wider
+	// gap.
+	LimitCatchUp = "catch_up"
 )
 
 // unknownVendorLabel is the vendor label of deliveries to a vendor that is
@@ -30,6 +47,9 @@ type Metrics struct {
 	PollingOn    *prometheus.GaugeVec
 	ModeChanges  *prometheus.CounterVec
 	FetchesTotal *prometheus.CounterVec
+	// FetchesLimited counts fetches held back by the bounds on what a
+	// notification may cost, by limit (the Limit* constants).
+	FetchesLimited *prometheus.CounterVec
 }
 
 var _ prometheus.Collector = (*Metrics)(nil)
@@ -58,6 +78,10 @@ func NewMetrics() *Metrics {
 			Name: "tokenrelay_webhook_fetches_total",
 			Help: "Fetches enqueued because of webhooks and polling, by reason (id_only, catch_up, poll).",
 		}, []string{"vendor", "reason"}),
+		FetchesLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenrelay_webhook_fetches_limited_total",
+			Help: "Fetches notifications asked for but did not get, by the limit that held them back (per_delivery, rate, catch_up).",
+		}, []string{"vendor", "limit"}),
 	}
 }
 
@@ -68,6 +92,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.PollingOn.Describe(ch)
 	m.ModeChanges.Describe(ch)
 	m.FetchesTotal.Describe(ch)
+	m.FetchesLimited.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -77,6 +102,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.PollingOn.Collect(ch)
 	m.ModeChanges.Collect(ch)
 	m.FetchesTotal.Collect(ch)
+	m.FetchesLimited.Collect(ch)
 }
 
 func (m *Metrics) delivery(vendor, outcome string, seconds float64) {
@@ -92,4 +118,11 @@ func (m *Metrics) fetch(vendor, reason string) {
 		return
 	}
 	m.FetchesTotal.WithLabelValues(vendor, reason).Inc()
+}
+
+func (m *Metrics) limited(vendor, limit string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.FetchesLimited.WithLabelValues(vendor, limit).Add(float64(n))
 }

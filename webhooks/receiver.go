@@ -184,6 +184,9 @@ func (rc *Receiver) answer(w http.ResponseWriter, o outcome) {
 func (rc *Receiver) logOutcome(vendor string, o outcome, took time.Duration) {
 	ev := rc.d.Logger.Debug()
 	switch {
+	case o.label == OutcomeThrottled:
+		// Expected under a flood, and counted: not an error of ours.
+		ev = rc.d.Logger.Warn()
 	case o.status >= 500:
 		ev = rc.d.Logger.Error()
 	case o.status >= 400:
@@ -231,7 +234,7 @@ func (rc *Receiver) receive(ctx context.Context, v Vendor, w http.ResponseWriter
 	if d.notification != nil && !d.notification.IsData() {
 		return rc.control(ctx, v, d.notification, now)
 	}
-	delivery := deliveryID(r.Header, d, body)
+	delivery := deliveryID(v, r.Header, d, body)
 	return rc.relay(ctx, v, r.Header, body, d, delivery, now)
 }
 
@@ -250,6 +253,15 @@ func (rc *Receiver) relay(ctx context.Context, v Vendor, h http.Header, body []b
 	if rc.d.Connected != nil && !rc.d.Connected() {
 		return unavailable("event stream unavailable", errors.New("nats: not connected"))
 	}
+	var fetches []Fetch
+	if d.notification != nil {
+		fetches = rc.plan(v, d.notification, delivery)
+		// Taken before the event is published: a throttled notification is
+		// neither relayed nor fetched, and the vendor sends it again later.
+		if o, ok := rc.reserve(ctx, v, len(fetches), now); !ok {
+			return o
+		}
+	}
 	msg, err := rc.event(v, h, body, d.eventType, delivery, now)
 	if err != nil {
 		return outcome{status: http.StatusInternalServerError, label: OutcomeMalformed, message: "cannot build the event", err: err}
@@ -261,7 +273,7 @@ func (rc *Receiver) relay(ctx context.Context, v Vendor, h http.Header, body []b
 		return unavailable("event stream unavailable", err)
 	}
 	if d.notification != nil {
-		if err := rc.followUp(ctx, v, d.notification, delivery); err != nil {
+		if err := rc.followUp(ctx, v, d.notification, fetches, delivery, now); err != nil {
 			// Not marked: the vendor's retry republishes (same Nats-Msg-Id)
 			// and fetches again.
 			return unavailable("cannot enqueue the fetch the notification needs", err)
@@ -423,12 +435,19 @@ func lastSegment(u string) string {
 	return u
 }
 
-// deliveryID is what recognises a redelivery: the Standard Webhooks
-// webhook-id; for a FHIR notification its subscription and
-// eventsSinceSubscriptionStart; otherwise a hash of the body.
-func deliveryID(h http.Header, d description, body []byte) string {
-	if id := h.Get(verify.HeaderID); id != "" {
-		return "id:" + id
+// deliveryID is what recognises a redelivery, and only what the vendor's
+// verification vouches for, so that a captured delivery replayed with
+// another id is still recognised: the id its signature covers (Standard
+// Webhooks' webhook-id); otherwise what is in the body: for a FHIR
+// notification its subscription and eventsSinceSubscriptionStart, for any
+// other a hash of the body. An id in a header the signature does not
+// cover (a webhook-id sent to a vendor verified by token or body HMAC) is
+// ignored.
+func deliveryID(v Vendor, h http.Header, d description, body []byte) string {
+	if s, ok := v.Verifier.(verify.IDSigner); ok {
+		if id := s.SignedID(h); id != "" {
+			return "id:" + id
+		}
 	}
 	if n := d.notification; n != nil && n.Subscription != "" && n.EventsSinceSubscriptionStart > 0 {
 		return fmt.Sprintf("fhir:%s:%d", n.Subscription, n.EventsSinceSubscriptionStart)

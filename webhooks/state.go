@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +23,12 @@ import (
 //	events:<vendor>:<sub hash>      highest eventsSinceSubscriptionStart seen
 //	mode:<vendor>:<resource>        "polling|<unix ms>" or "webhooks|<unix ms>"
 //	since:<vendor>:<resource>       unix ms the last poll asked changes from
+//	fetches:<vendor>                sorted set: one member per fetch a
+//	                                notification triggered, scored by its
+//	                                unix ms, for one fetch_rate window
+//
+// No key or value holds a webhook body, a header or a resource id: ids and
+// subscriptions are hashed, the rest are numbers and modes.
 type state struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -215,6 +222,43 @@ func (s *state) setPollSince(ctx context.Context, vendor, resource string, at ti
 		return fmt.Errorf("webhooks: write poll watermark: %w", err)
 	}
 	return nil
+}
+
+// takeFetchesScript takes ARGV[4] fetches from a vendor's fetch rate
+// (ARGV[3] in any window of ARGV[2] ms, now ARGV[1] ms), all or none. It
+// returns -1 when they were taken, else the ms until they could be.
+var takeFetchesScript = redis.NewScript(`
+local now, per, limit, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - per)
+local used = redis.call('ZCARD', KEYS[1])
+if used + n > limit then
+  local i = used + n - limit - 1
+  local oldest = redis.call('ZRANGE', KEYS[1], i, i, 'WITHSCORES')
+  if oldest[2] == nil then return per end
+  return math.max(1, tonumber(oldest[2]) + per - now)
+end
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i)
+end
+redis.call('PEXPIRE', KEYS[1], per)
+return -1`)
+
+// takeFetches takes n fetches from vendor's fetch rate (limit in any
+// window of per), shared by every worker: all of them, or none and how
+// long until they could be taken.
+func (s *state) takeFetches(ctx context.Context, vendor string, n, limit int, per time.Duration, now time.Time) (wait time.Duration, err error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	ms, err := takeFetchesScript.Run(ctx, s.rdb, []string{s.prefix + "fetches:" + vendor},
+		now.UnixMilli(), per.Milliseconds(), limit, n, rand.Text()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("webhooks: take from the fetch rate: %w", err)
+	}
+	if ms < 0 {
+		return 0, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // markRequest is one relayed delivery to remember.

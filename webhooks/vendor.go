@@ -6,7 +6,12 @@
 // for JetStream's two minutes. FHIR subscription notifications
 // (webhooks/fhirnotify) are understood: handshakes and heartbeats are
 // answered and count as life, id-only notifications and gaps in the event
-// numbers enqueue fetches through the shared rate budget. Where a vendor
+// numbers enqueue fetches through the shared rate budget, bounded so that
+// no notification, forged or replayed, spends a vendor's budget without
+// limit: so many resources per notification, a fetch rate per vendor
+// shared by every worker, so many events per catch-up. Only an id its
+// signature covers names a delivery (else its body), and no body is kept
+// in Redis. Where a vendor
 // cannot push, or its webhooks have gone quiet, the Poller polls instead,
 // and stops by itself when they flow again.
 package webhooks
@@ -42,6 +47,15 @@ type Vendor struct {
 	DedupWindow time.Duration
 	// FetchCredential fetches what id-only notifications name; "" for none.
 	FetchCredential string
+	// MaxFetches bounds the resources one notification has fetched.
+	// Default 20, and never more than FetchLimit.
+	MaxFetches int
+	// FetchLimit fetches in any window of FetchPer may be triggered by
+	// notifications, every worker together. Default 60 per minute.
+	FetchLimit int
+	FetchPer   time.Duration
+	// MaxCatchUp bounds the missed events one catch-up asks for. Default 100.
+	MaxCatchUp int64
 }
 
 func (v *Vendor) setDefaults() {
@@ -51,6 +65,31 @@ func (v *Vendor) setDefaults() {
 	if v.DedupWindow <= 0 {
 		v.DedupWindow = time.Duration(config.DefaultWebhookDedupWindow)
 	}
+	if v.FetchLimit <= 0 || v.FetchPer <= 0 {
+		v.FetchLimit, v.FetchPer = config.DefaultWebhookFetchRate.Limit, time.Duration(config.DefaultWebhookFetchRate.Per)
+	}
+	if v.MaxFetches <= 0 {
+		v.MaxFetches = config.DefaultWebhookMaxFetchesPerDelivery
+	}
+	// A notification's fetches are taken from the rate all at once: more
+	// than the rate allows would never pass.
+	v.MaxFetches = min(v.MaxFetches, v.FetchLimit)
+	if v.MaxCatchUp <= 0 {
+		v.MaxCatchUp = config.DefaultWebhookMaxCatchUp
+	}
+}
+
+// fetchRateOf is a vendor's fetch_rate, or its default: a share of the
+// vendor's rate_limit, or DefaultWebhookFetchRate without one.
+func fetchRateOf(cv config.Vendor) (int, time.Duration) {
+	fr := cv.Webhooks.FetchRate
+	switch {
+	case fr.Limit > 0 && fr.Per > 0:
+		return fr.Limit, time.Duration(fr.Per)
+	case cv.RateLimit.Limit > 0 && cv.RateLimit.Per > 0:
+		return max(1, cv.RateLimit.Limit/config.DefaultWebhookFetchRateShare), time.Duration(cv.RateLimit.Per)
+	}
+	return config.DefaultWebhookFetchRate.Limit, time.Duration(config.DefaultWebhookFetchRate.Per)
 }
 
 // VendorsFromConfig builds the receiving side of every vendor that accepts
@@ -70,7 +109,10 @@ func VendorsFromConfig(vendors map[string]config.Vendor) (out map[string]Vendor,
 			MaxBody:         int64(w.MaxBody),
 			DedupWindow:     time.Duration(w.DedupWindow),
 			FetchCredential: w.FetchCredential,
+			MaxFetches:      w.MaxFetchesPerDelivery,
+			MaxCatchUp:      int64(w.MaxCatchUp),
 		}
+		v.FetchLimit, v.FetchPer = fetchRateOf(cv)
 		switch w.Verify {
 		case config.VerifyNone, "":
 			if !w.AcceptUnverified {

@@ -38,6 +38,17 @@ type Verifier interface {
 	Verify(h http.Header, body []byte, now time.Time) error
 }
 
+// IDSigner is a Verifier whose signature covers a delivery id carried in a
+// header (Standard Webhooks signs "id.timestamp.body"). Only such an id may
+// name a delivery: an id the signature does not cover can be changed by
+// whoever replays a captured delivery, to have it taken for a new one.
+type IDSigner interface {
+	Verifier
+	// SignedID is the delivery id of a delivery that passed Verify; "" when
+	// it carries none.
+	SignedID(h http.Header) string
+}
+
 // Standard Webhooks header names.
 const (
 	HeaderID        = "webhook-id"
@@ -59,7 +70,7 @@ type StandardWebhooks struct {
 	tolerance time.Duration
 }
 
-var _ Verifier = (*StandardWebhooks)(nil)
+var _ IDSigner = (*StandardWebhooks)(nil)
 
 // NewStandardWebhooks makes a verifier accepting a signature by any of
 // secrets (each "whsec_<base64>", or the base64 alone), with a timestamp at
@@ -146,6 +157,9 @@ func (v *StandardWebhooks) Verify(h http.Header, body []byte, now time.Time) err
 	}
 	return ErrBadSignature
 }
+
+// SignedID implements IDSigner: the webhook-id, which the signature covers.
+func (v *StandardWebhooks) SignedID(h http.Header) string { return h.Get(HeaderID) }
 
 // maxUnix keeps time.Unix arithmetic away from overflow.
 const maxUnix = 1 << 40

@@ -240,3 +240,27 @@ func containsField(s, f string) bool {
 	}
 	return false
 }
+
+// TestOnlyStandardWebhooksSignsAnID: only a scheme whose signature covers
+// the delivery id may name deliveries by it; the others sign the body (or
+// nothing), so a webhook-id sent to them is anyone's to change.
+func TestOnlyStandardWebhooksSignsAnID(t *testing.T) {
+	t.Parallel()
+	sw, err := verify.NewStandardWebhooks([]string{secretA}, 0)
+	require.NoError(t, err)
+	h := http.Header{}
+	h.Set(verify.HeaderID, "msg_1")
+	var v verify.Verifier = sw
+	s, ok := v.(verify.IDSigner)
+	require.True(t, ok)
+	require.Equal(t, "msg_1", s.SignedID(h))
+
+	hm, err := verify.NewHMACSHA256("X-Signature", []string{"k"})
+	require.NoError(t, err)
+	tok, err := verify.NewToken("Authorization", []string{"t"})
+	require.NoError(t, err)
+	for _, v := range []verify.Verifier{hm, tok, verify.None{}} {
+		_, ok := v.(verify.IDSigner)
+		require.False(t, ok, "%T", v)
+	}
+}
