@@ -410,7 +410,10 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 	if ans.Header != nil {
 		after = vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock())
 	}
-	return &backoffError{After: after, Err: fmt.Errorf("requests: %s %s: %s: %s", r.Method, r.Path, class, msg)}
+	// asynq keeps this text in Redis (and shows it in its dashboard): it
+	// names the failure, never the path, query or the vendor's words
+	// (patient data); the request.failed event, sealed, quotes them.
+	return &backoffError{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
 }
 
 // call sends the request once. The *vendors.Error has a Status when an

@@ -262,6 +262,9 @@ type recorder struct {
 	next http.Handler
 	mu   sync.Mutex
 	hits []hit
+	// api, when set, answers the vendor API calls whose path ends with
+	// its key instead of the sandbox.
+	api map[string]http.HandlerFunc
 }
 
 type hit struct {
@@ -272,6 +275,12 @@ type hit struct {
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	for suffix, h := range r.api {
+		if strings.HasSuffix(req.URL.Path, suffix) {
+			h(w, req)
+			return
+		}
+	}
 	if !strings.HasSuffix(req.URL.Path, "/Patient") {
 		r.next.ServeHTTP(w, req)
 		return
