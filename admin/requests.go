@@ -13,8 +13,8 @@ import (
 // RequestJobs is what the admin API needs of request jobs.
 type RequestJobs interface {
 	Submit(ctx context.Context, r jobs.Request) (jobs.Request, error)
-	BatchStatus(ctx context.Context, id string) (requests.BatchStatus, error)
-	CancelBatch(ctx context.Context, id string) error
+	BatchStatus(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error)
+	CancelBatch(ctx context.Context, vendor, credential, id string) error
 }
 
 var _ RequestJobs = requests.Jobs{}
@@ -23,7 +23,9 @@ var _ RequestJobs = requests.Jobs{}
 // the rest of the JSON.
 const maxRequestBody = requests.DefaultMaxBody*4/3 + 64<<10
 
-// requestRoutes serves request submission and batches.
+// requestRoutes serves request submission and batches. A batch belongs to
+// one (vendor, credential): its status and cancel name them in the query,
+// ?vendor=V&credential=C, and see or stop only that credential's batch.
 func (a *api) requestRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/requests", a.submitRequest)
 	mux.HandleFunc("GET /admin/batches/{id}", a.batchStatus)
@@ -75,12 +77,19 @@ func (a *api) submitRequest(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// batchStatus is GET /admin/batches/{id}.
+// batchOwner is the (vendor, credential) a batch request names.
+func batchOwner(r *http.Request) (vendor, credential string) {
+	q := r.URL.Query()
+	return q.Get("vendor"), q.Get("credential")
+}
+
+// batchStatus is GET /admin/batches/{id}?vendor=V&credential=C.
 func (a *api) batchStatus(w http.ResponseWriter, r *http.Request) {
 	if !a.requestJobs(w) {
 		return
 	}
-	st, err := a.d.Requests.BatchStatus(r.Context(), r.PathValue("id"))
+	vendor, credential := batchOwner(r)
+	st, err := a.d.Requests.BatchStatus(r.Context(), vendor, credential, r.PathValue("id"))
 	if err != nil {
 		a.batchError(w, r, err)
 		return
@@ -88,19 +97,21 @@ func (a *api) batchStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-// cancelBatch is POST /admin/batches/{id}/cancel: what has not run is
-// stopped; the answer is the batch's status.
+// cancelBatch is POST /admin/batches/{id}/cancel?vendor=V&credential=C:
+// what has not run of that credential's batch is stopped; the answer is the
+// batch's status.
 func (a *api) cancelBatch(w http.ResponseWriter, r *http.Request) {
 	if !a.requestJobs(w) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := a.d.Requests.CancelBatch(r.Context(), id); err != nil {
+	vendor, credential := batchOwner(r)
+	if err := a.d.Requests.CancelBatch(r.Context(), vendor, credential, id); err != nil {
 		a.batchError(w, r, err)
 		return
 	}
-	a.d.Logger.Info().Str("batch", id).Msg("admin: batch cancelled")
-	st, err := a.d.Requests.BatchStatus(r.Context(), id)
+	a.d.Logger.Info().Str("batch", id).Str("vendor", vendor).Str("credential", credential).Msg("admin: batch cancelled")
+	st, err := a.d.Requests.BatchStatus(r.Context(), vendor, credential, id)
 	if err != nil {
 		a.batchError(w, r, err)
 		return
@@ -109,8 +120,13 @@ func (a *api) cancelBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) batchError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, requests.ErrBatchNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no batch "+r.PathValue("id"))
+	switch {
+	case errors.Is(err, requests.ErrBatchCredential):
+		writeError(w, http.StatusBadRequest, requests.CodeInvalid,
+			"name the batch's vendor and credential: ?vendor=V&credential=C (a batch belongs to one credential)")
+		return
+	case errors.Is(err, requests.ErrBatchNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no batch "+r.PathValue("id")+" of that credential")
 		return
 	}
 	a.d.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("admin: batch lookup failed")

@@ -20,17 +20,31 @@ import (
 // fakeRequestJobs answers from Func fields.
 type fakeRequestJobs struct {
 	submit func(jobs.Request) (jobs.Request, error)
-	status func(id string) (requests.BatchStatus, error)
-	cancel func(id string) error
+	status func(vendor, credential, id string) (requests.BatchStatus, error)
+	cancel func(vendor, credential, id string) error
 }
 
 func (f fakeRequestJobs) Submit(_ context.Context, r jobs.Request) (jobs.Request, error) {
 	return f.submit(r)
 }
-func (f fakeRequestJobs) BatchStatus(_ context.Context, id string) (requests.BatchStatus, error) {
-	return f.status(id)
+func (f fakeRequestJobs) BatchStatus(_ context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
+	return f.status(vendor, credential, id)
 }
-func (f fakeRequestJobs) CancelBatch(_ context.Context, id string) error { return f.cancel(id) }
+func (f fakeRequestJobs) CancelBatch(_ context.Context, vendor, credential, id string) error {
+	return f.cancel(vendor, credential, id)
+}
+
+// batchOf is the fake's one batch: nightly of clinic-1 at v1; the real
+// Batches say the same of a missing vendor or credential.
+func batchOf(vendor, credential, id string) error {
+	switch {
+	case vendor == "" || credential == "":
+		return requests.ErrBatchCredential
+	case vendor != "v1" || credential != "clinic-1" || id != "nightly":
+		return requests.ErrBatchNotFound
+	}
+	return nil
+}
 
 func TestRequestRoutes(t *testing.T) {
 	t.Parallel()
@@ -48,15 +62,15 @@ func TestRequestRoutes(t *testing.T) {
 			submitted = append(submitted, r)
 			return r, nil
 		},
-		status: func(id string) (requests.BatchStatus, error) {
-			if id != "nightly" {
-				return requests.BatchStatus{}, requests.ErrBatchNotFound
+		status: func(vendor, credential, id string) (requests.BatchStatus, error) {
+			if err := batchOf(vendor, credential, id); err != nil {
+				return requests.BatchStatus{}, err
 			}
 			return requests.BatchStatus{ID: id, Total: 3, Done: 1, Queued: 2, CancelRequested: cancelled[id]}, nil
 		},
-		cancel: func(id string) error {
-			if id != "nightly" {
-				return requests.ErrBatchNotFound
+		cancel: func(vendor, credential, id string) error {
+			if err := batchOf(vendor, credential, id); err != nil {
+				return err
 			}
 			cancelled[id] = true
 			return nil
@@ -94,12 +108,18 @@ func TestRequestRoutes(t *testing.T) {
 	}
 	require.Len(t, submitted, 1, "a refused request was submitted")
 
-	code, out = do(http.MethodGet, "/admin/batches/nightly", "")
+	code, out = do(http.MethodGet, "/admin/batches/nightly?vendor=v1&credential=clinic-1", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, 3.0, out["total"])
-	code, _ = do(http.MethodGet, "/admin/batches/other", "")
+	code, _ = do(http.MethodGet, "/admin/batches/other?vendor=v1&credential=clinic-1", "")
 	require.Equal(t, http.StatusNotFound, code)
-	code, out = do(http.MethodPost, "/admin/batches/nightly/cancel", "")
+	code, out = do(http.MethodGet, "/admin/batches/nightly", "")
+	require.Equal(t, http.StatusBadRequest, code, "a batch is named with its credential")
+	require.Contains(t, out["message"], "credential")
+	code, _ = do(http.MethodPost, "/admin/batches/nightly/cancel?vendor=v1&credential=clinic-2", "")
+	require.Equal(t, http.StatusNotFound, code, "another credential's batch")
+	require.False(t, cancelled["nightly"])
+	code, out = do(http.MethodPost, "/admin/batches/nightly/cancel?vendor=v1&credential=clinic-1", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, true, out["cancel_requested"])
 

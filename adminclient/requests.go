@@ -22,16 +22,24 @@ func (c *Client) SubmitRequest(ctx context.Context, r jobs.Request) (string, err
 	return out.ID, nil
 }
 
-// BatchStatus returns a batch's progress.
-func (c *Client) BatchStatus(ctx context.Context, id string) (requests.BatchStatus, error) {
+// batchPath is the path of a credential's batch, plus suffix.
+func batchPath(vendor, credential, id, suffix string) string {
+	return "/admin/batches/" + url.PathEscape(id) + suffix + "?" +
+		url.Values{"vendor": {vendor}, "credential": {credential}}.Encode()
+}
+
+// BatchStatus returns the progress of the batch id of a credential (a
+// batch belongs to one vendor and credential).
+func (c *Client) BatchStatus(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
 	var out requests.BatchStatus
-	err := c.do(ctx, http.MethodGet, "/admin/batches/"+url.PathEscape(id), nil, &out)
+	err := c.do(ctx, http.MethodGet, batchPath(vendor, credential, id, ""), nil, &out)
 	return out, err
 }
 
-// CancelBatch stops what has not run of a batch and returns its status.
-func (c *Client) CancelBatch(ctx context.Context, id string) (requests.BatchStatus, error) {
+// CancelBatch stops what has not run of the batch id of a credential and
+// returns its status.
+func (c *Client) CancelBatch(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
 	var out requests.BatchStatus
-	err := c.do(ctx, http.MethodPost, "/admin/batches/"+url.PathEscape(id)+"/cancel", nil, &out)
+	err := c.do(ctx, http.MethodPost, batchPath(vendor, credential, id, "/cancel"), nil, &out)
 	return out, err
 }

@@ -46,7 +46,7 @@ func newRequestJobs(env *Env, refresh *jobs.RefreshHandler, hc *http.Client, log
 	// them: no Priority reserve, here and in the feeder.
 	b := budget.New(env.Redis, budget.Options{Prefix: prefix, Clock: env.BudgetClock, Metrics: bm, PriorityReserve: noReserve})
 	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: env.Redis, Prefix: prefix,
-		Credentials: env.Store, Vendors: env.Config.Vendors, Clock: env.Clock})
+		Credentials: env.Store, Vendors: env.Config.Vendors, Clock: env.Clock, Keyring: env.Store.Keyring()})
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func newRequestJobs(env *Env, refresh *jobs.RefreshHandler, hc *http.Client, log
 	h, err := requests.NewHandler(requests.HandlerDeps{
 		Redis: env.Redis, Prefix: prefix, Credentials: env.Store, Refresh: refresh.Handle, Budget: b,
 		Vendors: env.Config.Vendors, HTTPClient: hc, Objects: &lazyObjects{js: env.JS, bucket: requestsBucket(env)},
-		Bucket: requestsBucket(env), Metrics: m, Logger: log, Clock: env.Clock,
+		Bucket: requestsBucket(env), Metrics: m, Logger: log, Clock: env.Clock, Keyring: env.Store.Keyring(),
 	})
 	if err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func requestsBucket(env *Env) string {
 }
 
 // register adds the request task's handler to mux.
-func (r *requestJobs) register(mux *asynq.ServeMux) { jobs.Handle(mux, r.handler.Handle) }
+func (r *requestJobs) register(mux *asynq.ServeMux) { mux.Handle(jobs.TypeVendorRequest, r.handler) }
 
 // jobs is what the admin API serves.
 func (r *requestJobs) jobs() admin.RequestJobs {
@@ -108,7 +108,7 @@ func (r *requestJobs) start(ctx context.Context) (stop func(), err error) {
 	}
 	feeder, err := requests.NewFeeder(requests.FeederOptions{Redis: r.env.Redis, Prefix: r.env.Config.Redis.Prefix, BulkReserve: noReserve,
 		Budget: r.budget, Vendors: r.env.Config.Vendors, Enqueuer: asynq.NewClientFromRedisClient(r.env.Redis),
-		Logger: r.log, Clock: r.env.Clock})
+		Logger: r.log, Clock: r.env.Clock, Keyring: r.env.Store.Keyring()})
 	if err != nil {
 		_ = svc.Stop()
 		return nil, err

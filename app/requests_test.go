@@ -77,7 +77,7 @@ func TestRequestJobsThroughNATSAndTheAdminAPI(t *testing.T) {
 	require.Equal(t, prefix+"request.completed.halaxy-au.clinic-01", seen["nats-1"])
 	require.Equal(t, prefix+"request.completed.halaxy-au.clinic-02", seen[id])
 	require.Eventually(t, func() bool {
-		st, err := admin.BatchStatus(context.Background(), "admin-batch")
+		st, err := admin.BatchStatus(context.Background(), "halaxy-au", "clinic-02", "admin-batch")
 		return err == nil && st.Done == 1 && st.Finished()
 	}, 10*time.Second, 50*time.Millisecond)
 }

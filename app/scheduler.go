@@ -41,7 +41,7 @@ func RunScheduler(ctx context.Context, env *Env) error {
 	relay, err := events.NewRelay(events.RelayOptions{
 		Redis: env.Redis, Prefix: env.Config.Redis.Prefix, JetStream: env.JS,
 		SubjectPrefix: env.Config.NATS.SubjectPrefix, Logger: log,
-		OnPublished: eventMetrics.Observe,
+		OnPublished: eventMetrics.Observe, Keyring: env.Store.Keyring(),
 	})
 	if err != nil {
 		return fmt.Errorf("app: relay: %w", err)

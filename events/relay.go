@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/seal"
 )
 
 // Relay defaults.
@@ -86,6 +88,9 @@ type RelayOptions struct {
 	// ack time minus the time in the entry's Redis stream id. It runs on the
 	// relay's goroutine, so it must be quick (a metric, a channel send).
 	OnPublished func(env Envelope, lag time.Duration)
+	// Keyring opens sealed entries (SealOutboxEntry) before they are
+	// published. Nil: a sealed entry goes to the dead letter, still sealed.
+	Keyring *seal.Keyring
 }
 
 // Relay moves events from the Redis outbox to JetStream, so that an event is
@@ -120,6 +125,7 @@ type Relay struct {
 	ackTimeout    time.Duration
 	onPublished   func(Envelope, time.Duration)
 	owner         string
+	keyring       *seal.Keyring
 
 	running    atomic.Bool
 	active     atomic.Bool
@@ -191,6 +197,7 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		onPublished:   o.OnPublished,
 		owner:         fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()),
 		published:     make(map[string]struct{}),
+		keyring:       o.Keyring,
 	}
 	if !nc.Opts.AllowReconnect || nc.Opts.MaxReconnect >= 0 {
 		r.log.Warn().Int("max_reconnects", nc.Opts.MaxReconnect).
@@ -432,7 +439,7 @@ type deadEntry struct {
 
 // parseEntry reads an outbox entry, or says (without quoting it) what is
 // wrong with it.
-func parseEntry(m redis.XMessage) (entry, string) {
+func parseEntry(m redis.XMessage, kr *seal.Keyring) (entry, string) {
 	field := func(name string) string {
 		s, _ := m.Values[name].(string)
 		return s
@@ -451,6 +458,16 @@ func parseEntry(m redis.XMessage) (entry, string) {
 		return e, "missing field " + strings.Join(missing, ", ")
 	case !validEventSubject(e.subject):
 		return e, "subject is not an event subject"
+	}
+	event, err := OpenOutboxEvent(kr, e.id, e.subject, string(e.event))
+	switch {
+	case errors.Is(err, ErrSealedNoKeyring):
+		return e, "event is sealed and the relay has no keyring"
+	case err != nil:
+		return e, "sealed event does not open with the keyring (unknown key, or moved or altered)"
+	}
+	e.event = event
+	switch {
 	case !json.Valid(e.event):
 		return e, "event is not JSON"
 	}
@@ -475,7 +492,7 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 		if _, done := r.published[m.ID]; done {
 			continue
 		}
-		e, reason := parseEntry(m)
+		e, reason := parseEntry(m, r.keyring)
 		if reason != "" {
 			dead = append(dead, deadEntry{m, reason})
 			continue

@@ -75,7 +75,7 @@ func TestParseEntry(t *testing.T) {
 		{"not JSON", msg("id", "e1", "subject", "token.renewed.v.c", "event", `{`), "event is not JSON"},
 	}
 	for _, tt := range tests {
-		e, reason := parseEntry(tt.msg)
+		e, reason := parseEntry(tt.msg, nil)
 		require.Equal(t, tt.reason, reason, tt.name)
 		if reason == "" {
 			require.Equal(t, entry{rid: "1-0", id: "e1", subject: "token.renewed.v.c", event: []byte(`{"id":"e1"}`)}, e)

@@ -150,12 +150,36 @@ func NewRequestTask(r Request) (*asynq.Task, error) {
 	if r.ID == "" {
 		return nil, errors.New("jobs: request task needs an id")
 	}
-	return NewTask(r,
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: encode %s payload: %w", r.Kind(), err)
+	}
+	return NewRequestTaskPayload(r.ID, raw), nil
+}
+
+// NewRequestTaskPayload builds the task of request id with an encoded
+// payload as it is: a Request, or a SealedRequest (what the feeder
+// releases), with NewRequestTask's options.
+func NewRequestTaskPayload(id string, payload []byte) *asynq.Task {
+	return asynq.NewTask(TypeVendorRequest, payload,
 		asynq.Queue(QueueDefault),
-		asynq.TaskID(RequestTaskID(r.ID)),
+		asynq.TaskID(RequestTaskID(id)),
 		asynq.MaxRetry(RequestMaxRetry),
 		asynq.Timeout(2*time.Minute),
 	)
+}
+
+// SealedRequest is a Request as it waits in Redis and travels as its
+// task's payload: what the queue's scripts and the feeder need in clear
+// (its id, vendor, credential and batch), the whole request (path, query,
+// headers, body: patient data) sealed with the master key (package seal),
+// bound to those four. Package requests seals and opens it.
+type SealedRequest struct {
+	ID         string `json:"id"`
+	Vendor     string `json:"vendor"`
+	Credential string `json:"credential"`
+	Batch      string `json:"batch,omitempty"`
+	Sealed     string `json:"sealed"`
 }
 
 // RequestTaskID is the asynq task id of a request.

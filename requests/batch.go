@@ -12,12 +12,22 @@ import (
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
-// ErrBatchNotFound: no batch with that id (or its records have expired).
+// ErrBatchNotFound: the credential has no batch with that id (or its
+// records have expired).
 var ErrBatchNotFound = errors.New("requests: batch not found")
 
-// BatchStatus is a batch's progress.
+// ErrBatchCredential: a batch's status or cancel did not name the vendor
+// and credential it acts for. A batch belongs to one (vendor, credential):
+// the batch "nightly" of one credential and that of another are two
+// batches, and neither can be read or cancelled through the other.
+var ErrBatchCredential = errors.New("requests: a batch is named by its vendor, credential and id; vendor and credential are required")
+
+// BatchStatus is a batch's progress: of the requests of one credential
+// submitted with that batch id.
 type BatchStatus struct {
-	ID string `json:"id"`
+	ID         string `json:"id"`
+	Vendor     string `json:"vendor"`
+	Credential string `json:"credential"`
 	// Total is how many requests were accepted into the batch.
 	Total int64 `json:"total"`
 	// Queued have not run yet (waiting for their turn, or released to a
@@ -62,9 +72,16 @@ func NewBatches(rdb redis.UniversalClient, prefix string, clock func() time.Time
 	return &Batches{rdb: rdb, keys: newKeys(prefix), clock: clock}
 }
 
-// Status returns a batch's progress, or ErrBatchNotFound.
-func (b *Batches) Status(ctx context.Context, id string) (BatchStatus, error) {
-	m, err := b.rdb.HGetAll(ctx, b.keys.batch(id)).Result()
+// Status returns the progress of the batch id of the credential of vendor,
+// or ErrBatchNotFound (ErrBatchCredential without vendor and credential).
+func (b *Batches) Status(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+	if vendor == "" || credential == "" {
+		return BatchStatus{}, ErrBatchCredential
+	}
+	if id == "" {
+		return BatchStatus{}, ErrBatchNotFound
+	}
+	m, err := b.rdb.HGetAll(ctx, b.keys.batch(vendor, credential, id)).Result()
 	if err != nil {
 		return BatchStatus{}, fmt.Errorf("requests: batch %s: %w", id, err)
 	}
@@ -78,7 +95,7 @@ func (b *Batches) Status(ctx context.Context, id string) (BatchStatus, error) {
 		}
 		return time.Time{}
 	}
-	s := BatchStatus{ID: id, Total: n("total"), Queued: n("queued"), Waiting: n("waiting"), Running: n("running"),
+	s := BatchStatus{ID: id, Vendor: vendor, Credential: credential, Total: n("total"), Queued: n("queued"), Waiting: n("waiting"), Running: n("running"),
 		Done: n("done"), Failed: n("failed"), Cancelled: n("cancelled"), CancelRequested: m["cancel"] != "",
 		CreatedAt: t("created"), StartedAt: t("started"), LastAt: t("last")}
 	ended := s.Done + s.Failed + s.Cancelled
@@ -97,11 +114,20 @@ func (b *Batches) Status(ctx context.Context, id string) (BatchStatus, error) {
 	return s, nil
 }
 
-// Cancel stops what has not run of a batch: queued requests end as
-// cancelled (request.failed, class cancelled) and are never sent; requests
-// already sent finish. It returns ErrBatchNotFound for an unknown batch.
-func (b *Batches) Cancel(ctx context.Context, id string) error {
-	res, err := scriptCancel.Run(ctx, b.rdb, []string{b.keys.batch(id)}, b.clock().UnixMilli()).Text()
+// Cancel stops what has not run of the batch id of the credential of
+// vendor: queued requests end as cancelled (request.failed, class
+// cancelled) and are never sent; requests already sent finish. Other
+// credentials' batches of the same id are untouched. It returns
+// ErrBatchNotFound for an unknown batch (ErrBatchCredential without vendor
+// and credential).
+func (b *Batches) Cancel(ctx context.Context, vendor, credential, id string) error {
+	if vendor == "" || credential == "" {
+		return ErrBatchCredential
+	}
+	if id == "" {
+		return ErrBatchNotFound
+	}
+	res, err := scriptCancel.Run(ctx, b.rdb, []string{b.keys.batch(vendor, credential, id)}, b.clock().UnixMilli()).Text()
 	if err != nil {
 		return fmt.Errorf("requests: cancel batch %s: %w", id, err)
 	}
@@ -126,9 +152,11 @@ func (j Jobs) Submit(ctx context.Context, r jobs.Request) (jobs.Request, error) 
 }
 
 // BatchStatus is Batches.Status.
-func (j Jobs) BatchStatus(ctx context.Context, id string) (BatchStatus, error) {
-	return j.Batches.Status(ctx, id)
+func (j Jobs) BatchStatus(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+	return j.Batches.Status(ctx, vendor, credential, id)
 }
 
 // CancelBatch is Batches.Cancel.
-func (j Jobs) CancelBatch(ctx context.Context, id string) error { return j.Batches.Cancel(ctx, id) }
+func (j Jobs) CancelBatch(ctx context.Context, vendor, credential, id string) error {
+	return j.Batches.Cancel(ctx, vendor, credential, id)
+}

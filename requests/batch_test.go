@@ -26,7 +26,7 @@ func TestSmallBatchIsNotStarvedByABigOne(t *testing.T) {
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st, err := w.batches.Status(context.Background(), "small")
+		st, err := w.batches.Status(context.Background(), vendorName, "clinic-1", "small")
 		require.NoError(t, err)
 		if st.Finished() {
 			break
@@ -56,23 +56,23 @@ func TestBatchStatusAndCancel(t *testing.T) {
 	w.worker(4)
 	w.feeder()
 	ctx := context.Background()
-	_, err := w.batches.Status(ctx, "nope")
+	_, err := w.batches.Status(ctx, vendorName, "clinic-1", "nope")
 	require.ErrorIs(t, err, requests.ErrBatchNotFound)
-	require.ErrorIs(t, w.batches.Cancel(ctx, "nope"), requests.ErrBatchNotFound)
+	require.ErrorIs(t, w.batches.Cancel(ctx, vendorName, "clinic-1", "nope"), requests.ErrBatchNotFound)
 
 	ids := w.submit("clinic-1", "slow", 100)
 	w.waitOutcomes(10, 30*time.Second)
-	st, err := w.batches.Status(ctx, "slow")
+	st, err := w.batches.Status(ctx, vendorName, "clinic-1", "slow")
 	require.NoError(t, err)
 	require.Equal(t, int64(100), st.Total)
 	require.Equal(t, st.Total, st.Queued+st.Waiting+st.Running+st.Done+st.Failed+st.Cancelled, fmtCounts(st))
 	require.Positive(t, st.Rate)
 	require.True(t, st.EstimatedFinish.After(time.Now()))
 
-	require.NoError(t, w.batches.Cancel(ctx, "slow"))
+	require.NoError(t, w.batches.Cancel(ctx, vendorName, "clinic-1", "slow"))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err = w.batches.Status(ctx, "slow")
+		st, err = w.batches.Status(ctx, vendorName, "clinic-1", "slow")
 		require.NoError(t, err)
 		if st.Finished() {
 			break

@@ -42,17 +42,33 @@
 // sending and before that step means the request is sent again). A body above the inline limit
 // goes to a JetStream object store bucket and the event refers to it.
 //
-// Redis layout, under the prefix P (the store's prefix followed by "req:"):
+// # Trust boundary
 //
-//	P r:<id>              hash    a request's state, batch, account, attempts
-//	P b:<batch>           hash    a batch's counts, times and cancel flag
-//	P q:<account>:<batch> list    requests waiting to be released
+// A request, its batch and its idempotency key belong to one (vendor,
+// credential); patient data kept in Redis is sealed (see scope.go): the
+// queued request and its task payload (jobs.SealedRequest), the outcome
+// under an idempotency key, and the outcome event in the outbox
+// (events.SealOutboxEntry, opened by the relay as it publishes). asynq's
+// error text of a retried request names its failure class and status, not
+// the vendor's words. How long each copy lives: a queued request until it
+// is released (then its task until it ends; asynq keeps an archived task,
+// sealed, up to 90 days); r: and b: records SubmitterOptions.TTL (7 days)
+// from submission; an idempotency outcome HandlerDeps.IdempotencyTTL (24
+// hours); an outbox entry until the relay has published it.
+//
+// Redis layout, under the prefix P (the store's prefix followed by "req:");
+// <cb> is a credential's batch, the hash of its vendor and credential and
+// the batch id (scopedBatch):
+//
+//	P r:<id>              hash    a request's state, batch, account, vendor, credential, attempts
+//	P b:<cb>              hash    a batch's counts, times and cancel flag
+//	P q:<account>:<cb>    list    requests waiting to be released (sealed)
 //	P ring:<account>      list    the account's batches with requests waiting
 //	P accounts            hash    accounts with requests waiting -> vendor
 //	P pending:<account>   zset    released, budget not yet taken (id -> ms)
-//	P releasing:<account> hash    released, not yet enqueued (id -> payload)
+//	P releasing:<account> hash    released, not yet enqueued (id -> sealed payload)
 //	P cancelling          set     queues of cancelled batches to empty
-//	P idem:<key>          string  idempotency key -> first request's outcome
+//	P idem:<hash>         string  SHA-256 of vendor, credential, key -> first request's id, then its sealed outcome
 //	P feeder              string  the active feeder's lease
 //
 // All of these (and the outbox) must live in one Redis Cluster slot: give

@@ -17,6 +17,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/seal"
 )
 
 // Enqueuer puts tasks on asynq's queues (*asynq.Client satisfies it).
@@ -61,6 +62,10 @@ type FeederOptions struct {
 	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// Keyring seals the outcome events of the requests of cancelled
+	// batches (the feeder passes queued requests on still sealed).
+	// Required; the Submitter's.
+	Keyring *seal.Keyring
 }
 
 // Feeder releases queued requests into asynq, round robin across each
@@ -75,8 +80,8 @@ type Feeder struct {
 
 // NewFeeder checks o and returns a feeder to Run.
 func NewFeeder(o FeederOptions) (*Feeder, error) {
-	if o.Redis == nil || o.Budget == nil || o.Enqueuer == nil {
-		return nil, errors.New("requests: the feeder needs Redis, the budget and an asynq client")
+	if o.Redis == nil || o.Budget == nil || o.Enqueuer == nil || o.Keyring == nil {
+		return nil, errors.New("requests: the feeder needs Redis, the budget, an asynq client and the keyring")
 	}
 	if o.Prefix == "" {
 		o.Prefix = events.DefaultPrefix
@@ -244,6 +249,8 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 }
 
 // enqueue makes tasks of released payloads, then forgets them as released.
+// A payload (a jobs.SealedRequest) becomes its task's payload as it is:
+// only the worker that runs it opens it.
 func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
 	if len(items) == 0 {
 		return nil
@@ -252,19 +259,15 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 	var errs []error
 	for _, entry := range items {
 		release, item, _ := strings.Cut(entry, "|")
-		var r jobs.Request
-		if err := json.Unmarshal([]byte(item), &r); err != nil {
-			errs = append(errs, fmt.Errorf("requests: released payload: %w", err))
+		var r jobs.SealedRequest
+		if err := json.Unmarshal([]byte(item), &r); err != nil || r.ID == "" {
+			errs = append(errs, fmt.Errorf("requests: released payload has no id: %v", err))
 			continue
 		}
-		task, err := jobs.NewRequestTask(r)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+		task := jobs.NewRequestTaskPayload(r.ID, []byte(item))
 		// The task id names the release: the same release enqueued twice
 		// (by recover) is one task; a release after a hand-back is a new one.
-		_, err = f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
+		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
 			continue // stays in releasing: recover enqueues it
@@ -316,11 +319,13 @@ func (f *Feeder) drainCancelled(ctx context.Context) error {
 			return fmt.Errorf("requests: read cancelled queue: %w", err)
 		}
 		for _, item := range items {
+			// The id, vendor, credential and batch are in clear, in the
+			// sealed form as in a plain request; nothing else is needed.
 			var r jobs.Request
 			if json.Unmarshal([]byte(item), &r) != nil {
 				continue
 			}
-			if err := cancelQueued(ctx, f.o.Redis, f.keys, f.outbox, r, f.o.Clock()); err != nil {
+			if err := cancelQueued(ctx, f.o.Redis, f.o.Keyring, f.keys, f.outbox, r, f.o.Clock()); err != nil {
 				return err
 			}
 		}
@@ -337,7 +342,7 @@ func (f *Feeder) drainCancelled(ctx context.Context) error {
 }
 
 // cancelQueued ends a request that never ran as cancelled.
-func cancelQueued(ctx context.Context, rdb redis.UniversalClient, k keys, outbox string, r jobs.Request, now time.Time) error {
+func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox string, r jobs.Request, now time.Time) error {
 	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, events.RequestFailed{
 		ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Class: "cancelled",
 		Message: "the batch was cancelled before the request ran", FailedAt: now.UTC()})
@@ -345,7 +350,7 @@ func cancelQueued(ctx context.Context, rdb redis.UniversalClient, k keys, outbox
 		return err
 	}
 	r.IdempotencyKey = "" // the key is not this request's to settle
-	return transition(ctx, rdb, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL)
+	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL)
 }
 
 // room is how many more requests the account's budget has room for now

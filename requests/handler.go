@@ -21,6 +21,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
@@ -101,6 +102,10 @@ type HandlerDeps struct {
 	Logger         zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// Keyring opens queued requests and seals what the handler keeps of
+	// their outcomes in Redis (outbox events, idempotency records) with
+	// the master key. Required; the Submitter's.
+	Keyring *seal.Keyring
 }
 
 // Handler runs request tasks (see the package doc).
@@ -113,8 +118,8 @@ type Handler struct {
 
 // NewHandler checks d, fills its defaults and returns the handler.
 func NewHandler(d HandlerDeps) (*Handler, error) {
-	if d.Redis == nil || d.Credentials == nil || d.Refresh == nil || d.Budget == nil {
-		return nil, errors.New("requests: the handler needs Redis, the credential store, the refresh and the budget")
+	if d.Redis == nil || d.Credentials == nil || d.Refresh == nil || d.Budget == nil || d.Keyring == nil {
+		return nil, errors.New("requests: the handler needs Redis, the credential store, the refresh, the budget and the keyring")
 	}
 	if d.Prefix == "" {
 		d.Prefix = events.DefaultPrefix
@@ -167,7 +172,7 @@ func (h *Handler) start(ctx context.Context, r jobs.Request) (rec record, cancel
 	if r.Batch != "" {
 		hasBatch = "1"
 	}
-	vals, err := scriptStart.Run(ctx, h.d.Redis, []string{h.keys.request(r.ID), h.keys.batch(r.Batch)},
+	vals, err := scriptStart.Run(ctx, h.d.Redis, []string{h.keys.request(r.ID), h.keys.batch(r.Vendor, r.Credential, r.Batch)},
 		hasBatch, h.d.Clock().UnixMilli()).Slice()
 	if err != nil || len(vals) != 4 {
 		return record{}, false, fmt.Errorf("requests: start request %s: %v %w", r.ID, vals, err)
@@ -181,7 +186,19 @@ func (h *Handler) start(ctx context.Context, r jobs.Request) (rec record, cancel
 	return rec, n == 1, nil
 }
 
-// Handle runs one request task.
+// ProcessTask runs one request task (asynq.Handler, registered for
+// jobs.TypeVendorRequest): its payload is a jobs.SealedRequest, opened with
+// the keyring, or a plain jobs.Request enqueued before requests were sealed.
+// A payload that does not open fails without retries.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	r, err := openRequest(h.d.Keyring, t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	return h.Handle(ctx, r)
+}
+
+// Handle runs one request.
 func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
 	rec, cancelled, err := h.start(ctx, r)
@@ -348,18 +365,18 @@ func (h *Handler) requeue(ctx context.Context, r jobs.Request, rec record, accou
 		return h.fail(ctx, r, rec, "deadline", 0, fmt.Sprintf("the budget has no room before %s, after the deadline %s",
 			retryAt.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339)))
 	}
-	payload, err := jsonPayload(r)
+	payload, err := sealRequest(h.d.Keyring, r)
 	if err != nil {
-		return err
+		return fmt.Errorf("requests: %w", err)
 	}
 	hasBatch := "0"
 	if r.Batch != "" {
 		hasBatch = "1"
 	}
-	m := member(r.Batch)
+	m := member(r.Vendor, r.Credential, r.Batch)
 	err = scriptRequeue.Run(ctx, h.d.Redis,
 		[]string{h.keys.queue(account, m), h.keys.ring(account), h.keys.accounts(), h.keys.request(r.ID),
-			h.keys.batch(r.Batch), h.keys.pending(account)},
+			h.keys.batch(r.Vendor, r.Credential, r.Batch), h.keys.pending(account)},
 		payload, account, m, r.Vendor, hasBatch, r.ID).Err()
 	if err != nil {
 		return fmt.Errorf("requests: hand %s back to the feeder: %w", r.ID, err)
@@ -393,7 +410,10 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 	if ans.Header != nil {
 		after = vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock())
 	}
-	return &backoffError{After: after, Err: fmt.Errorf("requests: %s %s: %s: %s", r.Method, r.Path, class, msg)}
+	// asynq keeps this text in Redis (and shows it in its dashboard): it
+	// names the failure, never the path, query or the vendor's words
+	// (patient data); the request.failed event, sealed, quotes them.
+	return &backoffError{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
 }
 
 // call sends the request once. The *vendors.Error has a Status when an
@@ -498,11 +518,12 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 	case h.d.Objects == nil:
 		return h.fail(ctx, r, rec, "too_large", ans.Status, fmt.Sprintf("the answer's body (%d bytes) is over the inline limit and no object store is configured", len(ans.Body)))
 	default:
-		info, err := h.d.Objects.PutBytes(ctx, r.ID, ans.Body)
+		name := objectName(r)
+		info, err := h.d.Objects.PutBytes(ctx, name, ans.Body)
 		if err != nil {
 			return fmt.Errorf("requests: store body of %s: %w", r.ID, err)
 		}
-		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: r.ID, Size: len(ans.Body), Digest: info.Digest}
+		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: name, Size: len(ans.Body), Digest: info.Digest}
 	}
 	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
 	if err != nil {
@@ -541,29 +562,26 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 // state writes ev to the outbox in the same step, and stores the outcome
 // under the idempotency key.
 func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
-	return transition(ctx, h.d.Redis, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev, rec.attempts,
-		h.d.Clock(), h.d.IdempotencyTTL)
+	return transition(ctx, h.d.Redis, h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
+		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL)
 }
 
-// transition runs transition.lua; attempts < 0 leaves the count as is.
-func transition(ctx context.Context, rdb redis.UniversalClient, k keys, outbox, account string, r jobs.Request,
-	state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
+// transition runs transition.lua; attempts < 0 leaves the count as is. The
+// event and the idempotency outcome are sealed with kr (they may quote
+// patient data).
+func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
+	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
 	evID, evSubject, evJSON, outcome := "", "", "", ""
 	if ev != nil {
-		if _, err := events.EncodeOutboxEntry(*ev); err != nil {
+		values, err := events.SealOutboxEntry(kr, *ev)
+		if err != nil {
 			return fmt.Errorf("requests: event of %s: %w", r.ID, err)
 		}
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("requests: encode event of %s: %w", r.ID, err)
-		}
-		evID, evSubject, evJSON = ev.ID, ev.Subject, string(raw)
+		evID, evSubject, evJSON = ev.ID, ev.Subject, values[5].(string)
 		if r.IdempotencyKey != "" {
-			o, err := json.Marshal(idemRecord{ID: r.ID, Type: ev.Type, Data: ev.Data})
-			if err != nil {
-				return fmt.Errorf("requests: encode outcome of %s: %w", r.ID, err)
+			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.Type, Data: ev.Data}); err != nil {
+				return err
 			}
-			outcome = string(o)
 		}
 	}
 	hasBatch := "0"
@@ -575,7 +593,8 @@ func transition(ctx context.Context, rdb redis.UniversalClient, k keys, outbox, 
 		n = strconv.Itoa(attempts)
 	}
 	err := scriptTransition.Run(ctx, rdb,
-		[]string{k.request(r.ID), k.batch(r.Batch), outbox, k.idempotency(r.IdempotencyKey), k.pending(account)},
+		[]string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
+			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
 		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n).Err()
 	if err != nil {
 		return fmt.Errorf("requests: mark %s %s: %w", r.ID, state, err)
@@ -584,18 +603,43 @@ func transition(ctx context.Context, rdb redis.UniversalClient, k keys, outbox, 
 }
 
 // idemRecord is what an idempotency key holds: the first request's id,
-// then its outcome.
+// then also its outcome (an idemOutcome), sealed.
 type idemRecord struct {
-	ID   string          `json:"id"`
-	Type string          `json:"type,omitempty"`
-	Data json.RawMessage `json:"data,omitempty"`
+	ID     string `json:"id"`
+	Sealed string `json:"sealed,omitempty"`
 }
 
-// idempotent claims r's idempotency key for r. When another request holds
-// it, r is a duplicate: it ends with the first one's outcome (done true),
-// or waits for it while the first one runs.
+// idemOutcome is the first request's outcome event under its key.
+type idemOutcome struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// sealOutcome returns the idempotency record of r's outcome, sealed and
+// bound to r's key, vendor and credential.
+func sealOutcome(kr *seal.Keyring, r jobs.Request, o idemOutcome) (string, error) {
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("requests: encode outcome of %s: %w", r.ID, err)
+	}
+	sealed, err := kr.Seal(raw, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
+	if err != nil {
+		return "", fmt.Errorf("requests: seal outcome of %s: %w", r.ID, err)
+	}
+	rec, err := json.Marshal(idemRecord{ID: r.ID, Sealed: sealed})
+	if err != nil {
+		return "", fmt.Errorf("requests: encode outcome of %s: %w", r.ID, err)
+	}
+	return string(rec), nil
+}
+
+// idempotent claims r's idempotency key for r. The key is r's credential's
+// (keys.idempotency): another credential's request with the same key is
+// not a duplicate of r. When another request of the credential holds it,
+// r is a duplicate: it ends with the first one's outcome (done true), or
+// waits for it while the first one runs.
 func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) {
-	key := h.keys.idempotency(r.IdempotencyKey)
+	key := h.keys.idempotency(r.Vendor, r.Credential, r.IdempotencyKey)
 	mine, _ := json.Marshal(idemRecord{ID: r.ID})
 	set, err := h.d.Redis.SetNX(ctx, key, mine, h.d.IdempotencyTTL).Result()
 	if err != nil {
@@ -618,24 +662,32 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) 
 	if first.ID == r.ID {
 		return false, nil
 	}
-	if first.Type == "" {
+	if first.Sealed == "" {
 		// The first one has not ended: look again in a second.
 		return true, h.wait(ctx, r, record{refreshed: -1}, &RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"})
 	}
+	plain, err := h.d.Keyring.Open(first.Sealed, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
+	if err != nil {
+		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
+	}
+	var out idemOutcome
+	if err := json.Unmarshal(plain, &out); err != nil {
+		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
+	}
 	var data map[string]any
-	if err := json.Unmarshal(first.Data, &data); err != nil {
+	if err := json.Unmarshal(out.Data, &data); err != nil {
 		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
 	}
 	data["id"], data["duplicate_of"], data["batch"] = r.ID, first.ID, r.Batch
 	if r.Batch == "" {
 		delete(data, "batch")
 	}
-	ev, err := events.New(first.Type, r.Vendor, r.Credential, h.d.Clock(), data)
+	ev, err := events.New(out.Type, r.Vendor, r.Credential, h.d.Clock(), data)
 	if err != nil {
 		return true, err
 	}
 	state := "done"
-	if first.Type == events.TypeRequestFailed {
+	if out.Type == events.TypeRequestFailed {
 		state = "failed"
 	}
 	dup := r

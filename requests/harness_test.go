@@ -64,6 +64,7 @@ type world struct {
 	bucket  string
 	metrics *requests.Metrics
 	log     zerolog.Logger
+	kr      *seal.Keyring
 }
 
 func setup(t *testing.T, o setupOptions) *world {
@@ -98,11 +99,12 @@ func setup(t *testing.T, o setupOptions) *world {
 	}})
 	require.NoError(t, err)
 	vendors := map[string]config.Vendor{vendorName: v}
-	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors})
+	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors, Keyring: kr})
 	require.NoError(t, err)
 	client := asynq.NewClientFromRedisClient(rdb)
 	w := &world{t: t, rdb: rdb, sb: sb, srv: srv, rec: rec, vendors: vendors, store: st, refresh: refresh, sub: sub,
-		batches: requests.NewBatches(rdb, prefix, nil), client: client, opts: o, metrics: requests.NewMetrics(), log: zerolog.Nop()}
+		batches: requests.NewBatches(rdb, prefix, nil), client: client, opts: o, metrics: requests.NewMetrics(), log: zerolog.Nop(),
+		kr: kr}
 	return w
 }
 
@@ -128,10 +130,10 @@ func (w *world) worker(n int) (stop func()) {
 	b := w.budget()
 	h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.rdb, Prefix: prefix, Credentials: w.store,
 		Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Objects: w.objects, Bucket: w.bucket,
-		InlineLimit: w.opts.inline, Metrics: w.metrics, Logger: w.log})
+		InlineLimit: w.opts.inline, Metrics: w.metrics, Logger: w.log, Keyring: w.kr})
 	require.NoError(w.t, err)
 	mux := asynq.NewServeMux()
-	jobs.Handle(mux, h.Handle)
+	mux.Handle(jobs.TypeVendorRequest, h)
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency: n, Queues: jobs.Queues, StrictPriority: true,
 		RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
@@ -163,7 +165,7 @@ func (w *world) feeder() {
 	w.t.Helper()
 	b := w.budget()
 	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: b, Vendors: w.vendors,
-		Enqueuer: w.client, Logger: w.log})
+		Enqueuer: w.client, Logger: w.log, Keyring: w.kr})
 	require.NoError(w.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -209,7 +211,10 @@ func (w *world) outcomes() []outcome {
 	var out []outcome
 	for _, m := range msgs {
 		var env events.Envelope
-		require.NoError(w.t, json.Unmarshal([]byte(m.Values[events.OutboxFieldEvent].(string)), &env))
+		raw, err := events.OpenOutboxEvent(w.kr, m.Values[events.OutboxFieldID].(string),
+			m.Values[events.OutboxFieldSubject].(string), m.Values[events.OutboxFieldEvent].(string))
+		require.NoError(w.t, err)
+		require.NoError(w.t, json.Unmarshal(raw, &env))
 		if !strings.HasPrefix(env.Type, "request.") {
 			continue
 		}
@@ -257,6 +262,9 @@ type recorder struct {
 	next http.Handler
 	mu   sync.Mutex
 	hits []hit
+	// api, when set, answers the vendor API calls whose path ends with
+	// its key instead of the sandbox.
+	api map[string]http.HandlerFunc
 }
 
 type hit struct {
@@ -267,6 +275,12 @@ type hit struct {
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	for suffix, h := range r.api {
+		if strings.HasSuffix(req.URL.Path, suffix) {
+			h(w, req)
+			return
+		}
+	}
 	if !strings.HasSuffix(req.URL.Path, "/Patient") {
 		r.next.ServeHTTP(w, req)
 		return

@@ -46,7 +46,7 @@ func TestRequestsCompleteWithEvents(t *testing.T) {
 	for _, h := range w.rec.snapshot() {
 		require.Equal(t, userAgent, h.ua)
 	}
-	st, err := w.batches.Status(context.Background(), "sync-1")
+	st, err := w.batches.Status(context.Background(), vendorName, "clinic-1", "sync-1")
 	require.NoError(t, err)
 	require.Equal(t, int64(30), st.Total)
 	require.Equal(t, int64(30), st.Done, fmtCounts(st))

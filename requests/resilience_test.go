@@ -132,8 +132,11 @@ func TestFeederStoppedMidReleaseLosesNothing(t *testing.T) {
 	// What release.lua does before the feeder enqueues: the requests leave
 	// the queue for the releasing hash.
 	account := vendorName + "/clinic-1"
+	queues, err := w.rdb.Keys(ctx, prefix+"req:q:"+account+":*.sync").Result() // the credential's batch
+	require.NoError(t, err)
+	require.Len(t, queues, 1)
 	for range ids {
-		item, err := w.rdb.LPop(ctx, prefix+"req:q:"+account+":sync").Result()
+		item, err := w.rdb.LPop(ctx, queues[0]).Result()
 		require.NoError(t, err)
 		var r jobs.Request
 		require.NoError(t, json.Unmarshal([]byte(item), &r))

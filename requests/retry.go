@@ -1,9 +1,7 @@
 package requests
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -58,12 +56,4 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 func IsFailure(err error) bool {
 	var wait *RetryAt
 	return !errors.As(err, &wait)
-}
-
-func jsonPayload(r jobs.Request) (string, error) {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return "", fmt.Errorf("encode request %s: %w", r.ID, err)
-	}
-	return string(raw), nil
 }

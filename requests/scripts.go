@@ -1,7 +1,9 @@
 package requests
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -42,8 +44,13 @@ func newKeys(storePrefix string) keys {
 	return keys{p: storePrefix + "req:"}
 }
 
-func (k keys) request(id string) string            { return k.p + "r:" + id }
-func (k keys) batch(id string) string              { return k.p + "b:" + id }
+func (k keys) request(id string) string { return k.p + "r:" + id }
+func (k keys) batch(vendor, credential, id string) string {
+	if id == "" {
+		return k.p + "b:" // never written
+	}
+	return k.p + "b:" + scopedBatch(vendor, credential, id)
+}
 func (k keys) batchPrefix() string                 { return k.p + "b:" }
 func (k keys) queuePrefix(account string) string   { return k.p + "q:" + account + ":" }
 func (k keys) queue(account, member string) string { return k.queuePrefix(account) + member }
@@ -52,17 +59,23 @@ func (k keys) accounts() string                    { return k.p + "accounts" }
 func (k keys) pending(account string) string       { return k.p + "pending:" + account }
 func (k keys) releasing(account string) string     { return k.p + "releasing:" + account }
 func (k keys) cancelling() string                  { return k.p + "cancelling" }
-func (k keys) idempotency(key string) string       { return k.p + "idem:" + key }
-func (k keys) feederLease() string                 { return k.p + "feeder" }
+func (k keys) idempotency(vendor, credential, key string) string {
+	if key == "" {
+		return k.p + "idem:" // never written
+	}
+	sum := sha256.Sum256([]byte(vendor + "\x00" + credential + "\x00" + key))
+	return k.p + "idem:" + hex.EncodeToString(sum[:])
+}
+func (k keys) feederLease() string { return k.p + "feeder" }
 
 // noBatch is the ring member of requests without a batch; a batch id
 // cannot start with ":".
 const noBatch = ":none"
 
-// member is a request's ring member: its batch, or noBatch.
-func member(batch string) string {
+// member is a request's ring member: its credential's batch, or noBatch.
+func member(vendor, credential, batch string) string {
 	if batch == "" {
 		return noBatch
 	}
-	return batch
+	return scopedBatch(vendor, credential, batch)
 }

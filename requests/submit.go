@@ -15,6 +15,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
@@ -50,6 +51,9 @@ type SubmitterOptions struct {
 	TTL time.Duration
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// Keyring seals each queued request (it holds patient data) with the
+	// master key. Required.
+	Keyring *seal.Keyring
 }
 
 // AccountFor returns the budget account of a credential as package budget
@@ -65,8 +69,8 @@ func AccountFor(vendors map[string]config.Vendor) func(vendor, credential string
 }
 
 func (o *SubmitterOptions) defaults() error {
-	if o.Redis == nil || o.Credentials == nil {
-		return errors.New("requests: a Redis client and the credential store are required")
+	if o.Redis == nil || o.Credentials == nil || o.Keyring == nil {
+		return errors.New("requests: a Redis client, the credential store and the keyring are required")
 	}
 	if o.Account == nil {
 		o.Account = AccountFor(o.Vendors)
@@ -137,24 +141,26 @@ func (s *Submitter) Submit(ctx context.Context, r jobs.Request) (jobs.Request, e
 	if err != nil {
 		return r, err
 	}
-	payload, err := jsonPayload(r)
+	payload, err := sealRequest(s.o.Keyring, r)
 	if err != nil {
-		return r, invalid("%v", err)
+		return r, &SubmitError{Code: CodeUnavailable, Message: "the request could not be sealed; try again", Err: err}
 	}
-	batchKey := s.keys.batch(r.Batch)
 	hasBatch := "0"
 	if r.Batch != "" {
 		hasBatch = "1"
 	}
+	m := member(r.Vendor, r.Credential, r.Batch)
 	res, err := scriptSubmit.Run(ctx, s.o.Redis,
-		[]string{s.keys.request(r.ID), s.keys.queue(account, member(r.Batch)), s.keys.ring(account), s.keys.accounts(), batchKey},
-		payload, account, member(r.Batch), r.Batch, now.UnixMilli(), int64(s.o.TTL/time.Second), hasBatch, r.Vendor,
+		[]string{s.keys.request(r.ID), s.keys.queue(account, m), s.keys.ring(account), s.keys.accounts(),
+			s.keys.batch(r.Vendor, r.Credential, r.Batch)},
+		payload, account, m, r.Batch, now.UnixMilli(), int64(s.o.TTL/time.Second), hasBatch, r.Vendor, r.Credential,
 	).Text()
 	switch {
 	case err != nil:
 		return r, &SubmitError{Code: CodeUnavailable, Message: "the request queue is unavailable; try again", Err: err}
 	case res == "DUPLICATE":
-		return r, &SubmitError{Code: CodeDuplicate, Message: fmt.Sprintf("a request with id %q was submitted already", r.ID)}
+		// Whoever holds the id, nothing of that request is told.
+		return r, &SubmitError{Code: CodeDuplicate, Message: fmt.Sprintf("request id %q is taken (submitted already); give each request an id of its own", r.ID)}
 	case res == "CANCELLED":
 		return r, &SubmitError{Code: CodeBatchCancelled, Message: fmt.Sprintf("batch %q is cancelled", r.Batch)}
 	}

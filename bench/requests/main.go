@@ -204,7 +204,7 @@ func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window t
 		return nil, err
 	}
 	vendors := map[string]config.Vendor{vendor: v}
-	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors})
+	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors, Keyring: kr})
 	if err != nil {
 		return nil, err
 	}
@@ -260,13 +260,13 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 	for range o.workers {
 		b := newBudget()
 		h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.rdb, Prefix: prefix, Credentials: w.store,
-			Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Logger: zerolog.Nop()})
+			Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Logger: zerolog.Nop(), Keyring: w.store.Keyring()})
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		mux := asynq.NewServeMux()
-		jobs.Handle(mux, h.Handle)
+		mux.Handle(jobs.TypeVendorRequest, h)
 		srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
 			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
@@ -280,7 +280,7 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 		stops = append(stops, func() { srv.Shutdown(); _ = b.Close(context.Background()) })
 	}
 	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: newBudget(), Vendors: w.vendors,
-		Enqueuer: asynq.NewClientFromRedisClient(w.rdb), BulkReserve: o.budgetReserve})
+		Enqueuer: asynq.NewClientFromRedisClient(w.rdb), BulkReserve: o.budgetReserve, Keyring: w.store.Keyring()})
 	if err != nil {
 		stop()
 		return nil, err
@@ -296,7 +296,7 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 func (w *world) wait(ctx context.Context, n int) (requests.BatchStatus, error) {
 	batches := requests.NewBatches(w.rdb, prefix, nil)
 	for {
-		st, err := batches.Status(ctx, "bench")
+		st, err := batches.Status(ctx, vendor, "clinic-1", "bench")
 		if err != nil {
 			return st, err
 		}

@@ -14,9 +14,12 @@ import (
 )
 
 const batchUsage = `usage: tokenrelay batch COMMAND ...   (TOKENRELAY_ADMIN_URL, TOKENRELAY_ADMIN_TOKEN)
-  status ID [-once] [-every D] [-json]   a batch's counts, rate and estimated finish; follows it
-                                         live with a progress bar until it ends (-once: print once)
-  cancel ID                              stop what has not run (request.failed, class cancelled)
+  status ID -vendor V -credential C [-once] [-every D] [-json]
+                       a batch's counts, rate and estimated finish; follows it live with a
+                       progress bar until it ends (-once: print once)
+  cancel ID -vendor V -credential C
+                       stop what has not run (request.failed, class cancelled)
+A batch belongs to one credential: -vendor and -credential name the one it is of.
 `
 
 // batch runs "tokenrelay batch ...".
@@ -33,6 +36,15 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("tokenrelay batch "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	vendor := fs.String("vendor", "", "the vendor of the credential the batch belongs to (required)")
+	credential := fs.String("credential", "", "the credential the batch belongs to (required)")
+	owned := func() bool {
+		if *vendor == "" || *credential == "" {
+			fmt.Fprintf(stderr, "tokenrelay batch %s: -vendor and -credential are required (a batch belongs to one credential)\n", cmd)
+			return false
+		}
+		return true
+	}
 	var err error
 	switch cmd {
 	case "status":
@@ -40,26 +52,26 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 		every := fs.Duration("every", time.Second, "how often to look while following")
 		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
 		id, ok := idArg(fs, rest, stderr)
-		if !ok {
+		if !ok || !owned() {
 			return 2
 		}
 		if *asJSON {
 			var st requests.BatchStatus
-			if st, err = c.BatchStatus(ctx, id); err == nil {
+			if st, err = c.BatchStatus(ctx, *vendor, *credential, id); err == nil {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				err = enc.Encode(st)
 			}
 			break
 		}
-		err = followBatch(ctx, c, id, *once, *every, stdout)
+		err = followBatch(ctx, c, *vendor, *credential, id, *once, *every, stdout)
 	case "cancel":
 		id, ok := idArg(fs, rest, stderr)
-		if !ok {
+		if !ok || !owned() {
 			return 2
 		}
 		var st requests.BatchStatus
-		if st, err = c.CancelBatch(ctx, id); err == nil {
+		if st, err = c.CancelBatch(ctx, *vendor, *credential, id); err == nil {
 			fmt.Fprintf(stdout, "%s cancelled: what has not run is stopped\n%s\n", id, batchLine(st, time.Now()))
 		}
 	default:
@@ -75,9 +87,10 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 
 // followBatch prints a batch's progress, redrawing one line until the batch
 // ends (or ctx does), or once.
-func followBatch(ctx context.Context, c *adminclient.Client, id string, once bool, every time.Duration, out io.Writer) error {
+func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
+	out io.Writer) error {
 	for {
-		st, err := c.BatchStatus(ctx, id)
+		st, err := c.BatchStatus(ctx, vendor, credential, id)
 		if err != nil {
 			if ctx.Err() != nil {
 				fmt.Fprintln(out)

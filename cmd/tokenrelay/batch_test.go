@@ -47,10 +47,11 @@ func TestBatchStatusFollowsAndCancel(t *testing.T) {
 	env := map[string]string{"TOKENRELAY_ADMIN_URL": srv.URL, "TOKENRELAY_ADMIN_TOKEN": "tok-1"}
 	ctx := context.Background()
 	started := time.Now().Add(-10 * time.Second).UnixMilli()
-	require.NoError(t, rdb.HSet(ctx, "t:req:b:nightly", "total", 10, "queued", 5, "done", 4, "failed", 1,
+	nightly, other := requests.BatchKey("t:", "v1", "clinic-a", "nightly"), requests.BatchKey("t:", "v1", "clinic-a", "other")
+	require.NoError(t, rdb.HSet(ctx, nightly, "total", 10, "queued", 5, "done", 4, "failed", 1,
 		"created", started, "started", started).Err())
 
-	code, out, _ := runBatch(t, env, "status", "-once", "nightly")
+	code, out, _ := runBatch(t, env, "status", "-once", "-vendor", "v1", "-credential", "clinic-a", "nightly")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "nightly [###############...............] 5/10")
 	require.Contains(t, out, "queued 5")
@@ -59,26 +60,40 @@ func TestBatchStatusFollowsAndCancel(t *testing.T) {
 
 	// Following: the bar is redrawn until the batch ends.
 	progress.Store(func() {
-		_ = rdb.HSet(ctx, "t:req:b:nightly", "queued", 0, "done", 9, "last", time.Now().UnixMilli()).Err()
+		_ = rdb.HSet(ctx, nightly, "queued", 0, "done", 9, "last", time.Now().UnixMilli()).Err()
 	})
-	code, out, _ = runBatch(t, env, "status", "-every", "20ms", "nightly")
+	code, out, _ = runBatch(t, env, "status", "-every", "20ms", "-vendor", "v1", "-credential", "clinic-a", "nightly")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "5/10")
 	require.Contains(t, out, "10/10")
 	require.True(t, strings.HasSuffix(strings.TrimSpace(out), "finished\x1b[K"), out)
 
 	progress.Store(func() {})
-	require.NoError(t, rdb.HSet(ctx, "t:req:b:other", "total", 3, "queued", 3).Err())
-	code, out, _ = runBatch(t, env, "cancel", "other")
+	require.NoError(t, rdb.HSet(ctx, other, "total", 3, "queued", 3).Err())
+	// Another credential cannot cancel it, nor see it.
+	code, _, errOut := runBatch(t, env, "cancel", "-vendor", "v1", "-credential", "clinic-b", "other")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no batch other of that credential")
+	code, _, _ = runBatch(t, env, "status", "-once", "-vendor", "v1", "-credential", "clinic-b", "nightly")
+	require.Equal(t, 1, code)
+	st, err := batches.Status(ctx, "v1", "clinic-a", "other")
+	require.NoError(t, err)
+	require.False(t, st.CancelRequested)
+
+	code, out, _ = runBatch(t, env, "cancel", "-vendor", "v1", "-credential", "clinic-a", "other")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "other cancelled")
-	st, err := batches.Status(ctx, "other")
+	st, err = batches.Status(ctx, "v1", "clinic-a", "other")
 	require.NoError(t, err)
 	require.True(t, st.CancelRequested)
 
-	code, _, errOut := runBatch(t, env, "status", "-once", "missing")
+	code, _, errOut = runBatch(t, env, "status", "-once", "-vendor", "v1", "-credential", "clinic-a", "missing")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "no batch missing")
+	// Without the credential, the command refuses.
+	code, _, errOut = runBatch(t, env, "status", "-once", "nightly")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "-vendor and -credential are required")
 	code, _, _ = runBatch(t, map[string]string{}, "status", "x")
 	require.Equal(t, 2, code)
 }

@@ -70,5 +70,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tokenrelay dev [-credentials N] [-token-lifetime D] [-demo=false]")
 	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|rotate|revoke|enable ...")
-	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID")
+	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID -vendor V -credential C")
 }

@@ -4,11 +4,12 @@
 -- KEYS[1] request hash r:<id>   KEYS[2] queue list q:<account>:<member>
 -- KEYS[3] ring list ring:<account>   KEYS[4] accounts hash (account -> vendor)
 -- KEYS[5] batch hash b:<batch> (a key never written when there is no batch)
--- ARGV    payload, account, member, batch, now, ttl seconds, has batch (1/0),
---         vendor
--- Returns 'OK', 'DUPLICATE' (the id was submitted before) or 'CANCELLED'.
+-- ARGV    payload (sealed), account, member, batch, now, ttl seconds,
+--         has batch (1/0), vendor, credential
+-- Returns 'OK', 'DUPLICATE' (the id was submitted before, by this or any
+-- other credential: an id is never reused) or 'CANCELLED'.
 local req, queue, ring, accounts, batch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local payload, account, member, batch_id, now, ttl, has_batch, vendor = unpack(ARGV)
+local payload, account, member, batch_id, now, ttl, has_batch, vendor, credential = unpack(ARGV)
 
 if redis.call('EXISTS', req) == 1 then
   return 'DUPLICATE'
@@ -16,7 +17,7 @@ end
 if has_batch == '1' and redis.call('HGET', batch, 'cancel') then
   return 'CANCELLED'
 end
-redis.call('HSET', req, 'state', 'queued', 'batch', batch_id, 'account', account)
+redis.call('HSET', req, 'state', 'queued', 'batch', batch_id, 'account', account, 'vendor', vendor, 'credential', credential)
 redis.call('EXPIRE', req, ttl)
 redis.call('RPUSH', queue, payload)
 if not redis.call('LPOS', ring, member) then
