@@ -13,43 +13,41 @@ import (
 // Redacted is what a Scrubber puts where a secret was.
 const Redacted = "[redacted]"
 
-// MinPrefix is the shortest beginning of a secret's spelling that a
-// Scrubber redacts on its own: a vendor echoing a secret cut short (or a
-// text cut at its limit) leaks at most MinPrefix-1 characters of it. A
-// secret shorter than MinPrefix is redacted only whole. Eight characters
-// are 48 bits or more of a random secret; fewer would redact ordinary
-// words that happen to begin a secret.
-const MinPrefix = 8
+// MinRun is the shortest run of characters of a secret's spelling that a
+// Scrubber redacts on its own: wherever MinRun characters in a row of a
+// spelling appear (its beginning, a vendor echoing it cut short, its middle
+// left over by an encoding not foreseen), they are redacted, so at most
+// MinRun-1 characters of a secret in a row survive. A secret shorter than
+// MinRun is redacted only whole. Eight characters are 48 bits or more of a
+// random secret; fewer would redact ordinary words that share a piece with
+// a secret.
+const MinRun = 8
 
 // Scrubber removes from a text every spelling of a set of secrets: the
 // secret verbatim, URL-encoded (query and path escaping, upper or lower
-// case hex), JSON-escaped (once and twice, with and without HTML escaping),
-// hex, and base64 (standard and URL alphabets, padded or raw, at any byte
-// alignment inside a longer encoded value, and inside an HTTP Basic
-// credential "user:secret" added with AddBasic). Each spelling is redacted
-// wherever a beginning of it of at least MinPrefix characters appears,
-// however much of the rest follows. The lines of a multi-line secret (a PEM
-// private key) are secrets of their own.
+// case hex), JSON-escaped (with and without HTML escaping), any two of
+// these in a row (a JSON string holding a form-encoded body), hex, and
+// base64 (standard and URL alphabets, padded or raw, at any byte alignment
+// inside a longer encoded value, and inside an HTTP Basic credential
+// "user:secret" added with AddBasic), each also URL-encoded or JSON-escaped.
+// Any MinRun characters in a row of a spelling are redacted (see MinRun).
+// The lines of a multi-line secret (a PEM private key) are secrets of their
+// own.
 //
 // Build it with NewScrubber, Add and AddBasic, then use it: Scrub and
 // Excerpt are safe for concurrent use, the builders are not. A nil
-// *Scrubber redacts nothing.
+// *Scrubber redacts nothing. Building costs a map entry per character of
+// each spelling: build one where an error is quoted, not per request.
 type Scrubber struct {
-	needles  []needle
-	seen     map[string]struct{}
-	shortest int // length of the shortest anchor; shorter texts hold no secret
-}
-
-// needle is one spelling of a secret: s is redacted from its first min
-// bytes on, as far as the text follows s.
-type needle struct {
-	s   string
-	min int
+	grams  map[uint64]struct{} // every MinRun bytes in a row of a spelling
+	whole  []string            // spellings shorter than MinRun, redacted whole
+	starts []string            // spellings, for a text cut short (see Excerpt)
+	seen   map[string]struct{}
 }
 
 // NewScrubber returns a Scrubber of secrets; zero values are skipped.
 func NewScrubber(secrets ...Value) *Scrubber {
-	s := &Scrubber{seen: map[string]struct{}{}}
+	s := &Scrubber{grams: map[uint64]struct{}{}, seen: map[string]struct{}{}}
 	return s.Add(secrets...)
 }
 
@@ -64,27 +62,29 @@ func (s *Scrubber) Add(secrets ...Value) *Scrubber {
 // AddBasic adds the HTTP Basic credential of user and password (RFC 7617:
 // base64 of "user:password"), also with both parts form-encoded first as
 // RFC 6749 section 2.3.1 asks of OAuth clients, and the password itself.
-// The user (a client id) is no secret: a beginning of the encoding is
-// redacted only once it reaches into the password.
+// The user (a client id) is no secret: the characters of the encoding that
+// depend on it alone are left alone.
 func (s *Scrubber) AddBasic(user string, password Value) *Scrubber {
 	if password.IsZero() {
 		return s
 	}
 	s.Add(password)
 	p := password.s
-	for _, pair := range [][2]string{{user, p}, {url.QueryEscape(user), url.QueryEscape(p)}, {"", p}} {
-		head := pair[0] + ":"
-		plain := head + pair[1]
-		// The first base64 characters that depend on MinPrefix bytes of
-		// the password (or all of it).
-		from := base64.StdEncoding.EncodedLen(len(head) + min(len(pair[1]), MinPrefix))
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			s.addNeedle(enc.EncodeToString([]byte(plain)), from)
+	for _, pair := range [][2]string{{user, p}, {url.QueryEscape(user), url.QueryEscape(p)}, {"", p}, {p, ""}} {
+		plain := pair[0] + ":" + pair[1]
+		from := 0
+		if pair[0] != p {
+			from = len(pair[0]) / 3 * 4 // the first character that depends on the password
 		}
-	}
-	// "password:" begins as the password's own encoding does.
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		s.addNeedle(enc.EncodeToString([]byte(p+":")), MinPrefix)
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			e := enc.EncodeToString([]byte(plain))
+			s.addSpelling(e, from)
+			// Escaping works character by character: the escaped secret
+			// part is part of the escaped whole.
+			for _, t := range escapes(e[from:]) {
+				s.addSpelling(t, 0)
+			}
+		}
 	}
 	return s
 }
@@ -93,55 +93,55 @@ func (s *Scrubber) addSecret(raw string) {
 	if raw == "" {
 		return
 	}
-	if s.seen == nil {
-		s.seen = map[string]struct{}{}
-	}
 	if strings.ContainsAny(raw, "\r\n") {
 		for line := range strings.Lines(raw) {
 			line = strings.TrimSpace(line)
-			if len(line) >= MinPrefix && !strings.HasPrefix(line, "-----") { // PEM armour is no secret
+			if len(line) >= MinRun && !strings.HasPrefix(line, "-----") { // PEM armour is no secret
 				s.addSecret(line)
 			}
 		}
 	}
-	for _, sp := range spellings(raw) {
-		s.addNeedle(sp, MinPrefix)
+	// The secret, escaped once and twice.
+	s.addSpelling(raw, 0)
+	for _, t := range escapes(raw) {
+		s.addSpelling(t, 0)
+		for _, tt := range escapes(t) {
+			s.addSpelling(tt, 0)
+		}
 	}
-	// base64 of a value the secret is part of: the characters that depend
-	// on the secret alone, at each of the three byte alignments.
+	// Its encodings, escaped once.
+	h := hex.EncodeToString([]byte(raw))
+	encoded := []string{h, strings.ToUpper(h)}
+	// base64 of the secret and of a value it is part of: the characters
+	// that depend on the secret alone, at each of the three byte alignments.
 	b := []byte(raw)
 	for pad := 0; pad < 3; pad++ {
 		buf := append(make([]byte, pad, pad+len(b)), b...)
-		whole := (len(buf) / 3) * 3 // the full groups: no byte of what follows
 		start := 0
 		if pad > 0 {
 			start = 3 // the group mixed with what precedes
 		}
-		if whole-start < 3 {
+		if len(buf) <= start {
 			continue
 		}
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			e := enc.EncodeToString(buf[start:whole])
-			if len(e) >= MinPrefix {
-				s.addNeedle(e, MinPrefix)
-			}
+			encoded = append(encoded, enc.EncodeToString(buf[start:]))
+		}
+	}
+	for _, e := range encoded {
+		s.addSpelling(e, 0)
+		for _, t := range escapes(e) {
+			s.addSpelling(t, 0)
 		}
 	}
 }
 
-// spellings are the ways a secret is written in text, itself first.
-func spellings(raw string) []string {
-	out := []string{raw}
-	q, p := url.QueryEscape(raw), url.PathEscape(raw)
-	out = append(out, q, p, lowerEscapes(q), lowerEscapes(p))
-	j := jsonEscape(raw, true)
-	out = append(out, j, jsonEscape(raw, false), jsonEscape(j, true), jsonEscape(j, false))
-	h := hex.EncodeToString([]byte(raw))
-	out = append(out, h, strings.ToUpper(h))
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		out = append(out, enc.EncodeToString([]byte(raw)))
-	}
-	return out
+// escapes are the ways a text is escaped to sit in another: query and
+// path escaping (upper and lower case hex), a JSON string (with and without
+// HTML escaping).
+func escapes(t string) []string {
+	q, p := url.QueryEscape(t), url.PathEscape(t)
+	return []string{q, p, lowerEscapes(q), lowerEscapes(p), jsonEscape(t, true), jsonEscape(t, false)}
 }
 
 // jsonEscape is s as it appears inside a JSON string.
@@ -180,23 +180,37 @@ func lowerHex(c byte) byte {
 	return c
 }
 
-func (s *Scrubber) addNeedle(sp string, least int) {
-	if sp == "" {
+// addSpelling adds a spelling whose characters from from on are secret.
+func (s *Scrubber) addSpelling(sp string, from int) {
+	if len(sp) <= from {
 		return
 	}
 	if _, ok := s.seen[sp]; ok {
 		return
 	}
 	s.seen[sp] = struct{}{}
-	least = min(max(1, least), len(sp))
-	s.needles = append(s.needles, needle{s: sp, min: least})
-	if s.shortest == 0 || least < s.shortest {
-		s.shortest = least
+	if len(sp) < MinRun {
+		s.whole = append(s.whole, sp)
+		s.starts = append(s.starts, sp)
+		return
+	}
+	s.starts = append(s.starts, sp[from:])
+	for i := from; i+MinRun <= len(sp); i++ {
+		s.grams[gram(sp[i:i+MinRun])] = struct{}{}
 	}
 }
 
-// Scrub returns text with every spelling of every secret, and every
-// beginning of one at least MinPrefix long, replaced by Redacted.
+// gram packs MinRun bytes into a map key.
+func gram(b string) uint64 {
+	var g uint64
+	for i := range MinRun {
+		g |= uint64(b[i]) << (8 * i)
+	}
+	return g
+}
+
+// Scrub returns text with every spelling of every secret, and every run of
+// MinRun characters of one, replaced by Redacted.
 func (s *Scrubber) Scrub(text string) string { return s.scrub(text, false) }
 
 // Excerpt is a bounded, scrubbed head of text: at most max bytes, cut on a
@@ -215,27 +229,40 @@ func (s *Scrubber) Excerpt(text string, max int) string {
 // cut from a longer one: then an end of it that begins a spelling is a
 // span too.
 func (s *Scrubber) scrub(text string, cut bool) string {
-	if s == nil || len(s.needles) == 0 || len(text) < s.shortest && !cut {
+	if s == nil || len(s.seen) == 0 {
 		return text
 	}
 	var spans [][2]int
-	for _, n := range s.needles {
-		anchor := n.s[:n.min]
+	if len(text) >= MinRun && len(s.grams) > 0 {
+		var g uint64
+		for i := 0; i < len(text); i++ {
+			g = g>>8 | uint64(text[i])<<(8*(MinRun-1))
+			if i < MinRun-1 {
+				continue
+			}
+			if _, ok := s.grams[g]; ok {
+				at := i + 1 - MinRun
+				if n := len(spans); n > 0 && spans[n-1][1] >= at {
+					spans[n-1][1] = i + 1
+				} else {
+					spans = append(spans, [2]int{at, i + 1})
+				}
+			}
+		}
+	}
+	for _, w := range s.whole {
 		for off := 0; off < len(text); {
-			i := strings.Index(text[off:], anchor)
+			i := strings.Index(text[off:], w)
 			if i < 0 {
 				break
 			}
-			i += off
-			j := i + n.min
-			for j < len(text) && j-i < len(n.s) && text[j] == n.s[j-i] {
-				j++
-			}
-			spans = append(spans, [2]int{i, j})
-			off = i + 1
+			spans = append(spans, [2]int{off + i, off + i + len(w)})
+			off += i + 1
 		}
-		if cut {
-			if k := tailPrefix(text, n.s); k > 0 {
+	}
+	if cut {
+		for _, sp := range s.starts {
+			if k := tailPrefix(text, sp); k > 0 {
 				spans = append(spans, [2]int{len(text) - k, len(text)})
 			}
 		}

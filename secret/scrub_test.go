@@ -30,28 +30,31 @@ func TestScrubSpellings(t *testing.T) {
 	basic := base64.StdEncoding.EncodeToString([]byte("client-1:" + sec))
 	basicEsc := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape("client 1") + ":" + url.QueryEscape(sec)))
 	tests := map[string]string{
-		"verbatim":            sec,
-		"query escaped":       url.QueryEscape(sec),
-		"path escaped":        url.PathEscape(sec),
-		"lower-case escapes":  strings.ToLower(url.QueryEscape(sec)),
-		"json":                jsonOf(sec),
-		"json twice":          jsonOf(jsonOf(sec)),
-		"hex":                 hex.EncodeToString([]byte(sec)),
-		"HEX":                 strings.ToUpper(hex.EncodeToString([]byte(sec))),
-		"base64":              base64.StdEncoding.EncodeToString([]byte(sec)),
-		"base64 url":          base64.URLEncoding.EncodeToString([]byte(sec)),
-		"base64 raw":          base64.RawStdEncoding.EncodeToString([]byte(sec)),
-		"base64 raw url":      base64.RawURLEncoding.EncodeToString([]byte(sec)),
-		"basic id:secret":     "Basic " + basic,
-		"basic form-encoded":  "Basic " + basicEsc,
-		"basic :secret":       base64.StdEncoding.EncodeToString([]byte(":" + sec)),
-		"basic secret:":       base64.StdEncoding.EncodeToString([]byte(sec + ":")),
-		"base64 in a longer":  base64.StdEncoding.EncodeToString([]byte(`{"k":"` + sec + `","n":1}`)),
-		"base64 offset 2":     base64.URLEncoding.EncodeToString([]byte("ab" + sec + "zz")),
-		"prefix":              sec[:secret.MinPrefix],
-		"half":                sec[:len(sec)/2],
-		"prefix query":        url.QueryEscape(sec)[:12],
-		"prefix base64 basic": basic[:len(basic)-8],
+		"verbatim":             sec,
+		"query escaped":        url.QueryEscape(sec),
+		"path escaped":         url.PathEscape(sec),
+		"lower-case escapes":   strings.ToLower(url.QueryEscape(sec)),
+		"json":                 jsonOf(sec),
+		"json twice":           jsonOf(jsonOf(sec)),
+		"hex":                  hex.EncodeToString([]byte(sec)),
+		"HEX":                  strings.ToUpper(hex.EncodeToString([]byte(sec))),
+		"base64":               base64.StdEncoding.EncodeToString([]byte(sec)),
+		"base64 url":           base64.URLEncoding.EncodeToString([]byte(sec)),
+		"base64 raw":           base64.RawStdEncoding.EncodeToString([]byte(sec)),
+		"base64 raw url":       base64.RawURLEncoding.EncodeToString([]byte(sec)),
+		"basic id:secret":      "Basic " + basic,
+		"basic form-encoded":   "Basic " + basicEsc,
+		"basic :secret":        base64.StdEncoding.EncodeToString([]byte(":" + sec)),
+		"basic secret:":        base64.StdEncoding.EncodeToString([]byte(sec + ":")),
+		"base64 in a longer":   base64.StdEncoding.EncodeToString([]byte(`{"k":"` + sec + `","n":1}`)),
+		"base64 offset 2":      base64.URLEncoding.EncodeToString([]byte("ab" + sec + "zz")),
+		"json of path escaped": jsonOf(url.PathEscape(sec)),
+		"query of base64":      url.QueryEscape(base64.StdEncoding.EncodeToString([]byte(sec))),
+		"middle run":           sec[len(sec)-12:],
+		"prefix":               sec[:secret.MinRun],
+		"half":                 sec[:len(sec)/2],
+		"prefix query":         url.QueryEscape(sec)[:12],
+		"prefix base64 basic":  basic[:len(basic)-8],
 	}
 	sc := secret.NewScrubber(secret.New(sec)).AddBasic("client-1", secret.New(sec)).AddBasic("client 1", secret.New(sec))
 	for name, spelling := range tests {
@@ -75,8 +78,8 @@ func requireNoSpelling(t *testing.T, text, s string) {
 		for _, sp := range []string{s, url.QueryEscape(s), url.PathEscape(s), jsonOf(s),
 			base64.StdEncoding.EncodeToString([]byte(s)), base64.URLEncoding.EncodeToString([]byte(s)),
 			hex.EncodeToString([]byte(s))} {
-			if len(sp) >= secret.MinPrefix {
-				require.NotContains(t, piece, sp[:secret.MinPrefix], "in %q", text)
+			if len(sp) >= secret.MinRun {
+				require.NotContains(t, piece, sp[:secret.MinRun], "in %q", text)
 			}
 		}
 	}
@@ -90,9 +93,9 @@ func TestScrubPEMLines(t *testing.T) {
 	sc := secret.NewScrubber(secret.New(pem))
 	for _, text := range []string{"key " + l2 + " bad", "json " + jsonOf(pem), "form " + url.QueryEscape(pem), l1 + l2} {
 		got := sc.Scrub(text)
-		require.NotContains(t, got, l1[:secret.MinPrefix])
-		require.NotContains(t, got, l2[:secret.MinPrefix])
-		require.NotContains(t, got, url.QueryEscape(l2)[:secret.MinPrefix])
+		require.NotContains(t, got, l1[:secret.MinRun])
+		require.NotContains(t, got, l2[:secret.MinRun])
+		require.NotContains(t, got, url.QueryEscape(l2)[:secret.MinRun])
 	}
 }
 
@@ -150,7 +153,7 @@ func FuzzScrub(f *testing.F) {
 	f.Add(`we"ird/+ &`, "x", "", uint8(3), 5)
 	f.Add("aaaaaaaaaaaa", "aaaa", "aaaa", uint8(1), 9)
 	f.Fuzz(func(t *testing.T, s, before, after string, form uint8, limit int) {
-		if len(s) < secret.MinPrefix || len(s) > 512 || strings.ContainsAny(s, "\r\n") {
+		if len(s) < secret.MinRun || len(s) > 512 || strings.ContainsAny(s, "\r\n") {
 			t.Skip()
 		}
 		forms := []string{s, url.QueryEscape(s), url.PathEscape(s), jsonOf(s),
@@ -160,8 +163,8 @@ func FuzzScrub(f *testing.F) {
 		sc := secret.NewScrubber(secret.New(s)).AddBasic("id", secret.New(s))
 		for _, out := range []string{sc.Scrub(text), sc.Excerpt(text, limit)} {
 			for _, piece := range strings.Split(out, secret.Redacted) {
-				require.NotContains(t, piece, s[:secret.MinPrefix])
-				require.NotContains(t, piece, url.QueryEscape(s)[:secret.MinPrefix])
+				require.NotContains(t, piece, s[:secret.MinRun])
+				require.NotContains(t, piece, url.QueryEscape(s)[:secret.MinRun])
 			}
 		}
 		require.LessOrEqual(t, len(sc.Excerpt(text, limit)), max(limit, 0))
