@@ -113,7 +113,7 @@ func forbidden(id string, secrets ...string) []string {
 			base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)),
 			base64.StdEncoding.EncodeToString([]byte(id+":"+s)),
 			base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(s))),
-			base64.StdEncoding.EncodeToString([]byte(":"+s))[4:],
+			base64.StdEncoding.EncodeToString([]byte(":" + s))[4:],
 			s[:secret.MinRun])
 	}
 	return out
