@@ -41,7 +41,7 @@ func secretSpellings(c vendors.Credential) []string {
 			base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)))
 	}
 	out = append(out, base64.StdEncoding.EncodeToString(
-		[]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(c.ClientSecret.Reveal())))[16:])
+		[]byte(url.QueryEscape(c.ClientID) + ":" + url.QueryEscape(c.ClientSecret.Reveal())))[16:])
 	return out
 }
 
