@@ -312,3 +312,26 @@ func Truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Error returns err with its message scrubbed, still wrapping err for
+// errors.Is and errors.As; nil for nil. Use it where an error leaves for a
+// log, a task error or a store, from code that holds the secrets.
+func (s *Scrubber) Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if clean := s.Scrub(msg); clean != msg {
+		return &scrubbedError{msg: clean, err: err}
+	}
+	return err
+}
+
+// scrubbedError is an error whose message has been scrubbed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }

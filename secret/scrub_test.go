@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -169,4 +171,18 @@ func FuzzScrub(f *testing.F) {
 		}
 		require.LessOrEqual(t, len(sc.Excerpt(text, limit)), max(limit, 0))
 	})
+}
+
+// An error scrubbed keeps its chain and loses its secret.
+func TestScrubError(t *testing.T) {
+	t.Parallel()
+	base := errors.New("base")
+	err := fmt.Errorf("vendor said %s: %w", sec, base)
+	sc := secret.NewScrubber(secret.New(sec))
+	got := sc.Error(err)
+	require.ErrorIs(t, got, base)
+	require.NotContains(t, got.Error(), sec[:secret.MinRun])
+	require.Equal(t, "vendor said "+secret.Redacted+": base", got.Error())
+	require.Same(t, base, sc.Error(base), "nothing to scrub, the same error")
+	require.NoError(t, sc.Error(nil))
 }
