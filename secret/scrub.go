@@ -100,6 +100,13 @@ func (s *Scrubber) addSecret(raw string) {
 				s.addSecret(line)
 			}
 		}
+		// The lines' spellings cover the encodings of the whole (base64 at
+		// any alignment); what is left is the runs across a line break.
+		s.addSpelling(raw, 0)
+		for _, t := range escapes(raw) {
+			s.addSpelling(t, 0)
+		}
+		return
 	}
 	// The secret, escaped once and twice.
 	s.addSpelling(raw, 0)

@@ -1,9 +1,13 @@
 package secret_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -185,4 +189,34 @@ func TestScrubError(t *testing.T) {
 	require.Equal(t, "vendor said "+secret.Redacted+": base", got.Error())
 	require.Same(t, base, sc.Error(base), "nothing to scrub, the same error")
 	require.NoError(t, sc.Error(nil))
+}
+
+// BenchmarkScrub measures what quoting one vendor error costs: building a
+// credential's scrubber and scrubbing a short text.
+func BenchmarkScrub(b *testing.B) {
+	cs, tok := secret.New("cs-"+strings.Repeat("k", 40)), secret.New("at-"+strings.Repeat("t", 60))
+	text := "invalid_client: the client could not be authenticated; see the documentation at https://example.com/docs/oauth"
+	b.Run("build", func(b *testing.B) {
+		for b.Loop() {
+			secret.NewScrubber(cs, tok).AddBasic("client-id-1", cs)
+		}
+	})
+	sc := secret.NewScrubber(cs, tok).AddBasic("client-id-1", cs)
+	b.Run("scrub", func(b *testing.B) {
+		for b.Loop() {
+			sc.Scrub(text)
+		}
+	})
+}
+
+// BenchmarkScrubPEM measures building the scrubber of a 2048-bit RSA key.
+func BenchmarkScrubPEM(b *testing.B) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(b, err)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(b, err)
+	pk := secret.New(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	for b.Loop() {
+		secret.NewScrubber(pk)
+	}
 }
