@@ -40,9 +40,11 @@ type echoVendor struct {
 	granted map[string]int    // client id -> tokens granted
 }
 
+// jsonOf is s as it sits inside a JSON string.
+func jsonOf(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }
+
 // spell writes s in every spelling a secret may take in a text.
 func spell(id, s string) string {
-	jsonOf := func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }
 	return strings.Join([]string{
 		"verbatim " + s,
 		"query " + url.QueryEscape(s),
@@ -107,7 +109,6 @@ func (v *echoVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func forbidden(id string, secrets ...string) []string {
 	var out []string
 	for _, s := range secrets {
-		jsonOf := func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }
 		out = append(out, s, url.QueryEscape(s), url.PathEscape(s), jsonOf(s), jsonOf(jsonOf(s)),
 			hex.EncodeToString([]byte(s)),
 			base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)),
