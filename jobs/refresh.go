@@ -377,7 +377,10 @@ func (h *RefreshHandler) commitRenewals(ps []pendingRenewal) []error {
 func (h *RefreshHandler) fail(log zerolog.Logger, cred store.Credential, owner string, callErr error) error {
 	now := h.d.Clock()
 	class := vendors.Classify(callErr)
-	msg := callErr.Error()
+	// The adapter quotes the vendor scrubbed already; this is the last
+	// line of defence before the message reaches the store (last_error),
+	// the events and the log.
+	msg := cred.Scrubber().Scrub(callErr.Error())
 	var (
 		f   store.Failure
 		evs []events.Envelope

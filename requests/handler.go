@@ -22,6 +22,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
@@ -259,11 +260,11 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 		}
 		switch {
 		case callErr != nil, ans.Status >= 500, ans.Status == http.StatusRequestTimeout:
-			return h.transient(ctx, r, rec, ans, callErr)
+			return h.transient(ctx, r, rec, ans, callErr, h.scrubber(ctx, cred))
 		case ans.Status == http.StatusUnauthorized:
 			if rec.refreshed >= 0 {
 				return h.fail(ctx, r, rec, "unauthorized", ans.Status,
-					"the vendor refused the request's token again after a refresh: "+vendorMessage(ans))
+					"the vendor refused the request's token again after a refresh: "+vendorMessage(ans, h.scrubber(ctx, cred)))
 			}
 			rec.refreshed = cred.Generation
 			if err := h.d.Redis.HSet(ctx, h.keys.request(r.ID), "refreshed", cred.Generation).Err(); err != nil {
@@ -275,7 +276,7 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 			}
 			continue
 		case ans.Status >= 400:
-			return h.fail(ctx, r, rec, vendors.ClassRejected, ans.Status, vendorMessage(ans))
+			return h.fail(ctx, r, rec, vendors.ClassRejected, ans.Status, vendorMessage(ans, h.scrubber(ctx, cred)))
 		}
 		return h.complete(ctx, r, rec, ans)
 	}
@@ -386,13 +387,14 @@ func (h *Handler) requeue(ctx context.Context, r jobs.Request, rec record, accou
 
 // transient retries a 5xx, 408, timeout or connection failure with backoff,
 // or fails the request once its retries are spent.
-func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer, callErr *vendors.Error) error {
-	class, msg := vendors.ClassServer, vendorMessage(ans)
+func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer, callErr *vendors.Error,
+	sc *secret.Scrubber) error {
+	class, msg := vendors.ClassServer, vendorMessage(ans, sc)
 	if ans.Status == http.StatusRequestTimeout {
 		class = vendors.ClassTimeout
 	}
 	if callErr != nil {
-		class, msg = callErr.Class, callErr.Error()
+		class, msg = callErr.Class, sc.Scrub(callErr.Error())
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
@@ -491,13 +493,35 @@ func eventHeaders(h http.Header) map[string]string {
 	return out
 }
 
-// vendorMessage quotes a vendor's error answer for an event.
-func vendorMessage(ans vendors.Answer) string {
+// vendorMessage quotes a vendor's error answer, untrusted text, for an
+// event, a log line and a task error: a bounded excerpt scrubbed of every
+// spelling of sc's secrets.
+func vendorMessage(ans vendors.Answer, sc *secret.Scrubber) string {
 	msg := fmt.Sprintf("HTTP %d", ans.Status)
-	if q := vendors.Excerpt(string(ans.Body)); q != "" {
+	if q := vendors.Excerpt(string(ans.Body), sc); q != "" {
 		msg += ": " + vendors.VendorSaid(q)
 	}
 	return msg
+}
+
+// keyReader is the store's full read of a credential (store.Store.Get).
+type keyReader interface {
+	Get(ctx context.Context, id string) (store.Credential, error)
+}
+
+// scrubber redacts from a vendor's error answer every secret of the
+// credential a request used: the token it sent and, when Credentials can
+// read them (the store can), its keys, which the vendor knows too. It runs
+// only on error paths: reading the keys costs a round trip and a
+// decryption.
+func (h *Handler) scrubber(ctx context.Context, cred store.Credential) *secret.Scrubber {
+	if kr, ok := h.d.Credentials.(keyReader); ok {
+		if full, err := kr.Get(ctx, cred.ID); err == nil {
+			// The token sent, which a renewal may have replaced since.
+			return full.Scrubber().Add(cred.Token.AccessToken)
+		}
+	}
+	return cred.Scrubber()
 }
 
 // complete publishes request.completed, with the body inline or in the

@@ -214,7 +214,9 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (store.Rotation, error)
 			}
 		}
 	}
-	return run.rot, err
+	// The adapters quote vendors scrubbed already; this is the last line of
+	// defence before the error reaches asynq's task error and the log.
+	return run.rot, cred.Scrubber().Add(run.rot.NewKey).Error(err)
 }
 
 // run is one Rotate call.

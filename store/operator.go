@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // ErrAlreadyRevoked: the credential is revoked already.
@@ -21,7 +22,7 @@ func (s *Store) Revoke(ctx context.Context, id string, gen int64, class, message
 	if err != nil {
 		return fmt.Errorf("store: revoke %s: %w", id, err)
 	}
-	args := append([]any{id, gen, class, truncate(message, maxErrorLen), ms(s.now())}, evArgs...)
+	args := append([]any{id, gen, class, secret.Truncate(message, maxErrorLen), ms(s.now())}, evArgs...)
 	reply, err := scriptRevoke.Run(ctx, s.rdb, []string{s.credKey(id), s.due, s.outbox}, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("store: revoke %s: %w", id, err)

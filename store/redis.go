@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -530,7 +529,7 @@ func (s *Store) CommitFailure(ctx context.Context, id, owner string, gen int64, 
 		return fmt.Errorf("store: commit failure %s: state %q is not failing, expired or revoked", id, f.State)
 	}
 	args := []any{
-		id, owner, gen, string(f.State), f.Class, truncate(f.Message, maxErrorLen),
+		id, owner, gen, string(f.State), f.Class, secret.Truncate(f.Message, maxErrorLen),
 		ms(f.RetryAt), ms(s.now()),
 	}
 	for _, ev := range evs {
@@ -784,15 +783,4 @@ func splitReply(reply []any) (string, []any) {
 func str(v any) string {
 	s, _ := v.(string)
 	return s
-}
-
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -254,7 +254,7 @@ func (s *Store) AdvanceRotation(ctx context.Context, r *Rotation, owner string, 
 	set(rNewFP, c.NewFingerprint)
 	set(rOldPub, c.OldPublic)
 	set(rNewPub, c.NewPublic)
-	set(rLastError, truncate(c.LastError, maxErrorLen))
+	set(rLastError, secret.Truncate(c.LastError, maxErrorLen))
 	reply, err := scriptRotateAdvance.Run(ctx, s.rdb, []string{s.rotKey(r.Credential)}, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("store: advance rotation %s: %w", r.Credential, err)
@@ -361,7 +361,7 @@ func (s *Store) FinishRotation(ctx context.Context, r *Rotation, owner string, t
 		return fmt.Errorf("store: finish rotation %s: step %q does not end a rotation", r.Credential, to)
 	}
 	now := s.now()
-	args := []any{r.Credential, r.ID, owner, string(r.Step), string(to), ms(now), ms(nextDue), truncate(message, maxErrorLen)}
+	args := []any{r.Credential, r.ID, owner, string(r.Step), string(to), ms(now), ms(nextDue), secret.Truncate(message, maxErrorLen)}
 	for _, ev := range evs {
 		evArgs, err := eventArgs(ev)
 		if err != nil {

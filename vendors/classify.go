@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // OAuthError is the error of an OAuth 2.0 error answer (RFC 6749 section
@@ -33,10 +35,10 @@ func (oe OAuthError) RefusesClient() bool {
 
 // Quote is what an Error may quote of an error answer whose body is body:
 // "code: description" (the code alone without a description) when the
-// answer is an OAuth error, else the body; sanitised by Excerpt, every
-// string of redact removed. Never pass the body of a 2xx that may hold a
-// token: pass nil.
-func (oe OAuthError) Quote(body []byte, redact ...string) string {
+// answer is an OAuth error, and nothing else of it; else the body. Either
+// is sanitised by Excerpt: bounded, every spelling of sc's secrets removed.
+// Never pass the body of a 2xx that may hold a token: pass nil.
+func (oe OAuthError) Quote(body []byte, sc *secret.Scrubber) string {
 	q := string(body)
 	if oe.Code != "" {
 		q = oe.Code
@@ -44,7 +46,7 @@ func (oe OAuthError) Quote(body []byte, redact ...string) string {
 			q += ": " + oe.Description
 		}
 	}
-	return Excerpt(q, redact...)
+	return Excerpt(q, sc)
 }
 
 // VendorSaid is the detail of an Error quoting the vendor: `vendor said
@@ -97,11 +99,11 @@ func (s *Sender) StatusError(op string, ans Answer, revoked bool, detail string)
 // OAuthStatusError is StatusError for the error answer of a token endpoint
 // that refuses a client as RFC 6749 section 5.2 says: a 401, or a 400 with
 // invalid_client or unauthorized_client, is ClassRevoked. Its message quotes
-// the answer (see OAuthError.Quote) without any string of redact.
-func (s *Sender) OAuthStatusError(op string, ans Answer, redact ...string) *Error {
+// the answer (see OAuthError.Quote) scrubbed of sc's secrets.
+func (s *Sender) OAuthStatusError(op string, ans Answer, sc *secret.Scrubber) *Error {
 	oe := ParseOAuthError(ans.Body)
 	revoked := ans.Status == http.StatusUnauthorized || ans.Status == http.StatusBadRequest && oe.RefusesClient()
-	return s.StatusError(op, ans, revoked, VendorSaid(oe.Quote(ans.Body, redact...)))
+	return s.StatusError(op, ans, revoked, VendorSaid(oe.Quote(ans.Body, sc)))
 }
 
 // Malformed reports a 2xx answer to op, of status, that the adapter cannot

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
 
@@ -34,7 +35,7 @@ func TestParseOAuthError(t *testing.T) {
 			t.Parallel()
 			oe := vendors.ParseOAuthError([]byte(tt.body))
 			require.Equal(t, tt.want, oe)
-			require.Equal(t, tt.quote, oe.Quote([]byte(tt.body)))
+			require.Equal(t, tt.quote, oe.Quote([]byte(tt.body), nil))
 		})
 	}
 }
@@ -42,9 +43,9 @@ func TestParseOAuthError(t *testing.T) {
 func TestOAuthErrorQuote(t *testing.T) {
 	t.Parallel()
 	oe := vendors.OAuthError{Code: "invalid_request", Description: "secret s3cr3t is too short"}
-	require.Equal(t, "invalid_request: secret [redacted] is too short", oe.Quote(nil, "s3cr3t"))
-	require.Equal(t, "bad [redacted]", vendors.OAuthError{}.Quote([]byte("bad s3cr3t"), "s3cr3t"))
-	require.Empty(t, vendors.OAuthError{}.Quote(nil), "no body, no quote")
+	require.Equal(t, "invalid_request: secret [redacted] is too short", oe.Quote(nil, secret.NewScrubber(secret.New("s3cr3t"))))
+	require.Equal(t, "bad [redacted]", vendors.OAuthError{}.Quote([]byte("bad s3cr3t"), secret.NewScrubber(secret.New("s3cr3t"))))
+	require.Empty(t, vendors.OAuthError{}.Quote(nil, nil), "no body, no quote")
 }
 
 func TestRefusesClient(t *testing.T) {
@@ -148,7 +149,7 @@ func TestOAuthStatusError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := s.OAuthStatusError("request token", vendors.Answer{Status: tt.status, Body: []byte(tt.body)}, "s3cr3t")
+			e := s.OAuthStatusError("request token", vendors.Answer{Status: tt.status, Body: []byte(tt.body)}, secret.NewScrubber(secret.New("s3cr3t")))
 			require.Equal(t, tt.class, e.Class)
 			require.Equal(t, tt.msg, e.Error())
 		})

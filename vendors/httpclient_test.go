@@ -167,7 +167,7 @@ func TestSenderCall(t *testing.T) {
 	var refused []int
 	classify := func(ans vendors.Answer) *vendors.Error {
 		refused = append(refused, ans.Status)
-		return s.StatusError("look", ans, false, vendors.VendorSaid(vendors.Excerpt(string(ans.Body))))
+		return s.StatusError("look", ans, false, vendors.VendorSaid(vendors.Excerpt(string(ans.Body), nil)))
 	}
 	call := func(url string) (vendors.Answer, *vendors.Error) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)

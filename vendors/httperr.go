@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // ParseRetryAfter reads an HTTP Retry-After value (RFC 9110 section 10.2.3):
@@ -49,24 +51,21 @@ func ParseRetryAfter(h string, now time.Time) time.Duration {
 // MaxExcerpt is the most of a vendor's answer an Error message quotes.
 const MaxExcerpt = 200
 
-// Excerpt makes s fit to quote in an Error message: every non-empty string
-// in redact (a client secret, a token) is replaced by "[redacted]", control
-// characters and runs of white space become one space, invalid UTF-8 is
-// dropped, and the result is cut to MaxExcerpt bytes. Quote vendors only
-// through it, and only their error answers: a 2xx body may hold a token.
-func Excerpt(s string, redact ...string) string {
-	for _, r := range redact {
-		if r != "" {
-			s = strings.ReplaceAll(s, r, "[redacted]")
-		}
-	}
+// Excerpt makes s, a vendor's untrusted text, fit to quote in an Error
+// message: only its head is read (4*MaxExcerpt bytes), every spelling of
+// every secret of sc (nil: none) is replaced by secret.Redacted (verbatim,
+// URL-encoded, JSON-escaped, base64, inside a Basic credential, cut short:
+// see secret.Scrubber), control characters, invalid UTF-8 and runs of white
+// space become one space (never joining two pieces into a secret), and the
+// result is cut to MaxExcerpt bytes. Quote vendors only through it, with
+// the scrubber of the credential used (Credential.Scrubber), and only their
+// error answers: a 2xx body may hold a token.
+func Excerpt(s string, sc *secret.Scrubber) string {
+	s = sc.Excerpt(s, 4*MaxExcerpt)
 	var b strings.Builder
 	space := false
 	for _, r := range s {
-		if r == utf8.RuneError {
-			continue
-		}
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
+		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
 			space = b.Len() > 0
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
 
@@ -63,7 +64,8 @@ func TestExcerpt(t *testing.T) {
 		{"plain", "invalid_client: unknown client", nil, "invalid_client: unknown client"},
 		{"white space collapsed", "  a\n\n\tb \r\n c  ", nil, "a b c"},
 		{"control characters", "a\x00\x1bb", nil, "a b"},
-		{"invalid utf-8 dropped", "a\xffb", nil, "ab"},
+		{"invalid utf-8 is a space", "a\xffb", nil, "a b"},
+		{"no secret joined by what is dropped", "bad s3cr\xff3t", []string{"s3cr3t"}, "bad s3cr 3t"},
 		{"redacted", "bad secret s3cr3t for s3cr3t", []string{"s3cr3t", ""}, "bad secret [redacted] for [redacted]"},
 		{"cut", strings.Repeat("x", 500), nil, strings.Repeat("x", vendors.MaxExcerpt)},
 		{"cut on a rune boundary", strings.Repeat("é", 150), nil, strings.Repeat("é", vendors.MaxExcerpt/2)},
@@ -71,7 +73,11 @@ func TestExcerpt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := vendors.Excerpt(tt.in, tt.redact...)
+			sc := secret.NewScrubber()
+			for _, r := range tt.redact {
+				sc.Add(secret.New(r))
+			}
+			got := vendors.Excerpt(tt.in, sc)
 			require.Equal(t, tt.want, got)
 			require.LessOrEqual(t, len(got), vendors.MaxExcerpt)
 		})

@@ -77,11 +77,11 @@ func (s *Sender) ParseToken(op string, ans Answer, issued time.Time, rules Token
 	}
 	if err != nil {
 		return Token{}, s.Malformed(op, ans.Status, "answer is not a JSON token (%d bytes, Content-Type %q)",
-			len(ans.Body), Excerpt(ans.Header.Get("Content-Type")))
+			len(ans.Body), Excerpt(ans.Header.Get("Content-Type"), nil))
 	}
 	if ta.AccessToken == "" {
 		if ta.Error != "" {
-			return Token{}, s.Malformed(op, ans.Status, "answer has no access_token but error %q", Excerpt(ta.Error))
+			return Token{}, s.Malformed(op, ans.Status, "answer has no access_token but error %q", Excerpt(ta.Error, nil))
 		}
 		return Token{}, s.Malformed(op, ans.Status, "answer has no access_token")
 	}

@@ -44,6 +44,16 @@ type Credential struct {
 	RefreshToken secret.Value
 }
 
+// Scrubber redacts the credential's secrets, in every spelling, from a
+// vendor's text (see secret.Scrubber): its client secret, also inside the
+// HTTP Basic credential it makes with the client id, private key (and each
+// of its lines), API key and refresh token, and extra (an access token, a
+// signed assertion). Build one where an error is quoted, not per request.
+func (c Credential) Scrubber(extra ...secret.Value) *secret.Scrubber {
+	return secret.NewScrubber(c.ClientSecret, c.PrivateKey, c.APIKey, c.RefreshToken).
+		AddBasic(c.ClientID, c.ClientSecret).Add(extra...)
+}
+
 // Token is what a vendor's token endpoint granted.
 type Token struct {
 	AccessToken secret.Value

@@ -273,10 +273,10 @@ func (a *Adapter) discover(ctx context.Context) (*endpoint, error) {
 	}
 	if !ans.OK() {
 		// Never a revocation: no credential was sent.
-		detail := fmt.Sprintf("%s answered %q", a.discoveryURL, vendors.Excerpt(string(body)))
+		detail := fmt.Sprintf("%s answered %q", a.discoveryURL, vendors.Excerpt(string(body), nil))
 		if status >= 300 && status <= 399 {
 			detail = fmt.Sprintf("%s redirects to %q; discovery does not follow redirects: set token_url",
-				a.discoveryURL, vendors.Excerpt(ans.Header.Get("Location")))
+				a.discoveryURL, vendors.Excerpt(ans.Header.Get("Location"), nil))
 		}
 		return nil, a.discovery.StatusError(opDiscover, ans, false, detail)
 	}
@@ -291,7 +291,7 @@ func (a *Adapter) discover(ctx context.Context) (*endpoint, error) {
 	if doc.TokenEndpoint == "" {
 		return nil, fail(vendors.ClassMalformed, "SMART configuration has no token_endpoint")
 	}
-	quoted := vendors.Excerpt(doc.TokenEndpoint)
+	quoted := vendors.Excerpt(doc.TokenEndpoint, nil)
 	tu, err := vendors.ParseHTTPURL(doc.TokenEndpoint)
 	if err != nil || tu.User != nil {
 		return nil, fail(vendors.ClassMalformed, "token_endpoint %q is not an absolute http(s) URL", quoted)
@@ -305,7 +305,7 @@ func (a *Adapter) discover(ctx context.Context) (*endpoint, error) {
 	if !ok {
 		return nil, fail(vendors.ClassRejected,
 			"token endpoint accepts none of %s, %s (token_endpoint_auth_methods_supported: %q)",
-			authBasic, authPost, vendors.Excerpt(strings.Join(doc.AuthMethods, " ")))
+			authBasic, authPost, vendors.Excerpt(strings.Join(doc.AuthMethods, " "), nil))
 	}
 	ep, err := a.newEndpoint(doc.TokenEndpoint, style)
 	if err != nil {

@@ -131,7 +131,7 @@ func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.T
 
 	issued := a.tokens.Clock()
 	ans, verr := a.tokens.Call(req, opToken, func(ans vendors.Answer) *vendors.Error {
-		return a.tokens.OAuthStatusError(opToken, ans, cred.ClientSecret.Reveal())
+		return a.tokens.OAuthStatusError(opToken, ans, cred.Scrubber())
 	})
 	if verr != nil {
 		return vendors.Token{}, verr

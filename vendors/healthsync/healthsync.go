@@ -309,7 +309,7 @@ func (a *Adapter) tokenCall(ctx context.Context, cred vendors.Credential, form u
 		req.SetBasicAuth(url.QueryEscape(cred.ClientID), url.QueryEscape(cred.ClientSecret.Reveal()))
 	}
 	issued := a.sender.Clock()
-	ans, verr := a.send(req, opToken, isRefresh, cred.ClientSecret.Reveal(), cred.RefreshToken.Reveal())
+	ans, verr := a.send(req, opToken, isRefresh, cred.Scrubber())
 	if verr != nil {
 		return vendors.Token{}, verr
 	}

@@ -43,11 +43,11 @@ func (a *Adapter) apiRequest(ctx context.Context, method, path string, key secre
 
 // send sends req once and reads the answer. Anything but a 2xx answer is a
 // classified error, whose message quotes at most an excerpt of an error
-// answer with every string of redact removed. grantRevokes makes an OAuth
+// answer scrubbed of sc's secrets. grantRevokes makes an OAuth
 // invalid_grant a definitive refusal (a refresh's).
-func (a *Adapter) send(req *http.Request, op string, grantRevokes bool, redact ...string) (vendors.Answer, *vendors.Error) {
+func (a *Adapter) send(req *http.Request, op string, grantRevokes bool, sc *secret.Scrubber) (vendors.Answer, *vendors.Error) {
 	return a.sender.Call(req, op, func(ans vendors.Answer) *vendors.Error {
-		return a.statusError(op, ans, grantRevokes, redact)
+		return a.statusError(op, ans, grantRevokes, sc)
 	})
 }
 
@@ -55,12 +55,12 @@ func (a *Adapter) send(req *http.Request, op string, grantRevokes bool, redact .
 // are {"error","message"}, OAuth's {"error","error_description"}. A 5xx is
 // ClassServer whatever the code; a 403 (a missing scope), other 4xx and
 // redirects (never followed) are ClassRejected.
-func (a *Adapter) statusError(op string, ans vendors.Answer, grantRevokes bool, redact []string) *vendors.Error {
+func (a *Adapter) statusError(op string, ans vendors.Answer, grantRevokes bool, sc *secret.Scrubber) *vendors.Error {
 	oe := vendors.ParseOAuthError(ans.Body)
 	oe.Description = cmp.Or(oe.Description, oe.Message)
 	revoked := ans.Status == http.StatusUnauthorized || oe.RefusesClient() ||
 		grantRevokes && oe.Code == "invalid_grant"
-	e := a.sender.StatusError(op, ans, revoked, vendors.VendorSaid(oe.Quote(ans.Body, redact...)))
+	e := a.sender.StatusError(op, ans, revoked, vendors.VendorSaid(oe.Quote(ans.Body, sc)))
 	if e.Class == vendors.ClassRateLimited {
 		e.RetryAfter = retryWait(ans.Header, a.sender.Clock())
 	}

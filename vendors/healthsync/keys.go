@@ -57,7 +57,7 @@ func (a *Adapter) keyCall(ctx context.Context, op, method, path string, key secr
 	if err != nil {
 		return vendors.Answer{}, err
 	}
-	ans, verr := a.send(req, op, false, key.Reveal())
+	ans, verr := a.send(req, op, false, secret.NewScrubber(key))
 	if verr != nil {
 		return vendors.Answer{}, verr
 	}
@@ -71,7 +71,7 @@ func (a *Adapter) keyCall(ctx context.Context, op, method, path string, key secr
 
 func (a *Adapter) malformedAnswer(op string, ans vendors.Answer, why string) *vendors.Error {
 	return a.sender.Malformed(op, ans.Status, "%s (%d bytes, Content-Type %q)",
-		why, len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type")))
+		why, len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type"), nil))
 }
 
 // CreateKey creates an API key of cred's account (one POST to
@@ -154,7 +154,7 @@ func (a *Adapter) verify(ctx context.Context, key secret.Value) error {
 	if err != nil {
 		return err
 	}
-	ans, verr := a.send(req, opVerify, false, key.Reveal())
+	ans, verr := a.send(req, opVerify, false, secret.NewScrubber(key))
 	if verr != nil {
 		return verr
 	}

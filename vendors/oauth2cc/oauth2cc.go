@@ -180,7 +180,7 @@ func (a *Adapter) statusError(re *oauth2.RetrieveError, cred vendors.Credential)
 		body = nil // it may hold a token
 	}
 	revoked := ans.Status == http.StatusUnauthorized || oe.RefusesClient()
-	return a.sender.StatusError(opToken, ans, revoked, vendors.VendorSaid(oe.Quote(body, cred.ClientSecret.Reveal())))
+	return a.sender.StatusError(opToken, ans, revoked, vendors.VendorSaid(oe.Quote(body, cred.Scrubber())))
 }
 
 // malformed reports a 2xx answer without a usable token. It never quotes

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
 
@@ -155,7 +156,7 @@ func (a *Adapter) Token(ctx context.Context, cred vendors.Credential) (vendors.T
 	// other 4xx and 3xx. A 5xx is ClassServer even with an invalid_client
 	// code. Should Redox echo the secret or the assertion, neither is quoted.
 	ans, verr := a.tokens.Call(req, opToken, func(ans vendors.Answer) *vendors.Error {
-		return a.tokens.OAuthStatusError(opToken, ans, cred.ClientSecret.Reveal(), assertion)
+		return a.tokens.OAuthStatusError(opToken, ans, cred.Scrubber(secret.New(assertion)))
 	})
 	if verr != nil {
 		return vendors.Token{}, verr

@@ -275,7 +275,7 @@ func (a *Adapter) call(ctx context.Context, endpoint, path string, body any, cre
 // statusError classifies a non-2xx token answer: only a 401 from
 // auth/authenticate (bad key or secret) is a revocation.
 func (a *Adapter) statusError(ans vendors.Answer, path string, cred vendors.Credential) *vendors.Error {
-	quote := vendors.Excerpt(errorText(ans.Body), cred.ClientSecret.Reveal(), cred.ClientID, cred.RefreshToken.Reveal())
+	quote := vendors.Excerpt(errorText(ans.Body), cred.Scrubber(secret.New(cred.ClientID))) // the client id is the API key
 	detail := path
 	if quote != "" {
 		detail = path + ": " + vendors.VendorSaid(quote)
@@ -331,7 +331,7 @@ func (a *Adapter) parseToken(ans vendors.Answer, path string, issued time.Time) 
 	var tr tokenResponse
 	if err := json.Unmarshal(ans.Body, &tr); err != nil {
 		return vendors.Token{}, malformed("answer is not a JSON token (%d bytes, Content-Type %q)",
-			len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type")))
+			len(ans.Body), vendors.Excerpt(ans.Header.Get("Content-Type"), nil))
 	}
 	if tr.AccessToken == "" {
 		return vendors.Token{}, malformed("answer has no accessToken")
@@ -370,5 +370,5 @@ func parseExpires(raw json.RawMessage) (time.Time, error) {
 	if t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("expires %q is not an ISO 8601 time", vendors.Excerpt(s))
+	return time.Time{}, fmt.Errorf("expires %q is not an ISO 8601 time", vendors.Excerpt(s, nil))
 }
