@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/metrics"
 )
 
@@ -107,7 +108,7 @@ func serveSchedulerHTTP(env *Env, reg *prometheus.Registry, log zerolog.Logger) 
 	mux.Handle("GET /metrics", metrics.Handler(reg))
 	mux.HandleFunc("GET /healthz", healthHandler)
 	mux.Handle("GET /readyz", readyHandler(env))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := httpserver.New(httpserver.CheckPath(mux), httpserver.Timeouts{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

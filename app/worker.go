@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/metrics"
 	"github.com/tokenrelay/tokenrelay/operator"
@@ -141,7 +142,9 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	dashboard, closeDashboard := newDashboard(env)
 	defer func() { _ = closeDashboard() }()
 	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget}
-	hs := &http.Server{Handler: hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs())), ReadHeaderTimeout: 10 * time.Second}
+	// Paths are checked once percent-decoded before any route sees them;
+	// the timeouts cut off clients that send slowly or never finish.
+	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs()))), httpserver.Timeouts{})
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	log.Info().Str("http", ln.Addr().String()).Int("concurrency", o.Concurrency).Msg("worker started")
