@@ -26,7 +26,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/websession"
 )
 
-const dashboardToken = "dash-token-0123456789"
+const dashboardToken = "dash-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
 // noRedirect is a client that shows redirects instead of following them.
 func noRedirect(jar http.CookieJar) *http.Client {

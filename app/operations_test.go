@@ -49,7 +49,7 @@ func TestMetricsFollowThePipeline(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, 4, 3*time.Second, "")
 	p.cfg.Scheduler.MetricsAddr = freeAddr(t)
-	adminToken := testenv.Unique("admin-")
+	adminToken := testenv.Unique("admin-token-0123456789abcdefghijklmnopq-")
 	p.cfg.HTTP.AdminToken = secret.New(adminToken)
 
 	failing, revoked := p.cfg.Credentials[0], p.cfg.Credentials[1]
@@ -191,7 +191,7 @@ func TestReadyzReportsAStuckOutbox(t *testing.T) {
 func TestQueueDashboard(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, 2, time.Minute, "")
-	adminToken := testenv.Unique("admin-")
+	adminToken := testenv.Unique("admin-token-0123456789abcdefghijklmnopq-")
 	p.cfg.HTTP.AdminToken = secret.New(adminToken)
 	worker := p.worker()
 	base := "http://" + worker.addr + "/asynqmon"

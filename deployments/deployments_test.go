@@ -280,7 +280,7 @@ func TestComposeFile(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile("compose.yaml")
 	require.NoError(t, err)
-	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin"}
+	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"}
 	wd, err := os.Getwd()
 	require.NoError(t, err)
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{

@@ -251,8 +251,9 @@ func Config(redisURL, natsURL, sandboxURL string, lifetime time.Duration, n int,
 	return cfg, nil
 }
 
+// randomSecret is 32 random bytes in base64url.
 func randomSecret() string {
-	b := make([]byte, 24)
+	b := make([]byte, 32) // 43 characters: what config wants of an admin token
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
