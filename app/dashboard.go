@@ -2,12 +2,15 @@ package app
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
-	"time"
 
 	"github.com/hibiken/asynqmon"
 	"github.com/rs/zerolog"
@@ -25,12 +28,12 @@ const DashboardPath = "/asynqmon/"
 // reaches the page. closer closes its Redis connections.
 //
 // asynqmon is a single-page app whose own requests carry no Authorization
-// header, so besides the bearer token (scripts) a browser signs in once:
-// GET /asynqmon/?token=<admin token> (or the form shown without one) sets
-// the session cookie of package websession and redirects to the same page
-// without the token in the URL. That session is the operator pages' too: a
-// sign-in on either is a sign-in on both.
-func newDashboard(env *Env) (h http.Handler, closer func() error) {
+// header, so besides the bearer token (scripts) a browser signs in once
+// with the form shown without a session (POST /asynqmon/login; a token in
+// the URL is never accepted: URLs end up in logs and browser history).
+// The session is sessions', the operator pages' too: a sign-in on either
+// is a sign-in on both, and a sign-out ends both.
+func newDashboard(env *Env, sessions *websession.Sessions) (h http.Handler, closer func() error) {
 	token := env.Config.HTTP.AdminToken
 	if token.IsZero() || env.redisConnOpt == nil {
 		return admin.RequireToken(token, http.NotFoundHandler()), func() error { return nil }
@@ -43,26 +46,38 @@ func newDashboard(env *Env) (h http.Handler, closer func() error) {
 		// The Metrics tab, queried by the worker (not the browser).
 		PrometheusAddress: env.Config.HTTP.PrometheusURL,
 	})
-	return dashboardAuth(token, env.Clock, env.Logger.With().Str("component", "asynqmon").Logger(), mon), mon.Close
+	log := env.Logger.With().Str("component", "asynqmon").Logger()
+	return dashboardAuth(token, sessions, dashboardResources(mon), log, mon), mon.Close
 }
 
+// dashboardResources is the content security policy's resource part for
+// asynqmon's page: its scripts from here, and the two inline ones of its
+// index page by their hashes (read from the page itself, so that another
+// asynqmon version keeps working); the inline styles its UI library adds;
+// fonts, images and API calls from here only (its links to Google Fonts
+// are blocked: the page does not tell a third party who looks at it).
+func dashboardResources(mon http.Handler) string {
+	rec := httptest.NewRecorder()
+	mon.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, DashboardPath, nil))
+	scripts := "'self'"
+	for _, m := range inlineScript.FindAllStringSubmatch(rec.Body.String(), -1) {
+		sum := sha256.Sum256([]byte(m[1]))
+		scripts += " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'self'; script-src " + scripts + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
+}
+
+var inlineScript = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
+
 // dashboardAuth lets through requests to next with a session (from the
-// same origin) or the bearer token, and signs browsers in.
-func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger, next http.Handler) http.Handler {
-	sessions := websession.New(token, websession.DefaultTTL, now)
-	withBearer := admin.RequireToken(token, next) // scripts, and the 401 for API calls
+// same origin) or the bearer token, and signs browsers in by the form.
+// Every answer carries the operator pages' frame and content security
+// headers (websession.PageHeaders) with the resources resources.
+func dashboardAuth(token secret.Value, sessions *websession.Sessions, resources string, log zerolog.Logger, next http.Handler) http.Handler {
+	withBearer := admin.RequireTokenThrottled(token, sessions.Throttle(), next) // scripts, and the 401 for API calls
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
+		websession.PageHeaders(w.Header(), resources)
 		switch {
-		case r.URL.Query().Has("token"):
-			// First, so that the token leaves the URL even when the browser
-			// is signed in already (on the operator pages, say).
-			q := r.URL.Query()
-			got := q.Get("token")
-			q.Del("token")
-			back := *r.URL
-			back.RawQuery = q.Encode()
-			dashboardSignIn(w, r, sessions, log, got, back.RequestURI())
 		case sessions.SignedIn(r):
 			if !websession.SameOrigin(r) {
 				http.Error(w, "cross-site request refused", http.StatusForbidden)
@@ -71,7 +86,7 @@ func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger,
 			next.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && r.URL.Path == DashboardPath+"login":
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			dashboardSignIn(w, r, sessions, log, r.PostFormValue("token"), DashboardPath)
+			dashboardSignIn(w, r, sessions, log, r.PostFormValue("token"))
 		case r.Header.Get("Authorization") == "" && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, DashboardPath+"api/"):
 			dashboardLoginForm(w, http.StatusUnauthorized, "")
 		default:
@@ -80,22 +95,20 @@ func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger,
 	})
 }
 
-// dashboardSignIn sets the session cookie if got is the admin token, and
-// redirects to back (always under DashboardPath). Each try is audited in
-// the log, as the operator pages' sign-ins are.
-func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, log zerolog.Logger, got, back string) {
-	if !sessions.SignIn(w, r, got) {
+// dashboardSignIn sets the session cookie if got is the admin token (and
+// the client is not throttled), and redirects to the dashboard. Each try
+// is audited in the log, as the operator pages' sign-ins are.
+func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, log zerolog.Logger, got string) {
+	if err := sessions.SignIn(w, r, got); err != nil {
+		status, msg := websession.Refusal(w, err)
 		log.Warn().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
-			Bool("ok", false).Msg("queue dashboard sign-in refused")
-		dashboardLoginForm(w, http.StatusUnauthorized, "That is not the admin token.")
+			Bool("ok", false).Int("status", status).Msg("queue dashboard sign-in refused")
+		dashboardLoginForm(w, status, msg)
 		return
 	}
 	log.Info().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
 		Bool("ok", true).Msg("operator signed in to the queue dashboard")
-	if !strings.HasPrefix(back, DashboardPath) || strings.HasPrefix(back, "//") {
-		back = DashboardPath
-	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	http.Redirect(w, r, DashboardPath, http.StatusSeeOther)
 }
 
 var dashboardLogin = template.Must(template.New("login").Parse(`<!doctype html>

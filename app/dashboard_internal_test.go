@@ -1,6 +1,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -62,9 +64,9 @@ func do(t *testing.T, c *http.Client, method, u string, body url.Values, header 
 	return resp, string(b)
 }
 
-// TestDashboardAuth: the queue dashboard's sign-in (?token= and the form),
-// its session, the bearer token for scripts, 401 otherwise, and no
-// cross-site state change, on a stand-in for asynqmon.
+// TestDashboardAuth: the queue dashboard's sign-in (the form only), its
+// session, the bearer token for scripts, 401 otherwise, and no cross-site
+// state change, on a stand-in for asynqmon.
 func TestDashboardAuth(t *testing.T) {
 	t.Parallel()
 	clock := testenv.NewClock(storetest.T0)
@@ -75,7 +77,8 @@ func TestDashboardAuth(t *testing.T) {
 	})
 	mux := http.NewServeMux()
 	logs := &testenv.Buffer{}
-	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), clock.Now, zerolog.New(logs), mon))
+	sessions := websession.New(secret.New(dashboardToken), websession.Options{Now: clock.Now})
+	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), sessions, "default-src 'self'", zerolog.New(logs), mon))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	base := srv.URL + DashboardPath
@@ -89,9 +92,6 @@ func TestDashboardAuth(t *testing.T) {
 	require.Contains(t, body, `"unauthorized"`, "an API call gets the admin API's 401")
 	resp, _ = do(t, anon, http.MethodGet, base+"api/queues", nil, "Authorization", "Bearer wrong")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	resp, _ = do(t, anon, http.MethodGet, base+"?token=wrong", nil)
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	require.Empty(t, resp.Cookies(), "a refused sign-in sets no cookie")
 	resp, _ = do(t, anon, http.MethodPost, base+"login", url.Values{"token": {"wrong"}})
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	require.Empty(t, resp.Cookies())
@@ -104,11 +104,11 @@ func TestDashboardAuth(t *testing.T) {
 	require.Equal(t, "asynqmon POST /asynqmon/api/queues/default:pause", body)
 	require.Empty(t, resp.Cookies())
 
-	// ?token= signs in and comes back without the token in the URL.
+	// The form signs in.
 	b := noRedirect(newJar(t))
-	resp, _ = do(t, b, http.MethodGet, base+"queues/default?token="+url.QueryEscape(dashboardToken)+"&tab=pending", nil)
+	resp, _ = do(t, b, http.MethodPost, base+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/asynqmon/queues/default?tab=pending", resp.Header.Get("Location"))
+	require.Equal(t, DashboardPath, resp.Header.Get("Location"))
 	require.Len(t, resp.Cookies(), 1)
 	c := resp.Cookies()[0]
 	require.Equal(t, websession.CookieName, c.Name)
@@ -129,19 +129,6 @@ func TestDashboardAuth(t *testing.T) {
 	resp, _ = do(t, b, http.MethodPost, base+"api/queues/default:resume", nil, "Origin", srv.URL, "Sec-Fetch-Site", "same-origin")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// The form signs in too.
-	f := noRedirect(newJar(t))
-	resp, _ = do(t, f, http.MethodPost, base+"login", url.Values{"token": {dashboardToken}})
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, DashboardPath, resp.Header.Get("Location"))
-	// Signed in already, a ?token= link still takes the token out of the URL.
-	resp, _ = do(t, f, http.MethodGet, base+"queues?token="+url.QueryEscape(dashboardToken), nil)
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/asynqmon/queues", resp.Header.Get("Location"))
-	resp, _ = do(t, f, http.MethodGet, base+"queues?token=wrong", nil)
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a wrong token is not let through for the session's sake")
-	require.Empty(t, resp.Cookies())
-
 	// Sessions end after 12 hours.
 	clock.Advance(websession.DefaultTTL)
 	resp, _ = do(t, b, http.MethodGet, base+"api/queues", nil)
@@ -153,6 +140,99 @@ func TestDashboardAuth(t *testing.T) {
 	require.NotContains(t, logs.String(), dashboardToken)
 }
 
+// dashboardServer serves the queue dashboard and the operator pages as
+// the worker does (httpRoutes' sessions, newDashboard on a real Redis for
+// asynqmon, operatorPages).
+func dashboardServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	now := storetest.T0
+	clock := func() time.Time { return now }
+	st, _ := storetest.New(t, clock)
+	db, rdb := testenv.RedisDB(t)
+	cfg := &config.Config{}
+	cfg.Redis.Prefix = testenv.Unique("dash-") + ":"
+	cfg.HTTP.AdminToken = secret.New(dashboardToken)
+	env := &Env{Config: cfg, Logger: zerolog.Nop(), Store: st, Clock: clock, Redis: rdb,
+		redisConnOpt: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}}
+
+	sessions := newWebSessions(env)
+	dashboard, closeDashboard := newDashboard(env, sessions)
+	t.Cleanup(func() { _ = closeDashboard() })
+	mux := http.NewServeMux()
+	mux.Handle(DashboardPath, dashboard)
+	mux.Handle(operator.Prefix, operatorPages(env, admin.Deps{Config: cfg, Store: st, Token: cfg.HTTP.AdminToken, Clock: clock}, nil, sessions, zerolog.Nop()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestATokenInTheURLDoesNotSignIn: GET /asynqmon/?token=<the admin token>
+// (a link that would leave the token in logs and browser history) signs
+// nobody in: the sign-in form, 401, no cookie, nothing of asynqmon.
+func TestATokenInTheURLDoesNotSignIn(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	b := noRedirect(newJar(t))
+	for _, path := range []string{DashboardPath, DashboardPath + "queues/default", DashboardPath + "api/queues"} {
+		resp, body := do(t, b, http.MethodGet, srv.URL+path+"?token="+url.QueryEscape(dashboardToken), nil)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, path)
+		require.Empty(t, resp.Cookies(), "%s: a token in the URL set a session", path)
+		require.NotContains(t, body, "Asynq - Monitoring", path)
+	}
+	resp, _ := do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "not signed in afterwards")
+}
+
+// TestDashboardHasThePagesFrameAndContentHeaders: every answer of the
+// queue dashboard (its sign-in form, asynqmon's page and API) forbids
+// framing (clickjacking) and carries a content security policy, with the
+// same shared directives as the operator pages; asynqmon's inline scripts
+// are allowed by hash only, so the page still runs.
+func TestDashboardHasThePagesFrameAndContentHeaders(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	shared := func(t *testing.T, h http.Header, what string) {
+		t.Helper()
+		require.Equal(t, "DENY", h.Get("X-Frame-Options"), what)
+		csp := h.Get("Content-Security-Policy")
+		require.Contains(t, csp, "frame-ancestors 'none'", what)
+		require.Contains(t, csp, "object-src 'none'; base-uri 'none'; form-action 'self'", what)
+		require.NotContains(t, csp, "'unsafe-inline'; connect-src *", what)
+		require.Equal(t, "nosniff", h.Get("X-Content-Type-Options"), what)
+		require.Equal(t, "same-origin", h.Get("Referrer-Policy"), what)
+		require.Equal(t, "no-store", h.Get("Cache-Control"), what)
+	}
+	anon := noRedirect(nil)
+	resp, _ := do(t, anon, http.MethodGet, srv.URL+DashboardPath, nil)
+	shared(t, resp.Header, "the sign-in form")
+	resp, _ = do(t, anon, http.MethodGet, srv.URL+operator.Prefix+"login", nil)
+	shared(t, resp.Header, "the operator pages' sign-in form")
+	opCSP := resp.Header.Get("Content-Security-Policy")
+
+	b := noRedirect(newJar(t))
+	resp, _ = do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	resp, page := do(t, b, http.MethodGet, srv.URL+DashboardPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, "Asynq - Monitoring")
+	shared(t, resp.Header, "asynqmon's page")
+	csp := resp.Header.Get("Content-Security-Policy")
+	require.NotContains(t, csp, "script-src 'self' 'unsafe-inline'", "inline scripts by hash, not all of them")
+	scripts := inlineScript.FindAllStringSubmatch(page, -1)
+	require.NotEmpty(t, scripts)
+	for _, m := range scripts {
+		sum := sha256.Sum256([]byte(m[1]))
+		require.Contains(t, csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'", "an inline script of asynqmon is blocked")
+	}
+	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	shared(t, resp.Header, "asynqmon's API")
+
+	// The directives both pages share are the same text.
+	suffix := func(csp string) string { _, s, _ := strings.Cut(csp, "; object-src"); return s }
+	require.Equal(t, suffix(opCSP), suffix(csp))
+}
+
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // TestDashboardAndOperatorPagesShareOneSignIn: signing in on the operator
@@ -162,22 +242,7 @@ var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // asynqmon.
 func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 	t.Parallel()
-	now := storetest.T0
-	clock := func() time.Time { return now }
-	st, _ := storetest.New(t, clock)
-	db, _ := testenv.RedisDB(t)
-	cfg := &config.Config{}
-	cfg.HTTP.AdminToken = secret.New(dashboardToken)
-	env := &Env{Config: cfg, Logger: zerolog.Nop(), Store: st, Clock: clock,
-		redisConnOpt: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}}
-
-	dashboard, closeDashboard := newDashboard(env)
-	t.Cleanup(func() { _ = closeDashboard() })
-	mux := http.NewServeMux()
-	mux.Handle(DashboardPath, dashboard)
-	mux.Handle(operator.Prefix, operatorPages(env, admin.Deps{Config: cfg, Store: st, Token: cfg.HTTP.AdminToken, Clock: clock}, nil, zerolog.Nop()))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := dashboardServer(t)
 
 	queues := func(c *http.Client) int {
 		t.Helper()
@@ -215,26 +280,32 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		m := csrfInput.FindStringSubmatch(page)
 		require.NotNil(t, m, "the sign-out form carries a CSRF token")
+		u, err := url.Parse(srv.URL)
+		require.NoError(t, err)
+		copied := c.Jar.Cookies(u) // what someone with the browser's cookies keeps
+		require.Len(t, copied, 1)
 		resp, _ = do(t, c, http.MethodPost, srv.URL+operator.Prefix+"logout", url.Values{"csrf": {m[1]}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		require.Equal(t, http.StatusUnauthorized, queues(c))
+		// The copied cookie, replayed after the sign-out: refused on both.
+		replay := noRedirect(nil)
+		cookie := websession.CookieName + "=" + copied[0].Value
+		resp, _ = do(t, replay, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Cookie", cookie)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the dashboard took a signed-out session")
+		resp, _ = do(t, replay, http.MethodGet, srv.URL+operator.Prefix+"credentials", nil, "Cookie", cookie)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the operator pages took a signed-out session")
 		status, _ = credentials(c)
 		require.Equal(t, http.StatusSeeOther, status)
 	})
 	t.Run("signed in on the dashboard", func(t *testing.T) {
 		t.Parallel()
 		c := noRedirect(newJar(t))
-		resp, _ := do(t, c, http.MethodGet, srv.URL+DashboardPath+"?token="+url.QueryEscape(dashboardToken), nil)
+		resp, _ := do(t, c, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		status, page := credentials(c)
 		require.Equal(t, http.StatusOK, status, "the operator pages take the dashboard's session")
 		require.Regexp(t, csrfInput, page, "and give it a CSRF token for their forms")
 
-		f := noRedirect(newJar(t))
-		resp, _ = do(t, f, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
-		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-		status, _ = credentials(f)
-		require.Equal(t, http.StatusOK, status, "the dashboard's form too")
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/metrics"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // OutboxStuckAfter is how long the oldest event may wait in the outbox
@@ -105,7 +106,7 @@ func serveSchedulerHTTP(env *Env, reg *prometheus.Registry, log zerolog.Logger) 
 		return nil, fmt.Errorf("app: scheduler.metrics_addr: listen on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), metrics.Handler(reg)))
 	mux.HandleFunc("GET /healthz", healthHandler)
 	mux.Handle("GET /readyz", readyHandler(env))
 	hs := httpserver.New(httpserver.CheckPath(mux), httpserver.Timeouts{})

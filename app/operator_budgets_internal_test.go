@@ -107,7 +107,7 @@ func TestOperatorBudgetsListTheAccountsInUseWithoutTheStore(t *testing.T) {
 	t.Cleanup(srv.Close)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/ui/budgets?refresh=0", nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer op-token-0123456789")
+	req.Header.Set("Authorization", "Bearer op-token-0123456789abcdefghijklmnopqrstuvwxyzAB")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)

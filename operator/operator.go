@@ -115,7 +115,11 @@ type Deps struct {
 	PageSize int
 	// SessionTTL is how long a sign-in lasts. Default 12h.
 	SessionTTL time.Duration
-	Logger     zerolog.Logger
+	// Sessions, if set, are the sessions the pages share with the queue
+	// dashboard (their Store and Throttle); nil builds them from Token,
+	// SessionTTL and Clock, in memory.
+	Sessions *websession.Sessions
+	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 }
@@ -155,7 +159,11 @@ func Handler(d Deps) http.Handler {
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 12 * time.Hour
 	}
-	p := &pages{d: d, auth: websession.New(d.Token, d.SessionTTL, d.Clock)}
+	auth := d.Sessions
+	if auth == nil {
+		auth = websession.New(d.Token, websession.Options{TTL: d.SessionTTL, Now: d.Clock})
+	}
+	p := &pages{d: d, auth: auth}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"credentials", http.StatusSeeOther)
@@ -174,13 +182,15 @@ func Handler(d Deps) http.Handler {
 			http.Error(w, "the operator pages are off: set http.admin_token in the configuration", http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
-		w.Header().Set("Referrer-Policy", "same-origin")
+		websession.PageHeaders(w.Header(), PageResources)
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// PageResources is what the pages load: inline styles and their own
+// images, nothing else (no script at all). websession.PageHeaders adds
+// the directives every page behind the admin token shares.
+const PageResources = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 
 // layout is what every page's frame needs.
 type layout struct {
