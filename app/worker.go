@@ -189,7 +189,7 @@ func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operati
 	mux.Handle("/admin/", admin.Handler(adminDeps))
 	mux.Handle(operator.Prefix, operatorPages(env, adminDeps, ops.budget, ops.sessions, log))
 	// The current signing key, and during a rotation the new or old one.
-	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(redoxSigningKeys(env)))
+	mux.Handle("GET /jwks/{vendor}/{credential}", redox.CachedJWKSHandler(redoxSigningKeys(env), redox.JWKSCacheOptions{}))
 	mux.HandleFunc("GET /healthz", healthHandler)
 	mux.Handle("GET /readyz", readyHandler(env)) // Redis, NATS, outbox not stuck
 	return mux
