@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -11,12 +10,15 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynqmon"
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/webhooks"
 	"github.com/tokenrelay/tokenrelay/websession"
 )
 
@@ -128,122 +130,170 @@ func dashboardLoginForm(w http.ResponseWriter, status int, msg string) {
 	_ = dashboardLogin.Execute(w, msg)
 }
 
-// Payload rendering limits.
+// Payload rendering. The queue dashboard shows a task's payload by an
+// allow-list: for each task type tokenrelay enqueues, the fields known to
+// hold nothing secret (ids, numbers, times), each rendered by its kind;
+// every other field, of any task, shows its name and not its value, and a
+// payload of an unknown type or not JSON shows only its size. A field
+// added to a payload later is so hidden until it is listed here.
 const (
-	// bodyPreview is how much of a JSON body is shown, once its secrets are
-	// redacted.
-	bodyPreview = 256
-	redacted    = "«redacted»"
+	redacted = "«redacted»"
+	// maxShown caps a value shown (a header's, a path).
+	maxShown = 200
 )
 
-// secretWords mark a JSON key or header name whose value is never shown
-// (compared lowercased, without "-" and "_").
-var secretWords = []string{"authorization", "auth", "cookie", "token", "secret", "password", "passwd",
-	"apikey", "privatekey", "assertion", "signature", "session", "credentials", "jwt", "bearer"}
+// fieldKind says how an allowed field's value is shown.
+type fieldKind int
 
-// redactPayload renders a task payload (or result) for asynqmon: indented
-// JSON with the value of every secret-looking field redacted (headers such
-// as Authorization and Cookie, tokens, secrets, keys, signatures), and
-// request bodies cut to a short redacted preview (JSON) or their size
-// (anything else). A payload that is not JSON shows only its size.
-func redactPayload(_ string, payload []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
-		return fmt.Sprintf("«%d bytes, not JSON: not shown»", len(payload))
+const (
+	kindID           fieldKind = iota // an id: shown if it looks like one
+	kindNumber                        // a JSON number
+	kindTime                          // an RFC 3339 time
+	kindMethod                        // an HTTP method
+	kindPath                          // a vendor API path: resource names, ids masked
+	kindQuery                         // a query: names, values redacted
+	kindHeaders                       // headers: names, values of safeHeaders only
+	kindBody                          // a body: its size
+	kindSet                           // shown only as set or not
+	kindRefreshItems                  // a list of token:refresh payloads
+)
+
+// taskFields lists, per task type, the payload fields shown and how.
+var taskFields = map[string]map[string]fieldKind{
+	jobs.TypeTokenRefresh:      {"credential": kindID, "generation": kindNumber},
+	jobs.TypeTokenRefreshBatch: {"items": kindRefreshItems},
+	jobs.TypeKeyRotate:         {"credential": kindID},
+	jobs.TypeVendorRequest: {"id": kindID, "vendor": kindID, "credential": kindID, "method": kindMethod,
+		"path": kindPath, "query": kindQuery, "headers": kindHeaders, "body": kindBody,
+		"idempotency_key": kindSet, "batch": kindID, "deadline": kindTime, "submitted_at": kindTime},
+	webhooks.TypePoll: {"vendor": kindID, "resource": kindID, "slot": kindNumber},
+}
+
+// safeHeaders are the request headers whose values are shown (lowercase):
+// content negotiation and caching, never credentials or cookies.
+var safeHeaders = map[string]bool{"accept": true, "accept-language": true, "accept-encoding": true,
+	"content-type": true, "content-language": true, "prefer": true, "cache-control": true,
+	"if-match": true, "if-none-match": true, "if-modified-since": true, "x-request-id": true}
+
+var (
+	shownID      = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	shownMethod  = regexp.MustCompile(`^[A-Z]{1,10}$`)
+	shownSegment = regexp.MustCompile(`^\$?[A-Za-z_-]{1,64}$`)
+)
+
+// redactPayload renders a task payload (or result) for asynqmon as
+// indented JSON of the fields taskFields allows for its type.
+func redactPayload(taskType string, payload []byte) string {
+	fields, known := taskFields[taskType]
+	if !known {
+		return fmt.Sprintf("«%d bytes of a %q task: not shown»", len(payload), taskType)
 	}
-	out, err := json.MarshalIndent(redactValue("", v), "", "  ")
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return fmt.Sprintf("«%d bytes, not a JSON object: not shown»", len(payload))
+	}
+	out, err := json.MarshalIndent(shownFields(m, fields), "", "  ")
 	if err != nil {
 		return fmt.Sprintf("«%d bytes: not shown»", len(payload))
 	}
 	return string(out)
 }
 
-func redactValue(key string, v any) any {
-	norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(key))
-	if key != "" && secretKey(norm) {
+// shownFields renders the allowed fields of m, and the others' names.
+func shownFields(m map[string]json.RawMessage, fields map[string]fieldKind) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, raw := range m {
+		kind, ok := fields[k]
+		if !ok {
+			out[k] = redacted
+			continue
+		}
+		out[k] = shownValue(kind, raw)
+	}
+	return out
+}
+
+// shownValue renders one allowed field by its kind; a value not of its
+// kind is not shown.
+func shownValue(kind fieldKind, raw json.RawMessage) any {
+	var str string
+	isString := json.Unmarshal(raw, &str) == nil
+	switch kind {
+	case kindID:
+		if isString && shownID.MatchString(str) {
+			return str
+		}
+	case kindMethod:
+		if isString && shownMethod.MatchString(str) {
+			return str
+		}
+	case kindTime:
+		if _, err := time.Parse(time.RFC3339Nano, str); isString && err == nil {
+			return str
+		}
+	case kindNumber:
+		var n json.Number
+		if json.Unmarshal(raw, &n) == nil {
+			return n
+		}
+	case kindPath:
+		if isString {
+			return shownPath(str)
+		}
+	case kindQuery:
+		var q map[string]json.RawMessage
+		if json.Unmarshal(raw, &q) == nil {
+			out := make(map[string]string, len(q))
+			for k := range q {
+				out[k] = redacted
+			}
+			return out
+		}
+	case kindHeaders:
+		var h map[string]string
+		if json.Unmarshal(raw, &h) == nil {
+			out := make(map[string]string, len(h))
+			for k, v := range h {
+				out[k] = redacted
+				if safeHeaders[strings.ToLower(k)] && len(v) <= maxShown && !strings.ContainsAny(v, "\r\n") {
+					out[k] = v
+				}
+			}
+			return out
+		}
+	case kindBody:
+		if string(raw) == "null" {
+			return nil
+		}
+		return fmt.Sprintf("«%d bytes: not shown»", len(raw))
+	case kindSet:
+		return "«set»"
+	case kindRefreshItems:
+		var items []map[string]json.RawMessage
+		if json.Unmarshal(raw, &items) == nil {
+			out := make([]map[string]any, len(items))
+			for i, it := range items {
+				out[i] = shownFields(it, taskFields[jobs.TypeTokenRefresh])
+			}
+			return out
+		}
+	}
+	return redacted
+}
+
+// shownPath shows the resource names of a vendor API path and masks the
+// other segments (ids of patients and records, anything else): e.g.
+// "Patient/«id»/$everything".
+func shownPath(p string) string {
+	if len(p) > maxShown {
 		return redacted
 	}
-	if norm == "body" || norm == "data" || norm == "payload" {
-		return bodyValue(v)
+	path, _, _ := strings.Cut(p, "?")
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if s != "" && !shownSegment.MatchString(s) {
+			segs[i] = "«id»"
+		}
 	}
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = redactValue(k, e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = redactValue(key, e)
-		}
-		return out
-	case string:
-		if secretLooking(x) {
-			return redacted
-		}
-		return x
-	default:
-		return v
-	}
+	return strings.Join(segs, "/")
 }
-
-func secretKey(norm string) bool {
-	if norm == "credential" || norm == "credentialid" {
-		return false // an id, not a secret
-	}
-	for _, w := range secretWords {
-		if strings.Contains(norm, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// secretLooking spots a secret in a value whose key did not give it away:
-// an Authorization header value or a JWT.
-func secretLooking(s string) bool {
-	l := strings.ToLower(s)
-	if strings.HasPrefix(l, "bearer ") || strings.HasPrefix(l, "basic ") {
-		return true
-	}
-	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") >= 2
-}
-
-// bodyValue shows a request body: a JSON object or list, redacted and cut
-// to bodyPreview; a string (a base64 body or text) only by its size.
-func bodyValue(v any) any {
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		return fmt.Sprintf("«%d characters: not shown»", len(x))
-	case map[string]any, []any:
-		raw, err := json.Marshal(redactValue("", x))
-		if err != nil {
-			return "«not shown»"
-		}
-		if len(raw) <= bodyPreview {
-			return json.RawMessage(raw)
-		}
-		return fmt.Sprintf("%s… «%d bytes in all»", cutUTF8(string(raw), bodyPreview), len(raw))
-	default:
-		return v
-	}
-}
-
-// cutUTF8 cuts s to at most n bytes without splitting a character.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
