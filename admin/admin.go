@@ -82,14 +82,26 @@ func Handler(d Deps) http.Handler {
 	a := &api{d: d}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/credentials", a.list)
-	mux.HandleFunc("GET /admin/credentials/{id}", a.get)
+	mux.HandleFunc("GET /admin/credentials/{id}", withID(a.get))
 	mux.HandleFunc("POST /admin/credentials", a.add)
 	mux.HandleFunc("POST /admin/credentials/import", a.importLines)
-	mux.HandleFunc("POST /admin/credentials/{id}/revoke", a.revoke)
-	mux.HandleFunc("POST /admin/credentials/{id}/enable", a.enable)
-	mux.HandleFunc("POST /admin/credentials/{id}/rotate", a.rotate)
+	mux.HandleFunc("POST /admin/credentials/{id}/revoke", withID(a.revoke))
+	mux.HandleFunc("POST /admin/credentials/{id}/enable", withID(a.enable))
+	mux.HandleFunc("POST /admin/credentials/{id}/rotate", withID(a.rotate))
 	a.requestRoutes(mux)
 	return a.authenticate(mux)
+}
+
+// withID refuses, 400, a request whose {id} (percent-decoded by the mux)
+// is not a credential or batch id, before h looks it up.
+func withID(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !config.ValidID(r.PathValue("id")) {
+			writeError(w, http.StatusBadRequest, "bad_id", "an id is 1 to 64 letters, digits, _ and -")
+			return
+		}
+		h(w, r)
+	}
 }
 
 // authenticate lets through requests carrying the admin token.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
@@ -172,9 +173,9 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("POST "+Prefix+"login", p.login)
 	mux.Handle("POST "+Prefix+"logout", p.signedIn(http.HandlerFunc(p.logout)))
 	mux.Handle("GET "+Prefix+"credentials", p.signedIn(http.HandlerFunc(p.credentials)))
-	mux.Handle("GET "+Prefix+"credentials/{id}", p.signedIn(http.HandlerFunc(p.credential)))
-	mux.Handle("GET "+Prefix+"credentials/{id}/{action}", p.signedIn(http.HandlerFunc(p.confirm)))
-	mux.Handle("POST "+Prefix+"credentials/{id}/{action}", p.signedIn(http.HandlerFunc(p.act)))
+	mux.Handle("GET "+Prefix+"credentials/{id}", p.signedIn(withID(p.credential)))
+	mux.Handle("GET "+Prefix+"credentials/{id}/{action}", p.signedIn(withID(p.confirm)))
+	mux.Handle("POST "+Prefix+"credentials/{id}/{action}", p.signedIn(withID(p.act)))
 	mux.Handle("GET "+Prefix+"budgets", p.signedIn(http.HandlerFunc(p.budgets)))
 	mux.Handle("GET "+Prefix+"events", p.signedIn(http.HandlerFunc(p.events)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -191,6 +192,18 @@ func Handler(d Deps) http.Handler {
 // images, nothing else (no script at all). websession.PageHeaders adds
 // the directives every page behind the admin token shares.
 const PageResources = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+// withID refuses, 400, a request whose {id} (percent-decoded by the mux)
+// is not a credential id, before h looks it up or draws it.
+func withID(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !config.ValidID(r.PathValue("id")) {
+			http.Error(w, "a credential id is 1 to 64 letters, digits, _ and -", http.StatusBadRequest)
+			return
+		}
+		h(w, r)
+	})
+}
 
 // layout is what every page's frame needs.
 type layout struct {
