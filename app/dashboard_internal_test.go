@@ -358,3 +358,26 @@ func TestRedactPayloadByAllowList(t *testing.T) {
 		})
 	}
 }
+
+// TestDashboardSignInIsThrottled: guessing the admin token in the queue
+// dashboard's form from one address gets 429 with Retry-After after 5
+// wrong tokens, the right one included, and no cookie; the operator
+// pages' form, sharing the throttle, refuses that address too.
+func TestDashboardSignInIsThrottled(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	b := noRedirect(newJar(t))
+	for i := range 5 {
+		resp, _ := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {"guess"}})
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "guess %d", i)
+	}
+	resp, body := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the 6th try, with the right token")
+	require.Equal(t, "60", resp.Header.Get("Retry-After"))
+	require.Contains(t, body, "Too many wrong tokens")
+	require.Empty(t, resp.Cookies())
+	resp, _ = do(t, b, http.MethodPost, srv.URL+operator.Prefix+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the operator pages share the count")
+	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Authorization", "Bearer "+dashboardToken)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "and the bearer token")
+}

@@ -177,8 +177,10 @@ type operations struct {
 
 func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operations, reqs admin.RequestJobs) http.Handler {
 	mux := http.NewServeMux()
-	// Open, as Prometheus expects, unless http.metrics_token is set; holds no secret.
-	mux.Handle("GET /metrics", metricsAuth(env, ops.sessions.Throttle(), ops.metrics))
+	// Open, as Prometheus expects, unless http.metrics_token is set; holds
+	// no secret. Its wrong tokens are counted apart from the admin token's,
+	// so that a misconfigured scraper does not lock operators out.
+	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), ops.metrics))
 	mux.Handle(DashboardPath, ops.dashboard) // asynqmon, behind the admin token
 	adminDeps := admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
