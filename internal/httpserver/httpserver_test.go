@@ -64,23 +64,26 @@ func TestSlowlorisIsCutOff(t *testing.T) {
 	headerSrv := serve(t, h, httpserver.Timeouts{ReadHeader: short, Read: long, Write: long, Idle: long})
 	bodySrv := serve(t, h, httpserver.Timeouts{ReadHeader: long, Read: short, Write: long, Idle: long})
 	idleSrv := serve(t, h, httpserver.Timeouts{ReadHeader: long, Read: long, Write: long, Idle: short})
-	t.Run("headers", func(t *testing.T) {
-		t.Parallel()
-		conn, err := net.Dial("tcp", headerSrv)
+	// slow sends head on a new connection to addr, then dribbles a byte of
+	// more every 50ms, and reports whether the server hung up in time.
+	slow := func(t *testing.T, addr, head, more string) bool {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		defer conn.Close()
-		_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+		_, err = io.WriteString(conn, head)
 		require.NoError(t, err)
-		require.True(t, dribble(t, conn, "X-Slow: aaaaaaaa", 3*time.Second), "a client never finishing its headers keeps its connection")
+		return dribble(t, conn, more, 3*time.Second)
+	}
+	t.Run("headers", func(t *testing.T) {
+		t.Parallel()
+		require.True(t, slow(t, headerSrv, "GET / HTTP/1.1\r\nHost: x\r\n", "X-Slow: aaaaaaaa"),
+			"a client never finishing its headers keeps its connection")
 	})
 	t.Run("body", func(t *testing.T) {
 		t.Parallel()
-		conn, err := net.Dial("tcp", bodySrv)
-		require.NoError(t, err)
-		defer conn.Close()
-		_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-		require.NoError(t, err)
-		require.True(t, dribble(t, conn, "a", 3*time.Second), "a client never finishing its body keeps its connection")
+		require.True(t, slow(t, bodySrv, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", "a"),
+			"a client never finishing its body keeps its connection")
 	})
 	t.Run("idle", func(t *testing.T) {
 		t.Parallel()

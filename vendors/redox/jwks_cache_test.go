@@ -2,11 +2,6 @@ package redox_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -29,11 +24,7 @@ import (
 // store failure is not, and a name that is not an id is never looked up.
 func TestJWKSFloodOpensTheKeyOncePerTTL(t *testing.T) {
 	t.Parallel()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	pemKey := signingKeyPEM(t)
 
 	var mu sync.Mutex
 	reads := map[string]int{}
