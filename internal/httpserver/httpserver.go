@@ -13,9 +13,10 @@ import (
 )
 
 // Timeouts bound each phase of a connection. The defaults suit every
-// server of tokenrelay: answers are small except a /metrics scrape of a
-// large fleet and an admin import of up to 256 MiB, which the read and
-// write timeouts leave minutes for.
+// server of tokenrelay: answers are small and quick except a /metrics
+// scrape of a large fleet and an admin import of up to 256 MiB, which the
+// read and write timeouts leave minutes for; the read-header and idle
+// timeouts, which slowloris clients meet first, are short.
 type Timeouts struct {
 	// ReadHeader is how long a client has to send a request's headers.
 	// Default 10s.
@@ -24,7 +25,8 @@ type Timeouts struct {
 	// included. Default 5m (an admin import of 256 MiB at ~1 MiB/s).
 	Read time.Duration
 	// Write is how long an answer may take from the end of the request's
-	// headers to its last byte. Default 2m.
+	// headers to its last byte, the handler's work included. Default 5m
+	// (the admin import reads and stores its whole body before answering).
 	Write time.Duration
 	// Idle is how long a kept-alive connection waits for its next
 	// request. Default 2m.
@@ -35,7 +37,7 @@ type Timeouts struct {
 var DefaultTimeouts = Timeouts{
 	ReadHeader: 10 * time.Second,
 	Read:       5 * time.Minute,
-	Write:      2 * time.Minute,
+	Write:      5 * time.Minute,
 	Idle:       2 * time.Minute,
 }
 
