@@ -23,6 +23,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // Store is what the admin API needs of the credential store.
@@ -52,6 +53,10 @@ type Deps struct {
 	RotateNow func(ctx context.Context, c store.Credential) error
 	// Requests, if set, serves POST /admin/requests and the batch routes.
 	Requests RequestJobs
+	// Throttle, if set, counts wrong bearer tokens per client and refuses
+	// (429) a client that sent too many, as sign-ins on the operator
+	// pages and the queue dashboard are (share one Throttle with them).
+	Throttle *websession.Throttle
 	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
@@ -77,24 +82,45 @@ func Handler(d Deps) http.Handler {
 	a := &api{d: d}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/credentials", a.list)
-	mux.HandleFunc("GET /admin/credentials/{id}", a.get)
+	mux.HandleFunc("GET /admin/credentials/{id}", withID(a.get))
 	mux.HandleFunc("POST /admin/credentials", a.add)
 	mux.HandleFunc("POST /admin/credentials/import", a.importLines)
-	mux.HandleFunc("POST /admin/credentials/{id}/revoke", a.revoke)
-	mux.HandleFunc("POST /admin/credentials/{id}/enable", a.enable)
-	mux.HandleFunc("POST /admin/credentials/{id}/rotate", a.rotate)
+	mux.HandleFunc("POST /admin/credentials/{id}/revoke", withID(a.revoke))
+	mux.HandleFunc("POST /admin/credentials/{id}/enable", withID(a.enable))
+	mux.HandleFunc("POST /admin/credentials/{id}/rotate", withID(a.rotate))
 	a.requestRoutes(mux)
 	return a.authenticate(mux)
 }
 
+// withID refuses, 400, a request whose {id} (percent-decoded by the mux)
+// is not a credential or batch id, before h looks it up.
+func withID(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !config.ValidID(r.PathValue("id")) {
+			writeError(w, http.StatusBadRequest, "bad_id", "an id is 1 to 64 letters, digits, _ and -")
+			return
+		}
+		h(w, r)
+	}
+}
+
 // authenticate lets through requests carrying the admin token.
-func (a *api) authenticate(next http.Handler) http.Handler { return RequireToken(a.d.Token, next) }
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return RequireTokenThrottled(a.d.Token, a.d.Throttle, next)
+}
 
 // RequireToken lets through requests carrying token as a bearer token
 // ("Authorization: Bearer <token>"), compared in constant time; others get
 // 401 with a JSON Problem. An empty token turns the routes off: every
 // request gets 404 saying so. The admin API and the queue dashboard share it.
 func RequireToken(token secret.Value, next http.Handler) http.Handler {
+	return RequireTokenThrottled(token, nil, next)
+}
+
+// RequireTokenThrottled is RequireToken with the wrong tokens counted per
+// client by th (nil: not counted): a client that sent too many gets 429
+// with Retry-After, its token not even compared.
+func RequireTokenThrottled(token secret.Value, th *websession.Throttle, next http.Handler) http.Handler {
 	tokenHash := sha256.Sum256([]byte(token.Reveal()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token.IsZero() {
@@ -102,8 +128,26 @@ func RequireToken(token secret.Value, next http.Handler) http.Handler {
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], tokenHash[:]) != 1 {
+		compare := func() bool {
+			sum := sha256.Sum256([]byte(got))
+			return subtle.ConstantTimeCompare(sum[:], tokenHash[:]) == 1
+		}
+		var err error
+		switch {
+		case !ok:
+			err = websession.ErrWrongToken // no token tried: nothing to count
+		case th != nil:
+			err = th.Check(r, compare)
+		case !compare():
+			err = websession.ErrWrongToken
+		}
+		if th, ok := errors.AsType[*websession.ThrottledError](err); ok {
+			secs := int((th.RetryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, "throttled", fmt.Sprintf("too many wrong tokens from your address; try again in %ds", secs))
+			return
+		}
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenrelay admin"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
 			return

@@ -28,8 +28,8 @@ const maxRequestBody = requests.DefaultMaxBody*4/3 + 64<<10
 // ?vendor=V&credential=C, and see or stop only that credential's batch.
 func (a *api) requestRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/requests", a.submitRequest)
-	mux.HandleFunc("GET /admin/batches/{id}", a.batchStatus)
-	mux.HandleFunc("POST /admin/batches/{id}/cancel", a.cancelBatch)
+	mux.HandleFunc("GET /admin/batches/{id}", withID(a.batchStatus))
+	mux.HandleFunc("POST /admin/batches/{id}/cancel", withID(a.cancelBatch))
 }
 
 func (a *api) requestJobs(w http.ResponseWriter) bool {

@@ -1,11 +1,14 @@
 package app
 
 import (
-	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,7 +16,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/webhooks"
 	"github.com/tokenrelay/tokenrelay/websession"
 )
 
@@ -25,12 +30,12 @@ const DashboardPath = "/asynqmon/"
 // reaches the page. closer closes its Redis connections.
 //
 // asynqmon is a single-page app whose own requests carry no Authorization
-// header, so besides the bearer token (scripts) a browser signs in once:
-// GET /asynqmon/?token=<admin token> (or the form shown without one) sets
-// the session cookie of package websession and redirects to the same page
-// without the token in the URL. That session is the operator pages' too: a
-// sign-in on either is a sign-in on both.
-func newDashboard(env *Env) (h http.Handler, closer func() error) {
+// header, so besides the bearer token (scripts) a browser signs in once
+// with the form shown without a session (POST /asynqmon/login; a token in
+// the URL is never accepted: URLs end up in logs and browser history).
+// The session is sessions', the operator pages' too: a sign-in on either
+// is a sign-in on both, and a sign-out ends both.
+func newDashboard(env *Env, sessions *websession.Sessions) (h http.Handler, closer func() error) {
 	token := env.Config.HTTP.AdminToken
 	if token.IsZero() || env.redisConnOpt == nil {
 		return admin.RequireToken(token, http.NotFoundHandler()), func() error { return nil }
@@ -43,26 +48,38 @@ func newDashboard(env *Env) (h http.Handler, closer func() error) {
 		// The Metrics tab, queried by the worker (not the browser).
 		PrometheusAddress: env.Config.HTTP.PrometheusURL,
 	})
-	return dashboardAuth(token, env.Clock, env.Logger.With().Str("component", "asynqmon").Logger(), mon), mon.Close
+	log := env.Logger.With().Str("component", "asynqmon").Logger()
+	return dashboardAuth(token, sessions, dashboardResources(mon), log, mon), mon.Close
 }
 
+// dashboardResources is the content security policy's resource part for
+// asynqmon's page: its scripts from here, and the two inline ones of its
+// index page by their hashes (read from the page itself, so that another
+// asynqmon version keeps working); the inline styles its UI library adds;
+// fonts, images and API calls from here only (its links to Google Fonts
+// are blocked: the page does not tell a third party who looks at it).
+func dashboardResources(mon http.Handler) string {
+	rec := httptest.NewRecorder()
+	mon.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, DashboardPath, nil))
+	scripts := "'self'"
+	for _, m := range inlineScript.FindAllStringSubmatch(rec.Body.String(), -1) {
+		sum := sha256.Sum256([]byte(m[1]))
+		scripts += " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'self'; script-src " + scripts + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
+}
+
+var inlineScript = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
+
 // dashboardAuth lets through requests to next with a session (from the
-// same origin) or the bearer token, and signs browsers in.
-func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger, next http.Handler) http.Handler {
-	sessions := websession.New(token, websession.DefaultTTL, now)
-	withBearer := admin.RequireToken(token, next) // scripts, and the 401 for API calls
+// same origin) or the bearer token, and signs browsers in by the form.
+// Every answer carries the operator pages' frame and content security
+// headers (websession.PageHeaders) with the resources resources.
+func dashboardAuth(token secret.Value, sessions *websession.Sessions, resources string, log zerolog.Logger, next http.Handler) http.Handler {
+	withBearer := admin.RequireTokenThrottled(token, sessions.Throttle(), next) // scripts, and the 401 for API calls
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
+		websession.PageHeaders(w.Header(), resources)
 		switch {
-		case r.URL.Query().Has("token"):
-			// First, so that the token leaves the URL even when the browser
-			// is signed in already (on the operator pages, say).
-			q := r.URL.Query()
-			got := q.Get("token")
-			q.Del("token")
-			back := *r.URL
-			back.RawQuery = q.Encode()
-			dashboardSignIn(w, r, sessions, log, got, back.RequestURI())
 		case sessions.SignedIn(r):
 			if !websession.SameOrigin(r) {
 				http.Error(w, "cross-site request refused", http.StatusForbidden)
@@ -71,7 +88,7 @@ func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger,
 			next.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && r.URL.Path == DashboardPath+"login":
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			dashboardSignIn(w, r, sessions, log, r.PostFormValue("token"), DashboardPath)
+			dashboardSignIn(w, r, sessions, log, r.PostFormValue("token"))
 		case r.Header.Get("Authorization") == "" && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, DashboardPath+"api/"):
 			dashboardLoginForm(w, http.StatusUnauthorized, "")
 		default:
@@ -80,22 +97,20 @@ func dashboardAuth(token secret.Value, now func() time.Time, log zerolog.Logger,
 	})
 }
 
-// dashboardSignIn sets the session cookie if got is the admin token, and
-// redirects to back (always under DashboardPath). Each try is audited in
-// the log, as the operator pages' sign-ins are.
-func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, log zerolog.Logger, got, back string) {
-	if !sessions.SignIn(w, r, got) {
+// dashboardSignIn sets the session cookie if got is the admin token (and
+// the client is not throttled), and redirects to the dashboard. Each try
+// is audited in the log, as the operator pages' sign-ins are.
+func dashboardSignIn(w http.ResponseWriter, r *http.Request, sessions *websession.Sessions, log zerolog.Logger, got string) {
+	if err := sessions.SignIn(w, r, got); err != nil {
+		status, msg := websession.Refusal(w, err)
 		log.Warn().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
-			Bool("ok", false).Msg("queue dashboard sign-in refused")
-		dashboardLoginForm(w, http.StatusUnauthorized, "That is not the admin token.")
+			Bool("ok", false).Int("status", status).Msg("queue dashboard sign-in refused")
+		dashboardLoginForm(w, status, msg)
 		return
 	}
 	log.Info().Str("audit", "login").Str("who", "operator").Str("via", "asynqmon").Str("remote", r.RemoteAddr).
 		Bool("ok", true).Msg("operator signed in to the queue dashboard")
-	if !strings.HasPrefix(back, DashboardPath) || strings.HasPrefix(back, "//") {
-		back = DashboardPath
-	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	http.Redirect(w, r, DashboardPath, http.StatusSeeOther)
 }
 
 var dashboardLogin = template.Must(template.New("login").Parse(`<!doctype html>
@@ -115,122 +130,170 @@ func dashboardLoginForm(w http.ResponseWriter, status int, msg string) {
 	_ = dashboardLogin.Execute(w, msg)
 }
 
-// Payload rendering limits.
+// Payload rendering. The queue dashboard shows a task's payload by an
+// allow-list: for each task type tokenrelay enqueues, the fields known to
+// hold nothing secret (ids, numbers, times), each rendered by its kind;
+// every other field, of any task, shows its name and not its value, and a
+// payload of an unknown type or not JSON shows only its size. A field
+// added to a payload later is so hidden until it is listed here.
 const (
-	// bodyPreview is how much of a JSON body is shown, once its secrets are
-	// redacted.
-	bodyPreview = 256
-	redacted    = "«redacted»"
+	redacted = "«redacted»"
+	// maxShown caps a value shown (a header's, a path).
+	maxShown = 200
 )
 
-// secretWords mark a JSON key or header name whose value is never shown
-// (compared lowercased, without "-" and "_").
-var secretWords = []string{"authorization", "auth", "cookie", "token", "secret", "password", "passwd",
-	"apikey", "privatekey", "assertion", "signature", "session", "credentials", "jwt", "bearer"}
+// fieldKind says how an allowed field's value is shown.
+type fieldKind int
 
-// redactPayload renders a task payload (or result) for asynqmon: indented
-// JSON with the value of every secret-looking field redacted (headers such
-// as Authorization and Cookie, tokens, secrets, keys, signatures), and
-// request bodies cut to a short redacted preview (JSON) or their size
-// (anything else). A payload that is not JSON shows only its size.
-func redactPayload(_ string, payload []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
-		return fmt.Sprintf("«%d bytes, not JSON: not shown»", len(payload))
+const (
+	kindID           fieldKind = iota // an id: shown if it looks like one
+	kindNumber                        // a JSON number
+	kindTime                          // an RFC 3339 time
+	kindMethod                        // an HTTP method
+	kindPath                          // a vendor API path: resource names, ids masked
+	kindQuery                         // a query: names, values redacted
+	kindHeaders                       // headers: names, values of safeHeaders only
+	kindBody                          // a body: its size
+	kindSet                           // shown only as set or not
+	kindRefreshItems                  // a list of token:refresh payloads
+)
+
+// taskFields lists, per task type, the payload fields shown and how.
+var taskFields = map[string]map[string]fieldKind{
+	jobs.TypeTokenRefresh:      {"credential": kindID, "generation": kindNumber},
+	jobs.TypeTokenRefreshBatch: {"items": kindRefreshItems},
+	jobs.TypeKeyRotate:         {"credential": kindID},
+	jobs.TypeVendorRequest: {"id": kindID, "vendor": kindID, "credential": kindID, "method": kindMethod,
+		"path": kindPath, "query": kindQuery, "headers": kindHeaders, "body": kindBody,
+		"idempotency_key": kindSet, "batch": kindID, "deadline": kindTime, "submitted_at": kindTime},
+	webhooks.TypePoll: {"vendor": kindID, "resource": kindID, "slot": kindNumber},
+}
+
+// safeHeaders are the request headers whose values are shown (lowercase):
+// content negotiation and caching, never credentials or cookies.
+var safeHeaders = map[string]bool{"accept": true, "accept-language": true, "accept-encoding": true,
+	"content-type": true, "content-language": true, "prefer": true, "cache-control": true,
+	"if-match": true, "if-none-match": true, "if-modified-since": true, "x-request-id": true}
+
+var (
+	shownID      = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	shownMethod  = regexp.MustCompile(`^[A-Z]{1,10}$`)
+	shownSegment = regexp.MustCompile(`^\$?[A-Za-z_-]{1,64}$`)
+)
+
+// redactPayload renders a task payload (or result) for asynqmon as
+// indented JSON of the fields taskFields allows for its type.
+func redactPayload(taskType string, payload []byte) string {
+	fields, known := taskFields[taskType]
+	if !known {
+		return fmt.Sprintf("«%d bytes of a %q task: not shown»", len(payload), taskType)
 	}
-	out, err := json.MarshalIndent(redactValue("", v), "", "  ")
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return fmt.Sprintf("«%d bytes, not a JSON object: not shown»", len(payload))
+	}
+	out, err := json.MarshalIndent(shownFields(m, fields), "", "  ")
 	if err != nil {
 		return fmt.Sprintf("«%d bytes: not shown»", len(payload))
 	}
 	return string(out)
 }
 
-func redactValue(key string, v any) any {
-	norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(key))
-	if key != "" && secretKey(norm) {
+// shownFields renders the allowed fields of m, and the others' names.
+func shownFields(m map[string]json.RawMessage, fields map[string]fieldKind) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, raw := range m {
+		kind, ok := fields[k]
+		if !ok {
+			out[k] = redacted
+			continue
+		}
+		out[k] = shownValue(kind, raw)
+	}
+	return out
+}
+
+// shownValue renders one allowed field by its kind; a value not of its
+// kind is not shown.
+func shownValue(kind fieldKind, raw json.RawMessage) any {
+	var str string
+	isString := json.Unmarshal(raw, &str) == nil
+	switch kind {
+	case kindID:
+		if isString && shownID.MatchString(str) {
+			return str
+		}
+	case kindMethod:
+		if isString && shownMethod.MatchString(str) {
+			return str
+		}
+	case kindTime:
+		if _, err := time.Parse(time.RFC3339Nano, str); isString && err == nil {
+			return str
+		}
+	case kindNumber:
+		var n json.Number
+		if json.Unmarshal(raw, &n) == nil {
+			return n
+		}
+	case kindPath:
+		if isString {
+			return shownPath(str)
+		}
+	case kindQuery:
+		var q map[string]json.RawMessage
+		if json.Unmarshal(raw, &q) == nil {
+			out := make(map[string]string, len(q))
+			for k := range q {
+				out[k] = redacted
+			}
+			return out
+		}
+	case kindHeaders:
+		var h map[string]string
+		if json.Unmarshal(raw, &h) == nil {
+			out := make(map[string]string, len(h))
+			for k, v := range h {
+				out[k] = redacted
+				if safeHeaders[strings.ToLower(k)] && len(v) <= maxShown && !strings.ContainsAny(v, "\r\n") {
+					out[k] = v
+				}
+			}
+			return out
+		}
+	case kindBody:
+		if string(raw) == "null" {
+			return nil
+		}
+		return fmt.Sprintf("«%d bytes: not shown»", len(raw))
+	case kindSet:
+		return "«set»"
+	case kindRefreshItems:
+		var items []map[string]json.RawMessage
+		if json.Unmarshal(raw, &items) == nil {
+			out := make([]map[string]any, len(items))
+			for i, it := range items {
+				out[i] = shownFields(it, taskFields[jobs.TypeTokenRefresh])
+			}
+			return out
+		}
+	}
+	return redacted
+}
+
+// shownPath shows the resource names of a vendor API path and masks the
+// other segments (ids of patients and records, anything else): e.g.
+// "Patient/«id»/$everything".
+func shownPath(p string) string {
+	if len(p) > maxShown {
 		return redacted
 	}
-	if norm == "body" || norm == "data" || norm == "payload" {
-		return bodyValue(v)
+	path, _, _ := strings.Cut(p, "?")
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if s != "" && !shownSegment.MatchString(s) {
+			segs[i] = "«id»"
+		}
 	}
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = redactValue(k, e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = redactValue(key, e)
-		}
-		return out
-	case string:
-		if secretLooking(x) {
-			return redacted
-		}
-		return x
-	default:
-		return v
-	}
+	return strings.Join(segs, "/")
 }
-
-func secretKey(norm string) bool {
-	if norm == "credential" || norm == "credentialid" {
-		return false // an id, not a secret
-	}
-	for _, w := range secretWords {
-		if strings.Contains(norm, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// secretLooking spots a secret in a value whose key did not give it away:
-// an Authorization header value or a JWT.
-func secretLooking(s string) bool {
-	l := strings.ToLower(s)
-	if strings.HasPrefix(l, "bearer ") || strings.HasPrefix(l, "basic ") {
-		return true
-	}
-	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") >= 2
-}
-
-// bodyValue shows a request body: a JSON object or list, redacted and cut
-// to bodyPreview; a string (a base64 body or text) only by its size.
-func bodyValue(v any) any {
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		return fmt.Sprintf("«%d characters: not shown»", len(x))
-	case map[string]any, []any:
-		raw, err := json.Marshal(redactValue("", x))
-		if err != nil {
-			return "«not shown»"
-		}
-		if len(raw) <= bodyPreview {
-			return json.RawMessage(raw)
-		}
-		return fmt.Sprintf("%s… «%d bytes in all»", cutUTF8(string(raw), bodyPreview), len(raw))
-	default:
-		return v
-	}
-}
-
-// cutUTF8 cuts s to at most n bytes without splitting a character.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,12 +23,14 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/operator"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/webhooks"
 	"github.com/tokenrelay/tokenrelay/websession"
 )
 
-const dashboardToken = "dash-token-0123456789"
+const dashboardToken = "dash-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
 // noRedirect is a client that shows redirects instead of following them.
 func noRedirect(jar http.CookieJar) *http.Client {
@@ -62,9 +66,9 @@ func do(t *testing.T, c *http.Client, method, u string, body url.Values, header 
 	return resp, string(b)
 }
 
-// TestDashboardAuth: the queue dashboard's sign-in (?token= and the form),
-// its session, the bearer token for scripts, 401 otherwise, and no
-// cross-site state change, on a stand-in for asynqmon.
+// TestDashboardAuth: the queue dashboard's sign-in (the form only), its
+// session, the bearer token for scripts, 401 otherwise, and no cross-site
+// state change, on a stand-in for asynqmon.
 func TestDashboardAuth(t *testing.T) {
 	t.Parallel()
 	clock := testenv.NewClock(storetest.T0)
@@ -75,7 +79,8 @@ func TestDashboardAuth(t *testing.T) {
 	})
 	mux := http.NewServeMux()
 	logs := &testenv.Buffer{}
-	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), clock.Now, zerolog.New(logs), mon))
+	sessions := websession.New(secret.New(dashboardToken), websession.Options{Now: clock.Now})
+	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), sessions, "default-src 'self'", zerolog.New(logs), mon))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	base := srv.URL + DashboardPath
@@ -89,9 +94,6 @@ func TestDashboardAuth(t *testing.T) {
 	require.Contains(t, body, `"unauthorized"`, "an API call gets the admin API's 401")
 	resp, _ = do(t, anon, http.MethodGet, base+"api/queues", nil, "Authorization", "Bearer wrong")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	resp, _ = do(t, anon, http.MethodGet, base+"?token=wrong", nil)
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	require.Empty(t, resp.Cookies(), "a refused sign-in sets no cookie")
 	resp, _ = do(t, anon, http.MethodPost, base+"login", url.Values{"token": {"wrong"}})
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	require.Empty(t, resp.Cookies())
@@ -104,11 +106,11 @@ func TestDashboardAuth(t *testing.T) {
 	require.Equal(t, "asynqmon POST /asynqmon/api/queues/default:pause", body)
 	require.Empty(t, resp.Cookies())
 
-	// ?token= signs in and comes back without the token in the URL.
+	// The form signs in.
 	b := noRedirect(newJar(t))
-	resp, _ = do(t, b, http.MethodGet, base+"queues/default?token="+url.QueryEscape(dashboardToken)+"&tab=pending", nil)
+	resp, _ = do(t, b, http.MethodPost, base+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/asynqmon/queues/default?tab=pending", resp.Header.Get("Location"))
+	require.Equal(t, DashboardPath, resp.Header.Get("Location"))
 	require.Len(t, resp.Cookies(), 1)
 	c := resp.Cookies()[0]
 	require.Equal(t, websession.CookieName, c.Name)
@@ -129,19 +131,6 @@ func TestDashboardAuth(t *testing.T) {
 	resp, _ = do(t, b, http.MethodPost, base+"api/queues/default:resume", nil, "Origin", srv.URL, "Sec-Fetch-Site", "same-origin")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// The form signs in too.
-	f := noRedirect(newJar(t))
-	resp, _ = do(t, f, http.MethodPost, base+"login", url.Values{"token": {dashboardToken}})
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, DashboardPath, resp.Header.Get("Location"))
-	// Signed in already, a ?token= link still takes the token out of the URL.
-	resp, _ = do(t, f, http.MethodGet, base+"queues?token="+url.QueryEscape(dashboardToken), nil)
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/asynqmon/queues", resp.Header.Get("Location"))
-	resp, _ = do(t, f, http.MethodGet, base+"queues?token=wrong", nil)
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a wrong token is not let through for the session's sake")
-	require.Empty(t, resp.Cookies())
-
 	// Sessions end after 12 hours.
 	clock.Advance(websession.DefaultTTL)
 	resp, _ = do(t, b, http.MethodGet, base+"api/queues", nil)
@@ -153,6 +142,99 @@ func TestDashboardAuth(t *testing.T) {
 	require.NotContains(t, logs.String(), dashboardToken)
 }
 
+// dashboardServer serves the queue dashboard and the operator pages as
+// the worker does (httpRoutes' sessions, newDashboard on a real Redis for
+// asynqmon, operatorPages).
+func dashboardServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	now := storetest.T0
+	clock := func() time.Time { return now }
+	st, _ := storetest.New(t, clock)
+	db, rdb := testenv.RedisDB(t)
+	cfg := &config.Config{}
+	cfg.Redis.Prefix = testenv.Unique("dash-") + ":"
+	cfg.HTTP.AdminToken = secret.New(dashboardToken)
+	env := &Env{Config: cfg, Logger: zerolog.Nop(), Store: st, Clock: clock, Redis: rdb,
+		redisConnOpt: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}}
+
+	sessions := newWebSessions(env)
+	dashboard, closeDashboard := newDashboard(env, sessions)
+	t.Cleanup(func() { _ = closeDashboard() })
+	mux := http.NewServeMux()
+	mux.Handle(DashboardPath, dashboard)
+	mux.Handle(operator.Prefix, operatorPages(env, admin.Deps{Config: cfg, Store: st, Token: cfg.HTTP.AdminToken, Clock: clock}, nil, sessions, zerolog.Nop()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestATokenInTheURLDoesNotSignIn: GET /asynqmon/?token=<the admin token>
+// (a link that would leave the token in logs and browser history) signs
+// nobody in: the sign-in form, 401, no cookie, nothing of asynqmon.
+func TestATokenInTheURLDoesNotSignIn(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	b := noRedirect(newJar(t))
+	for _, path := range []string{DashboardPath, DashboardPath + "queues/default", DashboardPath + "api/queues"} {
+		resp, body := do(t, b, http.MethodGet, srv.URL+path+"?token="+url.QueryEscape(dashboardToken), nil)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, path)
+		require.Empty(t, resp.Cookies(), "%s: a token in the URL set a session", path)
+		require.NotContains(t, body, "Asynq - Monitoring", path)
+	}
+	resp, _ := do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "not signed in afterwards")
+}
+
+// TestDashboardHasThePagesFrameAndContentHeaders: every answer of the
+// queue dashboard (its sign-in form, asynqmon's page and API) forbids
+// framing (clickjacking) and carries a content security policy, with the
+// same shared directives as the operator pages; asynqmon's inline scripts
+// are allowed by hash only, so the page still runs.
+func TestDashboardHasThePagesFrameAndContentHeaders(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	shared := func(t *testing.T, h http.Header, what string) {
+		t.Helper()
+		require.Equal(t, "DENY", h.Get("X-Frame-Options"), what)
+		csp := h.Get("Content-Security-Policy")
+		require.Contains(t, csp, "frame-ancestors 'none'", what)
+		require.Contains(t, csp, "object-src 'none'; base-uri 'none'; form-action 'self'", what)
+		require.NotContains(t, csp, "'unsafe-inline'; connect-src *", what)
+		require.Equal(t, "nosniff", h.Get("X-Content-Type-Options"), what)
+		require.Equal(t, "same-origin", h.Get("Referrer-Policy"), what)
+		require.Equal(t, "no-store", h.Get("Cache-Control"), what)
+	}
+	anon := noRedirect(nil)
+	resp, _ := do(t, anon, http.MethodGet, srv.URL+DashboardPath, nil)
+	shared(t, resp.Header, "the sign-in form")
+	resp, _ = do(t, anon, http.MethodGet, srv.URL+operator.Prefix+"login", nil)
+	shared(t, resp.Header, "the operator pages' sign-in form")
+	opCSP := resp.Header.Get("Content-Security-Policy")
+
+	b := noRedirect(newJar(t))
+	resp, _ = do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	resp, page := do(t, b, http.MethodGet, srv.URL+DashboardPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, "Asynq - Monitoring")
+	shared(t, resp.Header, "asynqmon's page")
+	csp := resp.Header.Get("Content-Security-Policy")
+	require.NotContains(t, csp, "script-src 'self' 'unsafe-inline'", "inline scripts by hash, not all of them")
+	scripts := inlineScript.FindAllStringSubmatch(page, -1)
+	require.NotEmpty(t, scripts)
+	for _, m := range scripts {
+		sum := sha256.Sum256([]byte(m[1]))
+		require.Contains(t, csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'", "an inline script of asynqmon is blocked")
+	}
+	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	shared(t, resp.Header, "asynqmon's API")
+
+	// The directives both pages share are the same text.
+	suffix := func(csp string) string { _, s, _ := strings.Cut(csp, "; object-src"); return s }
+	require.Equal(t, suffix(opCSP), suffix(csp))
+}
+
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // TestDashboardAndOperatorPagesShareOneSignIn: signing in on the operator
@@ -162,22 +244,7 @@ var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // asynqmon.
 func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 	t.Parallel()
-	now := storetest.T0
-	clock := func() time.Time { return now }
-	st, _ := storetest.New(t, clock)
-	db, _ := testenv.RedisDB(t)
-	cfg := &config.Config{}
-	cfg.HTTP.AdminToken = secret.New(dashboardToken)
-	env := &Env{Config: cfg, Logger: zerolog.Nop(), Store: st, Clock: clock,
-		redisConnOpt: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}}
-
-	dashboard, closeDashboard := newDashboard(env)
-	t.Cleanup(func() { _ = closeDashboard() })
-	mux := http.NewServeMux()
-	mux.Handle(DashboardPath, dashboard)
-	mux.Handle(operator.Prefix, operatorPages(env, admin.Deps{Config: cfg, Store: st, Token: cfg.HTTP.AdminToken, Clock: clock}, nil, zerolog.Nop()))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := dashboardServer(t)
 
 	queues := func(c *http.Client) int {
 		t.Helper()
@@ -215,52 +282,73 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		m := csrfInput.FindStringSubmatch(page)
 		require.NotNil(t, m, "the sign-out form carries a CSRF token")
+		u, err := url.Parse(srv.URL)
+		require.NoError(t, err)
+		copied := c.Jar.Cookies(u) // what someone with the browser's cookies keeps
+		require.Len(t, copied, 1)
 		resp, _ = do(t, c, http.MethodPost, srv.URL+operator.Prefix+"logout", url.Values{"csrf": {m[1]}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		require.Equal(t, http.StatusUnauthorized, queues(c))
+		// The copied cookie, replayed after the sign-out: refused on both.
+		replay := noRedirect(nil)
+		cookie := websession.CookieName + "=" + copied[0].Value
+		resp, _ = do(t, replay, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Cookie", cookie)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the dashboard took a signed-out session")
+		resp, _ = do(t, replay, http.MethodGet, srv.URL+operator.Prefix+"credentials", nil, "Cookie", cookie)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the operator pages took a signed-out session")
 		status, _ = credentials(c)
 		require.Equal(t, http.StatusSeeOther, status)
 	})
 	t.Run("signed in on the dashboard", func(t *testing.T) {
 		t.Parallel()
 		c := noRedirect(newJar(t))
-		resp, _ := do(t, c, http.MethodGet, srv.URL+DashboardPath+"?token="+url.QueryEscape(dashboardToken), nil)
+		resp, _ := do(t, c, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		status, page := credentials(c)
 		require.Equal(t, http.StatusOK, status, "the operator pages take the dashboard's session")
 		require.Regexp(t, csrfInput, page, "and give it a CSRF token for their forms")
 
-		f := noRedirect(newJar(t))
-		resp, _ = do(t, f, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
-		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-		status, _ = credentials(f)
-		require.Equal(t, http.StatusOK, status, "the dashboard's form too")
 	})
 }
 
-func TestRedactPayload(t *testing.T) {
+// TestRedactPayloadByAllowList: the queue dashboard shows of a task's
+// payload only the fields listed as safe for its type. Secrets under
+// names no deny-list would guess (a vendor's custom auth header, a query
+// parameter "sig", a new payload field), in a path, a body or a task of
+// another type, are never shown; ids, numbers and safe headers are.
+func TestRedactPayloadByAllowList(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name, payload string
-		show, hide    []string
+		name, taskType, payload string
+		show, hide              []string
 	}{
-		{name: "refresh ids are shown", payload: `{"credential":"clinic-42","generation":7}`,
+		{name: "refresh ids are shown", taskType: jobs.TypeTokenRefresh, payload: `{"credential":"clinic-42","generation":7}`,
 			show: []string{`"credential": "clinic-42"`, `"generation": 7`}},
-		{name: "request headers", payload: `{"headers":{"Authorization":"Bearer s3cr3t-a","Cookie":"sid=s3cr3t-b","X-Api-Key":"s3cr3t-c","Accept":"application/fhir+json"}}`,
-			show: []string{"application/fhir+json", "Accept"}, hide: []string{"s3cr3t-a", "s3cr3t-b", "s3cr3t-c"}},
-		{name: "tokens anywhere", payload: `{"refresh_token":"s3cr3t-d","nested":[{"client_secret":"s3cr3t-e"}],"query":{"access_token":["s3cr3t-f"]}}`,
-			hide: []string{"s3cr3t-d", "s3cr3t-e", "s3cr3t-f"}},
-		{name: "a bearer value under an innocent key", payload: `{"x":"Bearer s3cr3t-g","y":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.s3cr3t-h"}`,
-			hide: []string{"s3cr3t-g", "s3cr3t-h"}},
-		{name: "a JSON body is cut and redacted", payload: `{"body":{"password":"s3cr3t-i","text":"` + strings.Repeat("a", 300) + `s3cr3t-j"}}`,
-			show: []string{"bytes in all"}, hide: []string{"s3cr3t-i", "s3cr3t-j"}},
-		{name: "a base64 body shows its size only", payload: `{"body":"czNjcjN0LWs="}`,
-			show: []string{"12 characters: not shown"}, hide: []string{"czNjcjN0LWs="}},
-		{name: "not JSON", payload: `s3cr3t-l`, show: []string{"8 bytes, not JSON"}, hide: []string{"s3cr3t-l"}},
+		{name: "a batch's items", taskType: jobs.TypeTokenRefreshBatch,
+			payload: `{"items":[{"credential":"clinic-42","generation":7,"hint":"s3cr3t-a"}]}`,
+			show:    []string{`"credential": "clinic-42"`, `"generation": 7`, `"hint": "«redacted»"`}, hide: []string{"s3cr3t-a"}},
+		{name: "request headers by name", taskType: jobs.TypeVendorRequest,
+			payload: `{"headers":{"Authorization":"Bearer s3cr3t-b","X-Vendor-Pass":"s3cr3t-c","X-Custom":"plain-s3cr3t-d","Accept":"application/fhir+json"}}`,
+			show:    []string{`"Accept": "application/fhir+json"`, `"X-Custom": "«redacted»"`}, hide: []string{"s3cr3t-b", "s3cr3t-c", "s3cr3t-d"}},
+		{name: "query values", taskType: jobs.TypeVendorRequest, payload: `{"query":{"sig":"s3cr3t-e","_count":["10","s3cr3t-f"]}}`,
+			show: []string{`"sig": "«redacted»"`, `"_count": "«redacted»"`}, hide: []string{"s3cr3t-e", "s3cr3t-f"}},
+		{name: "a field added later", taskType: jobs.TypeVendorRequest, payload: `{"id":"r-1","credential":"clinic-42","vendor_hint":"s3cr3t-g","extra":{"k":"s3cr3t-h"}}`,
+			show: []string{`"id": "r-1"`, `"vendor_hint": "«redacted»"`, `"extra": "«redacted»"`}, hide: []string{"s3cr3t-g", "s3cr3t-h"}},
+		{name: "an id that is not an id", taskType: jobs.TypeVendorRequest, payload: `{"credential":"clinic 42 s3cr3t-i","method":"GET s3cr3t-j"}`,
+			hide: []string{"s3cr3t-i", "s3cr3t-j"}},
+		{name: "the path's ids", taskType: jobs.TypeVendorRequest, payload: `{"path":"Patient/s3cr3t-k42/$everything?x=s3cr3t-l"}`,
+			show: []string{`"path": "Patient/«id»/$everything"`}, hide: []string{"s3cr3t-k", "s3cr3t-l"}},
+		{name: "a body, JSON or base64", taskType: jobs.TypeVendorRequest, payload: `{"body":{"text":"s3cr3t-m"},"idempotency_key":"s3cr3t-n"}`,
+			show: []string{"bytes: not shown", `"idempotency_key": "«set»"`}, hide: []string{"s3cr3t-m", "s3cr3t-n"}},
+		{name: "a poll", taskType: webhooks.TypePoll, payload: `{"vendor":"halaxy-au","resource":"Appointment","slot":42,"cursor":"s3cr3t-o"}`,
+			show: []string{`"vendor": "halaxy-au"`, `"slot": 42`}, hide: []string{"s3cr3t-o"}},
+		{name: "a task of another type", taskType: "webhook:test", payload: `{"credential":"clinic-42","note":"s3cr3t-p"}`,
+			show: []string{`a "webhook:test" task: not shown`}, hide: []string{"s3cr3t-p", "clinic-42"}},
+		{name: "not JSON", taskType: jobs.TypeVendorRequest, payload: `s3cr3t-q`, show: []string{"8 bytes, not a JSON object"}, hide: []string{"s3cr3t-q"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := redactPayload("any", []byte(tc.payload))
+			got := redactPayload(tc.taskType, []byte(tc.payload))
 			for _, s := range tc.show {
 				require.Contains(t, got, s)
 			}
@@ -269,4 +357,27 @@ func TestRedactPayload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDashboardSignInIsThrottled: guessing the admin token in the queue
+// dashboard's form from one address gets 429 with Retry-After after 5
+// wrong tokens, the right one included, and no cookie; the operator
+// pages' form, sharing the throttle, refuses that address too.
+func TestDashboardSignInIsThrottled(t *testing.T) {
+	t.Parallel()
+	srv := dashboardServer(t)
+	b := noRedirect(newJar(t))
+	for i := range 5 {
+		resp, _ := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {"guess"}})
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "guess %d", i)
+	}
+	resp, body := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the 6th try, with the right token")
+	require.Equal(t, "60", resp.Header.Get("Retry-After"))
+	require.Contains(t, body, "Too many wrong tokens")
+	require.Empty(t, resp.Cookies())
+	resp, _ = do(t, b, http.MethodPost, srv.URL+operator.Prefix+"login", url.Values{"token": {dashboardToken}})
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the operator pages share the count")
+	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Authorization", "Bearer "+dashboardToken)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "and the bearer token")
 }

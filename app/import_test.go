@@ -35,7 +35,7 @@ func TestImportedPortalKeysDeletedByPatientsAreRevokedOnce(t *testing.T) {
 	p := newPipeline(t, 0, lifetime, "")
 	p.cfg.Vendors["patients"] = config.Vendor{Kind: config.KindFHIRPortal, BaseURL: p.sbURL + sandbox.FHIRPortalPath,
 		MaxTokenLifetime: config.Duration(lifetime), RefreshAt: 2.0 / 3.0, RefreshJitter: 0.1}
-	p.cfg.HTTP.AdminToken = secret.New("admin-" + p.cfg.NATS.Stream)
+	p.cfg.HTTP.AdminToken = secret.New("admin-token-0123456789abcdefghijklmnopq-" + p.cfg.NATS.Stream)
 	sched := p.scheduler()
 	workers := []*role{p.worker(), p.worker()}
 	admin := &adminclient.Client{BaseURL: "http://" + workers[0].addr, Token: p.cfg.HTTP.AdminToken}

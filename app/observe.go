@@ -15,7 +15,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/metrics"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // OutboxStuckAfter is how long the oldest event may wait in the outbox
@@ -104,10 +106,10 @@ func serveSchedulerHTTP(env *Env, reg *prometheus.Registry, log zerolog.Logger) 
 		return nil, fmt.Errorf("app: scheduler.metrics_addr: listen on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), metrics.Handler(reg)))
 	mux.HandleFunc("GET /healthz", healthHandler)
 	mux.Handle("GET /readyz", readyHandler(env))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := httpserver.New(httpserver.CheckPath(mux), httpserver.Timeouts{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

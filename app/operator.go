@@ -19,15 +19,17 @@ import (
 	"github.com/tokenrelay/tokenrelay/operator"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // operatorPages builds the operator pages (package operator) on the same
 // code paths as the admin API: revoke and re-enable go through admin.Revoke
 // and admin.Enable with the admin API's dependencies.
-func operatorPages(env *Env, ad admin.Deps, b *budget.Budget, log zerolog.Logger) http.Handler {
+func operatorPages(env *Env, ad admin.Deps, b *budget.Budget, sessions *websession.Sessions, log zerolog.Logger) http.Handler {
 	acts := operatorActions{env: env, admin: ad}
 	return operator.Handler(operator.Deps{
 		Token:       env.Config.HTTP.AdminToken,
+		Sessions:    sessions,
 		Credentials: env.Store,
 		Revoke:      acts,
 		Enable:      acts,

@@ -102,12 +102,12 @@ func TestOperatorBudgetsListTheAccountsInUseWithoutTheStore(t *testing.T) {
 	require.Equal(t, 100, got[maxPerClientBudgets+1].Limit)
 
 	// The page says so.
-	srv := httptest.NewServer(operator.Handler(operator.Deps{Token: secret.New("op-token-0123456789"), Credentials: st,
+	srv := httptest.NewServer(operator.Handler(operator.Deps{Token: secret.New("op-token-0123456789abcdefghijklmnopqrstuvwxyzAB"), Credentials: st,
 		Budgets: operatorBudgets{env: env, budget: b}, Logger: zerolog.Nop(), Clock: clock.Now}))
 	t.Cleanup(srv.Close)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/ui/budgets?refresh=0", nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer op-token-0123456789")
+	req.Header.Set("Authorization", "Bearer op-token-0123456789abcdefghijklmnopqrstuvwxyzAB")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)

@@ -23,7 +23,7 @@ import (
 func TestRequestJobsThroughNATSAndTheAdminAPI(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, 4, 30*time.Second, "")
-	p.cfg.HTTP.AdminToken = secret.New("admin-" + p.cfg.NATS.Stream)
+	p.cfg.HTTP.AdminToken = secret.New("admin-token-0123456789abcdefghijklmnopq-" + p.cfg.NATS.Stream)
 	p.scheduler()
 	workers := []*role{p.worker(), p.worker()}
 	prefix := p.cfg.NATS.SubjectPrefix

@@ -32,7 +32,7 @@ func TestRotateNowAndRevokeAtVendor(t *testing.T) {
 	const lifetime = 3 * time.Second
 	p := newPipeline(t, 1, lifetime, "")
 	p.sandbox.SetHealthSyncPlan("acct-r", -1)
-	p.cfg.HTTP.AdminToken = secret.New("admin-token-r")
+	p.cfg.HTTP.AdminToken = secret.New("admin-token-r-0123456789abcdefghijklmnopqrstuvwxyz")
 	p.cfg.Vendors["healthsync"] = config.Vendor{Kind: config.KindHealthSync, BaseURL: p.sbURL + sandbox.HealthSyncPath,
 		RefreshAt: 2.0 / 3.0, RefreshJitter: 0.1}
 	oldID, oldKey := p.sandbox.AddHealthSyncKey("acct-r", []string{"records:read", "patients:read"})
@@ -53,7 +53,7 @@ func TestRotateNowAndRevokeAtVendor(t *testing.T) {
 	require.True(t, ok, "the scheduler schedules the first rotation")
 	require.WithinDuration(t, time.Now().Add(90*24*time.Hour), due, time.Minute)
 
-	admin := &adminclient.Client{BaseURL: "http://" + work.addr, Token: secret.New("admin-token-r")}
+	admin := &adminclient.Client{BaseURL: "http://" + work.addr, Token: secret.New("admin-token-r-0123456789abcdefghijklmnopqrstuvwxyz")}
 	require.NoError(t, admin.Rotate(ctx, "hs-r"))
 	var rot store.Rotation
 	require.Eventually(t, func() bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/budget"
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/metrics"
 	"github.com/tokenrelay/tokenrelay/operator"
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/rotation"
 	"github.com/tokenrelay/tokenrelay/tokenservice"
 	"github.com/tokenrelay/tokenrelay/vendors/redox"
+	"github.com/tokenrelay/tokenrelay/websession"
 )
 
 // WorkerOptions tune the worker role. Zero values take the defaults given.
@@ -139,10 +141,13 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
-	dashboard, closeDashboard := newDashboard(env)
+	sessions := newWebSessions(env)
+	dashboard, closeDashboard := newDashboard(env, sessions)
 	defer func() { _ = closeDashboard() }()
-	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget}
-	hs := &http.Server{Handler: hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs())), ReadHeaderTimeout: 10 * time.Second}
+	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget, sessions: sessions}
+	// Paths are checked once percent-decoded before any route sees them;
+	// the timeouts cut off clients that send slowly or never finish.
+	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs()))), httpserver.Timeouts{})
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	log.Info().Str("http", ln.Addr().String()).Int("concurrency", o.Concurrency).Msg("worker started")
@@ -163,26 +168,31 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 }
 
 // operations are the worker's operator endpoints, /metrics and asynqmon,
-// and the rate budget the operator pages show.
+// the rate budget the operator pages show, and the sessions (and sign-in
+// throttle) of the pages and the admin API.
 type operations struct {
 	metrics, dashboard http.Handler
 	budget             *budget.Budget
+	sessions           *websession.Sessions
 }
 
 func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operations, reqs admin.RequestJobs) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", ops.metrics)  // open, as Prometheus expects; holds no secret
+	// Open, as Prometheus expects, unless http.metrics_token is set; holds
+	// no secret. Its wrong tokens are counted apart from the admin token's,
+	// so that a misconfigured scraper does not lock operators out.
+	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), ops.metrics))
 	mux.Handle(DashboardPath, ops.dashboard) // asynqmon, behind the admin token
 	adminDeps := admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
 		Logger:         log.With().Str("component", "admin").Logger(),
 		RevokeAtVendor: rot.RevokeAtVendor, RotateNow: rotateNow(env),
-		Requests: reqs,
+		Requests: reqs, Throttle: ops.sessions.Throttle(),
 	}
 	mux.Handle("/admin/", admin.Handler(adminDeps))
-	mux.Handle(operator.Prefix, operatorPages(env, adminDeps, ops.budget, log))
+	mux.Handle(operator.Prefix, operatorPages(env, adminDeps, ops.budget, ops.sessions, log))
 	// The current signing key, and during a rotation the new or old one.
-	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(redoxSigningKeys(env)))
+	mux.Handle("GET /jwks/{vendor}/{credential}", redox.CachedJWKSHandler(redoxSigningKeys(env), redox.JWKSCacheOptions{}))
 	mux.HandleFunc("GET /healthz", healthHandler)
 	mux.Handle("GET /readyz", readyHandler(env)) // Redis, NATS, outbox not stuck
 	return mux

@@ -122,8 +122,11 @@ type HTTP struct {
 	// Addr is the host:port the worker listens on, overridden by
 	// TOKENRELAY_HTTP_ADDR; port 0 picks any free port. Default: 127.0.0.1:8080.
 	Addr string `yaml:"addr"`
-	// AdminToken is the bearer token of the admin API. Default: empty, which
-	// turns the admin API off.
+	// AdminToken is the bearer token of the admin API, the operator pages
+	// and the queue dashboard. It must be at least MinTokenLength
+	// characters of a random value (32 random bytes, e.g. openssl rand
+	// -base64 32); a shorter or repetitive one is refused at start.
+	// Default: empty, which turns the admin API off.
 	AdminToken secret.Value `yaml:"admin_token"`
 	// PrometheusURL is the Prometheus server that scrapes tokenrelay; the
 	// queue dashboard (asynqmon, /asynqmon/) queries it for its Metrics tab.
@@ -136,6 +139,12 @@ type HTTP struct {
 	// they make scrapes heavy, keeping each vendor's soonest expiry and
 	// oldest renewal.
 	CredentialMetrics string `yaml:"credential_metrics"`
+	// MetricsToken, if set, is the bearer token /metrics requires (of the
+	// worker and of the scheduler's scheduler.metrics_addr); Prometheus
+	// sends it with authorization: {credentials_file: ...}. Like
+	// admin_token it must be at least MinTokenLength characters of a
+	// random value. Default: empty, /metrics is open.
+	MetricsToken secret.Value `yaml:"metrics_token"`
 }
 
 // The values of http.credential_metrics.

@@ -41,7 +41,7 @@ var privateKeyPEM = func() string {
 func baseEnv() map[string]string {
 	return map[string]string{
 		"TOKENRELAY_SECRET_KEY":     base64.StdEncoding.EncodeToString([]byte(masterKey)),
-		"TOKENRELAY_ADMIN_TOKEN":    "s3cret-admin-token",
+		"TOKENRELAY_ADMIN_TOKEN":    "s3cret-admin-token-0123456789abcdefghijklmnopqrstuv",
 		"HALAXY_WEBHOOK_SECRET":     "s3cret-halaxy-webhook",
 		"CID":                       "s3cret-cid-42",
 		"CSECRET":                   "s3cret-client-secret-42",
@@ -112,7 +112,7 @@ func TestParseValid(t *testing.T) {
 	want := &config.Config{
 		Redis:     config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
 		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX."},
-		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token"), CredentialMetrics: config.CredentialMetricsPerCredential},
+		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token-0123456789abcdefghijklmnopqrstuv"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{
 			"halaxy-au": halaxyAU,

@@ -46,6 +46,7 @@ func (c *Config) validate(p *problems) {
 		p.add("http.credential_metrics", "%s is not a choice: use %s (the default) or %s", p.show("http.credential_metrics", m),
 			CredentialMetricsPerCredential, CredentialMetricsPerVendor)
 	}
+	c.validateHTTPTokens(p)
 	for _, d := range []struct {
 		field string
 		value Duration

@@ -317,6 +317,10 @@ func parseConfig(t *testing.T, what, yamlText string, env map[string]string) *co
 		if k == config.EnvSecretKey {
 			return masterKey, true // the manifests hold a placeholder
 		}
+		if _, ok := env[k]; ok && (k == "TOKENRELAY_ADMIN_TOKEN" || k == "TOKENRELAY_METRICS_TOKEN") {
+			// A placeholder too, which config refuses: a token of 32 random bytes.
+			return "placeholder-token-0123456789abcdefghijklmnopqrstuvwxyz", true
+		}
 		v, ok := env[k]
 		if !ok && !slices.Contains([]string{"REDIS_URL", "NATS_URL", "TOKENRELAY_HTTP_ADDR", "TOKENRELAY_CONFIG"}, k) {
 			missing = append(missing, k)
@@ -355,7 +359,8 @@ func TestComposeFile(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile("compose.yaml")
 	require.NoError(t, err)
-	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin"}
+	env := map[string]string{"TOKENRELAY_SECRET_KEY": masterKey, "TOKENRELAY_ADMIN_TOKEN": "admin-0123456789abcdefghijklmnopqrstuvwxyzABCDEF",
+		"TOKENRELAY_METRICS_TOKEN": "metrics-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"}
 	for _, v := range natsConfVariables(t) {
 		env[v] = "x"
 	}
@@ -417,6 +422,10 @@ func TestComposeFile(t *testing.T) {
 		Global        map[string]any `yaml:"global"`
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
+			Authorization struct {
+				Type            string `yaml:"type"`
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
 			} `yaml:"static_configs"`
@@ -427,8 +436,19 @@ func TestComposeFile(t *testing.T) {
 	dec := yamlv3.NewDecoder(bytes.NewReader(promRaw))
 	dec.KnownFields(true)
 	require.NoError(t, dec.Decode(&prom))
+	// /metrics wants the bearer token, which Prometheus reads from the
+	// secret compose mounts.
+	require.False(t, cfg.HTTP.MetricsToken.IsZero(), "compose sets http.metrics_token")
+	require.Contains(t, project.Secrets, "metrics_token")
+	require.Equal(t, "TOKENRELAY_METRICS_TOKEN", project.Secrets["metrics_token"].Environment)
+	var promSecrets []string
+	for _, s := range project.Services["prometheus"].Secrets {
+		promSecrets = append(promSecrets, "/run/secrets/"+s.Source)
+	}
 	var targets []string
 	for _, sc := range prom.ScrapeConfigs {
+		require.Equal(t, "Bearer", sc.Authorization.Type, sc.JobName)
+		require.Contains(t, promSecrets, sc.Authorization.CredentialsFile, "%s reads its token from a secret Prometheus has", sc.JobName)
 		for _, st := range sc.StaticConfigs {
 			targets = append(targets, st.Targets...)
 		}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/app"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
@@ -108,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("devmode: sandbox listener: %w", err)
 	}
-	sbSrv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	sbSrv := httpserver.New(sb.Handler(), httpserver.Timeouts{})
 	go func() { _ = sbSrv.Serve(sbLn) }()
 	defer sbSrv.Close()
 	sandboxURL := "http://" + sbLn.Addr().String()
@@ -250,8 +251,9 @@ func Config(redisURL, natsURL, sandboxURL string, lifetime time.Duration, n int,
 	return cfg, nil
 }
 
+// randomSecret is 32 random bytes in base64url.
 func randomSecret() string {
-	b := make([]byte, 24)
+	b := make([]byte, 32) // 43 characters: what config wants of an admin token
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -2,6 +2,8 @@ package operator
 
 import (
 	"net/http"
+
+	"github.com/tokenrelay/tokenrelay/websession"
 	"net/url"
 	"strings"
 )
@@ -39,11 +41,13 @@ func (p *pages) loginForm(w http.ResponseWriter, r *http.Request) {
 func (p *pages) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	next := safeNext(r.PostFormValue("next"))
-	if !p.auth.SignIn(w, r, r.PostFormValue("token")) {
-		p.d.Logger.Warn().Str("audit", "login").Str("who", "operator").Str("remote", r.RemoteAddr).Bool("ok", false).Msg("operator sign-in refused")
+	if err := p.auth.SignIn(w, r, r.PostFormValue("token")); err != nil {
+		status, msg := websession.Refusal(w, err)
+		p.d.Logger.Warn().Str("audit", "login").Str("who", "operator").Str("remote", r.RemoteAddr).Bool("ok", false).
+			Int("status", status).Msg("operator sign-in refused")
 		l := p.layout(r, "Sign in", "")
-		l.Error = "That is not the admin token."
-		p.render(w, http.StatusUnauthorized, "login.html", loginPage{layout: l, Next: next})
+		l.Error = msg
+		p.render(w, status, "login.html", loginPage{layout: l, Next: next})
 		return
 	}
 	p.d.Logger.Info().Str("audit", "login").Str("who", "operator").Str("remote", r.RemoteAddr).Bool("ok", true).Msg("operator signed in")
@@ -56,7 +60,12 @@ func (p *pages) logout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the form is stale or was not sent from these pages; reload and try again", http.StatusForbidden)
 		return
 	}
-	p.auth.SignOut(w, r)
+	if err := p.auth.SignOut(w, r); err != nil {
+		p.d.Logger.Error().Err(err).Msg("operator: sign-out not recorded; the session lives until it expires")
+		http.Error(w, "signing out failed (is Redis up?); try again", http.StatusServiceUnavailable)
+		return
+	}
+	p.d.Logger.Info().Str("audit", "logout").Str("who", "operator").Str("remote", r.RemoteAddr).Msg("operator signed out")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
@@ -115,7 +116,11 @@ type Deps struct {
 	PageSize int
 	// SessionTTL is how long a sign-in lasts. Default 12h.
 	SessionTTL time.Duration
-	Logger     zerolog.Logger
+	// Sessions, if set, are the sessions the pages share with the queue
+	// dashboard (their Store and Throttle); nil builds them from Token,
+	// SessionTTL and Clock, in memory.
+	Sessions *websession.Sessions
+	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 }
@@ -155,7 +160,11 @@ func Handler(d Deps) http.Handler {
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 12 * time.Hour
 	}
-	p := &pages{d: d, auth: websession.New(d.Token, d.SessionTTL, d.Clock)}
+	auth := d.Sessions
+	if auth == nil {
+		auth = websession.New(d.Token, websession.Options{TTL: d.SessionTTL, Now: d.Clock})
+	}
+	p := &pages{d: d, auth: auth}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"credentials", http.StatusSeeOther)
@@ -164,9 +173,9 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("POST "+Prefix+"login", p.login)
 	mux.Handle("POST "+Prefix+"logout", p.signedIn(http.HandlerFunc(p.logout)))
 	mux.Handle("GET "+Prefix+"credentials", p.signedIn(http.HandlerFunc(p.credentials)))
-	mux.Handle("GET "+Prefix+"credentials/{id}", p.signedIn(http.HandlerFunc(p.credential)))
-	mux.Handle("GET "+Prefix+"credentials/{id}/{action}", p.signedIn(http.HandlerFunc(p.confirm)))
-	mux.Handle("POST "+Prefix+"credentials/{id}/{action}", p.signedIn(http.HandlerFunc(p.act)))
+	mux.Handle("GET "+Prefix+"credentials/{id}", p.signedIn(withID(p.credential)))
+	mux.Handle("GET "+Prefix+"credentials/{id}/{action}", p.signedIn(withID(p.confirm)))
+	mux.Handle("POST "+Prefix+"credentials/{id}/{action}", p.signedIn(withID(p.act)))
 	mux.Handle("GET "+Prefix+"budgets", p.signedIn(http.HandlerFunc(p.budgets)))
 	mux.Handle("GET "+Prefix+"events", p.signedIn(http.HandlerFunc(p.events)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,11 +183,25 @@ func Handler(d Deps) http.Handler {
 			http.Error(w, "the operator pages are off: set http.admin_token in the configuration", http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
-		w.Header().Set("Referrer-Policy", "same-origin")
+		websession.PageHeaders(w.Header(), PageResources)
 		mux.ServeHTTP(w, r)
+	})
+}
+
+// PageResources is what the pages load: inline styles and their own
+// images, nothing else (no script at all). websession.PageHeaders adds
+// the directives every page behind the admin token shares.
+const PageResources = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+// withID refuses, 400, a request whose {id} (percent-decoded by the mux)
+// is not a credential id, before h looks it up or draws it.
+func withID(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !config.ValidID(r.PathValue("id")) {
+			http.Error(w, "a credential id is 1 to 64 letters, digits, _ and -", http.StatusBadRequest)
+			return
+		}
+		h(w, r)
 	})
 }
 

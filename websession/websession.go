@@ -2,13 +2,19 @@
 // operator pages (/ui/) and the queue dashboard (/asynqmon/), both behind
 // the admin token.
 //
-// A browser signs in once, with the admin token, and gets one session
-// cookie (CookieName, Path "/") that both pages accept, so an operator
-// moving from one to the other is not asked again. The cookie holds
-// "<expiry unix>.<nonce>.<mac>": the MAC is keyed by a hash of the admin
-// token, so that changing the token ends every session and any worker
-// replica can check a session another one signed, without shared state.
-// The token itself is never in the cookie. The cookie is HttpOnly,
+// A browser signs in once, with the admin token sent by a form (never in
+// a URL), and gets one session cookie (CookieName, Path "/") that both
+// pages accept, so an operator moving from one to the other is not asked
+// again. The cookie holds "<expiry unix>.<nonce>.<mac>": the MAC is keyed
+// by a hash of the admin token, so that changing the token ends every
+// session. The session also lives server-side, in a Store (Redis, shared
+// by every worker replica): signing out deletes it there, so a copy of the
+// cookie replayed after the sign-out is refused. The token itself is
+// never in the cookie.
+//
+// Sign-in attempts, and bearer tokens, are counted per client by a
+// Throttle: after a few wrong tokens a client is refused (429) for a
+// while, doubling with each further failure. The cookie is HttpOnly,
 // SameSite=Strict, and Secure when the request came over TLS (directly or
 // through a proxy that says so with X-Forwarded-Proto).
 //
@@ -25,6 +31,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -44,64 +53,134 @@ const DefaultTTL = 12 * time.Hour
 // CSRFField is the form field carrying the CSRF token.
 const CSRFField = "csrf"
 
-// Sessions signs and checks the sessions of one admin token. It holds no
-// state besides its key: sessions signed by one Sessions (on any replica)
-// are accepted by every other built from the same token.
+// Sessions signs and checks the sessions of one admin token. Sessions
+// signed by one Sessions (on any replica) are accepted by every other
+// built from the same token and Store.
 type Sessions struct {
 	off       bool // no admin token: nothing is accepted
 	tokenHash [32]byte
 	key       []byte // HMAC key of sessions and CSRF tokens
 	ttl       time.Duration
 	now       func() time.Time
+	store     Store
+	throttle  *Throttle
 }
 
-// New returns the sessions of the admin token. ttl is how long a sign-in
-// lasts (DefaultTTL if <= 0); now defaults to time.Now. An empty token
-// accepts no token and no session: with it the key would be public.
-func New(token secret.Value, ttl time.Duration, now func() time.Time) *Sessions {
-	if ttl <= 0 {
-		ttl = DefaultTTL
+// Options tune Sessions. Zero values take the defaults given.
+type Options struct {
+	// TTL is how long a sign-in lasts (DefaultTTL).
+	TTL time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Store keeps the sessions signed in. Default: a MemoryStore, which
+	// only this process sees; give every replica the same RedisStore.
+	Store Store
+	// Throttle counts wrong tokens per client. Default: a new Throttle
+	// with its defaults on Now.
+	Throttle *Throttle
+}
+
+// Errors of SignIn.
+var (
+	// ErrWrongToken: the token presented is not the admin token.
+	ErrWrongToken = errors.New("websession: not the admin token")
+)
+
+// ThrottledError refuses a sign-in from a client that failed too often;
+// the token was not even compared.
+type ThrottledError struct {
+	// RetryAfter is how long the client must wait.
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("websession: too many failed sign-ins; retry in %s", e.RetryAfter.Round(time.Second))
+}
+
+// New returns the sessions of the admin token. An empty token accepts no
+// token and no session: with it the key would be public.
+func New(token secret.Value, o Options) *Sessions {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
 	}
-	if now == nil {
-		now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Store == nil {
+		o.Store = NewMemoryStore(o.Now)
+	}
+	if o.Throttle == nil {
+		o.Throttle = NewThrottle(ThrottleOptions{Now: o.Now})
 	}
 	k := sha256.Sum256([]byte("tokenrelay web session\x00" + token.Reveal()))
 	return &Sessions{
 		off:       token.IsZero(),
 		tokenHash: sha256.Sum256([]byte(token.Reveal())),
 		key:       k[:],
-		ttl:       ttl,
-		now:       now,
+		ttl:       o.TTL,
+		now:       o.Now,
+		store:     o.Store,
+		throttle:  o.Throttle,
 	}
 }
 
+// Throttle is the Throttle counting this Sessions' failed sign-ins, to
+// share with other routes that take the admin token.
+func (s *Sessions) Throttle() *Throttle { return s.throttle }
+
 // TokenOK compares a presented token with the admin token in constant
-// time (of the hashes, so that not even the length leaks).
+// time (of the hashes, so that not even the length leaks). It does not
+// count failures: SignIn and Bearer do.
 func (s *Sessions) TokenOK(got string) bool {
 	sum := sha256.Sum256([]byte(got))
 	return !s.off && got != "" && subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
 }
 
+// check compares got with the admin token for the request's client,
+// through the throttle: a throttled client is refused without a
+// comparison, a wrong token counts against it, a right one clears it.
+func (s *Sessions) check(r *http.Request, got string) error {
+	return s.throttle.Check(r, func() bool { return s.TokenOK(got) })
+}
+
 // Bearer reports whether the request carries the admin token as a bearer
 // header (scripts and tests; no CSRF check needed, browsers never add it).
+// A wrong one counts as a failed sign-in; a throttled client's is not
+// compared.
 func (s *Sessions) Bearer(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && s.TokenOK(got)
+	return ok && s.check(r, got) == nil
 }
 
-// SignIn sets a new session cookie on w if got is the admin token, and
-// reports whether it was. Call it before writing the answer's status.
-func (s *Sessions) SignIn(w http.ResponseWriter, r *http.Request, got string) bool {
-	if !s.TokenOK(got) {
-		return false
+// SignIn sets a new session cookie on w if got is the admin token and the
+// client is not throttled. It returns ErrWrongToken, a *ThrottledError,
+// or an error of the Store. Call it before writing the answer's status.
+func (s *Sessions) SignIn(w http.ResponseWriter, r *http.Request, got string) error {
+	if err := s.check(r, got); err != nil {
+		return err
 	}
-	http.SetCookie(w, s.cookie(r, s.newSession(), int(s.ttl/time.Second)))
-	return true
+	value, id := s.newSession()
+	if err := s.store.Add(r.Context(), id, s.ttl); err != nil {
+		return fmt.Errorf("websession: keep the session: %w", err)
+	}
+	http.SetCookie(w, s.cookie(r, value, int(s.ttl/time.Second)))
+	return nil
 }
 
-// SignOut clears the session cookie, for every page that accepts it.
-func (s *Sessions) SignOut(w http.ResponseWriter, r *http.Request) {
+// SignOut ends the request's session server-side, so that no copy of its
+// cookie is accepted again, and clears the cookie, for every page that
+// accepts it. The cookie is cleared even if the Store fails; the error
+// says the session may live on until it expires.
+func (s *Sessions) SignOut(w http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(w, s.cookie(r, "", -1))
+	nonce, ok := s.verify(r)
+	if !ok {
+		return nil
+	}
+	if err := s.store.Delete(r.Context(), sessionID(nonce)); err != nil {
+		return fmt.Errorf("websession: end the session: %w", err)
+	}
+	return nil
 }
 
 func (s *Sessions) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
@@ -172,15 +251,37 @@ func (s *Sessions) mac(parts ...string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// newSession returns a fresh cookie value.
-func (s *Sessions) newSession() string {
+// newSession returns a fresh cookie value and the id the Store keeps.
+func (s *Sessions) newSession() (value, id string) {
 	nonce := rand.Text()
 	exp := strconv.FormatInt(s.now().Add(s.ttl).Unix(), 10)
-	return exp + "." + nonce + "." + s.mac("session", exp, nonce)
+	return exp + "." + nonce + "." + s.mac("session", exp, nonce), sessionID(nonce)
 }
 
-// session returns the nonce of the request's valid session.
+// sessionID is what the Store keeps of a session: a hash of its nonce, so
+// that someone reading the Store learns nothing to build a cookie with.
+func sessionID(nonce string) string {
+	sum := sha256.Sum256([]byte("tokenrelay web session id\x00" + nonce))
+	return hex.EncodeToString(sum[:])
+}
+
+// session returns the nonce of the request's valid session: signed,
+// unexpired, and not ended (in the Store). A Store that fails refuses it.
 func (s *Sessions) session(r *http.Request) (nonce string, ok bool) {
+	nonce, ok = s.verify(r)
+	if !ok {
+		return "", false
+	}
+	live, err := s.store.Has(r.Context(), sessionID(nonce))
+	if err != nil || !live {
+		return "", false
+	}
+	return nonce, true
+}
+
+// verify returns the nonce of the request's cookie if it is signed and
+// unexpired, without asking the Store.
+func (s *Sessions) verify(r *http.Request) (nonce string, ok bool) {
 	if s.off {
 		return "", false
 	}
@@ -200,4 +301,36 @@ func (s *Sessions) session(r *http.Request) (nonce string, ok bool) {
 		return "", false
 	}
 	return parts[1], true
+}
+
+// PageHeaders sets the headers of every page behind the admin token (the
+// operator pages and the queue dashboard): never cached, never framed
+// (X-Frame-Options and frame-ancestors, against clickjacking), no
+// referrer to other sites, no content sniffing, and the
+// Content-Security-Policy made of the page's own resource directives
+// (e.g. "default-src 'none'; style-src 'unsafe-inline'") and the ones
+// every page shares: no frame, no plugin, no <base>, forms posting only
+// here.
+func PageHeaders(h http.Header, resources string) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Security-Policy", resources+"; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+}
+
+// Refusal turns an error of SignIn into the answer's status and a message
+// for the sign-in form, and sets Retry-After on w for a throttled client:
+// 429 for a *ThrottledError, 401 for ErrWrongToken, 503 for a Store
+// failure.
+func Refusal(w http.ResponseWriter, err error) (status int, message string) {
+	if th, ok := errors.AsType[*ThrottledError](err); ok {
+		secs := int((th.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return http.StatusTooManyRequests, fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", (time.Duration(secs) * time.Second).String())
+	}
+	if errors.Is(err, ErrWrongToken) {
+		return http.StatusUnauthorized, "That is not the admin token."
+	}
+	return http.StatusServiceUnavailable, "Sessions cannot be kept right now (is Redis up?); try again."
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,9 +15,11 @@ import (
 // it must still be refused.
 func TestAnEmptyTokenAcceptsNoSession(t *testing.T) {
 	t.Parallel()
-	s := New(secret.Value{}, 0, nil)
+	s := New(secret.Value{}, Options{})
 	r := httptest.NewRequest(http.MethodGet, "/ui/credentials", nil)
-	r.AddCookie(&http.Cookie{Name: CookieName, Value: s.newSession()})
+	value, id := s.newSession()
+	require.NoError(t, s.store.Add(t.Context(), id, time.Hour))
+	r.AddCookie(&http.Cookie{Name: CookieName, Value: value})
 	require.False(t, s.SignedIn(r))
 	require.Empty(t, s.CSRFToken(r))
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/websession"
 )
 
-const adminToken = "admin-token-0123456789"
+const adminToken = "admin-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
@@ -24,9 +24,9 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 func signIn(t *testing.T, s *websession.Sessions, r *http.Request, token string) *http.Cookie {
 	t.Helper()
 	w := httptest.NewRecorder()
-	ok := s.SignIn(w, r, token)
+	err := s.SignIn(w, r, token)
 	cookies := w.Result().Cookies()
-	if !ok {
+	if err != nil {
 		require.Empty(t, cookies, "a refused sign-in sets no cookie")
 		return nil
 	}
@@ -45,7 +45,7 @@ func get(cookies ...*http.Cookie) *http.Request {
 func TestSignInSetsOneCookieForEveryPage(t *testing.T) {
 	t.Parallel()
 	clk := testenv.NewClock(t0)
-	s := websession.New(secret.New(adminToken), 0, clk.Now)
+	s := websession.New(secret.New(adminToken), websession.Options{Now: clk.Now})
 
 	for _, bad := range []string{"", "wrong", adminToken + "x", strings.ToUpper(adminToken)} {
 		require.Nil(t, signIn(t, s, get(), bad), "token %q", bad)
@@ -69,7 +69,7 @@ func TestSignInSetsOneCookieForEveryPage(t *testing.T) {
 
 func TestTheCookieIsSecureOverTLS(t *testing.T) {
 	t.Parallel()
-	s := websession.New(secret.New(adminToken), 0, nil)
+	s := websession.New(secret.New(adminToken), websession.Options{})
 	for name, tc := range map[string]struct {
 		tls    bool
 		proto  string
@@ -92,7 +92,7 @@ func TestTheCookieIsSecureOverTLS(t *testing.T) {
 			}
 			require.Equal(t, tc.secure, signIn(t, s, r, adminToken).Secure)
 			w := httptest.NewRecorder()
-			s.SignOut(w, r)
+			require.NoError(t, s.SignOut(w, r))
 			require.Equal(t, tc.secure, w.Result().Cookies()[0].Secure)
 		})
 	}
@@ -101,7 +101,8 @@ func TestTheCookieIsSecureOverTLS(t *testing.T) {
 func TestSessionsAreCheckedAndExpire(t *testing.T) {
 	t.Parallel()
 	clk := testenv.NewClock(t0)
-	s := websession.New(secret.New(adminToken), time.Hour, clk.Now)
+	shared := websession.NewMemoryStore(clk.Now) // what replicas share (Redis)
+	s := websession.New(secret.New(adminToken), websession.Options{TTL: time.Hour, Now: clk.Now, Store: shared})
 	c := signIn(t, s, get(), adminToken)
 	require.Equal(t, 3600, c.MaxAge)
 	exp, nonce, mac := func() (string, string, string) {
@@ -110,8 +111,8 @@ func TestSessionsAreCheckedAndExpire(t *testing.T) {
 	}()
 
 	// Any replica with the same token accepts it; another token does not.
-	require.True(t, websession.New(secret.New(adminToken), 0, clk.Now).SignedIn(get(c)), "another replica")
-	require.False(t, websession.New(secret.New(adminToken+"-new"), 0, clk.Now).SignedIn(get(c)), "the token changed")
+	require.True(t, websession.New(secret.New(adminToken), websession.Options{Now: clk.Now, Store: shared}).SignedIn(get(c)), "another replica")
+	require.False(t, websession.New(secret.New(adminToken+"-new"), websession.Options{Now: clk.Now, Store: shared}).SignedIn(get(c)), "the token changed")
 
 	for name, value := range map[string]string{
 		"later expiry":   "99999999999." + nonce + "." + mac,
@@ -139,9 +140,9 @@ func TestSessionsAreCheckedAndExpire(t *testing.T) {
 
 func TestSignOutClearsTheCookie(t *testing.T) {
 	t.Parallel()
-	s := websession.New(secret.New(adminToken), 0, nil)
+	s := websession.New(secret.New(adminToken), websession.Options{})
 	w := httptest.NewRecorder()
-	s.SignOut(w, get())
+	require.NoError(t, s.SignOut(w, get()))
 	cookies := w.Result().Cookies()
 	require.Len(t, cookies, 1)
 	require.Equal(t, websession.CookieName, cookies[0].Name)
@@ -152,7 +153,7 @@ func TestSignOutClearsTheCookie(t *testing.T) {
 
 func TestBearer(t *testing.T) {
 	t.Parallel()
-	s := websession.New(secret.New(adminToken), 0, nil)
+	s := websession.New(secret.New(adminToken), websession.Options{})
 	for header, ok := range map[string]bool{
 		"Bearer " + adminToken:       true,
 		"":                           false,
@@ -170,7 +171,7 @@ func TestBearer(t *testing.T) {
 
 func TestCSRF(t *testing.T) {
 	t.Parallel()
-	s := websession.New(secret.New(adminToken), 0, nil)
+	s := websession.New(secret.New(adminToken), websession.Options{})
 	c1 := signIn(t, s, get(), adminToken)
 	c2 := signIn(t, s, get(), adminToken)
 	tok1, tok2 := s.CSRFToken(get(c1)), s.CSRFToken(get(c2))
@@ -196,13 +197,13 @@ func TestCSRF(t *testing.T) {
 	require.False(t, s.CSRFOK(post("forged", false, c1)), "a forged token")
 	require.False(t, s.CSRFOK(post(tok2, false, c1)), "another session's token")
 	require.False(t, s.CSRFOK(post(tok1, false)), "a token without its session")
-	require.False(t, websession.New(secret.New("other"), 0, nil).CSRFOK(post(tok1, false, c1)), "the token changed")
+	require.False(t, websession.New(secret.New("other"), websession.Options{}).CSRFOK(post(tok1, false, c1)), "the token changed")
 	require.True(t, s.CSRFOK(post("", true)), "a script with the bearer token needs none")
 }
 
 func TestAnEmptyTokenAcceptsNothing(t *testing.T) {
 	t.Parallel()
-	s := websession.New(secret.Value{}, 0, nil)
+	s := websession.New(secret.Value{}, websession.Options{})
 	require.Nil(t, signIn(t, s, get(), ""))
 	r := get()
 	r.Header.Set("Authorization", "Bearer ")

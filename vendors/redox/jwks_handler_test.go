@@ -21,13 +21,19 @@ import (
 	"github.com/tokenrelay/tokenrelay/vendors/redox"
 )
 
-func TestJWKSHandlerPublishesPublicKeysOnly(t *testing.T) {
-	t.Parallel()
+// signingKeyPEM is a new P-384 private key in PEM.
+func signingKeyPEM(t *testing.T) string {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	require.NoError(t, err)
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	require.NoError(t, err)
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+func TestJWKSHandlerPublishesPublicKeysOnly(t *testing.T) {
+	t.Parallel()
+	pemKey := signingKeyPEM(t)
 	mux := http.NewServeMux()
 	mux.Handle("GET /jwks/{vendor}/{credential}", redox.JWKSHandler(func(_ context.Context, vendor, cred string) ([]redox.SigningKey, error) {
 		switch {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/internal/httpserver"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -208,11 +209,8 @@ func (s *Sandbox) Serve(ctx context.Context, addr string) error {
 // ServeListener serves on ln until ctx is done, then shuts down. Requests
 // in flight (a latency fault) are cancelled with ctx.
 func (s *Sandbox) ServeListener(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
+	srv := httpserver.New(s.handler, httpserver.Timeouts{})
+	srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("sandbox listening")
