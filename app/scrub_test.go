@@ -200,8 +200,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	}, time.Minute, 50*time.Millisecond, "the flaky request should wait for a retry")
 	for _, e := range taskErrs {
 		requireNoSecret(t, "asynq task error", e, all)
+		// The retry text names the failure class and status only: the
+		// vendor's words (patient data, perhaps) stay out of Redis.
 		require.Contains(t, e, "HTTP 503")
-		require.Contains(t, e, "you sent Bearer "+secret.Redacted)
+		require.NotContains(t, e, "you sent")
 	}
 
 	// The rejected request fails, and so do the credentials' refreshes.
