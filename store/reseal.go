@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -200,3 +201,65 @@ func (s *Store) resealBatch(ctx context.Context, ids []string, dryRun bool, p *R
 	}
 	return nil
 }
+
+// resealLeaseKey is the lease that lets one process at a time re-seal;
+// resealDoneKey records the key id of the last pass that left nothing.
+func (s *Store) resealLeaseKey() string { return s.prefix + "reseal:lease" }
+func (s *Store) resealDoneKey() string  { return s.prefix + "reseal:done" }
+
+var scriptLease = newScript(`
+-- KEYS[1] lease   ARGV owner, ttl ms. Takes or extends the lease; 1 if owner holds it.
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+var scriptUnlease = newScript(`
+-- KEYS[1] lease   ARGV owner. Drops the lease if owner holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// ResealLease takes, or extends, the re-seal lease for owner for ttl, and
+// reports whether owner holds it: one process re-seals at a time, however
+// many workers start.
+func (s *Store) ResealLease(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
+	n, err := scriptLease.Run(ctx, s.rdb, []string{s.resealLeaseKey()}, owner, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("store: reseal lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseResealLease gives the lease back if owner holds it.
+func (s *Store) ReleaseResealLease(ctx context.Context, owner string) error {
+	if err := scriptUnlease.Run(ctx, s.rdb, []string{s.resealLeaseKey()}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("store: release reseal lease: %w", err)
+	}
+	return nil
+}
+
+// ResealDone returns the key id recorded by MarkResealDone ("" if none).
+func (s *Store) ResealDone(ctx context.Context) (string, error) {
+	kid, err := s.rdb.Get(ctx, s.resealDoneKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("store: reseal done: %w", err)
+	}
+	return kid, nil
+}
+
+// MarkResealDone records that a pass left every value under the current
+// key and the full binding, so that a process starting with no previous
+// key does not walk the store again.
+func (s *Store) MarkResealDone(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.resealDoneKey(), s.ring.CurrentKeyID(), 0).Err(); err != nil {
+		return fmt.Errorf("store: mark reseal done: %w", err)
+	}
+	return nil
+}
+
+// CurrentKeyID is the id of the master key the store seals with.
+func (s *Store) CurrentKeyID() string { return s.ring.CurrentKeyID() }
+
+// KeyIDs are the ids of the master keys the store opens with, the current
+// one first.
+func (s *Store) KeyIDs() []string { return s.ring.KeyIDs() }
