@@ -51,6 +51,9 @@ type Store struct {
 	creds  string // set of every id
 	due    string // zset id -> next refresh
 	outbox string // events stream
+	// testBeforeSwap, set by tests only, runs between a re-seal's read
+	// and its swap, where a concurrent writer can strike.
+	testBeforeSwap func()
 }
 
 // New returns a store on rdb configured by opts.

@@ -188,6 +188,9 @@ func (s *Store) resealBatch(ctx context.Context, ids []string, dryRun bool, p *R
 	if len(keys) == 0 {
 		return nil
 	}
+	if s.testBeforeSwap != nil {
+		s.testBeforeSwap()
+	}
 	swapped, err := scriptReseal.Run(ctx, s.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("store: reseal: %w", err)
