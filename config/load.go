@@ -170,6 +170,7 @@ func decodeKey(env, s string, p *problems) ([]byte, bool) {
 	}
 	return key, true
 }
+
 var yamlLine = regexp.MustCompile(`^line (\d+): `)
 
 // syntaxError reports a file yaml.v3 cannot parse, moving the line it names
