@@ -10,7 +10,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 )
 
-func b64Key(b byte, n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, n)) }
+func b64Key(b byte, n int) string {
+	return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, n))
+}
 
 // TestMasterKeysFromEnv: previous keys and KMS-wrapped keys are read from
 // the environment; a duplicate, a key of the wrong size, or a wrapped key
