@@ -148,8 +148,9 @@ const resealLease = time.Minute
 // startReseal runs the re-seal in the background when it is due: previous
 // master keys are configured, or the last clean pass was under another key
 // (or never ran: values may be under the legacy binding). It waits for the
-// lease while another replica holds it, and stops with ctx.
-func startReseal(ctx context.Context, env *Env, log zerolog.Logger, m *ResealMetrics) {
+// lease while another replica holds it, looking again every poll, and
+// stops with ctx.
+func startReseal(ctx context.Context, env *Env, log zerolog.Logger, m *ResealMetrics, poll time.Duration) {
 	st := env.Store
 	done, err := st.ResealDone(ctx)
 	if err != nil {
@@ -173,7 +174,7 @@ func startReseal(ctx context.Context, env *Env, log zerolog.Logger, m *ResealMet
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(resealLease / 3):
+			case <-time.After(poll):
 			}
 		}
 		runCtx, cancel := context.WithCancel(ctx)

@@ -124,7 +124,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	// worker that starts first, or runs alone in a webhook-only deployment,
 	// would otherwise answer every webhook 503 until a scheduler came up.
 	go func() { _ = env.ensureStream(ctx) }()
-	startReseal(ctx, env, log, reseal) // after a master-key rotation, in the background
+	startReseal(ctx, env, log, reseal, resealLease/3) // after a master-key rotation, in the background
 	stopRequests, err := reqs.start(ctx)
 	if err != nil {
 		_ = tokens.Stop()
