@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +17,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 )
-
-// syncBuffer is a log sink the background re-seal writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestBackgroundResealWaitsForTheLease: a worker started with a previous
 // key re-seals in the background, but only once no other process holds
@@ -68,7 +48,7 @@ func TestBackgroundResealWaitsForTheLease(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := NewResealMetrics(reg)
 	require.NoError(t, err)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	startReseal(ctx, &Env{Store: st}, zerolog.New(&logs), m, 20*time.Millisecond)
 	stale := func() int64 {
 		p, err := st.Reseal(ctx, store.ResealOptions{DryRun: true})
