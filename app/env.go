@@ -13,7 +13,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
-	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/masterkey"
 	"github.com/tokenrelay/tokenrelay/store"
 )
 
@@ -94,7 +94,7 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: jetstream: %w", err)
 	}
-	keyring, err := seal.NewKeyring([]byte(cfg.SecretKey.Reveal()))
+	keyring, err := masterkey.Keyring(ctx, cfg) // current + previous keys, unwrapped by the KMS if so configured
 	if err != nil {
 		nc.Close()
 		_ = rdb.Close()

@@ -89,6 +89,10 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err := hooks.registerMetrics(reg); err != nil {
 		return err
 	}
+	reseal, err := NewResealMetrics(reg)
+	if err != nil {
+		return err
+	}
 
 	srv := asynq.NewServerFromRedisClient(env.Redis, asynq.Config{
 		Concurrency:       o.Concurrency,
@@ -123,6 +127,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	// worker that starts first, or runs alone in a webhook-only deployment,
 	// would otherwise answer every webhook 503 until a scheduler came up.
 	go func() { _ = env.ensureStream(ctx) }()
+	startReseal(ctx, env, log, reseal, resealLease/3) // after a master-key rotation, in the background
 	stopRequests, err := reqs.start(ctx)
 	if err != nil {
 		_ = tokens.Stop()

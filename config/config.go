@@ -29,6 +29,15 @@ type Config struct {
 	// secrets at rest. It is only ever read from TOKENRELAY_SECRET_KEY
 	// (base64) and is required; there is no default.
 	SecretKey secret.Value `yaml:"-"`
+	// SecretKeysPrevious are earlier master keys (raw bytes), kept to open
+	// what they sealed until the re-seal has sealed it again under the
+	// current key. Only read from TOKENRELAY_SECRET_KEYS_PREVIOUS (base64,
+	// separated by commas). Default: none.
+	SecretKeysPrevious []secret.Value `yaml:"-"`
+	// KMS, when set, wraps the master keys: SecretKey is then empty until
+	// the process unwraps KMS.Wrapped at start (package masterkey). Only
+	// read from the environment. Default: none.
+	KMS KMS `yaml:"-"`
 }
 
 // Redis locates the Redis server.

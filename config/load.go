@@ -121,7 +121,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	override(EnvRedisURL, "redis.url", &cfg.Redis.URL)
 	override(EnvNATSURL, "nats.url", &cfg.NATS.URL)
 	override(EnvHTTPAddr, "http.addr", &cfg.HTTP.Addr)
-	cfg.SecretKey = secretKey(lookup, p)
+	cfg.SecretKey, cfg.SecretKeysPrevious, cfg.KMS = masterKeys(lookup, p)
 
 	jitterSet := map[string]bool{}
 	for name := range cfg.Vendors {
@@ -137,26 +137,38 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 
 // secretKey decodes TOKENRELAY_SECRET_KEY.
 func secretKey(lookup func(string) (string, bool), p *problems) secret.Value {
-	const hint = "generate one with: head -c 32 /dev/urandom | base64"
 	s, _ := lookup(EnvSecretKey)
 	s = strings.TrimSpace(s)
 	if s == "" {
-		p.add(EnvSecretKey, "not set (%s)", hint)
+		p.add(EnvSecretKey, "not set (%s)", keyHint)
 		return secret.Value{}
 	}
+	key, ok := decodeKey(EnvSecretKey, s, p)
+	if !ok {
+		return secret.Value{}
+	}
+	return secret.New(string(key))
+}
+
+// keyHint says how to make a master key.
+const keyHint = "generate one with: head -c 32 /dev/urandom | base64"
+
+// decodeKey decodes one base64 master key read from env (which names it in
+// a problem; never the value) and checks its size.
+func decodeKey(env, s string, p *problems) ([]byte, bool) {
 	key, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		key, err = base64.RawStdEncoding.DecodeString(s)
 	}
 	if err != nil {
-		p.add(EnvSecretKey, "not valid base64 (%s)", hint)
-		return secret.Value{}
+		p.add(env, "not valid base64 (%s)", keyHint)
+		return nil, false
 	}
 	if len(key) != SecretKeySize {
-		p.add(EnvSecretKey, "decodes to %d bytes, want %d (%s)", len(key), SecretKeySize, hint)
-		return secret.Value{}
+		p.add(env, "decodes to %d bytes, want %d (%s)", len(key), SecretKeySize, keyHint)
+		return nil, false
 	}
-	return secret.New(string(key))
+	return key, true
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): `)

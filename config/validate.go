@@ -70,7 +70,7 @@ func (c *Config) validate(p *problems) {
 	}
 	c.validateCredentials(p, names)
 
-	if n := len(c.SecretKey.Reveal()); n != SecretKeySize {
+	if n := len(c.SecretKey.Reveal()); n != SecretKeySize && c.KMS.Wrapped == nil {
 		p.add(EnvSecretKey, "must hold %d bytes, not %d (generate one with: head -c 32 /dev/urandom | base64)", SecretKeySize, n)
 	}
 }

@@ -327,7 +327,7 @@ func (h *RefreshHandler) renewal(log zerolog.Logger, cred store.Credential, owne
 	return pendingRenewal{
 		log: log,
 		commit: store.RenewalCommit{
-			ID: cred.ID, Owner: owner, Generation: cred.Generation, Event: ev,
+			ID: cred.ID, Owner: owner, Vendor: cred.Vendor, Generation: cred.Generation, Event: ev,
 			Renewal: store.Renewal{
 				Token: store.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, IssuedAt: issued,
 					ExpiresAt: expires, RefreshToken: tok.RefreshToken},

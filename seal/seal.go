@@ -58,6 +58,7 @@ var b64 = base64.RawURLEncoding
 type Keyring struct {
 	current *key
 	byID    map[string]*key
+	ids     []string // current first, then the old keys in the order given
 }
 
 type key struct {
@@ -73,7 +74,7 @@ func NewKeyring(current []byte, old ...[]byte) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: current key: %w", err)
 	}
-	kr := &Keyring{current: cur, byID: map[string]*key{cur.id: cur}}
+	kr := &Keyring{current: cur, byID: map[string]*key{cur.id: cur}, ids: []string{cur.id}}
 	for i, raw := range old {
 		k, err := newKey(raw)
 		if err != nil {
@@ -85,6 +86,7 @@ func NewKeyring(current []byte, old ...[]byte) (*Keyring, error) {
 			continue
 		}
 		kr.byID[k.id] = k
+		kr.ids = append(kr.ids, k.id)
 	}
 	return kr, nil
 }
@@ -133,6 +135,11 @@ func ParseKey(s string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("seal: key is not valid base64 (%d characters; generate one with: openssl rand -base64 32)", len(s))
 }
+
+// KeyIDs are the ids of the keys the keyring holds: the current one first,
+// then the old ones. More than one means values may still be sealed under
+// an old key.
+func (kr *Keyring) KeyIDs() []string { return append([]string(nil), kr.ids...) }
 
 // CurrentKeyID is the id of the key Seal uses.
 func (kr *Keyring) CurrentKeyID() string { return kr.current.id }

@@ -42,23 +42,34 @@ func (s *Store) Revoke(ctx context.Context, id string, gen int64, class, message
 // keep them), so a credential the vendor refused can be re-enabled with a
 // new secret.
 func (s *Store) Enable(ctx context.Context, id, clientID string, keys *Keys) error {
-	var sealed, fp string
-	if keys != nil {
-		bundle, err := keys.encode()
+	for range maxRebind {
+		var sealed, fp, vendor string
+		if keys != nil {
+			bundle, err := keys.encode()
+			if err != nil {
+				return fmt.Errorf("store: enable %s: %w", id, err)
+			}
+			vendors, err := s.vendorsOf(ctx, []string{id})
+			if err != nil {
+				return fmt.Errorf("store: enable %s: %w", id, err)
+			}
+			vendor = vendors[0]
+			if sealed, err = s.seal(id, vendor, fClientSecret, bundle); err != nil {
+				return fmt.Errorf("store: enable %s: %w", id, err)
+			}
+			fp = bundle.Fingerprint()
+		}
+		reply, err := scriptEnable.Run(ctx, s.rdb, []string{s.credKey(id), s.due}, id, clientID, sealed, fp, ms(s.now()), vendor).Slice()
 		if err != nil {
 			return fmt.Errorf("store: enable %s: %w", id, err)
 		}
-		if sealed, err = s.seal(id, fClientSecret, bundle); err != nil {
-			return fmt.Errorf("store: enable %s: %w", id, err)
+		switch status, _ := splitReply(reply); status {
+		case replyOK:
+			return nil
+		case replyStale: // renamed to another vendor meanwhile: seal again
+		default:
+			return refusal("enable", id, status)
 		}
-		fp = bundle.Fingerprint()
 	}
-	reply, err := scriptEnable.Run(ctx, s.rdb, []string{s.credKey(id), s.due}, id, clientID, sealed, fp, ms(s.now())).Slice()
-	if err != nil {
-		return fmt.Errorf("store: enable %s: %w", id, err)
-	}
-	if status, _ := splitReply(reply); status != replyOK {
-		return refusal("enable", id, status)
-	}
-	return nil
+	return fmt.Errorf("store: enable %s: its vendor kept changing; try again", id)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,6 +50,9 @@ type Store struct {
 	creds  string // set of every id
 	due    string // zset id -> next refresh
 	outbox string // events stream
+	// testBeforeSwap, set by tests only, runs between a re-seal's read
+	// and its swap, where a concurrent writer can strike.
+	testBeforeSwap func()
 }
 
 // New returns a store on rdb configured by opts.
@@ -94,18 +98,60 @@ func (s *Store) Upsert(ctx context.Context, c NewCredential) (UpsertResult, erro
 	if err != nil {
 		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
 	}
-	sealed, err := s.seal(c.ID, fClientSecret, bundle)
+	sealed, err := s.seal(c.ID, c.Vendor, fClientSecret, bundle)
 	if err != nil {
 		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
 	}
-	res, err := scriptUpsert.Run(ctx, s.rdb,
-		[]string{s.credKey(c.ID), s.creds, s.due},
-		c.ID, c.Vendor, c.ClientID, sealed, bundle.Fingerprint(), ms(s.now()),
-	).Text()
-	if err != nil {
-		return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+	keys := []string{s.credKey(c.ID), s.creds, s.due}
+	args := []any{c.ID, c.Vendor, c.ClientID, sealed, bundle.Fingerprint(), ms(s.now())}
+	// A new vendor name for a credential with a token: the token's fields
+	// are bound to the old name, so the script asks for them sealed again
+	// (rebind), and takes them only if nobody changed them meanwhile.
+	for range maxRebind {
+		res, err := scriptUpsert.Run(ctx, s.rdb, keys, args...).Text()
+		if err != nil {
+			return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+		}
+		if res != replyRebind {
+			return UpsertResult(res), nil
+		}
+		rebound, err := s.rebindTokens(ctx, c.ID, c.Vendor)
+		if err != nil {
+			return "", fmt.Errorf("store: upsert %s: %w", c.ID, err)
+		}
+		args = append(args[:6], rebound...)
 	}
-	return UpsertResult(res), nil
+	return "", fmt.Errorf("store: upsert %s: its token kept changing while the new vendor name was applied; try again", c.ID)
+}
+
+// maxRebind bounds the attempts to apply a vendor rename while renewals
+// race with it.
+const maxRebind = 5
+
+// rebindTokens reads the token fields of a credential and seals them again
+// for vendor, and returns the extra arguments of lua/upsert.lua: the vendor,
+// access token and refresh token read (which the script compares) and the
+// two sealed again.
+func (s *Store) rebindTokens(ctx context.Context, id, vendor string) ([]any, error) {
+	vals, err := s.rdb.HMGet(ctx, s.credKey(id), fVendor, fAccessToken, fRefreshToken).Result()
+	if err != nil {
+		return nil, err
+	}
+	f := fieldsFromValues([]string{fVendor, fAccessToken, fRefreshToken}, vals)
+	out := []any{f[fVendor], f[fAccessToken], "", f[fRefreshToken], ""}
+	for i, field := range []string{fAccessToken, fRefreshToken} {
+		if f[field] == "" {
+			continue
+		}
+		plain, _, err := s.openField(id, f[fVendor], field, f[field])
+		if err != nil {
+			return nil, fmt.Errorf("rebind to vendor %s: %w", vendor, err)
+		}
+		if out[2+2*i], err = s.seal(id, vendor, field, secret.New(string(plain))); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Get returns everything about a credential, its secrets opened, or
@@ -170,10 +216,15 @@ func (s *Store) Scan(ctx context.Context, fn func(Summary) error) error {
 
 // scanIDs walks the creds set in batches of distinct ids.
 func (s *Store) scanIDs(ctx context.Context, op string, batch func(ids []string) error) error {
+	return s.scanIDsBy(ctx, op, scanBatch, batch)
+}
+
+// scanIDsBy is scanIDs asking for about size ids per round trip.
+func (s *Store) scanIDsBy(ctx context.Context, op string, size int, batch func(ids []string) error) error {
 	seen := make(map[string]struct{})
 	var cursor uint64
 	for {
-		page, next, err := s.rdb.SScan(ctx, s.creds, cursor, "", scanBatch).Result()
+		page, next, err := s.rdb.SScan(ctx, s.creds, cursor, "", int64(size)).Result()
 		if err != nil {
 			return fmt.Errorf("store: %s: %w", op, err)
 		}
@@ -433,6 +484,10 @@ func (s *Store) CommitRenewal(ctx context.Context, id, owner string, gen int64, 
 type RenewalCommit struct {
 	ID    string
 	Owner string
+	// Vendor is the credential's vendor, as the claim returned it: the
+	// tokens are sealed bound to it, and the commit is stale if it changed.
+	// Empty: read from the store (one more round trip).
+	Vendor string
 	// Generation is the claimed generation; it becomes Generation+1.
 	Generation int64
 	Renewal    Renewal
@@ -449,9 +504,13 @@ type RenewalCommit struct {
 // written finds it stale.
 func (s *Store) CommitRenewals(ctx context.Context, commits []RenewalCommit) ([]error, error) {
 	errs := make([]error, len(commits))
+	commits, err := s.fillVendors(ctx, commits)
+	if err != nil {
+		return nil, err
+	}
 	keys := make([]string, 2, 2+len(commits))
 	keys[0], keys[1] = s.due, s.outbox
-	args := make([]any, 1, 1+13*len(commits))
+	args := make([]any, 1, 1+14*len(commits))
 	args[0] = ms(s.now())
 	sent := make([]int, 0, len(commits)) // index in commits of each renewal sent
 	for i, c := range commits {
@@ -482,7 +541,32 @@ func (s *Store) CommitRenewals(ctx context.Context, commits []RenewalCommit) ([]
 	return errs, nil
 }
 
-// renewalArgs are the 13 script arguments of one renewal (see
+// fillVendors returns commits with the vendor of those that do not name
+// it read from the store (a copy: the caller's slice is left alone).
+func (s *Store) fillVendors(ctx context.Context, commits []RenewalCommit) ([]RenewalCommit, error) {
+	var ids []string
+	for _, c := range commits {
+		if c.Vendor == "" {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return commits, nil
+	}
+	vendors, err := s.vendorsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	commits = slices.Clone(commits)
+	for i := range commits {
+		if commits[i].Vendor == "" {
+			commits[i].Vendor, vendors = vendors[0], vendors[1:]
+		}
+	}
+	return commits, nil
+}
+
+// renewalArgs are the 14 script arguments of one renewal (see
 // lua/commit_renewal.lua).
 func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	r := c.Renewal
@@ -496,16 +580,16 @@ func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	access, err := s.seal(c.ID, fAccessToken, r.Token.AccessToken)
+	access, err := s.seal(c.ID, c.Vendor, fAccessToken, r.Token.AccessToken)
 	if err != nil {
 		return nil, err
 	}
-	refresh, err := s.seal(c.ID, fRefreshToken, r.Token.RefreshToken)
+	refresh, err := s.seal(c.ID, c.Vendor, fRefreshToken, r.Token.RefreshToken)
 	if err != nil {
 		return nil, err
 	}
 	return []any{
-		c.ID, c.Owner, c.Generation, c.Generation + 1, access, r.Token.TokenType,
+		c.ID, c.Owner, c.Generation, c.Generation + 1, c.Vendor, access, r.Token.TokenType,
 		ms(r.Token.IssuedAt), ms(r.Token.ExpiresAt), refresh,
 		ms(r.NextRefresh), evID, evSubject, evJSON,
 	}, nil
@@ -620,19 +704,6 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// seal seals one secret field of a credential, bound to "<id>/<field>" so
-// that it opens nowhere else. A zero secret seals to "" (field absent).
-func (s *Store) seal(id, field string, v secret.Value) (string, error) {
-	if v.IsZero() {
-		return "", nil
-	}
-	sealed, err := s.ring.Seal([]byte(v.Reveal()), aad(id, field))
-	if err != nil {
-		return "", fmt.Errorf("seal %s: %w", field, err)
-	}
-	return sealed, nil
-}
-
 // decode turns a credential hash into a Credential, opening the sealed
 // fields named. An empty hash is ErrNotFound.
 func (s *Store) decode(id string, f fields, sealed ...string) (Credential, error) {
@@ -657,9 +728,9 @@ func (s *Store) open(c *Credential, field, sealed string) error {
 	if sealed == "" {
 		return nil
 	}
-	plain, err := s.ring.Open(sealed, aad(c.ID, field))
+	plain, _, err := s.openField(c.ID, c.Vendor, field, sealed)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", field, err)
+		return err
 	}
 	switch field {
 	case fClientSecret:
@@ -695,10 +766,6 @@ func commitRefusal(op, id, status string) error {
 	}
 	return refusal(op, id, status)
 }
-
-// aad is the associated data of a sealed field: the credential and the
-// field, so that a ciphertext moved elsewhere does not open.
-func aad(id, field string) []byte { return []byte(id + "/" + field) }
 
 // eventArgs are the outbox fields of an event as script arguments: id,
 // subject, JSON.

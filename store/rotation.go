@@ -90,6 +90,7 @@ const (
 	rLastError  = "last_error"
 	rOwner      = "owner"
 	rLeaseUntil = "lease_until"
+	rVendor     = "vendor" // the credential's vendor when the rotation began
 )
 
 // Rotation is the state of a credential's key rotation.
@@ -99,6 +100,9 @@ type Rotation struct {
 	// its new key is derived from it.
 	ID   string
 	Step RotationStep
+	// Vendor is the credential's vendor when the rotation began: the new
+	// key is sealed bound to it.
+	Vendor string
 	// Attempt counts the key creations asked of the vendor; KeyName is the
 	// name of the last one, recorded before it was asked.
 	Attempt int
@@ -246,7 +250,7 @@ func (s *Store) AdvanceRotation(ctx context.Context, r *Rotation, owner string, 
 		set(rScopes, string(raw))
 	}
 	set(rNewKeyID, c.NewKeyID)
-	sealed, err := s.seal(r.Credential, rNewKey, c.NewKey)
+	sealed, err := s.seal(r.Credential, r.Vendor, rNewKey, c.NewKey)
 	if err != nil {
 		return fmt.Errorf("store: advance rotation %s: %w", r.Credential, err)
 	}
@@ -311,7 +315,12 @@ func (s *Store) SwitchRotation(ctx context.Context, r *Rotation, owner string, g
 	if err != nil {
 		return fmt.Errorf("store: switch rotation %s: %w", id, err)
 	}
-	sealed, err := s.seal(id, fClientSecret, bundle)
+	vendors, err := s.vendorsOf(ctx, []string{id})
+	if err != nil {
+		return fmt.Errorf("store: switch rotation %s: %w", id, err)
+	}
+	vendor := vendors[0]
+	sealed, err := s.seal(id, vendor, fClientSecret, bundle)
 	if err != nil {
 		return fmt.Errorf("store: switch rotation %s: %w", id, err)
 	}
@@ -321,7 +330,7 @@ func (s *Store) SwitchRotation(ctx context.Context, r *Rotation, owner string, g
 		if t.AccessToken.IsZero() || sw.NextRefresh.IsZero() {
 			return fmt.Errorf("store: switch rotation %s: a token needs an access token and a next refresh time", id)
 		}
-		access, err := s.seal(id, fAccessToken, t.AccessToken)
+		access, err := s.seal(id, vendor, fAccessToken, t.AccessToken)
 		if err != nil {
 			return fmt.Errorf("store: switch rotation %s: %w", id, err)
 		}
@@ -329,6 +338,7 @@ func (s *Store) SwitchRotation(ctx context.Context, r *Rotation, owner string, g
 	} else {
 		args = append(args, "", "", "", "", "", "", "")
 	}
+	args = append(args, vendor)
 	for _, ev := range evs {
 		evArgs, err := eventArgs(ev)
 		if err != nil {
@@ -447,6 +457,7 @@ func (s *Store) decodeRotation(id string, f fields) (Rotation, error) {
 		Credential: id, ID: f[rRID], Step: RotationStep(f[rStep]), KeyName: f[rKeyName],
 		OldKeyID: f[rOldKeyID], OldFingerprint: f[rOldFP], NewKeyID: f[rNewKeyID], NewFingerprint: f[rNewFP],
 		Owner: f[rOwner], LastError: f[rLastError], OldPublic: f[rOldPub], NewPublic: f[rNewPub],
+		Vendor: f[rVendor],
 	}
 	attempt, err := f.int(rAttempt)
 	if err != nil {
@@ -467,9 +478,9 @@ func (s *Store) decodeRotation(id string, f fields) (Rotation, error) {
 		}
 	}
 	if sealed := f[rNewKey]; sealed != "" {
-		plain, err := s.ring.Open(sealed, aad(id, rNewKey))
+		plain, _, err := s.openField(id, r.Vendor, rNewKey, sealed)
 		if err != nil {
-			return Rotation{}, fmt.Errorf("open %s: %w", rNewKey, err)
+			return Rotation{}, err
 		}
 		r.NewKey = secret.New(string(plain))
 	}

@@ -61,4 +61,5 @@ const (
 	replyStale    = "STALE"
 	replyBusy     = "BUSY"
 	replyRevoked  = "REVOKED"
+	replyRebind   = "REBIND"
 )

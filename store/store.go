@@ -13,6 +13,8 @@
 //	P creds       set    every credential id
 //	P due         zset   id -> next refresh time (unix ms); revoked ones absent
 //	P outbox      stream events waiting for the relay (owned by package events)
+//	P reseal:lease string  the process re-sealing under a new master key (reseal.go)
+//	P reseal:done  string  the key id of the last re-seal that left nothing old
 //
 // Times are unix milliseconds, taken from the store's clock (never Redis
 // TIME). The hash fields are listed in fields.go and the scripts in lua/.

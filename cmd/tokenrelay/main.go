@@ -4,6 +4,7 @@
 //	tokenrelay credentials    add, import, list, rotate, revoke and re-enable credentials
 //	                          on a running installation, through its admin API
 //	tokenrelay batch          follow (progress bar) or cancel a batch of request jobs
+//	tokenrelay keys           master keys: status, re-seal after a rotation, wrap by a KMS
 package main
 
 import (
@@ -61,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return batch(ctx, args[1:], os.LookupEnv, stdout, stderr)
+	case "keys":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return keys(ctx, args[1:], os.LookupEnv, os.Stdin, stdout, stderr)
 	default:
 		usage(stderr)
 		return 2
@@ -71,4 +76,5 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tokenrelay dev [-credentials N] [-token-lifetime D] [-demo=false]")
 	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|rotate|revoke|enable ...")
 	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID -vendor V -credential C")
+	fmt.Fprintln(w, "       tokenrelay keys status|reseal|wrap ...")
 }

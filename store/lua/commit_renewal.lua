@@ -5,12 +5,14 @@
 --
 -- KEYS[1] due zset   KEYS[2] outbox stream   then the cred hash of each
 --         renewal, in order
--- ARGV    now, then 13 per renewal: id, owner, gen, next gen, sealed access
---         token, token type, issued at, expires at, sealed refresh token
---         ('' keeps the old one), next refresh, event id, event subject,
---         event JSON
--- Returns one status per renewal, in order: 'OK', 'NOTFOUND' or 'STALE';
--- nothing is written for a renewal unless 'OK'.
+-- ARGV    now, then 14 per renewal: id, owner, gen, next gen, vendor the
+--         tokens are sealed for, sealed access token, token type, issued
+--         at, expires at, sealed refresh token ('' keeps the old one), next
+--         refresh, event id, event subject, event JSON
+-- Returns one status per renewal, in order: 'OK', 'NOTFOUND' or 'STALE'
+-- (also when the credential's vendor is no longer the one the tokens are
+-- sealed for: they would not open); nothing is written for a renewal
+-- unless 'OK'.
 local due, outbox, now = KEYS[1], KEYS[2], ARGV[1]
 
 -- put adds field=value to the HSET list, or the field to the HDEL list
@@ -27,10 +29,13 @@ end
 
 local out = {}
 for i = 3, #KEYS do
-  local cred, a = KEYS[i], 2 + (i - 3) * 13
-  local id, owner, gen, next_gen, access, token_type, issued, expires, refresh,
-        next_refresh, ev_id, ev_subject, ev_json = unpack(ARGV, a, a + 12)
+  local cred, a = KEYS[i], 2 + (i - 3) * 14
+  local id, owner, gen, next_gen, vendor, access, token_type, issued, expires,
+        refresh, next_refresh, ev_id, ev_subject, ev_json = unpack(ARGV, a, a + 13)
   local refused = fence(cred, gen, owner)
+  if not refused and redis.call('HGET', cred, 'vendor') ~= vendor then
+    refused = {'STALE'}
+  end
   if refused then
     out[i - 2] = refused[1]
   else

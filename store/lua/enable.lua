@@ -4,13 +4,17 @@
 --
 -- KEYS[1] cred hash   KEYS[2] due zset
 -- ARGV    id, client id ('' keeps it), sealed keys ('' keeps them),
---         keys fingerprint, now
--- Returns {'OK'} or {'NOTFOUND'}.
+--         keys fingerprint, now, vendor the keys are sealed for
+-- Returns {'OK'}, {'NOTFOUND'}, or {'STALE'} when the credential's vendor
+-- is not the one the keys are sealed for (they would not open).
 local cred, due = KEYS[1], KEYS[2]
-local id, client_id, sealed, fp, now = unpack(ARGV)
+local id, client_id, sealed, fp, now, vendor = unpack(ARGV)
 
 if redis.call('EXISTS', cred) == 0 then
   return {'NOTFOUND'}
+end
+if sealed ~= '' and redis.call('HGET', cred, 'vendor') ~= vendor then
+  return {'STALE'}
 end
 if client_id ~= '' then
   redis.call('HSET', cred, 'client_id', client_id)

@@ -3,6 +3,9 @@
 -- lease ran out), so that a rotation always resumes where it stopped and a
 -- credential never has two rotations at once.
 --
+-- The rotation records the credential's vendor: its new key is sealed
+-- bound to it.
+--
 -- KEYS[1] cred hash   KEYS[2] rotation hash
 -- ARGV    new rotation id, owner, now, lease end
 -- Returns {'OK', flat rotation hash}, {'NOTFOUND'}, {'REVOKED'} or
@@ -25,9 +28,13 @@ if in_progress then
     return {'BUSY', until_}
   end
   redis.call('HSET', rot, 'owner', owner, 'lease_until', lease_end, 'updated_at', now)
+  -- A rotation begun before the vendor was recorded: its new key, if any,
+  -- opens with the legacy binding (see store/binding.go).
+  redis.call('HSETNX', rot, 'vendor', redis.call('HGET', cred, 'vendor') or '')
 else
   redis.call('DEL', rot)
   redis.call('HSET', rot, 'rid', rid, 'step', 'planned', 'attempt', '0',
-    'started_at', now, 'updated_at', now, 'owner', owner, 'lease_until', lease_end)
+    'started_at', now, 'updated_at', now, 'owner', owner, 'lease_until', lease_end,
+    'vendor', redis.call('HGET', cred, 'vendor') or '')
 end
 return {'OK', redis.call('HGETALL', rot)}
