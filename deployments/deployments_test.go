@@ -322,7 +322,9 @@ func parseConfig(t *testing.T, what, yamlText string, env map[string]string) *co
 			return "placeholder-token-0123456789abcdefghijklmnopqrstuvwxyz", true
 		}
 		v, ok := env[k]
-		if !ok && !slices.Contains([]string{"REDIS_URL", "NATS_URL", "TOKENRELAY_HTTP_ADDR", "TOKENRELAY_CONFIG"}, k) {
+		optional := []string{config.EnvRedisURL, config.EnvNATSURL, config.EnvHTTPAddr, config.EnvConfig,
+			config.EnvSecretKeysPrevious, config.EnvKMSURL, config.EnvSecretKeyWrapped, config.EnvSecretKeysPreviousWrapped}
+		if !ok && !slices.Contains(optional, k) {
 			missing = append(missing, k)
 		}
 		return v, ok
