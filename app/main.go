@@ -13,18 +13,26 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 )
 
 // Main is the whole of cmd/scheduler's and cmd/worker's main: it parses
 // -config (else TOKENRELAY_CONFIG), loads and validates the configuration,
 // connects, runs role until SIGINT or SIGTERM, and returns the exit code.
-func Main(name string, args []string, stderr io.Writer, role func(ctx context.Context, env *Env) error) int {
+// With -version it prints the build (internal/buildinfo) to stdout and
+// returns 0, reading no configuration.
+func Main(name string, args []string, stdout, stderr io.Writer, role func(ctx context.Context, env *Env) error) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path of the YAML configuration (default: $TOKENRELAY_CONFIG)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	version := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return 0
 	}
 	lvl, err := zerolog.ParseLevel(*level)
 	if err != nil {

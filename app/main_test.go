@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
@@ -29,7 +31,7 @@ credentials:
 `), 0o600))
 	var stderr bytes.Buffer
 	ran := false
-	code := app.Main("worker", []string{"-config", path}, &stderr, func(context.Context, *app.Env) error {
+	code := app.Main("worker", []string{"-config", path}, io.Discard, &stderr, func(context.Context, *app.Env) error {
 		ran = true
 		return nil
 	})
@@ -46,7 +48,7 @@ func TestMainWithoutConfigSaysHow(t *testing.T) {
 		t.Skip("TOKENRELAY_CONFIG is set in this environment")
 	}
 	var stderr bytes.Buffer
-	code := app.Main("scheduler", nil, &stderr, func(context.Context, *app.Env) error { return nil })
+	code := app.Main("scheduler", nil, io.Discard, &stderr, func(context.Context, *app.Env) error { return nil })
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr.String(), "TOKENRELAY_CONFIG")
 }
@@ -59,7 +61,7 @@ func TestMainLogsRedisTroubleAsLogLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokenrelay.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(`redis: {url: "redis://127.0.0.1:1/0"}`+"\n"), 0o600))
 	stderr := &testenv.Buffer{}
-	code := app.Main("worker", []string{"-config", path}, stderr, func(context.Context, *app.Env) error { return nil })
+	code := app.Main("worker", []string{"-config", path}, io.Discard, stderr, func(context.Context, *app.Env) error { return nil })
 	require.Equal(t, 1, code)
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	require.NotEmpty(t, lines)
@@ -71,4 +73,21 @@ func TestMainLogsRedisTroubleAsLogLines(t *testing.T) {
 	}
 	require.True(t, sawRedis, "go-redis's messages should be among the log lines:\n%s", stderr.String())
 	require.Contains(t, stderr.String(), "cannot start")
+}
+
+// TestMainVersion: -version prints the build to stdout and exits 0, before
+// and without any configuration (none is given, and a broken one is named
+// in TOKENRELAY_CONFIG) and without starting the role.
+func TestMainVersion(t *testing.T) {
+	t.Setenv("TOKENRELAY_CONFIG", filepath.Join(t.TempDir(), "missing.yaml"))
+	for _, name := range []string{"worker", "scheduler"} {
+		var stdout, stderr bytes.Buffer
+		code := app.Main(name, []string{"-version"}, &stdout, &stderr, func(context.Context, *app.Env) error {
+			t.Errorf("%s -version started the role", name)
+			return nil
+		})
+		require.Equal(t, 0, code, stderr.String())
+		require.Equal(t, buildinfo.Read().String()+"\n", stdout.String())
+		require.Empty(t, stderr.String())
+	}
 }

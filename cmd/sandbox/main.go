@@ -27,12 +27,13 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
@@ -52,13 +53,18 @@ type config struct {
 	claimedExpiresIn time.Duration
 	clients          []client
 	level            zerolog.Level
+	version          bool // print the build and exit
 }
 
 // run parses args, starts the sandbox and serves until ctx is done. Logs go
-// to logOut.
-func run(ctx context.Context, args []string, logOut io.Writer) error {
+// to logOut; -version prints the build to stdout and returns.
+func run(ctx context.Context, args []string, stdout, logOut io.Writer) error {
 	cfg, err := parseFlags(args, logOut)
 	if err != nil {
+		return err
+	}
+	if cfg.version {
+		_, err := fmt.Fprintln(stdout, buildinfo.Read())
 		return err
 	}
 	log := zerolog.New(logOut).Level(cfg.level).With().Timestamp().Logger()
@@ -99,6 +105,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		cfg.clients = append(cfg.clients, cs...)
 		return nil
 	})
+	fs.BoolVar(&cfg.version, "version", false, "print the version, commit and Go version, and exit")
 	level := fs.String("log-level", "info", "log level: debug (every request), info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

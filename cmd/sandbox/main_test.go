@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
@@ -51,12 +53,23 @@ func TestParseFlags(t *testing.T) {
 	require.ErrorContains(t, err, "bad.txt:2")
 }
 
+// TestRunVersion: -version prints the build and returns without serving.
+func TestRunVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, logs bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"-version"}, &stdout, &logs))
+	require.Equal(t, buildinfo.Read().String()+"\n", stdout.String())
+	require.Empty(t, logs.String(), "nothing served, nothing logged")
+}
+
 func TestRun(t *testing.T) {
 	t.Parallel()
 	logs := &testenv.Buffer{} // the test reads it while the server writes
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-client", "c1:" + "topsecret"}, logs) }()
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-client", "c1:" + "topsecret"}, io.Discard, logs)
+	}()
 
 	// Wait for the listening line and read the address from it.
 	var addr string

@@ -12,5 +12,5 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main("scheduler", os.Args[1:], os.Stderr, app.RunScheduler))
+	os.Exit(app.Main("scheduler", os.Args[1:], os.Stdout, os.Stderr, app.RunScheduler))
 }

@@ -5,6 +5,7 @@
 //	                          on a running installation, through its admin API
 //	tokenrelay batch          follow (progress bar) or cancel a batch of request jobs
 //	tokenrelay keys           master keys: status, re-seal after a rotation, wrap by a KMS
+//	tokenrelay version        the version, commit and Go version (also -version)
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/devmode"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 )
 
 func main() {
@@ -30,6 +32,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return 0
 	case "dev":
 		fs := flag.NewFlagSet("tokenrelay dev", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -77,4 +82,5 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "       tokenrelay credentials list|add|import|rotate|revoke|enable ...")
 	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID -vendor V -credential C")
 	fmt.Fprintln(w, "       tokenrelay keys status|reseal|wrap ...")
+	fmt.Fprintln(w, "       tokenrelay version")
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main("worker", os.Args[1:], os.Stderr, func(ctx context.Context, env *app.Env) error {
+	os.Exit(app.Main("worker", os.Args[1:], os.Stdout, os.Stderr, func(ctx context.Context, env *app.Env) error {
 		return app.RunWorker(ctx, env, app.WorkerOptions{})
 	}))
 }
