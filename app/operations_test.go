@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/metrics/metricstest"
@@ -121,6 +122,11 @@ func TestMetricsFollowThePipeline(t *testing.T) {
 		}
 	}
 	require.Equal(t, 0.0, sm.Value(t, "tokenrelay_outbox_depth"))
+	// Both say which build they run.
+	bi := buildinfo.Read()
+	for _, sc := range []metricstest.Scrape{wm, sm} {
+		require.Equal(t, 1.0, sc.Value(t, "tokenrelay_build_info", "version", bi.Version, "commit", bi.Commit, "goversion", bi.GoVersion))
+	}
 
 	// The worker's gauges come from the store (a worker of its own, since
 	// the first one stopped).

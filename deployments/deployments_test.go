@@ -38,6 +38,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/metrics"
 	"github.com/tokenrelay/tokenrelay/requests"
@@ -474,6 +475,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	collectors := []prometheus.Collector{
 		metrics.NewEvents(metrics.EventsOptions{}), creds, metrics.NewOutbox(rdb, "", nil),
 		asynqmetrics.NewQueueMetricsCollector(ins), requests.NewMetrics(), webhooks.NewMetrics(),
+		metrics.NewBuildInfo(buildinfo.Read()),
 	}
 	collectors = append(collectors, budget.NewMetrics().Collectors()...)
 	names := map[string]bool{}
@@ -567,6 +569,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		"tokenrelay_rotations_total", "tokenrelay_revocations_total", "tokenrelay_budget_limit", "tokenrelay_budget_used",
 		"tokenrelay_budget_remaining", "tokenrelay_budget_429_total", "tokenrelay_requests_total", "tokenrelay_webhooks_total",
 		"tokenrelay_webhook_duration_seconds", "tokenrelay_outbox_depth", "tokenrelay_outbox_lag_seconds", "asynq_queue_size",
+		"tokenrelay_build_info",
 	} {
 		require.True(t, used[n], "the dashboard does not show %s", n)
 	}
