@@ -16,11 +16,15 @@ import (
 // go build ... -o /out/ ./cmd/a ./cmd/b", across continued lines.
 var goBuildStep = regexp.MustCompile(`((?:[A-Z_]+=\S+\s+)*)go build ([^\n]*?)-o /out/\s+((?:\./cmd/\S+\s*)+)`)
 
+// dockerArg is an ARG line with its default: "ARG VERSION=dev".
+var dockerArg = regexp.MustCompile(`(?m)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$`)
+
 // TestDockerfileBuildStep runs the Dockerfile's go build step as written
-// (its environment, flags and packages; only the output directory differs)
-// and checks that it makes every program, each a static executable that
-// runs on distroless/static, which has no C library. No Docker daemon is
-// needed, so CI checks what the image build would do here.
+// (its environment, flags and packages, the build arguments at their
+// defaults; only the output directory differs) and checks that it makes
+// every program, each a static executable that runs on distroless/static,
+// which has no C library, and that the version reaches them. No Docker
+// daemon is needed, so CI checks what the image build would do here.
 //
 // It compiles everything again (a minute or two of both cores), so it runs
 // only with DOCKERFILE_BUILD=1: make test runs it on its own after the
@@ -36,6 +40,13 @@ func TestDockerfileBuildStep(t *testing.T) {
 	m := goBuildStep.FindStringSubmatch(dockerfile)
 	require.NotNil(t, m, "the Dockerfile has a `go build ... -o /out/ ./cmd/...` step")
 	env, flags, pkgs := strings.Fields(m[1]), m[2], strings.Fields(m[3])
+	// The build arguments, at their defaults, as the shell of the RUN step
+	// would substitute them (an unset one is empty).
+	buildArgs := map[string]string{}
+	for _, a := range dockerArg.FindAllStringSubmatch(dockerfile, -1) {
+		buildArgs[a[1]] = a[2]
+	}
+	flags = os.Expand(flags, func(name string) string { return buildArgs[name] })
 
 	out := t.TempDir()
 	args := append([]string{"build"}, splitFlags(t, flags)...)
@@ -59,6 +70,10 @@ func TestDockerfileBuildStep(t *testing.T) {
 		require.Nil(t, f.Section(".debug_info"), "%s is stripped (-s -w)", d.Name())
 		f.Close()
 	}
+	// ARG VERSION reaches the binaries through -ldflags -X.
+	b, err = exec.Command(filepath.Join(out, "tokenrelay"), "version").CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	require.True(t, strings.HasPrefix(string(b), "tokenrelay "+buildArgs["VERSION"]+","), "tokenrelay version says %q, not the image's VERSION %q", b, buildArgs["VERSION"])
 }
 
 // splitFlags splits the build flags as a shell would, for the quoting the
