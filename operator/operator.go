@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
 	"github.com/tokenrelay/tokenrelay/websession"
@@ -139,6 +140,9 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"until": until,
 	"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"per":   per,
+	// The build, in the footer of the pages of a signed-in operator (not
+	// on the sign-in page: which version runs is no business of a visitor).
+	"build": func() string { return buildinfo.Read().String() },
 }).ParseFS(templateFS, "templates/*.html"))
 
 type pages struct {

@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
 	"github.com/tokenrelay/tokenrelay/operator"
@@ -325,6 +327,27 @@ func TestCredentialShowsStateBarsAndLastErrorWithoutSecrets(t *testing.T) {
 
 	status, _ = get(t, c, b.srv.URL+"/ui/credentials/nope")
 	require.Equal(t, http.StatusNotFound, status)
+}
+
+// TestFooterShowsTheBuild: every page of a signed-in operator names the
+// build in its footer; the sign-in page does not.
+func TestFooterShowsTheBuild(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	var want strings.Builder // as the page escapes it
+	require.NoError(t, template.Must(template.New("").Parse("{{.}}")).Execute(&want, buildinfo.Read().String()))
+	footer := regexp.MustCompile(`<p class="muted" style="margin-top:18px">[^<]*</p>`)
+
+	status, body := get(t, http.DefaultClient, b.srv.URL+"/ui/login")
+	require.Equal(t, http.StatusOK, status)
+	require.NotContains(t, footer.FindString(body), want.String(), "the sign-in page")
+
+	c := b.browser(t)
+	for _, page := range []string{"/ui/credentials", "/ui/budgets", "/ui/events"} {
+		status, body := get(t, c, b.srv.URL+page)
+		require.Equal(t, http.StatusOK, status, page)
+		require.Contains(t, footer.FindString(body), " · "+want.String(), page)
+	}
 }
 
 func TestActionsNeedConfirmationAndCSRFAndAreAudited(t *testing.T) {
