@@ -38,6 +38,7 @@ func TestRotateHandlerRetries(t *testing.T) {
 		{"unknown credential", store.ErrNotFound, false},
 		{"revoked credential", store.ErrAlreadyRevoked, false},
 		{"held by another worker", &store.BusyError{}, true},
+		{"taken over by another worker", rotation.ErrHoldLost, false},
 		{"old signing key kept a while", &rotation.WaitError{}, true},
 		{"vendor unavailable", errors.New("healthsync: create key: server_error (HTTP 503)"), true},
 	} {
