@@ -86,6 +86,21 @@ func TestRotateWaitsRunAgainOnTime(t *testing.T) {
 	}
 }
 
+// TestRotateOfDeadWorkerRunsAgainAtOnce: the rotation task of a worker
+// that died (asynq recovers it with ErrLeaseExpired) runs again at once,
+// not after asynq's backoff: the rotation's hold alone decides when it may
+// resume. Other tasks keep the backoff.
+func TestRotateOfDeadWorkerRunsAgainAtOnce(t *testing.T) {
+	t.Parallel()
+	task, err := jobs.NewRotateTask("hs-1")
+	require.NoError(t, err)
+	require.Zero(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, task))
+	require.Positive(t, requests.RetryDelay(0, errors.New("vendor unavailable"), task))
+	refresh, err := jobs.NewTask(jobs.Refresh{Credential: "hs-1"})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, refresh), 15*time.Second)
+}
+
 // TestRotateTaskIsCriticalAndUnique: rotations share the critical queue
 // with refreshes, and one credential has at most one rotation queued.
 func TestRotateTaskIsCriticalAndUnique(t *testing.T) {
