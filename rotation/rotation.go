@@ -304,7 +304,8 @@ func (u *run) call(ctx context.Context, fn func(ctx context.Context) error) erro
 	}
 	beat, stop := context.WithCancel(ctx)
 	lost := make(chan error, 1)
-	go func() { lost <- u.heartbeat(beat, u.rot) }()
+	r := u.rot
+	go func() { lost <- u.heartbeat(beat, r) }()
 	err := fn(ctx)
 	stop()
 	if herr := <-lost; herr != nil {
