@@ -69,7 +69,8 @@ func BuildRotationVendors(cfg *config.Config, hc *http.Client) (map[string]rotat
 	return out, nil
 }
 
-// newRotator makes the worker's rotator.
+// newRotator makes the worker's rotator, holding a rotation for
+// scheduler.rotation_hold past its last renewal.
 func newRotator(env *Env, hc *http.Client, log zerolog.Logger) (*rotation.Rotator, error) {
 	vends, err := BuildRotationVendors(env.Config, hc)
 	if err != nil {
@@ -78,6 +79,7 @@ func newRotator(env *Env, hc *http.Client, log zerolog.Logger) (*rotation.Rotato
 	return rotation.New(rotation.Options{
 		Store: env.Store, Clock: env.Clock, Logger: log.With().Str("component", "rotation").Logger(),
 		Vendor: func(name string) (rotation.Vendor, bool) { v, ok := vends[name]; return v, ok },
+		Hold:   time.Duration(env.Config.Scheduler.RotationHold),
 	})
 }
 

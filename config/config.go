@@ -170,6 +170,12 @@ type Scheduler struct {
 	// ClaimLease is how long a replica's claim on a piece of work lasts
 	// before another replica may take it over. Default: 10s.
 	ClaimLease Duration `yaml:"claim_lease"`
+	// RotationHold is how long a key rotation stays held by a worker that
+	// stops renewing it (one that crashed) before another worker may
+	// resume it. A live worker renews it before each vendor call and every
+	// third of it while a call runs, so it need not outlast the slowest
+	// call. Default: 30s.
+	RotationHold Duration `yaml:"rotation_hold"`
 	// ReconcileEvery is how often every credential is checked to have a
 	// pending refresh. Default: 30s.
 	ReconcileEvery Duration `yaml:"reconcile_every"`
@@ -486,6 +492,7 @@ const (
 	DefaultHTTPAddr       = "127.0.0.1:8080"
 	DefaultPollInterval   = Duration(100 * time.Millisecond)
 	DefaultClaimLease     = Duration(10 * time.Second)
+	DefaultRotationHold   = Duration(30 * time.Second)
 	DefaultReconcileEvery = Duration(30 * time.Second)
 	DefaultRefreshAt      = 2.0 / 3.0
 	DefaultRefreshJitter  = 0.1
@@ -568,6 +575,7 @@ func (c *Config) setDefaults(jitterSet map[string]bool) {
 	setString(&c.HTTP.CredentialMetrics, CredentialMetricsPerCredential)
 	setDuration(&c.Scheduler.PollInterval, DefaultPollInterval)
 	setDuration(&c.Scheduler.ClaimLease, DefaultClaimLease)
+	setDuration(&c.Scheduler.RotationHold, DefaultRotationHold)
 	setDuration(&c.Scheduler.ReconcileEvery, DefaultReconcileEvery)
 	for name, v := range c.Vendors {
 		v.setDefaults(name, jitterSet[name])

@@ -113,7 +113,7 @@ func TestParseValid(t *testing.T) {
 		Redis:     config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
 		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX."},
 		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token-0123456789abcdefghijklmnopqrstuv"), CredentialMetrics: config.CredentialMetricsPerCredential},
-		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
+		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), RotationHold: config.Duration(30 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{
 			"halaxy-au": halaxyAU,
 			"halaxy-eu": halaxy("halaxy-eu", "eu", "https://eu-api.halaxy.com/main/"),
@@ -233,7 +233,7 @@ func TestParseDefaults(t *testing.T) {
 		Redis:     config.Redis{URL: config.DefaultRedisURL, Prefix: config.DefaultRedisPrefix},
 		NATS:      config.NATS{URL: config.DefaultNATSURL, Stream: config.DefaultNATSStream, InboxPrefix: config.DefaultNATSInbox},
 		HTTP:      config.HTTP{Addr: config.DefaultHTTPAddr, CredentialMetrics: config.CredentialMetricsPerCredential},
-		Scheduler: config.Scheduler{PollInterval: config.DefaultPollInterval, ClaimLease: config.DefaultClaimLease, ReconcileEvery: config.DefaultReconcileEvery},
+		Scheduler: config.Scheduler{PollInterval: config.DefaultPollInterval, ClaimLease: config.DefaultClaimLease, RotationHold: config.DefaultRotationHold, ReconcileEvery: config.DefaultReconcileEvery},
 		SecretKey: secret.New(masterKey),
 	}, cfg)
 
@@ -498,6 +498,9 @@ func TestValidateBuiltInGo(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	require.Equal(t, "halaxy-eu", cfg.Vendors["halaxy-eu"].Name)
 	require.Equal(t, "https://eu-api.halaxy.com/main/", cfg.Vendors["halaxy-eu"].BaseURL)
+	require.Equal(t, config.Duration(30*time.Second), cfg.Scheduler.RotationHold, "a rotation whose worker died resumes within 30s")
+	cfg.Scheduler.RotationHold = config.Duration(-time.Second)
+	require.ErrorContains(t, cfg.Validate(), "scheduler.rotation_hold: must be more than 0")
 
 	err := (&config.Config{}).Validate()
 	require.Error(t, err)

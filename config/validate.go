@@ -53,6 +53,7 @@ func (c *Config) validate(p *problems) {
 	}{
 		{"poll_interval", c.Scheduler.PollInterval},
 		{"claim_lease", c.Scheduler.ClaimLease},
+		{"rotation_hold", c.Scheduler.RotationHold},
 		{"reconcile_every", c.Scheduler.ReconcileEvery},
 	} {
 		if d.value <= 0 {

@@ -56,8 +56,9 @@ type RotateHandler struct {
 
 // Handle runs one rotation. A rotation that cannot be done (unknown or
 // revoked credential, a vendor that cannot rotate, a rotation given up and
-// scheduled again later) is not retried; any other failure is, and the
-// retry resumes the rotation where it stopped.
+// scheduled again later, one taken over by another worker) is not
+// retried; any other failure is, and the retry resumes the rotation where
+// it stopped.
 func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
 	log := h.Logger.With().Str("credential", p.Credential).Logger()
 	rot, err := h.Rotator.Rotate(ctx, p.Credential)
@@ -71,12 +72,16 @@ func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyRevoked):
 		log.Warn().Err(err).Msg("key rotation not done")
 		return fmt.Errorf("jobs: rotate %s: %w: %w", p.Credential, err, asynq.SkipRetry)
+	case errors.Is(err, rotation.ErrHoldLost):
+		// The worker that took it over finishes it.
+		log.Warn().Err(err).Msg("key rotation taken over by another worker")
+		return fmt.Errorf("jobs: rotate %s: %w: %w", p.Credential, err, asynq.SkipRetry)
 	case errors.As(err, &wait):
 		// Runs again when the old key may go, not at asynq's backoff.
 		log.Info().Time("until", wait.Until).Msg("key rotation switched; the old key is kept a while, retrying then")
 		return retryAt(fmt.Errorf("jobs: rotate %s: %w", p.Credential, err), wait.Until, "rotation_hold")
 	case errors.As(err, &busy):
-		log.Info().Time("until", busy.Until).Msg("key rotation held by another worker; retrying when its lease ends")
+		log.Info().Time("until", busy.Until).Msg("key rotation held by another worker; retrying when its hold ends")
 		return retryAt(fmt.Errorf("jobs: rotate %s: %w", p.Credential, err), busy.Until, "rotation_busy")
 	default:
 		log.Warn().Err(err).Str("step", string(rot.Step)).Msg("key rotation stopped; the retry resumes it")

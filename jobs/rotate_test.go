@@ -38,6 +38,7 @@ func TestRotateHandlerRetries(t *testing.T) {
 		{"unknown credential", store.ErrNotFound, false},
 		{"revoked credential", store.ErrAlreadyRevoked, false},
 		{"held by another worker", &store.BusyError{}, true},
+		{"taken over by another worker", rotation.ErrHoldLost, false},
 		{"old signing key kept a while", &rotation.WaitError{}, true},
 		{"vendor unavailable", errors.New("healthsync: create key: server_error (HTTP 503)"), true},
 	} {
@@ -83,6 +84,21 @@ func TestRotateWaitsRunAgainOnTime(t *testing.T) {
 		require.InDelta(t, (7 * time.Minute).Seconds(), d.Seconds(), 5, "the retry comes when the hold ends")
 		require.False(t, requests.IsFailure(err), "a hold is no failure")
 	}
+}
+
+// TestRotateOfDeadWorkerRunsAgainAtOnce: the rotation task of a worker
+// that died (asynq recovers it with ErrLeaseExpired) runs again at once,
+// not after asynq's backoff: the rotation's hold alone decides when it may
+// resume. Other tasks keep the backoff.
+func TestRotateOfDeadWorkerRunsAgainAtOnce(t *testing.T) {
+	t.Parallel()
+	task, err := jobs.NewRotateTask("hs-1")
+	require.NoError(t, err)
+	require.Zero(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, task))
+	require.Positive(t, requests.RetryDelay(0, errors.New("vendor unavailable"), task))
+	refresh, err := jobs.NewTask(jobs.Refresh{Credential: "hs-1"})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, refresh), 15*time.Second)
 }
 
 // TestRotateTaskIsCriticalAndUnique: rotations share the critical queue

@@ -33,11 +33,17 @@ const (
 // RetryDelay is an asynq.Config.RetryDelayFunc: the wait a *RetryAt carries
 // (until its time), exponential backoff with full jitter for the transient
 // failures of request tasks (1s, 2s, 4s... up to 5m, or a longer
-// Retry-After), and asynq's default for every other task.
+// Retry-After), none for a key rotation whose worker died (asynq found its
+// task's lease expired: the rotation's own hold says when another worker
+// may resume it, and the task waits for that as a *RetryAt), and asynq's
+// default for every other task.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var wait *RetryAt
 	if errors.As(err, &wait) {
 		return max(time.Until(wait.At), 0)
+	}
+	if t != nil && t.Type() == jobs.TypeKeyRotate && errors.Is(err, asynq.ErrLeaseExpired) {
+		return 0
 	}
 	if t == nil || t.Type() != jobs.TypeVendorRequest {
 		return asynq.DefaultRetryDelayFunc(n, err, t)

@@ -7,7 +7,11 @@
 // creating, created, verified, switched, then done or aborted). Each step is
 // recorded before the next vendor call, so a rotation stopped at any point
 // (a crash, a timeout, a lost answer) resumes where it stopped, by any
-// worker, once the lease of the one that stopped runs out:
+// worker, once the hold of the one that stopped runs out. The holder
+// renews its hold (Options.Hold, default 30s) before each vendor call and
+// every third of it while one runs: a live holder keeps it however long a
+// call takes, a dead one's lapses within the hold, and a holder that finds
+// it taken over stops before its next vendor call (ErrHoldLost):
 //
 //   - never two live new keys for one rotation: the new key's name is
 //     recorded before the vendor is asked to create it, and a rotation that

@@ -126,7 +126,7 @@ func (b *redoxBundle) rotator(t *testing.T, announce bool) *rotation.Rotator {
 		keys.Announce = func(context.Context, vendors.Credential) error { b.fetchJWKS(t); return nil }
 	}
 	v := rotation.Vendor{Keys: keys, RevokeOldAfter: keepOld, RotateEvery: every}
-	r, err := rotation.New(rotation.Options{Store: b.st, Owner: "w", Lease: lease, Clock: b.clock.Now,
+	r, err := rotation.New(rotation.Options{Store: b.st, Owner: "w", Hold: lease, Clock: b.clock.Now,
 		Vendor: func(name string) (rotation.Vendor, bool) { return v, name == redoxVendor }})
 	require.NoError(t, err)
 	return r

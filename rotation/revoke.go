@@ -29,7 +29,7 @@ func (r *Rotator) RevokeAtVendor(ctx context.Context, c store.Credential) error 
 	case err != nil:
 		return fmt.Errorf("rotation: revoke %s at vendor: %w", c.ID, err)
 	case !cur.Step.Finished():
-		rot, err := r.o.Store.BeginRotation(ctx, c.ID, r.o.Owner, r.o.Lease)
+		rot, err := r.o.Store.BeginRotation(ctx, c.ID, r.o.Owner, r.o.Hold)
 		if err != nil {
 			return fmt.Errorf("rotation: revoke %s at vendor: settle its rotation: %w", c.ID, err)
 		}

@@ -27,6 +27,10 @@ var (
 	// ErrNotSupported: the credential's vendor cannot rotate keys (or is
 	// not configured to). Retrying cannot help.
 	ErrNotSupported = errors.New("rotation: the credential's vendor cannot rotate keys")
+	// ErrHoldLost: another worker took the rotation over, this one having
+	// failed to renew its hold in time; this one stops before its next
+	// vendor call and leaves the rotation to the other.
+	ErrHoldLost = errors.New("rotation: the rotation was taken over by another worker")
 	// ErrAborted: the rotation was given up before the switch (the new key
 	// failed verification, the vendor refused to create it, or the
 	// credential was revoked); the old key is untouched and the new one,
@@ -129,10 +133,12 @@ type Options struct {
 	// Owner names this worker in the rotations it holds. Default: host,
 	// process id and a random suffix.
 	Owner string
-	// Lease is how long a rotation is held by one worker without progress
-	// before another may resume it. Default 5m; it must outlast the
-	// longest vendor call.
-	Lease time.Duration
+	// Hold is how long a rotation stays held by a worker that stops
+	// renewing it (one that crashed) before another may resume it. The
+	// holder renews it before each vendor call and every Hold/3 while one
+	// runs, so a live holder keeps it however long a call takes. Default
+	// DefaultHold.
+	Hold time.Duration
 	// RetryAbortedAfter is when an aborted rotation is tried again.
 	// Default 24h.
 	RetryAbortedAfter time.Duration
@@ -142,9 +148,13 @@ type Options struct {
 	// Rand returns a number in [0, 1) for renewal jitter; default math/rand.
 	Rand func() float64
 	// Hook, when set, is called at each Point; an error stops the rotation
-	// right there as a crash would (the lease is kept): for tests.
+	// right there as a crash would (the hold is kept): for tests.
 	Hook func(Point) error
 }
+
+// DefaultHold is Options.Hold's default: a rotation whose worker died
+// resumes within it.
+const DefaultHold = 30 * time.Second
 
 // Rotator drives key rotations. It is safe for concurrent use.
 type Rotator struct{ o Options }
@@ -160,8 +170,8 @@ func New(o Options) (*Rotator, error) {
 		_, _ = crand.Read(b[:])
 		o.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	if o.Lease <= 0 {
-		o.Lease = 5 * time.Minute
+	if o.Hold <= 0 {
+		o.Hold = DefaultHold
 	}
 	if o.RetryAbortedAfter <= 0 {
 		o.RetryAbortedAfter = 24 * time.Hour
@@ -196,7 +206,7 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (store.Rotation, error)
 	if !ok || v.Keys == nil {
 		return store.Rotation{}, fmt.Errorf("rotation: %s (vendor %s): %w", id, cred.Vendor, ErrNotSupported)
 	}
-	rot, err := r.o.Store.BeginRotation(ctx, id, r.o.Owner, r.o.Lease)
+	rot, err := r.o.Store.BeginRotation(ctx, id, r.o.Owner, r.o.Hold)
 	if errors.Is(err, store.ErrAlreadyRevoked) {
 		_ = r.o.Store.UnscheduleRotation(ctx, id)
 	}
@@ -207,10 +217,10 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (store.Rotation, error)
 	err = run.drive(ctx)
 	if err != nil && !rot.Step.Finished() && !run.rot.Step.Finished() {
 		var crash *crashError
-		if !errors.As(err, &crash) {
-			// Let the next try resume at once rather than when the lease ends.
+		if !errors.As(err, &crash) && !errors.Is(err, ErrHoldLost) {
+			// Let the next try resume at once rather than when the hold ends.
 			if rerr := r.o.Store.AdvanceRotation(context.WithoutCancel(ctx), &run.rot, r.o.Owner, 0, store.RotationChange{}); rerr != nil {
-				run.log.Warn().Err(rerr).Msg("rotation: release failed; it resumes when its lease ends")
+				run.log.Warn().Err(rerr).Msg("rotation: release failed; it resumes when its hold ends")
 			}
 		}
 	}
@@ -275,10 +285,70 @@ func (u *run) drive(ctx context.Context) error {
 }
 
 func (u *run) advance(ctx context.Context, c store.RotationChange) error {
-	if err := u.r.o.Store.AdvanceRotation(ctx, &u.rot, u.r.o.Owner, u.r.o.Lease, c); err != nil {
+	if err := u.r.o.Store.AdvanceRotation(ctx, &u.rot, u.r.o.Owner, u.r.o.Hold, c); err != nil {
 		return fmt.Errorf("rotation: %s: record %s: %w", u.cred.ID, c.Step, err)
 	}
 	return nil
+}
+
+// call makes one vendor call, fn, under the rotation's hold: it renews the
+// hold first (failing with ErrHoldLost, without calling the vendor, when
+// another worker has taken the rotation over), then renews it every Hold/3
+// until fn returns, so that a live holder keeps it however long the call
+// takes while a dead one's lapses within Hold. When a renewal finds the
+// hold lost meanwhile, call fails with ErrHoldLost once fn has returned
+// (fn's result is not to be recorded, only cleaned up).
+func (u *run) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := u.renew(ctx, &u.rot); err != nil {
+		return err
+	}
+	beat, stop := context.WithCancel(ctx)
+	lost := make(chan error, 1)
+	r := u.rot
+	go func() { lost <- u.heartbeat(beat, r) }()
+	err := fn(ctx)
+	stop()
+	if herr := <-lost; herr != nil {
+		return herr
+	}
+	return err
+}
+
+// renew extends the hold of owner on r to Hold from now, fenced as any
+// step is (the rotation, its owner and its step): a zero change.
+func (u *run) renew(ctx context.Context, r *store.Rotation) error {
+	err := u.r.o.Store.AdvanceRotation(ctx, r, u.r.o.Owner, u.r.o.Hold, store.RotationChange{})
+	if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("rotation: %s: at step %s: %w", u.cred.ID, r.Step, ErrHoldLost)
+	}
+	if err != nil {
+		return fmt.Errorf("rotation: %s: renew the hold: %w", u.cred.ID, err)
+	}
+	return nil
+}
+
+// heartbeat renews the hold on (a copy of) r every Hold/3 until ctx ends,
+// and returns ErrHoldLost as soon as a renewal finds it lost. A renewal
+// that fails otherwise (Redis unreachable) is tried again at the next
+// beat; if the hold lapses meanwhile, the next step's fenced write tells.
+func (u *run) heartbeat(ctx context.Context, r store.Rotation) error {
+	t := time.NewTicker(u.r.o.Hold / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			err := u.renew(ctx, &r)
+			if errors.Is(err, ErrHoldLost) {
+				u.log.Warn().Str("step", string(r.Step)).Msg("rotation: taken over by another worker; stopping after the vendor call in flight")
+				return err
+			}
+			if err != nil && ctx.Err() == nil {
+				u.log.Warn().Err(err).Msg("rotation: renewing the hold failed; retrying at the next beat")
+			}
+		}
+	}
 }
 
 // oldCred is the credential authenticating with the key being replaced.
@@ -316,7 +386,11 @@ func (u *run) keyNamePrefix() string { return "tokenrelay-rotation-" + u.rot.ID 
 // plan learns the old key (id, scopes) and records the intent to create
 // the new one.
 func (u *run) plan(ctx context.Context) error {
-	old, err := u.v.Keys.Current(ctx, u.oldCred())
+	var old Key
+	err := u.call(ctx, func(ctx context.Context) (err error) {
+		old, err = u.v.Keys.Current(ctx, u.oldCred())
+		return err
+	})
 	if err != nil {
 		if definitive(err) {
 			return u.abort(ctx, "the current key is refused: "+vendors.Classify(err), time.Time{})
@@ -357,17 +431,23 @@ func (u *run) create(ctx context.Context, resumed bool) error {
 	if err := u.hook(BeforeCreate); err != nil {
 		return err
 	}
-	k, err := u.v.Keys.Create(ctx, u.oldCred(), u.rot.Scopes, u.rot.KeyName)
-	if err != nil {
+	var k Key
+	err := u.call(ctx, func(ctx context.Context) (err error) {
+		k, err = u.v.Keys.Create(ctx, u.oldCred(), u.rot.Scopes, u.rot.KeyName)
+		return err
+	})
+	if err != nil && k.ID == "" {
 		if definitive(err) {
 			return u.abort(ctx, "the vendor refused to create the key: "+vendors.Classify(err), u.r.o.Clock().Add(u.r.o.RetryAbortedAfter))
 		}
 		return fmt.Errorf("rotation: %s: create the new key: %w", u.cred.ID, err)
 	}
-	if err := u.hook(AfterCreate); err != nil {
-		return err
+	if err == nil {
+		if err := u.hook(AfterCreate); err != nil {
+			return err
+		}
+		err = u.advance(ctx, store.RotationChange{Step: store.RotationCreated, NewKeyID: k.ID, NewKey: k.Secret, NewFingerprint: k.Fingerprint, NewPublic: k.Public})
 	}
-	err = u.advance(ctx, store.RotationChange{Step: store.RotationCreated, NewKeyID: k.ID, NewKey: k.Secret, NewFingerprint: k.Fingerprint, NewPublic: k.Public})
 	if err != nil {
 		// Not recorded: do not leave the key behind.
 		if rerr := u.v.Keys.Revoke(context.WithoutCancel(ctx), u.oldCred(), k.ID); rerr != nil {
@@ -392,7 +472,11 @@ func sameSet(a, b []string) bool {
 // revokeStrays revokes every live key named for this rotation but the one
 // recorded as its new key.
 func (u *run) revokeStrays(ctx context.Context, auth vendors.Credential) error {
-	keys, err := u.v.Keys.List(ctx, auth)
+	var keys []Key
+	err := u.call(ctx, func(ctx context.Context) (err error) {
+		keys, err = u.v.Keys.List(ctx, auth)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("rotation: %s: list keys to find a lost new key: %w", u.cred.ID, err)
 	}
@@ -400,7 +484,7 @@ func (u *run) revokeStrays(ctx context.Context, auth vendors.Credential) error {
 		if k.Revoked || k.ID == u.rot.NewKeyID || !strings.HasPrefix(k.Name, u.keyNamePrefix()) {
 			continue
 		}
-		if err := u.v.Keys.Revoke(ctx, auth, k.ID); err != nil {
+		if err := u.call(ctx, func(ctx context.Context) error { return u.v.Keys.Revoke(ctx, auth, k.ID) }); err != nil {
 			return fmt.Errorf("rotation: %s: revoke the lost new key %s: %w", u.cred.ID, k.ID, err)
 		}
 		u.log.Info().Str("key_id", k.ID).Msg("rotation: revoked a new key whose creation was not recorded")
@@ -413,7 +497,7 @@ func (u *run) verify(ctx context.Context) error {
 	if err := u.hook(BeforeVerify); err != nil {
 		return err
 	}
-	if err := u.v.Keys.Verify(ctx, u.newCred()); err != nil {
+	if err := u.call(ctx, func(ctx context.Context) error { return u.v.Keys.Verify(ctx, u.newCred()) }); err != nil {
 		if definitive(err) {
 			return u.abort(ctx, "the new key failed verification: "+vendors.Classify(err), u.r.o.Clock().Add(u.r.o.RetryAbortedAfter))
 		}
@@ -492,7 +576,7 @@ func (u *run) revokeOld(ctx context.Context) error {
 		return fmt.Errorf("rotation: %s: %w", u.cred.ID, &WaitError{Until: until})
 	}
 	if u.rot.OldKeyID != "" {
-		if err := u.v.Keys.Revoke(ctx, u.newCred(), u.rot.OldKeyID); err != nil {
+		if err := u.call(ctx, func(ctx context.Context) error { return u.v.Keys.Revoke(ctx, u.newCred(), u.rot.OldKeyID) }); err != nil {
 			return fmt.Errorf("rotation: %s: revoke the old key: %w", u.cred.ID, err)
 		}
 	}
@@ -542,12 +626,13 @@ func (u *run) abort(ctx context.Context, why string, retryAt time.Time) error {
 func (u *run) revokeNew(ctx context.Context) error {
 	auth := u.oldCred()
 	if u.rot.NewKeyID != "" {
-		err := u.v.Keys.Revoke(ctx, auth, u.rot.NewKeyID)
+		revoke := func(ctx context.Context) error { return u.v.Keys.Revoke(ctx, auth, u.rot.NewKeyID) }
+		err := u.call(ctx, revoke)
 		if err != nil && vendors.IsRevoked(err) && !u.rot.NewKey.IsZero() {
 			// The old key is refused (revoked by the operator): the new
 			// key revokes itself.
 			auth = u.newCred()
-			err = u.v.Keys.Revoke(ctx, auth, u.rot.NewKeyID)
+			err = u.call(ctx, revoke)
 		}
 		if err != nil {
 			return fmt.Errorf("rotation: %s: revoke the new key of an aborted rotation: %w", u.cred.ID, err)

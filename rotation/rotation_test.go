@@ -34,7 +34,8 @@ const (
 var scopes = []string{"patients:read", "records:read"}
 
 type bundle struct {
-	clock   *sandbox.ManualClock
+	clock   *sandbox.ManualClock // nil on the real clock (setupOn)
+	now     func() time.Time
 	sb      *sandbox.Sandbox
 	st      *store.Store
 	rdb     *redis.Client
@@ -47,18 +48,26 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	clock := testenv.NewClock(storetest.T0)
-	sb := sandbox.New(sandbox.Options{Clock: clock.Now})
+	b := setupOn(t, clock.Now)
+	b.clock = clock
+	return b
+}
+
+// setupOn is setup on the clock now.
+func setupOn(t *testing.T, now func() time.Time) *bundle {
+	t.Helper()
+	sb := sandbox.New(sandbox.Options{Clock: now})
 	sb.SetHealthSyncPlan(account, -1)
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
-	a, err := healthsync.New(healthsync.Options{BaseURL: srv.URL + sandbox.HealthSyncPath, Clock: clock.Now,
+	a, err := healthsync.New(healthsync.Options{BaseURL: srv.URL + sandbox.HealthSyncPath, Clock: now,
 		HTTPClient: &http.Client{Timeout: 10 * time.Second}})
 	require.NoError(t, err)
-	st, rdb := storetest.New(t, clock.Now)
+	st, rdb := storetest.New(t, now)
 	oldID, oldKey := sb.AddHealthSyncKey(account, scopes)
 	_, err = st.Upsert(t.Context(), store.NewCredential{ID: credID, Vendor: vendor, Keys: store.Keys{APIKey: secret.New(oldKey)}})
 	require.NoError(t, err)
-	return &bundle{clock: clock, sb: sb, st: st, rdb: rdb, oldID: oldID, oldKey: oldKey, adapter: a,
+	return &bundle{now: now, sb: sb, st: st, rdb: rdb, oldID: oldID, oldKey: oldKey, adapter: a,
 		vendor: rotation.Vendor{Keys: rotation.HealthSyncKeys{Adapter: a}, RotateEvery: every, KeyIsToken: true,
 			TokenLifetime: healthsync.APIKeyVerifyPeriod}}
 }
@@ -66,7 +75,7 @@ func setup(t *testing.T) *bundle {
 func (b *bundle) rotator(t *testing.T, owner string, hook func(rotation.Point) error) *rotation.Rotator {
 	t.Helper()
 	r, err := rotation.New(rotation.Options{
-		Store: b.st, Owner: owner, Lease: lease, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Hook: hook,
+		Store: b.st, Owner: owner, Hold: lease, Clock: b.now, Rand: func() float64 { return 0 }, Hook: hook,
 		Vendor: func(name string) (rotation.Vendor, bool) { return b.vendor, name == vendor },
 	})
 	require.NoError(t, err)
