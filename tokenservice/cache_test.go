@@ -279,3 +279,31 @@ func TestCacheIsBounded(t *testing.T) {
 	require.Equal(t, "tok-b", ask(t, nc, prefix, "b").AccessToken)
 	require.Equal(t, "tok-c", ask(t, nc, prefix, "c").AccessToken)
 }
+
+// Once a read has outlasted StallTimeout, the store is taken to be down:
+// cached tokens are answered at once, not after another StallTimeout, until
+// a read succeeds again.
+func TestStalledStoreIsNotWaitedForTwice(t *testing.T) {
+	t.Parallel()
+	nc, _, _ := testenv.NATS(t)
+	prefix := testenv.Unique("t") + "."
+	fake := newFakeStore(active(), credentialWith("other", 2, "tok-other"))
+	start(t, nc, prefix, fake.CurrentToken, tokenservice.Options{StallTimeout: time.Second, ReadTimeout: time.Minute})
+	require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+	require.Equal(t, "tok-other", ask(t, nc, prefix, "other").AccessToken)
+
+	stall := make(chan struct{})
+	fake.set(func(s *fakeStore) { s.stall = stall })
+	began := time.Now()
+	require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+	require.GreaterOrEqual(t, time.Since(began), time.Second, "the first request waits StallTimeout")
+	began = time.Now()
+	require.Equal(t, "tok-other", ask(t, nc, prefix, "other").AccessToken)
+	require.Less(t, time.Since(began), 500*time.Millisecond, "the next is answered at once")
+
+	fake.set(func(s *fakeStore) { s.stall = nil; s.creds["other"] = credentialWith("other", 3, "tok-3") })
+	close(stall)
+	require.Eventually(t, func() bool {
+		return ask(t, nc, prefix, "other").Generation == 3
+	}, wait, tick, "after the stall the store answers again")
+}

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -154,7 +155,7 @@ func New(nc *nats.Conn, opts Options) (micro.Service, error) {
 		opts.Concurrency = DefaultConcurrency
 	}
 	h := &handler{
-		opts: opts, base: opts.SubjectPrefix + "token.get.",
+		opts: opts, nc: nc, base: opts.SubjectPrefix + "token.get.",
 		slots: make(chan struct{}, opts.Concurrency), flights: make(map[cacheKey]*flight),
 	}
 	if opts.CacheSize > 0 {
@@ -209,6 +210,7 @@ func (s *service) Stop() error {
 }
 
 type handler struct {
+	nc    *nats.Conn
 	opts  Options
 	base  string        // prefix + "token.get."
 	cache *cache        // nil when Options.CacheSize < 0
@@ -216,6 +218,10 @@ type handler struct {
 
 	mu      sync.Mutex
 	flights map[cacheKey]*flight // store reads in flight
+
+	// storeDown is set while the store is failing or stalled (the last
+	// read failed, or a read outlasted Options.StallTimeout).
+	storeDown atomic.Bool
 }
 
 // handle hands one request to a goroutine of its own, waiting for a free
@@ -240,15 +246,12 @@ func (h *handler) serve(req micro.Request) {
 	}
 
 	log := h.opts.Logger.Debug().Str("vendor", vendor).Str("credential", credential).Str("source", source)
-	var err error
 	if reply.Error == "" {
 		log = log.Int64("generation", reply.Generation).Str("outcome", "token")
-		err = req.RespondJSON(reply)
 	} else {
 		log = log.Str("outcome", reply.Error)
-		err = respondError(req, reply)
 	}
-	if err != nil {
+	if err := h.respond(req.Reply(), reply); err != nil {
 		h.opts.Logger.Warn().Err(err).Str("vendor", vendor).Str("credential", credential).Msg("token reply not sent")
 	}
 	log.Msg("token request")
@@ -274,11 +277,20 @@ func (h *handler) answer(vendor, credential string) (client.TokenReply, string) 
 	k := cacheKey{vendor, credential}
 	f := h.read(k)
 	if h.cache != nil {
+		// While the store is known to be failing or stalled, a servable
+		// token is answered at once; the read goes on, and the first one
+		// to succeed ends the outage.
+		if h.storeDown.Load() {
+			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
+				return cachedReply(c), "cache"
+			}
+		}
 		stall := time.NewTimer(h.opts.StallTimeout)
 		defer stall.Stop()
 		select {
 		case <-f.done:
 		case <-stall.C:
+			h.storeDown.Store(true)
 			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
 				return cachedReply(c), "cache"
 			}
@@ -318,7 +330,9 @@ func (h *handler) read(k cacheKey) *flight {
 		ctx, cancel := context.WithTimeout(context.Background(), h.opts.ReadTimeout)
 		defer cancel()
 		f.cred, f.err = h.opts.Reader.CurrentToken(ctx, k.credential)
-		if f.err != nil && !errors.Is(f.err, store.ErrNotFound) {
+		failed := f.err != nil && !errors.Is(f.err, store.ErrNotFound)
+		h.storeDown.Store(failed)
+		if failed {
 			h.opts.Logger.Warn().Err(f.err).Str("vendor", k.vendor).Str("credential", k.credential).Msg("token request: read credential")
 		}
 		h.remember(k, f.cred, f.err)
@@ -447,16 +461,24 @@ var errorHeaderCodes = map[string]string{
 	client.CodeUnavailable: "503",
 }
 
-// respondError sends an error reply: the JSON body, plus micro's error
-// headers so that the service's stats count it.
-func respondError(req micro.Request, reply client.TokenReply) error {
+// respond publishes the reply to the requester's inbox (checked by
+// natsinbox.Guard). It does not go through micro.Request, whose methods
+// record the outcome in fields micro reads when the handler returns: from
+// another goroutine that is a data race. So micro's stats count the
+// requests but not the errors; an error reply still carries micro's error
+// headers, for the tools that read them.
+func (h *handler) respond(inbox string, reply client.TokenReply) error {
 	body, err := json.Marshal(reply)
 	if err != nil {
 		return err
 	}
-	code := errorHeaderCodes[reply.Error]
-	if code == "" {
-		code = "500"
+	msg := &nats.Msg{Subject: inbox, Data: body}
+	if reply.Error != "" {
+		code := errorHeaderCodes[reply.Error]
+		if code == "" {
+			code = "500"
+		}
+		msg.Header = nats.Header{micro.ErrorHeader: {reply.Message}, micro.ErrorCodeHeader: {code}}
 	}
-	return req.Error(code, reply.Message, body)
+	return h.nc.PublishMsg(msg)
 }
