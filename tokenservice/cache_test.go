@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -306,4 +307,30 @@ func TestStalledStoreIsNotWaitedForTwice(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return ask(t, nc, prefix, "other").Generation == 3
 	}, wait, tick, "after the stall the store answers again")
+}
+
+// A NATS user that may not hear renewals and revocations gets no cache: it
+// could not tell a replaced or revoked token from a current one.
+func TestNoCacheWithoutTheEvents(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "worker", Password: "pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"token.get.*.*", "$SRV.>", "_INBOX.>"}},
+		}}}})
+	require.NoError(t, err)
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	require.True(t, srv.ReadyForConnections(5*time.Second))
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("worker", "pw"))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+
+	fake := newFakeStore(active())
+	var logs testenv.Buffer
+	start(t, nc, "", fake.CurrentToken, tokenservice.Options{Logger: zerolog.New(&logs)})
+	require.Contains(t, logs.String(), "no token cache")
+	require.Equal(t, "tok-7", ask(t, nc, "", credential).AccessToken)
+	fake.set(func(s *fakeStore) { s.err = errStoreDown })
+	require.Equal(t, client.CodeUnavailable, ask(t, nc, "", credential).Error)
 }

@@ -421,6 +421,21 @@ func (h *handler) follow(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}
 		subs = append(subs, sub)
 	}
+	// A NATS user not allowed these subjects (a deployment's permissions
+	// from before the cache) would leave the cache deaf to renewals and
+	// revocations: then there is no cache, and an error log says why. The
+	// server refuses a subscription before it answers the flush.
+	if err := nc.FlushTimeout(2 * time.Second); err == nil {
+		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) &&
+			(strings.Contains(last.Error(), events.TypeTokenRenewed) || strings.Contains(last.Error(), events.TypeKeyRevoked)) {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			h.opts.Logger.Error().Err(last).Msg("token service: no token cache, the NATS user may not subscribe to token.renewed.> and key.revoked.>")
+			h.cache = nil
+			return nil, nil
+		}
+	}
 	return subs, nil
 }
 
