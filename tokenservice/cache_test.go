@@ -117,6 +117,18 @@ func publish(t *testing.T, nc *nats.Conn, prefix, typ, id string, data any) {
 	require.NoError(t, nc.Flush())
 }
 
+// served starts a token service on a fake store holding active() and has
+// it serve that credential's token once, so that the token is cached.
+func served(t *testing.T, opts tokenservice.Options) (*nats.Conn, string, *fakeStore) {
+	t.Helper()
+	nc, _, _ := testenv.NATS(t)
+	prefix := testenv.Unique("t") + "."
+	fake := newFakeStore(active())
+	start(t, nc, prefix, fake.CurrentToken, opts)
+	require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+	return nc, prefix, fake
+}
+
 func TestServesCachedTokenWhileStoreIsDown(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -131,15 +143,11 @@ func TestServesCachedTokenWhileStoreIsDown(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			nc, _, _ := testenv.NATS(t)
-			prefix := testenv.Unique("t") + "."
-			fake := newFakeStore(active())
 			var logs testenv.Buffer
-			start(t, nc, prefix, fake.CurrentToken, tokenservice.Options{
+			nc, prefix, fake := served(t, tokenservice.Options{
 				CacheSize: tt.cache, ReadTimeout: 3 * time.Second,
 				Logger: zerolog.New(&logs).Level(zerolog.DebugLevel),
 			})
-			require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
 
 			fake.set(tt.down)
 			began := time.Now()
@@ -157,12 +165,8 @@ func TestServesCachedTokenWhileStoreIsDown(t *testing.T) {
 
 func TestCacheNeverServesAnExpiredToken(t *testing.T) {
 	t.Parallel()
-	nc, _, _ := testenv.NATS(t)
-	prefix := testenv.Unique("t") + "."
 	clk := testenv.NewClock(now)
-	fake := newFakeStore(active())
-	start(t, nc, prefix, fake.CurrentToken, tokenservice.Options{Clock: clk.Now})
-	require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+	nc, prefix, fake := served(t, tokenservice.Options{Clock: clk.Now})
 
 	fake.set(func(s *fakeStore) { s.err = errStoreDown })
 	clk.Advance(14*time.Minute - time.Second)
@@ -185,11 +189,7 @@ func TestKeyRevokedDropsTheCachedToken(t *testing.T) {
 	} {
 		t.Run(tt.reason, func(t *testing.T) {
 			t.Parallel()
-			nc, _, _ := testenv.NATS(t)
-			prefix := testenv.Unique("t") + "."
-			fake := newFakeStore(active())
-			start(t, nc, prefix, fake.CurrentToken, tokenservice.Options{})
-			require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+			nc, prefix, fake := served(t, tokenservice.Options{})
 
 			fake.set(func(s *fakeStore) { s.err = errStoreDown })
 			publish(t, nc, prefix, events.TypeKeyRevoked, credential, events.KeyRevoked{
@@ -205,11 +205,7 @@ func TestKeyRevokedDropsTheCachedToken(t *testing.T) {
 
 func TestRenewalReplacesTheCachedToken(t *testing.T) {
 	t.Parallel()
-	nc, _, _ := testenv.NATS(t)
-	prefix := testenv.Unique("t") + "."
-	fake := newFakeStore(active())
-	start(t, nc, prefix, fake.CurrentToken, tokenservice.Options{})
-	require.Equal(t, "tok-7", ask(t, nc, prefix, credential).AccessToken)
+	nc, prefix, fake := served(t, tokenservice.Options{})
 
 	// A renewal while the store is up: the next answer, and the cache,
 	// hold the new token (the service reads it when told of the renewal).
