@@ -14,13 +14,15 @@
 // key that lives only in this process. When a read fails, or has not
 // answered within Options.StallTimeout, the cached token is served if it
 // has not expired and no newer generation or revocation has been heard of
-// (the service follows token.renewed and key.revoked on NATS). Reading the
-// store first, rather than serving the cache first, keeps the answer as
-// fresh as the store whenever the store is up: a revocation whose event
-// was missed, or a state set by an operator, is seen at once. It answers only to reply
-// inboxes (Options.InboxPrefix): a request naming any other reply subject
-// is dropped and logged, so that no requester can make it publish a token
-// on an event subject or anywhere else.
+// (the service follows token.renewed and key.revoked on NATS); from then
+// on, until a read succeeds, cached tokens are answered without waiting.
+// Reading the store first, rather than serving the cache first, keeps the
+// answer as fresh as the store whenever the store is up: a revocation
+// whose event was missed, or a state set by an operator, is seen at once.
+//
+// It answers only to reply inboxes (Options.InboxPrefix): a request naming
+// any other reply subject is dropped and logged, so that no requester can
+// make it publish a token on an event subject or anywhere else.
 package tokenservice
 
 import (
