@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests lint build fuzz fuzz-short services clean
+.PHONY: run test test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay dev
@@ -52,7 +52,7 @@ services:
 
 # Every load run, one after another (about 25 minutes); each also has its
 # own target and flags variable.
-bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks
+bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks bench-tokenget
 
 # Issue 2: 100,000 credentials through the real pipeline, against bare asynq.
 bench-pipeline: services
@@ -75,6 +75,11 @@ bench-webhooks: services
 # compressed window, and their throughput against a plain HTTP loop.
 bench-requests: services
 	$(GO) run ./bench/requests $(REQUESTFLAGS)
+
+# Issue 12: token.get p50/p99 in normal running and during Redis stalls
+# (CLIENT PAUSE on a redis-server of its own), against the service as it was.
+bench-tokenget: services
+	$(GO) run ./bench/tokenget $(TOKENGETFLAGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/store"
@@ -227,4 +228,49 @@ func TestPipelineSurvivesARedisCrash(t *testing.T) {
 	evs := p.readStream(p.inspect.JS)
 	p.checkRenewals(evs, sums)
 	require.Zero(t, p.sandbox.ExpiredUses(), p.explainExpiredUses(evs))
+}
+
+// TestWorkerServesTokensThroughARedisOutage asks a worker for every
+// credential's token, kills its Redis, and asks again: the worker answers
+// with the same, still valid tokens from its cache.
+func TestWorkerServesTokensThroughARedisOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run with a Redis outage")
+	}
+	t.Parallel()
+	rs := testenv.StartRedisServer(t)
+	p := newPipelineOn(t, rs.URL(), 3, time.Minute, "")
+	p.scheduler()
+	p.worker()
+	p.waitGenerations(1, 30*time.Second)
+
+	nc, _, _ := testenv.NATS(t)
+	ask := func(id string) client.TokenReply {
+		t.Helper()
+		msg, err := nc.Request(client.TokenSubject(p.cfg.NATS.SubjectPrefix, p.cfg.Credentials[0].Vendor, id), nil, 5*time.Second)
+		require.NoError(t, err)
+		var reply client.TokenReply
+		require.NoError(t, json.Unmarshal(msg.Data, &reply))
+		return reply
+	}
+	before := map[string]client.TokenReply{}
+	for _, c := range p.cfg.Credentials {
+		before[c.ID] = ask(c.ID)
+		require.NotEmpty(t, before[c.ID].AccessToken, "credential %s: %s", c.ID, before[c.ID].Error)
+	}
+
+	rs.Kill()
+	for _, c := range p.cfg.Credentials {
+		got := ask(c.ID)
+		require.Empty(t, got.Error, "credential %s while Redis is down", c.ID)
+		if got.Generation == before[c.ID].Generation {
+			require.Equal(t, before[c.ID].AccessToken, got.AccessToken)
+		}
+		require.True(t, time.Now().Before(got.ExpiresAt))
+	}
+	rs.Start() // so that the roles stop cleanly
+	out := p.logs.String()
+	for _, s := range p.secretsOf() {
+		require.NotContains(t, out, s)
+	}
 }

@@ -118,6 +118,8 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	tokens, err := tokenservice.New(env.NATS, tokenservice.Options{
 		SubjectPrefix: env.Config.NATS.SubjectPrefix, Reader: env.Store, Clock: env.Clock, Logger: log,
 		InboxPrefix: env.Config.NATS.InboxPrefix,
+		CacheSize:   env.Config.NATS.TokenCacheSize, StallTimeout: time.Duration(env.Config.NATS.TokenStallTimeout),
+		Concurrency: env.Config.NATS.TokenConcurrency,
 	})
 	if err != nil {
 		srv.Shutdown()

@@ -65,6 +65,9 @@ func setup(t *testing.T, o setupOpts) *bundle {
 		SubjectPrefix: b.prefix,
 		Reader:        tokenservice.TokenReaderFunc(b.read),
 		Clock:         o.serviceClock,
+		// calls counts the client's fetches: the service's own cache,
+		// which reads again after a renewal, is tested in tokenservice.
+		CacheSize: -1,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })

@@ -124,6 +124,16 @@ type NATS struct {
 	// "_INBOX.tenant-a." when clients use nats.CustomInboxPrefix.
 	// Default: "_INBOX." (nats.go's inboxes).
 	InboxPrefix string `yaml:"inbox_prefix"`
+	// TokenCacheSize bounds the credentials whose current token a worker
+	// keeps in memory (sealed under a key of its own) to answer token.get
+	// through a Redis outage. Default 0: 100000 (tokenservice.DefaultCacheSize).
+	TokenCacheSize int `yaml:"token_cache_size"`
+	// TokenStallTimeout is how long a token.get waits for Redis before it
+	// is answered from that cache. Default 0: 250ms.
+	TokenStallTimeout Duration `yaml:"token_stall_timeout"`
+	// TokenConcurrency is how many token.get requests a worker answers at
+	// once. Default 0: 64.
+	TokenConcurrency int `yaml:"token_concurrency"`
 }
 
 // HTTP configures the worker's HTTP server.

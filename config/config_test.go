@@ -110,8 +110,9 @@ func TestParseValid(t *testing.T) {
 		Header: "Authorization",
 	}
 	want := &config.Config{
-		Redis:     config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
-		NATS:      config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX."},
+		Redis: config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
+		NATS: config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX.",
+			TokenCacheSize: 100000, TokenStallTimeout: config.Duration(250 * time.Millisecond), TokenConcurrency: 64},
 		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token-0123456789abcdefghijklmnopqrstuv"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), RotationHold: config.Duration(30 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{
@@ -303,6 +304,8 @@ var failures = []struct {
 		`line 5: vendors.halaxy-au.max_token_lifetime: "15x" is not a duration (use e.g. 15m, 1h, 90d)`},
 	{"negative duration", "negative_duration.yaml", nil, nil,
 		`scheduler.claim_lease: "-10s" is negative`},
+	{"negative token cache", "negative_token_cache.yaml", nil, nil,
+		`nats.token_cache_size: must not be negative (credentials; 0 for the default 100000)`},
 	{"bad duration from the environment", "duration_from_env.yaml", map[string]string{"LIFETIME": "fortnight"}, nil,
 		`vendors.halaxy-au.max_token_lifetime: "${LIFETIME}" (after expansion) is not a duration`},
 	{"bad id", "bad_id.yaml", nil, nil,

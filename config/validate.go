@@ -100,6 +100,12 @@ func (c *Config) validateNATS(p *problems) {
 	if body, ok := strings.CutSuffix(c.NATS.InboxPrefix, "."); !ok || !subjectTokens(body) {
 		p.add("nats.inbox_prefix", "%s is not an inbox prefix (dot-separated tokens without spaces, * or >, ending with \".\"; e.g. _INBOX.)", p.show("nats.inbox_prefix", c.NATS.InboxPrefix))
 	}
+	if c.NATS.TokenCacheSize < 0 {
+		p.add("nats.token_cache_size", "must not be negative (credentials; 0 for the default 100000)")
+	}
+	if c.NATS.TokenConcurrency < 0 {
+		p.add("nats.token_concurrency", "must not be negative (requests at once; 0 for the default 64)")
+	}
 }
 
 // subjectTokens reports whether s is one or more dot-separated NATS

@@ -185,6 +185,17 @@ func TestShippedNATSConfigLeastPrivilege(t *testing.T) {
 	t.Cleanup(func() { _ = svc.Stop() })
 	require.NoError(t, tr.Flush())
 
+	t.Run("tokenrelay hears renewals and revocations for its token cache", func(t *testing.T) {
+		for _, subject := range []string{"token.renewed.>", "key.revoked.>"} {
+			sub, err := tr.SubscribeSync(subject)
+			require.NoError(t, err)
+			require.NoError(t, tr.Flush()) // a refusal comes before the flush's answer
+			_, err = sub.NextMsg(100 * time.Millisecond)
+			require.ErrorIs(t, err, nats.ErrTimeout, "subscribe to %s", subject)
+			require.NoError(t, sub.Unsubscribe())
+		}
+	})
+
 	// The operator watches everything, as an attacker would hope to write.
 	op := s.connect("operator", "")
 	watch, err := op.SubscribeSync(">")

@@ -215,7 +215,11 @@ func TestQueueGroupAnswersEachRequestOnce(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return services[0].Stats().Endpoints[0].NumRequests+services[1].Stats().Endpoints[0].NumRequests == requests
 	}, wait, tick)
-	require.EqualValues(t, requests, calls[0].Load()+calls[1].Load())
+	// Requests for one credential arriving while its read is in flight
+	// share that read.
+	reads := calls[0].Load() + calls[1].Load()
+	require.Positive(t, reads)
+	require.LessOrEqual(t, reads, int64(requests))
 	require.NoError(t, nc.Flush())
 	_, err = replies.NextMsg(50 * time.Millisecond)
 	require.ErrorIs(t, err, nats.ErrTimeout)
