@@ -76,6 +76,12 @@ func NewFileSpool(dir string, ring *seal.Keyring) (*FileSpool, error) {
 	if !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("jobs: spool directory %s must be a directory no other user can write to (mode %s)", dir, fi.Mode())
 	}
+	probe, err := os.CreateTemp(dir, ".probe-*") // fail at start, not at shutdown
+	if err != nil {
+		return nil, fmt.Errorf("jobs: spool directory %s is not writable: %w", dir, err)
+	}
+	_ = probe.Close()
+	_ = os.Remove(probe.Name())
 	return &FileSpool{dir: dir, ring: ring}, nil
 }
 
