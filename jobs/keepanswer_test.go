@@ -199,6 +199,7 @@ func TestRefreshAbandonsATokenThatExpiresBeforeRedisReturns(t *testing.T) {
 	require.Contains(t, logs, `"credential":"c1"`)
 	require.Contains(t, logs, `"generation":0`)
 	require.Contains(t, logs, `"token_fingerprint":"`+secret.Fingerprint("tok-1")+`"`)
+	require.Contains(t, logs, `"refresh_token_lost":false`)
 	require.NotContains(t, logs, "tok-1")
 
 	require.NoError(t, o.m.Restart())

@@ -464,11 +464,16 @@ func (h *RefreshHandler) committed(p pendingRenewal, err error) {
 
 // abandon gives up on an issued token: an error line naming the
 // credential, generation and token fingerprint (never the token), and the
-// metric.
+// metric. When the answer carried a new refresh token, the stored one was
+// consumed by the call: the next renewal is refused, and recovers only
+// where the adapter can authenticate again with the stored key (Redox
+// legacy in refresh mode does); elsewhere (HealthSync delegations) the
+// refusal is reported as key.revoked. The line says so.
 func (h *RefreshHandler) abandon(p pendingRenewal, reason string) {
 	c := p.commit
 	p.log.Error().Str("token_fingerprint", c.Renewal.Token.AccessToken.Fingerprint()).Str("reason", reason).
-		Time("expires_at", c.Renewal.Token.ExpiresAt).Msg("issued token abandoned: it could not be stored")
+		Time("expires_at", c.Renewal.Token.ExpiresAt).Bool("refresh_token_lost", !c.Renewal.Token.RefreshToken.IsZero()).
+		Msg("issued token abandoned: it could not be stored")
 	if h.d.Abandoned != nil {
 		h.d.Abandoned(c.Vendor, reason)
 	}
