@@ -27,7 +27,7 @@ type outage struct {
 	*bundle
 	m    *miniredis.Miniredis
 	ring *seal.Keyring
-	logs *syncBuffer
+	logs *testenv.Buffer
 	// abandoned counts RefreshDeps.Abandoned by vendor/reason.
 	abandoned map[string]int
 	// onFailedCommit, if set, is told the number of each failed commit.
@@ -69,7 +69,7 @@ func (o *outage) afterFailedCommits(n int, fn func()) {
 
 func setupOutage(t *testing.T, d RefreshDeps) *outage {
 	t.Helper()
-	o := &outage{m: miniredis.RunT(t), logs: &syncBuffer{}, abandoned: map[string]int{}}
+	o := &outage{m: miniredis.RunT(t), logs: &testenv.Buffer{}, abandoned: map[string]int{}}
 	// One dial per try, so that the old code's tries go by quickly.
 	rdb := redis.NewClient(&redis.Options{Addr: o.m.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -124,23 +124,6 @@ func (o *outage) generation(t *testing.T) store.Credential {
 	c, err := o.st.Get(context.Background(), "c1")
 	require.NoError(t, err)
 	return c
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // oldCommitTries is how many commits the handler used to try before it
