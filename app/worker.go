@@ -96,6 +96,9 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	// Tokens a previous run stopped with before it could store them are
 	// stored first: a task taken before would renew them a second time.
 	if err := refresh.CommitSpooled(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while Redis was away: they stay spooled
+		}
 		return fmt.Errorf("app: commit spooled tokens: %w", err)
 	}
 
