@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,11 +15,15 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
 	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/vendors"
+	"github.com/tokenrelay/tokenrelay/vendors/redoxlegacy"
+	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
 // outage is a bundle whose Redis can be taken down and brought back with
@@ -276,4 +281,59 @@ func TestSpoolStaleAndTampered(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "the unreadable entry stays for an operator")
 	require.Error(t, entries[0].Err)
+}
+
+// A lost answer held the credential's new refresh token, and the stored
+// one was consumed by the call. Redox legacy in refresh mode recovers: the
+// refused refresh falls back to authenticating with key and secret, in the
+// same renewal; nothing is reported revoked.
+func TestRefreshRecoversAConsumedRefreshTokenByAuthenticating(t *testing.T) {
+	t.Parallel()
+	o := setupOutage(t, RefreshDeps{})
+	sb := sandbox.New(sandbox.Options{Clock: o.clock.Now})
+	sb.AddClient("cid", "csecret")
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	adapter, err := redoxlegacy.New(redoxlegacy.Options{BaseURL: srv.URL + sandbox.RedoxLegacyPath, Mode: redoxlegacy.ModeRefresh, Clock: o.clock.Now})
+	require.NoError(t, err)
+	o.vendor.Tokens = tokenFunc(func(ctx context.Context, c vendors.Credential) (vendors.Token, error) {
+		o.mu.Lock()
+		onCall := o.onCall
+		o.mu.Unlock()
+		tok, err := adapter.Token(ctx, c)
+		if onCall != nil {
+			onCall()
+		}
+		return tok, err
+	})
+	o.vendor.MaxLifetime = 0 // (the bundle names its vendor instance halaxy-au whatever its adapter)
+	ctx := context.Background()
+
+	require.NoError(t, o.h.Handle(ctx, Refresh{Credential: "c1", Generation: 0})) // authenticate
+	stored := o.generation(t)
+	require.False(t, stored.Token.RefreshToken.IsZero())
+
+	// The refresh of generation 1 consumes the stored refresh token, and
+	// its answer is lost: Redis stays away until the token has expired.
+	o.clock.Advance(16 * time.Hour)
+	o.downOnCall(nil)
+	o.afterFailedCommits(2, func() { o.clock.Advance(25 * time.Hour) })
+	require.NoError(t, o.h.Handle(ctx, Refresh{Credential: "c1", Generation: 1}))
+	require.Contains(t, o.logs.String(), `"refresh_token_lost":true`)
+	require.Equal(t, map[string]int{"halaxy-au/" + AbandonExpired: 1}, o.abandons())
+
+	require.NoError(t, o.m.Restart())
+	o.mu.Lock()
+	o.onCall = nil
+	o.mu.Unlock()
+	require.NoError(t, o.h.Handle(ctx, Refresh{Credential: "c1", Generation: 1}))
+	c := o.generation(t)
+	require.Equal(t, int64(2), c.Generation)
+	require.Equal(t, store.StateActive, c.State)
+	st := sb.RedoxLegacyStats("cid")
+	require.Equal(t, 2, st.Authenticate, "the refused refresh fell back to authenticating")
+	require.Equal(t, 1, st.RefreshRefused)
+	for _, ev := range o.outbox(t) {
+		require.NotEqual(t, events.TypeKeyRevoked, ev.Type)
+	}
 }
