@@ -83,6 +83,7 @@ func newPipelineOn(t *testing.T, redisURL string, credentials int, lifetime time
 	cfg.NATS.Stream = strings.ToUpper(testenv.Unique("T_"))
 	cfg.NATS.SubjectPrefix = testenv.Unique("t") + "."
 	cfg.Scheduler.ClaimLease = config.Duration(5 * time.Second)
+	cfg.Worker.SpoolDir = t.TempDir() // shared by the pipeline's workers, as on one host
 	logs := &testenv.Buffer{}
 	p := &pipeline{t: t, cfg: cfg, sandbox: sb, sbURL: srv.URL, logs: logs,
 		log: zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/admin"
@@ -52,16 +55,12 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err != nil {
 		return err
 	}
-	refresh, err := jobs.NewRefreshHandler(jobs.RefreshDeps{
-		Store: env.Store, Logger: log, Clock: env.Clock,
-		Vendor:     func(name string) (jobs.Vendor, bool) { v, ok := vends[name]; return v, ok },
-		ClaimLease: time.Duration(env.Config.Scheduler.ClaimLease),
-	})
+	// The worker's /metrics; register the metrics of what is wired below on it.
+	reg, err := workerRegistry(env)
 	if err != nil {
 		return err
 	}
-	// The worker's /metrics; register the metrics of what is wired below on it.
-	reg, err := workerRegistry(env)
+	refresh, err := newRefreshHandler(env, vends, reg, log)
 	if err != nil {
 		return err
 	}
@@ -92,6 +91,15 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	reseal, err := NewResealMetrics(reg)
 	if err != nil {
 		return err
+	}
+
+	// Tokens a previous run stopped with before it could store them are
+	// stored first: a task taken before would renew them a second time.
+	if err := refresh.CommitSpooled(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while Redis was away: they stay spooled
+		}
+		return fmt.Errorf("app: commit spooled tokens: %w", err)
 	}
 
 	srv := asynq.NewServerFromRedisClient(env.Redis, asynq.Config{
@@ -169,9 +177,50 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	defer cancel()
 	_ = hs.Shutdown(shutCtx)
 	_ = tokens.Stop()
+	refresh.Stop() // tokens still waiting for Redis go to the spool
 	srv.Shutdown()
 	log.Info().Msg("worker stopped")
 	return runErr
+}
+
+// newRefreshHandler builds the refresh handler with its spool and the
+// tokenrelay_renewal_answers_abandoned_total counter.
+func newRefreshHandler(env *Env, vends map[string]jobs.Vendor, reg prometheus.Registerer, log zerolog.Logger) (*jobs.RefreshHandler, error) {
+	dir, err := spoolDir(env.Config.Worker.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	spool, err := jobs.NewFileSpool(dir, env.Store.Keyring())
+	if err != nil {
+		return nil, err
+	}
+	abandoned := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Name: "renewal_answers_abandoned_total",
+		Help: "Tokens a vendor issued that were never stored (the renewal is done again, a second token call), by vendor and reason (expired: the token expired while Redis was unreachable; shutdown: the worker stopped and could not spool it).",
+	}, []string{"vendor", "reason"})
+	if err := reg.Register(abandoned); err != nil {
+		return nil, fmt.Errorf("app: metrics: %w", err)
+	}
+	return jobs.NewRefreshHandler(jobs.RefreshDeps{
+		Store: env.Store, Logger: log, Clock: env.Clock,
+		Vendor:     func(name string) (jobs.Vendor, bool) { v, ok := vends[name]; return v, ok },
+		ClaimLease: time.Duration(env.Config.Scheduler.ClaimLease),
+		Spool:      spool,
+		Abandoned:  func(vendor, reason string) { abandoned.WithLabelValues(vendor, reason).Inc() },
+	})
+}
+
+// spoolDir is worker.spool_dir, or its default under the user's cache
+// directory.
+func spoolDir(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("app: no worker.spool_dir set and no user cache directory to default to (%w); set worker.spool_dir", err)
+	}
+	return filepath.Join(cache, "tokenrelay", "spool"), nil
 }
 
 // operations are the worker's operator endpoints, /metrics and asynqmon,

@@ -19,6 +19,8 @@ type Config struct {
 	HTTP HTTP `yaml:"http"`
 	// Scheduler paces the scheduler's loops.
 	Scheduler Scheduler `yaml:"scheduler"`
+	// Worker tunes the worker role.
+	Worker Worker `yaml:"worker"`
 	// Vendors are the named vendor instances credentials belong to; a kind
 	// may appear several times (e.g. halaxy-au and halaxy-eu). Default: none.
 	Vendors map[string]Vendor `yaml:"vendors"`
@@ -193,6 +195,19 @@ type Scheduler struct {
 	// (the event counters: renewals, failures, lead times, revocations),
 	// /healthz and /readyz. Default: empty, no HTTP server.
 	MetricsAddr string `yaml:"metrics_addr"`
+}
+
+// Worker tunes the worker role.
+type Worker struct {
+	// SpoolDir is where a worker stopping while an issued token waits for
+	// Redis keeps that token, sealed under the master key, for its next
+	// start to store before it takes any task. It must be an absolute path
+	// on a disk that outlives the process (give each worker host or
+	// container a persistent one); it is created with mode 0700, and one
+	// other users may write to is refused. Default: empty, meaning
+	// "tokenrelay/spool" under the user's cache directory
+	// (os.UserCacheDir: $XDG_CACHE_HOME or ~/.cache on Linux).
+	SpoolDir string `yaml:"spool_dir"`
 }
 
 // Kind names a vendor adapter.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -59,6 +60,10 @@ func (c *Config) validate(p *problems) {
 		if d.value <= 0 {
 			p.add("scheduler."+d.field, "must be more than 0 (e.g. 10s)")
 		}
+	}
+
+	if d := c.Worker.SpoolDir; d != "" && !filepath.IsAbs(d) {
+		p.add("worker.spool_dir", "%s must be an absolute path", p.show("worker.spool_dir", d))
 	}
 
 	names := make([]string, 0, len(c.Vendors))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,15 +59,37 @@ type RefreshDeps struct {
 	// BatchParallel is how many renewals of batches run at once in this
 	// worker, across all its batch tasks (default 64).
 	BatchParallel int
+	// CommitBackoffBase and CommitMaxBackoff shape the retries of a commit
+	// of an issued token while the store cannot be reached (defaults 50ms
+	// and 1s: short, so that the commit lands soon after Redis is back,
+	// before the credential's claim can be taken over).
+	CommitBackoffBase, CommitMaxBackoff time.Duration
+	// Spool keeps the issued tokens still uncommitted when the handler is
+	// stopped, for CommitSpooled to commit at the next start. Nil: such a
+	// token is abandoned at shutdown.
+	Spool Spool
+	// Abandoned, if set, counts each issued token given up on, by vendor
+	// and reason (AbandonExpired, AbandonShutdown).
+	Abandoned func(vendor, reason string)
 }
+
+// Reasons an issued token is abandoned, as passed to RefreshDeps.Abandoned.
+const (
+	// AbandonExpired: the token expired before the store could take it.
+	AbandonExpired = "expired"
+	// AbandonShutdown: the worker stopped and the token could not be spooled.
+	AbandonShutdown = "shutdown"
+)
 
 // RefreshHandler renews tokens. It calls the token endpoint exactly once per
 // renewal however many workers run: the store's claim on (credential,
 // generation) fences the call, and the commit of the new token, the bumped
 // generation, the next refresh time and the event is one atomic step.
 type RefreshHandler struct {
-	d     RefreshDeps
-	slots chan struct{} // bounds the renewals of batches running at once
+	d        RefreshDeps
+	slots    chan struct{} // bounds the renewals of batches running at once
+	stopping chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 // NewRefreshHandler fills the defaults of d and returns the handler.
@@ -95,7 +118,20 @@ func NewRefreshHandler(d RefreshDeps) (*RefreshHandler, error) {
 	if d.BatchParallel <= 0 {
 		d.BatchParallel = 64
 	}
-	return &RefreshHandler{d: d, slots: make(chan struct{}, d.BatchParallel)}, nil
+	if d.CommitBackoffBase <= 0 {
+		d.CommitBackoffBase = 50 * time.Millisecond
+	}
+	if d.CommitMaxBackoff <= 0 {
+		d.CommitMaxBackoff = time.Second
+	}
+	return &RefreshHandler{d: d, slots: make(chan struct{}, d.BatchParallel), stopping: make(chan struct{})}, nil
+}
+
+// Stop tells the handler that the worker is shutting down: a token waiting
+// for the store is spooled (or abandoned without a spool) instead of
+// retried. Call it before the asynq server's Shutdown.
+func (h *RefreshHandler) Stop() {
+	h.stopOnce.Do(func() { close(h.stopping) })
 }
 
 // HandleBatch renews the credentials of a batch: it claims them all in one
@@ -103,9 +139,10 @@ func NewRefreshHandler(d RefreshDeps) (*RefreshHandler, error) {
 // RefreshDeps.BatchParallel calls at once across the worker), and commits
 // the new tokens together, in one store call where they come in together
 // (a renewal waits at most commitLinger for the others of its batch). Each
-// credential is fenced and committed on its own, as Handle does it. It
-// returns the errors of the renewals that could not reach the store; asynq
-// then retries the batch, and the renewals already done are no-ops.
+// credential is fenced and committed on its own, as Handle does it. A token
+// issued is kept until stored (see commitRenewals). It returns the errors
+// of the claims and failures that could not reach the store; asynq then
+// retries the batch, and the renewals already done are no-ops.
 func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error {
 	if len(b.Items) == 0 {
 		return nil
@@ -158,7 +195,7 @@ func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error 
 			timer, linger = nil, nil
 		}
 		if len(pending) > 0 {
-			errs = append(errs, h.commitRenewals(pending)...)
+			h.commitRenewals(ctx, pending)
 			pending = pending[:0]
 		}
 	}
@@ -204,9 +241,9 @@ type pendingRenewal struct {
 	recovered bool
 }
 
-// commitTries is how often a commit is tried when Redis fails, before the
-// task is handed back to asynq: the token has been fetched, and giving up on
-// storing it would mean a second token call.
+// commitTries is how often the commit of a failure is tried when Redis
+// fails, before the task is handed back to asynq. Issued tokens are not
+// bound by it: see commitRenewals.
 const commitTries = 5
 
 // Handle runs one refresh task. It returns an error only when the store
@@ -223,9 +260,7 @@ func (h *RefreshHandler) Handle(ctx context.Context, p Refresh) error {
 	if r.renewal == nil {
 		return r.err
 	}
-	if errs := h.commitRenewals([]pendingRenewal{*r.renewal}); len(errs) > 0 {
-		return errs[0]
-	}
+	h.commitRenewals(ctx, []pendingRenewal{*r.renewal})
 	return nil
 }
 
@@ -339,39 +374,126 @@ func (h *RefreshHandler) renewal(log zerolog.Logger, cred store.Credential, owne
 	}, nil
 }
 
-// commitRenewals commits tokens in one store call, retrying briefly when
-// the store cannot be reached (see commit), logs each outcome, and returns
-// the errors of those that could not be stored.
-func (h *RefreshHandler) commitRenewals(ps []pendingRenewal) []error {
-	commits := make([]store.RenewalCommit, len(ps))
-	for i, p := range ps {
-		commits[i] = p.commit
+// commitRenewals commits tokens in one store call and logs each outcome.
+// An issued token is never dropped while it may still be stored: the
+// commit is retried with a capped backoff for as long as the store cannot
+// be reached (a Redis restart, a failover), until it is committed, refused
+// as stale (another claim or generation won: nothing to keep), or the token
+// itself has expired (abandoned: an error line and RefreshDeps.Abandoned).
+// When ctx ends or the handler is stopped, what is left goes to the spool.
+//
+// The claim is not extended meanwhile, and need not be: the commit is
+// fenced by the claim's owner and generation, not by its end, so it lands
+// whenever it reaches Redis unless another worker has claimed the
+// credential since. While Redis is away nobody can; once it is back the
+// next try comes within CommitMaxBackoff, well before a rival's claim can
+// go through the scheduler's lease, the queue and a worker.
+func (h *RefreshHandler) commitRenewals(ctx context.Context, ps []pendingRenewal) {
+	if left := h.retryCommits(ctx, ps, h.stopping); len(left) > 0 {
+		h.spool(left)
 	}
-	var results []error
-	err := h.commit(func(ctx context.Context) error {
-		var err error
-		results, err = h.d.Store.CommitRenewals(ctx, commits)
-		return err
-	})
-	var errs []error
-	for i, p := range ps {
-		c := p.commit
-		cerr := err
-		if cerr == nil {
-			cerr = results[i]
+}
+
+// retryCommits is commitRenewals' loop. It returns the renewals still
+// uncommitted when ctx ends or stop is closed, nil once all are settled.
+func (h *RefreshHandler) retryCommits(ctx context.Context, ps []pendingRenewal, stop <-chan struct{}) []pendingRenewal {
+	for attempt := 1; ; attempt++ {
+		ps = h.live(ps)
+		if len(ps) == 0 {
+			return nil
 		}
-		switch {
-		case errors.Is(cerr, store.ErrStale):
-			p.log.Warn().Msg("claim was taken over while the vendor answered; the new token is discarded")
-		case cerr != nil:
-			errs = append(errs, fmt.Errorf("jobs: store renewal of %s: %w", c.ID, cerr))
-		default:
-			p.log.Info().Int64("new_generation", c.Generation+1).Dur("lifetime", p.lifetime).
-				Time("expires_at", c.Renewal.Token.ExpiresAt).Time("next_refresh", c.Renewal.NextRefresh).
-				Bool("recovered", p.recovered).Msg("token renewed")
+		commits := make([]store.RenewalCommit, len(ps))
+		for i, p := range ps {
+			commits[i] = p.commit
+		}
+		tryCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		results, err := h.d.Store.CommitRenewals(tryCtx, commits)
+		cancel()
+		if err == nil {
+			for i, p := range ps {
+				h.committed(p, results[i])
+			}
+			return nil
+		}
+		if attempt == 1 {
+			for _, p := range ps {
+				p.log.Warn().Err(err).Msg("store unreachable with an issued token; retrying its commit")
+			}
+		}
+		t := time.NewTimer(policy.Backoff(attempt, h.d.CommitBackoffBase, h.d.CommitMaxBackoff, h.d.Rand()))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ps
+		case <-stop:
+			t.Stop()
+			return ps
 		}
 	}
-	return errs
+}
+
+// live drops from ps, as abandoned, the tokens that have expired.
+func (h *RefreshHandler) live(ps []pendingRenewal) []pendingRenewal {
+	now := h.d.Clock()
+	out := ps[:0]
+	for _, p := range ps {
+		if now.Before(p.commit.Renewal.Token.ExpiresAt) {
+			out = append(out, p)
+			continue
+		}
+		h.abandon(p, AbandonExpired)
+	}
+	return out
+}
+
+// committed logs the store's answer to one commit.
+func (h *RefreshHandler) committed(p pendingRenewal, err error) {
+	c := p.commit
+	switch {
+	case errors.Is(err, store.ErrStale):
+		p.log.Debug().Msg("claim was taken over while the token waited to be stored; the new token is discarded")
+	case err != nil:
+		p.log.Warn().Err(err).Msg("credential gone while its token waited to be stored; the new token is discarded")
+	default:
+		p.log.Info().Int64("new_generation", c.Generation+1).Dur("lifetime", p.lifetime).
+			Time("expires_at", c.Renewal.Token.ExpiresAt).Time("next_refresh", c.Renewal.NextRefresh).
+			Bool("recovered", p.recovered).Msg("token renewed")
+	}
+}
+
+// abandon gives up on an issued token: an error line naming the
+// credential, generation and token fingerprint (never the token), and the
+// metric. When the answer carried a new refresh token, the stored one was
+// consumed by the call: the next renewal is refused, and recovers only
+// where the adapter can authenticate again with the stored key (Redox
+// legacy in refresh mode does); elsewhere (HealthSync delegations) the
+// refusal is reported as key.revoked. The line says so.
+func (h *RefreshHandler) abandon(p pendingRenewal, reason string) {
+	c := p.commit
+	p.log.Error().Str("token_fingerprint", c.Renewal.Token.AccessToken.Fingerprint()).Str("reason", reason).
+		Time("expires_at", c.Renewal.Token.ExpiresAt).Bool("refresh_token_lost", !c.Renewal.Token.RefreshToken.IsZero()).
+		Msg("issued token abandoned: it could not be stored")
+	if h.d.Abandoned != nil {
+		h.d.Abandoned(c.Vendor, reason)
+	}
+}
+
+// spool keeps the tokens still uncommitted at shutdown in the spool, or
+// abandons them when there is none or it fails.
+func (h *RefreshHandler) spool(ps []pendingRenewal) {
+	for _, p := range ps {
+		if h.d.Spool == nil {
+			h.abandon(p, AbandonShutdown)
+			continue
+		}
+		if err := h.d.Spool.Put(Spooled{Commit: p.commit, Lifetime: p.lifetime, Recovered: p.recovered}); err != nil {
+			p.log.Error().Err(err).Msg("cannot spool an issued token")
+			h.abandon(p, AbandonShutdown)
+			continue
+		}
+		p.log.Warn().Msg("worker stopping with an issued token not yet stored; spooled for the next start")
+	}
 }
 
 func (h *RefreshHandler) fail(log zerolog.Logger, cred store.Credential, owner string, callErr error) error {

@@ -29,40 +29,61 @@ func (f tokenFunc) Token(ctx context.Context, c vendors.Credential) (vendors.Tok
 }
 
 type bundle struct {
-	st    *store.Store
-	rdb   *redis.Client
-	clock *testenv.Clock
-	h     *RefreshHandler
-	calls int
-	next  func() (vendors.Token, error) // what the fake vendor answers
-	mu    sync.Mutex
+	st     *store.Store
+	rdb    *redis.Client
+	clock  *testenv.Clock
+	h      *RefreshHandler
+	calls  int
+	next   func() (vendors.Token, error) // what the fake vendor answers
+	onCall func()                        // if set, run on each vendor call
+	vendor Vendor
+	mu     sync.Mutex
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	b := &bundle{clock: testenv.NewClock(storetest.T0)}
 	b.st, b.rdb = storetest.New(t, b.clock.Now)
-	vendor := Vendor{
+	return b.init(t, RefreshDeps{})
+}
+
+// init fills the bundle around its store: the fake vendor, the handler
+// (built from d, defaults otherwise), credential c1 and a first answer.
+func (b *bundle) init(t *testing.T, d RefreshDeps) *bundle {
+	t.Helper()
+	b.vendor = Vendor{
 		Tokens: tokenFunc(func(context.Context, vendors.Credential) (vendors.Token, error) {
 			b.mu.Lock()
 			b.calls++
-			next := b.next
+			next, onCall := b.next, b.onCall
 			b.mu.Unlock()
+			if onCall != nil {
+				onCall()
+			}
 			return next()
 		}),
 		MaxLifetime: 15 * time.Minute,
 		Renewal:     policy.Renewal{At: 2.0 / 3.0, Jitter: -1},
 	}
-	var err error
-	b.h, err = NewRefreshHandler(RefreshDeps{
-		Store: b.st, Clock: b.clock.Now, Rand: func() float64 { return 0 }, Logger: zerolog.Nop(),
-		Vendor: func(name string) (Vendor, bool) { return vendor, name == "halaxy-au" },
-	})
-	require.NoError(t, err)
-	_, err = b.st.Upsert(context.Background(), store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid", Keys: store.Keys{ClientSecret: secret.New("csecret")}})
+	b.h = b.handler(t, d)
+	_, err := b.st.Upsert(context.Background(), store.NewCredential{ID: "c1", Vendor: "halaxy-au", ClientID: "cid", Keys: store.Keys{ClientSecret: secret.New("csecret")}})
 	require.NoError(t, err)
 	b.answer(halaxyToken(b.clock.Now(), "tok-1"), nil)
 	return b
+}
+
+// handler builds a refresh handler on the bundle's store (unless d has
+// one), clock and vendor from d (defaults otherwise).
+func (b *bundle) handler(t *testing.T, d RefreshDeps) *RefreshHandler {
+	t.Helper()
+	if d.Store == nil {
+		d.Store = b.st
+	}
+	d.Clock, d.Rand = b.clock.Now, func() float64 { return 0 }
+	d.Vendor = func(name string) (Vendor, bool) { return b.vendor, name == "halaxy-au" }
+	h, err := NewRefreshHandler(d)
+	require.NoError(t, err)
+	return h
 }
 
 func halaxyToken(now time.Time, tok string) vendors.Token {

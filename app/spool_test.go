@@ -1,0 +1,55 @@
+package app_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
+)
+
+// TestWorkerStoppedDuringARedisOutageSpoolsTheToken stops a worker while
+// the token a vendor has just issued waits for Redis: the worker spools it,
+// and the next worker stores it when it starts, so that the renewal costs
+// one token call, not two.
+func TestWorkerStoppedDuringARedisOutageSpoolsTheToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run with a Redis outage")
+	}
+	t.Parallel()
+	rs := testenv.StartRedisServer(t)
+	p := newPipelineOn(t, rs.URL(), 1, 4*time.Second, "")
+	client := p.cfg.Credentials[0].ClientID
+	// Each token answer takes a second: time to take Redis away meanwhile.
+	require.NoError(t, p.sandbox.Inject(sandbox.Fault{ClientID: client, Kind: sandbox.FaultLatency, Latency: time.Second}))
+	sched := p.scheduler()
+	work := p.worker()
+	p.waitGenerations(1, 30*time.Second)
+
+	calls := p.sandbox.TokenCalls(client)
+	require.Eventually(t, func() bool { return p.sandbox.TokenCalls(client) > calls }, 30*time.Second, 10*time.Millisecond,
+		"the next renewal should call the vendor")
+	rs.Kill() // while the vendor answers
+	time.Sleep(1500 * time.Millisecond)
+	work.stop(t)
+	spooled, err := os.ReadDir(p.cfg.Worker.SpoolDir)
+	require.NoError(t, err)
+	require.Len(t, spooled, 1, "the stopped worker should have spooled the token")
+
+	rs.Start()
+	work = p.worker()
+	gen := p.summaries()[p.cfg.Credentials[0].ID].Generation
+	p.waitGenerations(gen+1, 30*time.Second)
+	work.stop(t)
+	sched.stop(t)
+	spooled, err = os.ReadDir(p.cfg.Worker.SpoolDir)
+	require.NoError(t, err)
+	require.Empty(t, spooled)
+	// One token call per generation: the spooled answer was not asked for again.
+	s := p.summaries()[p.cfg.Credentials[0].ID]
+	require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(client), "token calls per generation")
+	require.NotContains(t, p.logs.String(), "issued token abandoned")
+}
