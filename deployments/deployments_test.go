@@ -269,6 +269,13 @@ func TestKubernetesManifests(t *testing.T) {
 	cfg := parseConfig(t, "configmap tokenrelay-config", m.configMaps["tokenrelay-config"].Data["tokenrelay.yaml"], secret.StringData)
 	require.Equal(t, containerPort(t, worker, "http"), port(t, cfg.HTTP.Addr), "http.addr is the worker's container port")
 	require.Equal(t, containerPort(t, m.deployments["tokenrelay-scheduler"], "metrics"), port(t, cfg.Scheduler.MetricsAddr), "scheduler.metrics_addr is the scheduler's container port")
+	// The worker's root filesystem is read-only: its spool (tokens issued
+	// while Redis was away, kept across a restart) is on a writable volume.
+	writable := false
+	for _, vm := range worker.Spec.Template.Spec.Containers[0].VolumeMounts {
+		writable = writable || (!vm.ReadOnly && strings.HasPrefix(cfg.Worker.SpoolDir, vm.MountPath+"/"))
+	}
+	require.True(t, writable, "worker.spool_dir %q is on a writable volume of the worker", cfg.Worker.SpoolDir)
 
 	// NATS runs the shipped least-privilege configuration with every
 	// variable it names, and tokenrelay connects to it over TLS as its user.
