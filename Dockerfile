@@ -17,8 +17,11 @@ COPY . .
 # The version -version prints and tokenrelay_build_info labels: docker build
 # --build-arg VERSION=v1.4.0 (.git is not copied, so no commit is stamped).
 ARG VERSION=dev
+# The KMS drivers to link (docs/keys.md): --build-arg GO_TAGS=kms_aws, or
+# kms_all; none by default (localsecrets and plain keys only).
+ARG GO_TAGS=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X github.com/tokenrelay/tokenrelay/internal/buildinfo.version=${VERSION}" -o /out/ \
+    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags=${GO_TAGS} -ldflags="-s -w -X github.com/tokenrelay/tokenrelay/internal/buildinfo.version=${VERSION}" -o /out/ \
       ./cmd/scheduler ./cmd/worker ./cmd/tokenrelay ./cmd/sandbox
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -70,6 +70,14 @@ func TestDockerfileBuildStep(t *testing.T) {
 		require.Nil(t, f.Section(".debug_info"), "%s is stripped (-s -w)", d.Name())
 		f.Close()
 	}
+	// By default (GO_TAGS empty) the image links no cloud KMS SDK.
+	mods, err := exec.Command("go", "version", "-m", filepath.Join(out, "worker")).CombinedOutput()
+	require.NoError(t, err, "%s", mods)
+	if buildArgs["GO_TAGS"] == "" {
+		for _, sdk := range []string{"github.com/aws/aws-sdk-go-v2", "cloud.google.com/go/kms", "github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys", "github.com/hashicorp/vault/api"} {
+			require.NotContains(t, string(mods), "\tdep\t"+sdk+"\t", "the default image links no cloud KMS SDK")
+		}
+	}
 	// ARG VERSION reaches the binaries through -ldflags -X.
 	b, err = exec.Command(filepath.Join(out, "tokenrelay"), "version").CombinedOutput()
 	require.NoError(t, err, "%s", b)
