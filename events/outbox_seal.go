@@ -23,7 +23,7 @@ var ErrSealedNoKeyring = errors.New("events: sealed outbox entry and no keyring 
 
 // outboxAAD is the associated data of a sealed outbox event.
 func outboxAAD(id, subject string) []byte {
-	return []byte("tokenrelay\x00outbox\x00" + id + "\x00" + subject)
+	return seal.Bind("outbox", id, subject)
 }
 
 // isSealed reports whether an outbox entry's event field is a sealed value

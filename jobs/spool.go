@@ -110,7 +110,7 @@ type spoolBody struct {
 }
 
 func spoolAAD(id, vendor string, gen int64) []byte {
-	return []byte("tokenrelay/spool/renewal\x00" + id + "\x00" + vendor + "\x00" + strconv.FormatInt(gen, 10))
+	return seal.Bind("spool", id, vendor, strconv.FormatInt(gen, 10))
 }
 
 // Put implements Spool.

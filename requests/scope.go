@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/seal"
@@ -48,17 +47,14 @@ func scopedBatch(vendor, credential, batch string) string {
 // objectName is where an answer body too large for its event is stored.
 func objectName(r jobs.Request) string { return r.Vendor + "/" + r.Credential + "/" + r.ID }
 
-// aad joins the parts of a sealed value's associated data.
-func aad(parts ...string) []byte { return []byte("tokenrelay\x00" + strings.Join(parts, "\x00")) }
-
 // requestAAD binds a sealed request to its id, vendor, credential and batch.
 func requestAAD(id, vendor, credential, batch string) []byte {
-	return aad("request", vendor, credential, id, batch, "job")
+	return seal.Bind("request", vendor, credential, id, batch)
 }
 
 // idemAAD binds a sealed outcome to its idempotency key's scope.
 func idemAAD(vendor, credential, key string) []byte {
-	return aad("idempotency", vendor, credential, key, "outcome")
+	return seal.Bind("idempotency", vendor, credential, key)
 }
 
 // sealRequest returns the queued form of r (jobs.SealedRequest as JSON).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
@@ -24,22 +23,10 @@ import (
 // the legacy one, and the re-seal (Reseal) rewrites them with the full
 // binding. The legacy binding is only ever accepted, never written.
 
-// aadPrefix starts every full binding; no legacy binding can start with it
-// (legacy bindings end in "/<field>", and no field holds a space).
-const aadPrefix = "tokenrelay/cred/v2 "
-
 // aad is the associated data of a sealed field: the credential id, its
-// vendor and the field, each length-prefixed so that no two triples share
-// one text (ids and vendor names are free text).
-func aad(id, vendor, field string) []byte {
-	b := make([]byte, 0, len(aadPrefix)+len(id)+len(vendor)+len(field)+12)
-	b = append(b, aadPrefix...)
-	b = strconv.AppendInt(b, int64(len(id)), 10)
-	b = append(append(append(b, ':'), id...), ' ')
-	b = strconv.AppendInt(b, int64(len(vendor)), 10)
-	b = append(append(append(b, ':'), vendor...), ' ')
-	return append(b, field...)
-}
+// vendor and the field (seal.Bind, which no legacy binding can equal: those
+// hold one "/", a seal.Bind text at least two).
+func aad(id, vendor, field string) []byte { return seal.Bind("cred", id, vendor, field) }
 
 // legacyAAD is the binding of values sealed before the vendor was bound:
 // "<id>/<field>". Read only.

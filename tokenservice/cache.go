@@ -68,7 +68,7 @@ func newCache(max int) (*cache, error) {
 
 // aad binds a sealed token to its credential and generation.
 func (k cacheKey) aad(gen int64) []byte {
-	return []byte(k.vendor + "/" + k.credential + "/" + strconv.FormatInt(gen, 10))
+	return seal.Bind("tokencache", k.vendor, k.credential, strconv.FormatInt(gen, 10))
 }
 
 // getLocked returns the entry of k, creating it (and evicting the least
