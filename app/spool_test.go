@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ func TestWorkerStoppedDuringARedisOutageSpoolsTheToken(t *testing.T) {
 	require.Eventually(t, func() bool { return p.sandbox.TokenCalls(client) > calls }, 30*time.Second, 10*time.Millisecond,
 		"the next renewal should call the vendor")
 	rs.Kill() // while the vendor answers
-	time.Sleep(1500 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(p.logs.String(), "store unreachable with an issued token; retrying its commit")
+	}, 30*time.Second, 10*time.Millisecond, "the worker should hold the issued token, waiting for Redis")
 	work.stop(t)
 	spooled, err := os.ReadDir(p.cfg.Worker.SpoolDir)
 	require.NoError(t, err)
