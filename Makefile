@@ -25,8 +25,8 @@ dockerfile-build:
 # Go fuzz targets (package:FuzzName). Their seed corpora run in every `go
 # test`; fuzz-short (part of `make test`) fuzzes each briefly, `make fuzz`
 # for FUZZTIME each.
-FUZZ_TARGETS = ./webhooks/verify:FuzzStandardWebhooks ./webhooks/fhirnotify:FuzzParse ./config:FuzzParse \
-	./internal/natsinbox:FuzzReplySubject ./requests:FuzzDecodeRequest ./secret:FuzzScrub
+FUZZ_TARGETS = ./internal/webhooks/verify:FuzzStandardWebhooks ./internal/webhooks/fhirnotify:FuzzParse ./config:FuzzParse \
+	./internal/natsinbox:FuzzReplySubject ./internal/requests:FuzzDecodeRequest ./secret:FuzzScrub
 # fuzz-short counts executions rather than seconds: with go1.26 a duration
 # can end in a spurious "context deadline exceeded" failure, no input
 # written (golang/go#75804, fixed in go1.27). 60000 runs take 1-5 s here.

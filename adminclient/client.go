@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenrelay/tokenrelay/admin"
+	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 

@@ -36,14 +36,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tokenrelay/tokenrelay/budget"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
+	"github.com/tokenrelay/tokenrelay/internal/metrics"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
-	"github.com/tokenrelay/tokenrelay/metrics"
-	"github.com/tokenrelay/tokenrelay/requests"
-	"github.com/tokenrelay/tokenrelay/store"
-	"github.com/tokenrelay/tokenrelay/webhooks"
+	"github.com/tokenrelay/tokenrelay/internal/webhooks"
 )
 
 // masterKey is a valid TOKENRELAY_SECRET_KEY for parsing configurations.

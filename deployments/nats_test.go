@@ -30,10 +30,10 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
 	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/store"
-	"github.com/tokenrelay/tokenrelay/tokenservice"
 )
 
 // natsUsers are the users of nats/nats-server.conf and the environment

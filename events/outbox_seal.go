@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
 )
 
 // Sealed outbox entries. An event that may carry patient data (a

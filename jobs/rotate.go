@@ -9,8 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
-	"github.com/tokenrelay/tokenrelay/rotation"
-	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/internal/rotation"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 )
 
 // TypeKeyRotate is the type name of a key rotation task.

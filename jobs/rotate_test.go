@@ -10,11 +10,11 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/rotation"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/requests"
-	"github.com/tokenrelay/tokenrelay/rotation"
-	"github.com/tokenrelay/tokenrelay/store"
 )
 
 type rotatorFunc func(ctx context.Context, id string) (store.Rotation, error)

@@ -42,7 +42,7 @@ if ! port_open 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
   wait_port 4222 nats
 fi
-# The operator pages' browser test (operator/browser_test.go) drives Debian's
+# The operator pages' browser test (internal/web/operator/browser_test.go) drives Debian's
 # chromium; it fails in CI without it.
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
   echo "ensure-services: installing chromium for the browser test"

@@ -7,8 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenrelay/tokenrelay/app"
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/internal/app"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 

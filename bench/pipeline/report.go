@@ -9,7 +9,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/events"
-	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 )
 
 // Targets of the benchmark requirement.

@@ -34,10 +34,10 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/events"
-	"github.com/tokenrelay/tokenrelay/seal"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
 	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/store"
-	"github.com/tokenrelay/tokenrelay/tokenservice"
 )
 
 const vendor = "halaxy-au"

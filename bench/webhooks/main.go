@@ -46,9 +46,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/webhooks"
+	"github.com/tokenrelay/tokenrelay/internal/webhooks/verify"
 	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/webhooks"
-	"github.com/tokenrelay/tokenrelay/webhooks/verify"
 )
 
 var (

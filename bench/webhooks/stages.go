@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenrelay/tokenrelay/webhooks"
+	"github.com/tokenrelay/tokenrelay/internal/webhooks"
 )
 
 // stageTimes records how long the receiver's calls to Redis and JetStream

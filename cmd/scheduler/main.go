@@ -8,7 +8,7 @@ package main
 import (
 	"os"
 
-	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/internal/app"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
-	"github.com/tokenrelay/tokenrelay/requests"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
 )
 
 const batchUsage = `usage: tokenrelay batch COMMAND ...   (TOKENRELAY_ADMIN_URL, TOKENRELAY_ADMIN_TOKEN)

@@ -13,10 +13,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
-	"github.com/tokenrelay/tokenrelay/requests"
+	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 

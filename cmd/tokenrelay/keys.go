@@ -12,11 +12,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tokenrelay/tokenrelay/app"
 	"github.com/tokenrelay/tokenrelay/config"
-	"github.com/tokenrelay/tokenrelay/masterkey"
-	"github.com/tokenrelay/tokenrelay/seal"
-	"github.com/tokenrelay/tokenrelay/store"
+	"github.com/tokenrelay/tokenrelay/internal/app"
+	"github.com/tokenrelay/tokenrelay/internal/masterkey"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 )
 
 const keysUsage = `usage: tokenrelay keys COMMAND ...   (master keys; see docs/keys.md)

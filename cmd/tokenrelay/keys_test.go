@@ -13,11 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/masterkey"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
-	"github.com/tokenrelay/tokenrelay/masterkey"
-	"github.com/tokenrelay/tokenrelay/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/store"
 )
 
 func masterKey(b byte) []byte { return bytes.Repeat([]byte{b}, seal.KeySize) }
@@ -63,7 +63,7 @@ func TestKeysReseal(t *testing.T) {
 	require.Contains(t, out, "pass 1: 5/5 credentials scanned, 5 values, 5 resealed, 0 conflicts, 0 failed, about 0 credentials remaining\n")
 	require.Contains(t, out, "pass 2: 5/5 credentials scanned, 5 values, 0 resealed")
 	require.True(t, strings.HasSuffix(out, "done: all 5 sealed values are under key "+k2+"; previous keys may be dropped\n"), out)
-	require.Regexp(t, `pass 1: [24]/5 credentials scanned`, out, "progress is printed while a pass runs")
+	require.Regexp(t, `pass 1: [1-4]/5 credentials scanned`, out, "progress is printed while a pass runs")
 
 	// The old key dropped: status shows everything under the current key.
 	delete(env, config.EnvSecretKeysPrevious)

@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokenrelay/tokenrelay/devmode"
 	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
+	"github.com/tokenrelay/tokenrelay/internal/devmode"
 )
 
 func main() {

@@ -9,7 +9,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/tokenrelay/tokenrelay/app"
+	"github.com/tokenrelay/tokenrelay/internal/app"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokenrelay/tokenrelay/internal/httpserver"
+	"github.com/tokenrelay/tokenrelay/internal/web/httpserver"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
-	"github.com/tokenrelay/tokenrelay/seal"
-	"github.com/tokenrelay/tokenrelay/store"
 )
 
 // T0 is when the tests' clocks start.

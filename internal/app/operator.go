@@ -1,0 +1,269 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/budget"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/web/admin"
+	"github.com/tokenrelay/tokenrelay/internal/web/operator"
+	"github.com/tokenrelay/tokenrelay/internal/web/websession"
+	"github.com/tokenrelay/tokenrelay/secret"
+)
+
+// operatorPages builds the operator pages (package operator) on the same
+// code paths as the admin API: revoke and re-enable go through admin.Revoke
+// and admin.Enable with the admin API's dependencies.
+func operatorPages(env *Env, ad admin.Deps, b *budget.Budget, sessions *websession.Sessions, log zerolog.Logger) http.Handler {
+	acts := operatorActions{env: env, admin: ad}
+	return operator.Handler(operator.Deps{
+		Token:       env.Config.HTTP.AdminToken,
+		Sessions:    sessions,
+		Credentials: env.Store,
+		Revoke:      acts,
+		Enable:      acts,
+		Retry:       acts,
+		Rotate:      acts,
+		Budgets:     operatorBudgets{env: env, budget: b},
+		Events:      operator.NewStreamLog(env.JS, env.Config.NATS.Stream),
+		Links:       []operator.Link{{Name: "Queues (asynqmon)", URL: "/asynqmon/"}},
+		Logger:      log.With().Str("component", "operator").Logger(),
+		Clock:       env.Clock,
+	})
+}
+
+// operatorActions does what the operator pages ask, through the admin
+// API's functions and the store.
+type operatorActions struct {
+	env   *Env
+	admin admin.Deps
+}
+
+var (
+	_ operator.Revoker = operatorActions{}
+	_ operator.Enabler = operatorActions{}
+	_ operator.Retrier = operatorActions{}
+	_ operator.Rotator = operatorActions{}
+
+	_ operator.RotatableVendors = operatorActions{}
+)
+
+// RotateNow queues a rotation, as POST /admin/credentials/{id}/rotate does.
+func (a operatorActions) RotateNow(ctx context.Context, id string) error {
+	_, err := admin.RotateNow(ctx, a.admin, id)
+	return readable(err)
+}
+
+// CanRotate offers rotation only where the vendor can rotate keys.
+func (a operatorActions) CanRotate(vendor string) bool {
+	return a.admin.RotateNow != nil && canRotate(a.env.Config, vendor)
+}
+
+func (a operatorActions) Revoke(ctx context.Context, id, reason string) error {
+	_, err := admin.Revoke(ctx, a.admin, id, reason)
+	return readable(err)
+}
+
+// Enable re-enables a credential; a new secret goes where its vendor kind
+// keeps one (HealthSync: the API key; the others: the client secret).
+func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret.Value) error {
+	var in admin.EnableInput
+	if !newSecret.IsZero() {
+		c, err := a.env.Store.Get(ctx, id)
+		if err != nil {
+			return readable(err)
+		}
+		if a.env.Config.Vendors[c.Vendor].Kind == config.KindHealthSync {
+			in.APIKey = newSecret.Reveal()
+		} else {
+			in.ClientSecret = newSecret.Reveal()
+		}
+	}
+	_, _, err := admin.Enable(ctx, a.admin, id, in)
+	return readable(err)
+}
+
+// RetryNow makes a credential due at once, with the store's own claim
+// protocol: take the claim of its current generation, then give it back
+// due now (Release restores the state it had). A worker that holds the
+// claim is refreshing it already.
+func (a operatorActions) RetryNow(ctx context.Context, id string) error {
+	c, err := a.env.Store.Get(ctx, id)
+	if err != nil {
+		return readable(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	owner := "operator-retry-" + hex.EncodeToString(b)
+	if _, err := a.env.Store.Claim(ctx, id, c.Generation, owner, 30*time.Second); err != nil {
+		var busy *store.BusyError
+		if errors.As(err, &busy) {
+			return errors.New("a worker is refreshing it right now")
+		}
+		return readable(err)
+	}
+	return readable(a.env.Store.Release(ctx, id, owner, time.Time{}))
+}
+
+// readable turns the store's errors into what an operator can act on,
+// keeping other messages (which name fields, never secrets).
+func readable(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return store.ErrNotFound
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		return store.ErrAlreadyRevoked
+	case errors.Is(err, store.ErrStale):
+		return errors.New("it changed meanwhile (renewed or revoked); reload and try again")
+	}
+	if busy, ok := errors.AsType[*store.BusyError](err); ok {
+		return busyError{busy}
+	}
+	return err
+}
+
+// busyError says, for people, that another worker holds the credential.
+type busyError struct{ busy *store.BusyError }
+
+func (e busyError) Error() string {
+	return "another worker is refreshing this credential or rotating its key; nothing changed: try again after " +
+		e.busy.Until.UTC().Format("15:04:05Z")
+}
+
+func (e busyError) Unwrap() error { return e.busy }
+
+// maxPerClientBudgets caps the budgets shown for a vendor that limits each
+// OAuth client (one budget per credential): of the accounts used within
+// its window, the paused ones first, then the busiest.
+const maxPerClientBudgets = 50
+
+// operatorBudgets reads the shared rate budgets of the configured vendors,
+// through the worker's own budget (the one its request jobs spend).
+type operatorBudgets struct {
+	env    *Env
+	budget *budget.Budget
+}
+
+var _ operator.Budgets = operatorBudgets{}
+
+// Budgets returns each vendor account's budget: one per vendor instance,
+// or, for a vendor that limits each OAuth client, those of its accounts
+// the budget's index of used accounts lists within the vendor's window
+// (budget.Accounts). The page so costs O(accounts in use), never a scan
+// of the credentials: a credential that has not spent its budget lately
+// is at 0 and has nothing to show.
+//
+// Of those accounts it reads the status of the most recent
+// 2×maxPerClientBudgets (paused accounts lead the index, and the busiest
+// write it every few seconds, so they are among them) and shows the
+// paused ones first, then by use, up to maxPerClientBudgets, with how many
+// more there are on the vendor's last row.
+func (o operatorBudgets) Budgets(ctx context.Context) ([]operator.Budget, error) {
+	// The index entries one page view reads at most, most recent first;
+	// past it, the count of a vendor's accounts not shown is a lower bound.
+	const maxIndexRead = 10_000
+	cfg := o.env.Config
+	names := make([]string, 0, len(cfg.Vendors))
+	var longest time.Duration // the longest window of a per-client vendor
+	for name, v := range cfg.Vendors {
+		if v.RateLimit.Limit <= 0 {
+			continue
+		}
+		names = append(names, name)
+		if budget.PerClient(string(v.Kind)) {
+			longest = max(longest, budget.LimitOf(v).Per)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	sort.Strings(names)
+	b := o.budget
+	// The index's times are on the budget's clock.
+	now := time.Now()
+	if o.env.BudgetClock != nil {
+		now = o.env.BudgetClock()
+	}
+	var active []budget.Activity
+	truncated := false
+	if longest > 0 {
+		list, total, err := b.Accounts(ctx, now.Add(-longest), maxIndexRead)
+		if err != nil {
+			return nil, err
+		}
+		active, truncated = list, total > len(list)
+	}
+	status := func(account string, lim budget.Limit) (operator.Budget, error) {
+		st, err := b.Status(ctx, account, lim)
+		if err != nil {
+			return operator.Budget{}, err
+		}
+		return operator.Budget{Account: account, Limit: st.Limit, Per: st.Per,
+			Used: st.Used, Remaining: st.Remaining, PausedUntil: st.PausedUntil}, nil
+	}
+	var out []operator.Budget
+	for _, name := range names {
+		v := cfg.Vendors[name]
+		lim := budget.LimitOf(v)
+		if !budget.PerClient(string(v.Kind)) {
+			row, err := status(budget.Account(name, ""), lim)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, row)
+			continue
+		}
+		// This vendor's accounts used within its own window, most recent
+		// (and so paused) first.
+		since := now.Add(-lim.Per)
+		var used []string
+		for _, a := range active {
+			if id, ok := strings.CutPrefix(a.Account, name+"/"); ok && id != "" && !a.Last.Before(since) {
+				used = append(used, a.Account)
+			}
+		}
+		if len(used) == 0 {
+			out = append(out, operator.Budget{Account: name, Limit: lim.Requests, Per: lim.Per, Idle: true})
+			continue
+		}
+		rows := make([]operator.Budget, 0, min(len(used), 2*maxPerClientBudgets))
+		for _, account := range used[:cap(rows)] {
+			row, err := status(account, lim)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, row)
+		}
+		slices.SortStableFunc(rows, func(x, y operator.Budget) int {
+			if px, py := !x.PausedUntil.IsZero(), !y.PausedUntil.IsZero(); px != py {
+				if px {
+					return -1
+				}
+				return 1
+			}
+			if x.Used != y.Used {
+				return y.Used - x.Used
+			}
+			return strings.Compare(x.Account, y.Account)
+		})
+		rows = rows[:min(len(rows), maxPerClientBudgets)]
+		last := &rows[len(rows)-1]
+		last.More = len(used) - len(rows)
+		last.MoreAtLeast = truncated && last.More > 0
+		out = append(out, rows...)
+	}
+	return out, nil
+}

@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/policy"
+	"github.com/tokenrelay/tokenrelay/internal/rotation"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/web/admin"
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
+	"github.com/tokenrelay/tokenrelay/vendors/redox"
+)
+
+// BuildRotationVendors makes, for every configured vendor instance that can
+// rotate keys, what its rotations need: healthsync vendors in mode api_key
+// (key management through the adapter) and redox vendors (signing keys
+// published in the worker's JWKS; the old key stays published for the
+// token lifetime and two minutes of JWKS caching after the switch). The
+// others are absent: their credentials cannot be rotated (a redox-legacy
+// secret is regenerated in Redox's dashboard, which has no API for it).
+func BuildRotationVendors(cfg *config.Config, hc *http.Client) (map[string]rotation.Vendor, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	out := map[string]rotation.Vendor{}
+	for name, v := range cfg.Vendors {
+		if v.Kind == config.KindRedox {
+			a, err := redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: hc, VendorName: name})
+			if err != nil {
+				return nil, fmt.Errorf("vendors.%s: %w", name, err)
+			}
+			life := time.Duration(v.MaxTokenLifetime)
+			if life <= 0 {
+				life = 5 * time.Minute // Redox's
+			}
+			out[name] = rotation.Vendor{Keys: rotation.RedoxKeys{Tokens: a}, RotateEvery: time.Duration(v.RotateEvery),
+				RevokeOldAfter: life + 2*time.Minute}
+			continue
+		}
+		if !canRotate(cfg, name) {
+			continue
+		}
+		a, err := healthsync.New(healthsync.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc,
+			VendorName: name, KeyPaths: healthsync.KeyPaths(v.KeyPaths)})
+		if err != nil {
+			return nil, fmt.Errorf("vendors.%s: %w", name, err)
+		}
+		renewal := policy.Renewal{At: v.RefreshAt, Jitter: v.RefreshJitter}
+		if v.RefreshJitter == 0 {
+			renewal.Jitter = -1
+		}
+		out[name] = rotation.Vendor{
+			Keys:          rotation.HealthSyncKeys{Adapter: a},
+			RotateEvery:   time.Duration(v.RotateEvery),
+			KeyIsToken:    true,
+			TokenLifetime: policy.EffectiveLifetime(healthsync.APIKeyVerifyPeriod, time.Duration(v.MaxTokenLifetime)),
+			Renewal:       renewal,
+		}
+	}
+	return out, nil
+}
+
+// newRotator makes the worker's rotator, holding a rotation for
+// scheduler.rotation_hold past its last renewal.
+func newRotator(env *Env, hc *http.Client, log zerolog.Logger) (*rotation.Rotator, error) {
+	vends, err := BuildRotationVendors(env.Config, hc)
+	if err != nil {
+		return nil, err
+	}
+	return rotation.New(rotation.Options{
+		Store: env.Store, Clock: env.Clock, Logger: log.With().Str("component", "rotation").Logger(),
+		Vendor: func(name string) (rotation.Vendor, bool) { v, ok := vends[name]; return v, ok },
+		Hold:   time.Duration(env.Config.Scheduler.RotationHold),
+	})
+}
+
+// rotateNow is admin.Deps.RotateNow: it queues a key:rotate task.
+func rotateNow(env *Env) func(ctx context.Context, c store.Credential) error {
+	client := asynq.NewClientFromRedisClient(env.Redis)
+	return func(ctx context.Context, c store.Credential) error {
+		if !canRotate(env.Config, c.Vendor) {
+			return fmt.Errorf("%w (vendor %s: only redox vendors and healthsync vendors in mode api_key rotate keys)", admin.ErrCannotRotate, c.Vendor)
+		}
+		return enqueueRotation(ctx, client, c.ID)
+	}
+}
+
+func canRotate(cfg *config.Config, vendor string) bool {
+	v, ok := cfg.Vendors[vendor]
+	switch {
+	case !ok:
+		return false
+	case v.Kind == config.KindRedox:
+		return true
+	default:
+		return v.Kind == config.KindHealthSync && (v.Mode == "" || v.Mode == config.ModeAPIKey)
+	}
+}
+
+// redoxSigningKeys is the KeySource of the worker's JWKS route.
+func redoxSigningKeys(env *Env) redox.KeySource {
+	return rotation.JWKSKeys(env.Store, func(vendor string) bool {
+		return env.Config.Vendors[vendor].Kind == config.KindRedox
+	})
+}
+
+// enqueueRotation queues the key:rotate task of a credential; one queued or
+// running already is success.
+func enqueueRotation(ctx context.Context, client *asynq.Client, id string) error {
+	task, err := jobs.NewRotateTask(id)
+	if err != nil {
+		return err
+	}
+	_, err = client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("app: queue the rotation of %s: %w", id, err)
+	}
+	return nil
+}
+
+// newRotationScheduler makes the scheduler role's loop that queues key
+// rotations as they fall due, from each vendor's rotate_every.
+func newRotationScheduler(env *Env, log zerolog.Logger) (*rotation.Scheduler, error) {
+	client := asynq.NewClientFromRedisClient(env.Redis)
+	return rotation.NewScheduler(rotation.SchedulerOptions{
+		Store: env.Store, Clock: env.Clock, Logger: log.With().Str("component", "rotation").Logger(),
+		Enqueue: func(ctx context.Context, id string) error { return enqueueRotation(ctx, client, id) },
+		RotateEvery: func(vendor string) time.Duration {
+			if !canRotate(env.Config, vendor) {
+				return 0
+			}
+			return time.Duration(env.Config.Vendors[vendor].RotateEvery)
+		},
+	})
+}

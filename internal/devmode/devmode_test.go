@@ -1,0 +1,87 @@
+package devmode
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+)
+
+var renewedCount = regexp.MustCompile(`token\.renewed (\d+)`)
+
+// TestRunWholePipelineInProcess is make run in miniature: embedded Redis and
+// NATS, the sandbox, scheduler and worker; renewals show in the view and
+// cancelling stops everything cleanly.
+func TestRunWholePipelineInProcess(t *testing.T) {
+	t.Parallel()
+	out := &testenv.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			Credentials: 4, TokenLifetime: 2 * time.Second, Out: out, SummaryEvery: 200 * time.Millisecond,
+			WebhookEvery: 300 * time.Millisecond,
+			LogFile:      filepath.Join(t.TempDir(), "dev.log"), Lookup: func(string) (string, bool) { return "", false },
+		})
+	}()
+	// Four credentials, each renewed at least twice after its first token.
+	require.Eventually(t, func() bool {
+		m := renewedCount.FindAllStringSubmatch(out.String(), -1)
+		if len(m) == 0 {
+			return false
+		}
+		n, _ := strconv.Atoi(m[len(m)-1][1])
+		return n >= 12
+	}, 60*time.Second, 50*time.Millisecond, "the live view should show renewals:\n%s", out.String())
+	// The sandbox's Halaxy pushes id-only notifications: each is relayed,
+	// and the patient it names is fetched through a request job.
+	require.Eventually(t, func() bool {
+		s := out.String()
+		return strings.Contains(s, "webhook.received ") && strings.Contains(s, "request.completed ")
+	}, 30*time.Second, 50*time.Millisecond, "the live view should show relayed webhooks and their fetches:\n%s", out.String())
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev mode did not stop within 30s of Ctrl-C")
+	}
+	require.Contains(t, out.String(), "stopped cleanly")
+	require.Contains(t, out.String(), "clinic-01")
+	require.Contains(t, out.String(), "patient-04")
+}
+
+func TestRenderShowsStateExpiryAndLastEvent(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	rows := []store.Summary{
+		{ID: "clinic-02", Vendor: "halaxy-au", State: store.StateActive, Generation: 7,
+			ExpiresAt: now.Add(4 * time.Second), NextRefresh: now.Add(time.Second)},
+		{ID: "clinic-01", Vendor: "halaxy-au", State: store.StateRevoked, Generation: 3, ExpiresAt: now.Add(-time.Second)},
+	}
+	last := func(id string) (LastEvent, bool) {
+		if id == "clinic-02" {
+			return LastEvent{Type: "token.renewed", At: now.Add(-2 * time.Second), Note: "gen 7"}, true
+		}
+		return LastEvent{}, false
+	}
+	var b strings.Builder
+	Render(&b, now, rows, last, map[string]int{"token.renewed": 9, "key.revoked": 1}, "footer")
+	lines := strings.Split(b.String(), "\n")
+	require.Contains(t, lines[3], "clinic-01", "rows are sorted by credential")
+	require.Contains(t, lines[3], "EXPIRED")
+	require.Contains(t, lines[4], "clinic-02")
+	require.Contains(t, lines[4], "4s")
+	require.Contains(t, lines[4], "token.renewed")
+	require.Contains(t, lines[4], "(gen 7)")
+	require.Contains(t, b.String(), "key.revoked 1")
+	require.Contains(t, b.String(), "token.renewed 9")
+}

@@ -1,0 +1,384 @@
+package requests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/budget"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/jobs"
+)
+
+// Enqueuer puts tasks on asynq's queues (*asynq.Client satisfies it).
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+var _ Enqueuer = (*asynq.Client)(nil)
+
+// Defaults of FeederOptions.
+const (
+	DefaultMaxInFlight    = 64
+	DefaultPendingTimeout = 30 * time.Second
+	DefaultFeedInterval   = 10 * time.Millisecond
+	DefaultFeederLease    = 5 * time.Second
+)
+
+// FeederOptions configure a Feeder. Redis, Budget, Vendors and Enqueuer are
+// required.
+type FeederOptions struct {
+	Redis redis.UniversalClient
+	// Prefix is the store's key prefix. Default "tokenrelay:".
+	Prefix   string
+	Budget   Budget
+	Vendors  map[string]config.Vendor
+	Enqueuer Enqueuer
+	// MaxInFlight bounds, per account, the requests released to asynq that
+	// have not yet taken their budget. Default 64.
+	MaxInFlight int
+	// PendingTimeout is how long a released request counts as not yet past
+	// its budget take (a worker that died holding it). Default 30s.
+	PendingTimeout time.Duration
+	// Interval is how often the feeder looks for work when idle. Default 10ms.
+	Interval time.Duration
+	// BulkReserve is the fraction of a limit the budget keeps from bulk
+	// requests; it must be budget.Options.PriorityReserve. Default 0.01
+	// (the budget's default); negative: none.
+	BulkReserve float64
+	// LeaseTTL is the active feeder's lease (one feeder releases at a
+	// time; the others stand by). Default 5s.
+	LeaseTTL time.Duration
+	Logger   zerolog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Keyring seals the outcome events of the requests of cancelled
+	// batches (the feeder passes queued requests on still sealed).
+	// Required; the Submitter's.
+	Keyring *seal.Keyring
+}
+
+// Feeder releases queued requests into asynq, round robin across each
+// account's batches, at the pace its budget allows (see the package doc).
+type Feeder struct {
+	o      FeederOptions
+	keys   keys
+	outbox string
+	owner  string
+	hold   map[string]time.Time // account -> not before
+}
+
+// NewFeeder checks o and returns a feeder to Run.
+func NewFeeder(o FeederOptions) (*Feeder, error) {
+	if o.Redis == nil || o.Budget == nil || o.Enqueuer == nil || o.Keyring == nil {
+		return nil, errors.New("requests: the feeder needs Redis, the budget, an asynq client and the keyring")
+	}
+	if o.Prefix == "" {
+		o.Prefix = events.DefaultPrefix
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.PendingTimeout <= 0 {
+		o.PendingTimeout = DefaultPendingTimeout
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultFeedInterval
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultFeederLease
+	}
+	if o.BulkReserve == 0 {
+		o.BulkReserve = 0.01
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return &Feeder{o: o, keys: newKeys(o.Prefix), outbox: events.OutboxKey(o.Prefix),
+		owner: uuid.NewString(), hold: map[string]time.Time{}}, nil
+}
+
+var (
+	scriptAcquire = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if cur then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2`)
+	scriptRelinquish = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// Run feeds until ctx ends. It returns nil then; other errors are logged
+// and retried.
+func (f *Feeder) Run(ctx context.Context) error {
+	leader := false
+	renewAt := time.Time{}
+	defer func() {
+		if leader {
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = scriptRelinquish.Run(c, f.o.Redis, []string{f.keys.feederLease()}, f.owner).Err()
+			cancel()
+		}
+	}()
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(renewAt) {
+			res, err := scriptAcquire.Run(ctx, f.o.Redis, []string{f.keys.feederLease()}, f.owner, f.o.LeaseTTL.Milliseconds()).Int()
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					f.o.Logger.Warn().Err(err).Msg("feeder: lease")
+				}
+				leader = false
+			case res == 2:
+				leader = true
+				f.o.Logger.Info().Msg("feeder: active")
+				if err := f.recover(ctx); err != nil {
+					f.o.Logger.Warn().Err(err).Msg("feeder: re-enqueue released requests")
+				}
+			default:
+				leader = res == 1
+			}
+			renewAt = now.Add(f.o.LeaseTTL / 3)
+		}
+		wait := f.o.Interval
+		if leader {
+			busy, err := f.Feed(ctx)
+			if err != nil && ctx.Err() == nil {
+				f.o.Logger.Warn().Err(err).Msg("feeder: release requests")
+			}
+			if busy {
+				wait = 0
+			}
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+	return nil
+}
+
+// Feed makes one pass over the accounts with requests waiting: for each, it
+// releases as many as its budget and the in-flight bound allow. It reports
+// whether it released a full share somewhere (more may be ready at once).
+// Run calls it; tests may call it directly.
+func (f *Feeder) Feed(ctx context.Context) (bool, error) {
+	if err := f.drainCancelled(ctx); err != nil {
+		return false, err
+	}
+	accounts, err := f.o.Redis.HGetAll(ctx, f.keys.accounts()).Result()
+	if err != nil {
+		return false, fmt.Errorf("requests: list accounts: %w", err)
+	}
+	busy := false
+	var errs []error
+	for account, vendor := range accounts {
+		full, err := f.feedAccount(ctx, account, vendor)
+		busy = busy || full
+		errs = append(errs, err)
+	}
+	return busy, errors.Join(errs...)
+}
+
+func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool, error) {
+	now := f.o.Clock()
+	if until, ok := f.hold[account]; ok && now.Before(until) {
+		return false, nil
+	}
+	delete(f.hold, account)
+	pending := f.keys.pending(account)
+	cutoff := now.Add(-f.o.PendingTimeout).UnixMilli()
+	if err := f.o.Redis.ZRemRangeByScore(ctx, pending, "-inf", fmt.Sprint(cutoff)).Err(); err != nil {
+		return false, fmt.Errorf("requests: expire pending of %s: %w", account, err)
+	}
+	inFlight, err := f.o.Redis.ZCard(ctx, pending).Result()
+	if err != nil {
+		return false, fmt.Errorf("requests: count pending of %s: %w", account, err)
+	}
+	room := f.o.MaxInFlight - int(inFlight)
+	if v, ok := f.o.Vendors[vendor]; ok {
+		avail, next, err := f.room(ctx, account, budget.LimitOf(v))
+		if err != nil {
+			return false, err
+		}
+		if !next.IsZero() {
+			f.hold[account] = next
+		}
+		if avail >= 0 {
+			// Minus the requests released that have not taken their
+			// permit yet. Some of those may be counted already (a worker
+			// leases a block of permits and hands them out locally), so
+			// this errs on the side of releasing too few for a moment
+			// rather than too many; one released beyond the budget comes
+			// back to the front of its queue, to go as soon as there is room.
+			room = min(room, avail-int(inFlight))
+		}
+	}
+	if room <= 0 {
+		return false, nil
+	}
+	items, err := scriptRelease.Run(ctx, f.o.Redis,
+		[]string{f.keys.ring(account), f.keys.accounts(), pending, f.keys.releasing(account), f.keys.cancelling()},
+		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.p+"r:",
+	).StringSlice()
+	if err != nil {
+		return false, fmt.Errorf("requests: release requests of %s: %w", account, err)
+	}
+	if err := f.enqueue(ctx, account, items); err != nil {
+		return false, err
+	}
+	return len(items) == room, nil
+}
+
+// enqueue makes tasks of released payloads, then forgets them as released.
+// A payload (a jobs.SealedRequest) becomes its task's payload as it is:
+// only the worker that runs it opens it.
+func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(items))
+	var errs []error
+	for _, entry := range items {
+		release, item, _ := strings.Cut(entry, "|")
+		var r jobs.SealedRequest
+		if err := json.Unmarshal([]byte(item), &r); err != nil || r.ID == "" {
+			errs = append(errs, fmt.Errorf("requests: released payload has no id: %v", err))
+			continue
+		}
+		task := jobs.NewRequestTaskPayload(r.ID, []byte(item))
+		// The task id names the release: the same release enqueued twice
+		// (by recover) is one task; a release after a hand-back is a new one.
+		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
+			continue // stays in releasing: recover enqueues it
+		}
+		ids = append(ids, r.ID)
+	}
+	if len(ids) > 0 {
+		if err := f.o.Redis.HDel(ctx, f.keys.releasing(account), ids...).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("requests: forget released: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recover enqueues what a feeder released and may not have enqueued before
+// it stopped. A request enqueued twice runs once: its task id is its own,
+// and a request that has ended is not run again.
+func (f *Feeder) recover(ctx context.Context) error {
+	iter := f.o.Redis.Scan(ctx, 0, f.keys.p+"releasing:*", 100).Iterator()
+	var errs []error
+	for iter.Next(ctx) {
+		key := iter.Val()
+		m, err := f.o.Redis.HGetAll(ctx, key).Result()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		items := make([]string, 0, len(m))
+		for _, item := range m {
+			items = append(items, item)
+		}
+		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.p+"releasing:"), items))
+	}
+	errs = append(errs, iter.Err())
+	return errors.Join(errs...)
+}
+
+// drainCancelled ends the queued requests of cancelled batches, a few
+// hundred per pass, each with its request.failed (class cancelled) event.
+func (f *Feeder) drainCancelled(ctx context.Context) error {
+	queues, err := f.o.Redis.SMembers(ctx, f.keys.cancelling()).Result()
+	if err != nil || len(queues) == 0 {
+		return err
+	}
+	const chunk = 200
+	for _, q := range queues {
+		items, err := f.o.Redis.LRange(ctx, q, 0, chunk-1).Result()
+		if err != nil {
+			return fmt.Errorf("requests: read cancelled queue: %w", err)
+		}
+		for _, item := range items {
+			// The id, vendor, credential and batch are in clear, in the
+			// sealed form as in a plain request; nothing else is needed.
+			var r jobs.Request
+			if json.Unmarshal([]byte(item), &r) != nil {
+				continue
+			}
+			if err := cancelQueued(ctx, f.o.Redis, f.o.Keyring, f.keys, f.outbox, r, f.o.Clock()); err != nil {
+				return err
+			}
+		}
+		if err := f.o.Redis.LTrim(ctx, q, int64(len(items)), -1).Err(); err != nil {
+			return fmt.Errorf("requests: trim cancelled queue: %w", err)
+		}
+		if len(items) < chunk {
+			if err := f.o.Redis.SRem(ctx, f.keys.cancelling(), q).Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cancelQueued ends a request that never ran as cancelled.
+func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox string, r jobs.Request, now time.Time) error {
+	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, events.RequestFailed{
+		ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Class: "cancelled",
+		Message: "the batch was cancelled before the request ran", FailedAt: now.UTC()})
+	if err != nil {
+		return err
+	}
+	r.IdempotencyKey = "" // the key is not this request's to settle
+	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL)
+}
+
+// room is how many more requests the account's budget has room for now
+// (-1: no budget of ours, only the in-flight bound), and, when none, when
+// to look again.
+func (f *Feeder) room(ctx context.Context, account string, lim budget.Limit) (int, time.Time, error) {
+	st, err := f.o.Budget.Status(ctx, account, lim)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	now := f.o.Clock()
+	if st.PausedUntil.After(now) {
+		return 0, st.PausedUntil, nil
+	}
+	if lim.Requests <= 0 || lim.Per <= 0 {
+		return -1, time.Time{}, nil
+	}
+	reserve := 0
+	if f.o.BulkReserve > 0 && st.Limit > 1 {
+		reserve = max(1, int(float64(st.Limit)*f.o.BulkReserve))
+	}
+	avail := st.Remaining - reserve
+	if avail > 0 {
+		return avail, time.Time{}, nil
+	}
+	if !st.ResetAt.IsZero() && st.ResetAt.After(now) {
+		return 0, st.ResetAt, nil
+	}
+	// A sliding window frees permits as they age out; look again soon.
+	return 0, now.Add(min(max(lim.Per/500, f.o.Interval), time.Second)), nil
+}

@@ -1,0 +1,729 @@
+package requests
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/budget"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/vendors"
+)
+
+// Budget is the shared rate budget of vendor accounts (package budget).
+type Budget interface {
+	// Take spends one request of the account's budget, or says when to
+	// try again (nothing is held then).
+	Take(ctx context.Context, account string, lim budget.Limit, class budget.Class) (ok bool, retryAt time.Time, err error)
+	// Observe reads a vendor's answer (rate-limit headers; a 429 pauses
+	// the account for every worker until the returned time).
+	Observe(ctx context.Context, account string, lim budget.Limit, status int, h http.Header) (pausedUntil time.Time, err error)
+	// Status is the account's budget now.
+	Status(ctx context.Context, account string, lim budget.Limit) (budget.Status, error)
+}
+
+// Objects stores answer bodies too large to carry in an event
+// (jetstream.ObjectStore satisfies it).
+type Objects interface {
+	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
+}
+
+var _ Objects = jetstream.ObjectStore(nil)
+
+// Defaults of HandlerDeps.
+const (
+	DefaultInlineLimit    = 64 << 10
+	DefaultResponseLimit  = 32 << 20
+	DefaultCallTimeout    = 30 * time.Second
+	DefaultTokenMargin    = 5 * time.Second
+	DefaultIdempotencyTTL = 24 * time.Hour
+	DefaultBucket         = "tokenrelay-requests"
+)
+
+// maxTokenWaits bounds how often a request waits for a usable token (a
+// second each) before it fails with class "credential".
+const maxTokenWaits = 300
+
+// HandlerDeps are the request handler's dependencies. Redis, Credentials,
+// Refresh, Budget and Vendors are required.
+type HandlerDeps struct {
+	Redis redis.UniversalClient
+	// Prefix is the store's key prefix (config redis.prefix): the outbox
+	// and the request records live under it. Default "tokenrelay:".
+	Prefix      string
+	Credentials Credentials
+	// Refresh runs the scheduler's fenced refresh of one generation of a
+	// credential (jobs.RefreshHandler.Handle): a no-op when another worker
+	// renewed it already, and never a second token call for a generation.
+	Refresh func(ctx context.Context, p jobs.Refresh) error
+	Budget  Budget
+	// Vendors are the configured vendor instances, by name.
+	Vendors map[string]config.Vendor
+	// Account names the budget account of a credential; it must be the
+	// Submitter's. Default AccountFor(Vendors).
+	Account func(vendor, credential string) string
+	// HTTPClient sends the requests (nil: a client without a timeout of its
+	// own; CallTimeout bounds each call).
+	HTTPClient *http.Client
+	// Objects holds bodies above InlineLimit, in the bucket named Bucket.
+	// Nil: such bodies fail the request (class too_large).
+	Objects Objects
+	// Bucket is the name of Objects' bucket, for the event's reference.
+	// Default DefaultBucket.
+	Bucket string
+	// InlineLimit is the largest answer body carried in the event. Default 64 KiB.
+	InlineLimit int
+	// ResponseLimit is the most of an answer body read. Default 32 MiB.
+	ResponseLimit int64
+	// CallTimeout bounds one vendor call. Default 30s.
+	CallTimeout time.Duration
+	// TokenMargin: a token closer than this to its expiry (or than a
+	// quarter of its lifetime) is refreshed before use. Default 5s.
+	TokenMargin time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered. Default 24h.
+	IdempotencyTTL time.Duration
+	Metrics        *Metrics
+	Logger         zerolog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Keyring opens queued requests and seals what the handler keeps of
+	// their outcomes in Redis (outbox events, idempotency records) with
+	// the master key. Required; the Submitter's.
+	Keyring *seal.Keyring
+}
+
+// Handler runs request tasks (see the package doc).
+type Handler struct {
+	d      HandlerDeps
+	keys   keys
+	outbox string
+	send   map[string]*vendors.Sender
+}
+
+// NewHandler checks d, fills its defaults and returns the handler.
+func NewHandler(d HandlerDeps) (*Handler, error) {
+	if d.Redis == nil || d.Credentials == nil || d.Refresh == nil || d.Budget == nil || d.Keyring == nil {
+		return nil, errors.New("requests: the handler needs Redis, the credential store, the refresh, the budget and the keyring")
+	}
+	if d.Prefix == "" {
+		d.Prefix = events.DefaultPrefix
+	}
+	if d.Account == nil {
+		d.Account = AccountFor(d.Vendors)
+	}
+	if d.HTTPClient == nil {
+		d.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
+	}
+	if d.Bucket == "" {
+		d.Bucket = DefaultBucket
+	}
+	if d.InlineLimit <= 0 {
+		d.InlineLimit = DefaultInlineLimit
+	}
+	if d.ResponseLimit <= 0 {
+		d.ResponseLimit = DefaultResponseLimit
+	}
+	if d.CallTimeout <= 0 {
+		d.CallTimeout = DefaultCallTimeout
+	}
+	if d.TokenMargin <= 0 {
+		d.TokenMargin = DefaultTokenMargin
+	}
+	if d.IdempotencyTTL <= 0 {
+		d.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{}}
+	for name, v := range d.Vendors {
+		h.send[name] = vendors.NewSender(name, d.HTTPClient, d.Clock, v.UserAgent)
+	}
+	return h, nil
+}
+
+// record is what Redis holds of a request while it runs.
+type record struct {
+	state     string
+	refreshed int64 // generation refreshed after a 401; -1 none
+	attempts  int
+}
+
+// start reads the request as this run picks it up and marks it running,
+// unless it has ended or its batch is cancelled (one round trip).
+func (h *Handler) start(ctx context.Context, r jobs.Request) (rec record, cancelled bool, err error) {
+	hasBatch := "0"
+	if r.Batch != "" {
+		hasBatch = "1"
+	}
+	vals, err := scriptStart.Run(ctx, h.d.Redis, []string{h.keys.request(r.ID), h.keys.batch(r.Vendor, r.Credential, r.Batch)},
+		hasBatch, h.d.Clock().UnixMilli()).Slice()
+	if err != nil || len(vals) != 4 {
+		return record{}, false, fmt.Errorf("requests: start request %s: %v %w", r.ID, vals, err)
+	}
+	rec = record{state: str(vals[0]), refreshed: -1}
+	if s := str(vals[1]); s != "" {
+		rec.refreshed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	rec.attempts, _ = strconv.Atoi(str(vals[2]))
+	n, _ := vals[3].(int64)
+	return rec, n == 1, nil
+}
+
+// ProcessTask runs one request task (asynq.Handler, registered for
+// jobs.TypeVendorRequest): its payload is a jobs.SealedRequest, opened with
+// the keyring, or a plain jobs.Request enqueued before requests were sealed.
+// A payload that does not open fails without retries.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	r, err := openRequest(h.d.Keyring, t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	return h.Handle(ctx, r)
+}
+
+// Handle runs one request.
+func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
+	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
+	rec, cancelled, err := h.start(ctx, r)
+	if err != nil {
+		return err
+	}
+	switch rec.state {
+	case "done", "failed", "cancelled":
+		log.Debug().Str("state", rec.state).Msg("request already ended; nothing to do")
+		return nil
+	}
+	account := h.d.Account(r.Vendor, r.Credential)
+	if cancelled {
+		return h.fail(ctx, r, rec, "cancelled", 0, "the batch was cancelled before the request ran")
+	}
+	now := h.d.Clock()
+	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+		return h.fail(ctx, r, rec, "deadline", 0, "the deadline "+r.Deadline.UTC().Format(time.RFC3339)+" passed before the request could be sent")
+	}
+	v, ok := h.d.Vendors[r.Vendor]
+	if !ok {
+		return h.fail(ctx, r, rec, "invalid", 0, fmt.Sprintf("vendor %q is not configured", r.Vendor))
+	}
+	if r.IdempotencyKey != "" {
+		if done, err := h.idempotent(ctx, r); done || err != nil {
+			return err
+		}
+	}
+	// One send, and one more after a 401 has brought a new token.
+	for {
+		cred, err := h.token(ctx, r, rec)
+		if err != nil {
+			return h.wait(ctx, r, rec, err)
+		}
+		lim := budget.LimitOf(v)
+		ok, retryAt, err := h.d.Budget.Take(ctx, account, lim, budget.Bulk)
+		h.unpend(account, r.ID)
+		if err != nil {
+			return fmt.Errorf("requests: take budget of %s: %w", account, err)
+		}
+		if !ok {
+			return h.requeue(ctx, r, rec, account, retryAt)
+		}
+		rec.attempts++
+		ans, callErr := h.call(ctx, r, v, cred)
+		if callErr == nil || callErr.Status != 0 {
+			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
+			if err != nil {
+				log.Warn().Err(err).Msg("could not record the vendor's answer in the budget")
+			}
+			if ans.Status == http.StatusTooManyRequests {
+				if paused.IsZero() {
+					paused = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
+				}
+				h.d.Metrics.outcome(r.Vendor, OutcomeRateLimited)
+				return h.wait(ctx, r, rec, &RetryAt{At: paused, Reason: "rate_limited"})
+			}
+		}
+		switch {
+		case callErr != nil, ans.Status >= 500, ans.Status == http.StatusRequestTimeout:
+			return h.transient(ctx, r, rec, ans, callErr, h.scrubber(ctx, cred))
+		case ans.Status == http.StatusUnauthorized:
+			if rec.refreshed >= 0 {
+				return h.fail(ctx, r, rec, "unauthorized", ans.Status,
+					"the vendor refused the request's token again after a refresh: "+vendorMessage(ans, h.scrubber(ctx, cred)))
+			}
+			rec.refreshed = cred.Generation
+			if err := h.d.Redis.HSet(ctx, h.keys.request(r.ID), "refreshed", cred.Generation).Err(); err != nil {
+				return fmt.Errorf("requests: record refresh of %s: %w", r.ID, err)
+			}
+			log.Info().Int64("generation", cred.Generation).Msg("vendor refused the token (401); refreshing it once and retrying")
+			if err := h.d.Refresh(ctx, jobs.Refresh{Credential: r.Credential, Generation: cred.Generation}); err != nil {
+				return fmt.Errorf("requests: refresh %s after a 401: %w", r.Credential, err)
+			}
+			continue
+		case ans.Status >= 400:
+			return h.fail(ctx, r, rec, vendors.ClassRejected, ans.Status, vendorMessage(ans, h.scrubber(ctx, cred)))
+		}
+		return h.complete(ctx, r, rec, ans)
+	}
+}
+
+// unpend tells the feeder, without holding up the request, that it is past
+// its budget take; the request's next transition says it again.
+func (h *Handler) unpend(account, id string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = h.d.Redis.ZRem(ctx, h.keys.pending(account), id).Err()
+	}()
+}
+
+// token returns the credential with a token usable now. A token missing,
+// expired, close to expiry or refused by the vendor since its refresh is
+// renewed first (the scheduler's fenced refresh), and when it is still not
+// usable the request waits a second for it (*RetryAt).
+func (h *Handler) token(ctx context.Context, r jobs.Request, rec record) (store.Credential, error) {
+	for try := 0; ; try++ {
+		cred, err := h.d.Credentials.CurrentToken(ctx, r.Credential)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return cred, errFinal{class: "credential", msg: fmt.Sprintf("credential %q no longer exists", r.Credential)}
+		case err != nil:
+			return cred, fmt.Errorf("requests: read token of %s: %w", r.Credential, err)
+		case cred.State == store.StateRevoked:
+			return cred, errFinal{class: "credential", msg: fmt.Sprintf("credential %q is revoked", r.Credential)}
+		}
+		now := h.d.Clock()
+		lifetime := cred.Token.ExpiresAt.Sub(cred.Token.IssuedAt)
+		margin := min(h.d.TokenMargin, lifetime/4)
+		usable := !cred.Token.AccessToken.IsZero() && cred.Token.ExpiresAt.Sub(now) > margin &&
+			cred.Generation != rec.refreshed
+		if usable {
+			return cred, nil
+		}
+		if try > 0 {
+			return cred, &RetryAt{At: now.Add(time.Second), Reason: "token"}
+		}
+		if err := h.d.Refresh(ctx, jobs.Refresh{Credential: r.Credential, Generation: cred.Generation}); err != nil {
+			return cred, fmt.Errorf("requests: refresh %s before use: %w", r.Credential, err)
+		}
+	}
+}
+
+// errFinal ends a request as failed with a class.
+type errFinal struct{ class, msg string }
+
+func (e errFinal) Error() string { return e.class + ": " + e.msg }
+
+// wait hands the task back to asynq until a *RetryAt's time, with the
+// request in the waiting state; an errFinal fails the request; any other
+// error is returned for asynq to retry.
+func (h *Handler) wait(ctx context.Context, r jobs.Request, rec record, err error) error {
+	var final errFinal
+	if errors.As(err, &final) {
+		return h.fail(ctx, r, rec, final.class, 0, final.msg)
+	}
+	var wait *RetryAt
+	if !errors.As(err, &wait) {
+		return err
+	}
+	if wait.Reason == "token" {
+		n, rerr := h.d.Redis.HIncrBy(ctx, h.keys.request(r.ID), "token_waits", 1).Result()
+		if rerr == nil && n > maxTokenWaits {
+			return h.fail(ctx, r, rec, "credential", 0, "no usable token for the credential after waiting for its refresh")
+		}
+	}
+	if !r.Deadline.IsZero() && wait.At.After(r.Deadline) {
+		return h.fail(ctx, r, rec, "deadline", 0, fmt.Sprintf("the request would wait (%s) until %s, after its deadline %s",
+			wait.Reason, wait.At.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339)))
+	}
+	if err := h.transition(ctx, r, rec, "waiting", nil); err != nil {
+		return err
+	}
+	return wait
+}
+
+// requeue hands the request back to the feeder when the budget has no
+// permit for it now: the feeder releases it again as soon as the budget
+// has room, to the millisecond, where an asynq retry would wait whole
+// seconds. No worker waits, and no failure is counted.
+func (h *Handler) requeue(ctx context.Context, r jobs.Request, rec record, account string, retryAt time.Time) error {
+	if !r.Deadline.IsZero() && retryAt.After(r.Deadline) {
+		return h.fail(ctx, r, rec, "deadline", 0, fmt.Sprintf("the budget has no room before %s, after the deadline %s",
+			retryAt.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339)))
+	}
+	payload, err := sealRequest(h.d.Keyring, r)
+	if err != nil {
+		return fmt.Errorf("requests: %w", err)
+	}
+	hasBatch := "0"
+	if r.Batch != "" {
+		hasBatch = "1"
+	}
+	m := member(r.Vendor, r.Credential, r.Batch)
+	err = scriptRequeue.Run(ctx, h.d.Redis,
+		[]string{h.keys.queue(account, m), h.keys.ring(account), h.keys.accounts(), h.keys.request(r.ID),
+			h.keys.batch(r.Vendor, r.Credential, r.Batch), h.keys.pending(account)},
+		payload, account, m, r.Vendor, hasBatch, r.ID).Err()
+	if err != nil {
+		return fmt.Errorf("requests: hand %s back to the feeder: %w", r.ID, err)
+	}
+	return nil
+}
+
+// transient retries a 5xx, 408, timeout or connection failure with backoff,
+// or fails the request once its retries are spent.
+func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer, callErr *vendors.Error,
+	sc *secret.Scrubber) error {
+	class, msg := vendors.ClassServer, vendorMessage(ans, sc)
+	if ans.Status == http.StatusRequestTimeout {
+		class = vendors.ClassTimeout
+	}
+	if callErr != nil {
+		class, msg = callErr.Class, sc.Scrub(callErr.Error())
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, ok := asynq.GetMaxRetry(ctx)
+	if !ok {
+		maxRetry = jobs.RequestMaxRetry
+	}
+	if retried >= maxRetry {
+		return h.fail(ctx, r, rec, class, ans.Status, msg)
+	}
+	if err := h.transition(ctx, r, rec, "waiting", nil); err != nil {
+		return err
+	}
+	h.d.Metrics.outcome(r.Vendor, OutcomeRetried)
+	var after time.Duration
+	if ans.Header != nil {
+		after = vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock())
+	}
+	// asynq keeps this text in Redis (and shows it in its dashboard): it
+	// names the failure, never the path, query or the vendor's words
+	// (patient data); the request.failed event, sealed, quotes them.
+	return &backoffError{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
+}
+
+// call sends the request once. The *vendors.Error has a Status when an
+// answer came (never for a 2xx).
+func (h *Handler) call(ctx context.Context, r jobs.Request, v config.Vendor, cred store.Credential) (vendors.Answer, *vendors.Error) {
+	u, err := url.Parse(v.BaseURL + r.Path)
+	if err != nil {
+		return vendors.Answer{}, &vendors.Error{Vendor: r.Vendor, Op: "build URL", Class: "invalid", Err: err}
+	}
+	if len(r.Query) > 0 {
+		u.RawQuery = url.Values(r.Query).Encode()
+	}
+	body, _ := r.BodyBytes() // checked at submission
+	callCtx, cancel := context.WithTimeout(ctx, h.d.CallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return vendors.Answer{}, &vendors.Error{Vendor: r.Vendor, Op: "build request", Class: "invalid", Err: err}
+	}
+	if body == nil {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	for name, val := range r.Headers {
+		req.Header.Set(name, val)
+	}
+	setVendorHeaders(req.Header, v.Kind, body != nil)
+	req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
+	start := time.Now()
+	ans, callErr := h.sender(r.Vendor).Do(req, r.Method+" "+r.Path, h.d.ResponseLimit)
+	h.d.Metrics.call(r.Vendor, time.Since(start))
+	if callErr != nil {
+		callErr.Status = ans.Status
+		return ans, callErr
+	}
+	return ans, nil
+}
+
+func (h *Handler) sender(vendor string) *vendors.Sender {
+	if s, ok := h.send[vendor]; ok {
+		return s
+	}
+	return vendors.NewSender(vendor, h.d.HTTPClient, h.d.Clock, "")
+}
+
+// setVendorHeaders adds what the vendor requires when the request has not
+// set it: FHIR servers (Halaxy, patient portals) take and give
+// application/fhir+json; the others JSON.
+func setVendorHeaders(hd http.Header, kind config.Kind, hasBody bool) {
+	media := "application/json"
+	if kind == config.KindHalaxy || kind == config.KindFHIRPortal {
+		media = "application/fhir+json"
+	}
+	if hd.Get("Accept") == "" {
+		hd.Set("Accept", media)
+	}
+	if hasBody && hd.Get("Content-Type") == "" {
+		hd.Set("Content-Type", media)
+	}
+}
+
+// keptHeaders are the answer headers an outcome event carries.
+var keptHeaders = []string{"Content-Type", "Content-Location", "Location", "ETag", "Last-Modified",
+	"Retry-After", "X-Request-Id", "X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"}
+
+func eventHeaders(h http.Header) map[string]string {
+	out := map[string]string{}
+	for _, name := range keptHeaders {
+		if v := h.Get(name); v != "" {
+			out[name] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// vendorMessage quotes a vendor's error answer, untrusted text, for an
+// event, a log line and a task error: a bounded excerpt scrubbed of every
+// spelling of sc's secrets.
+func vendorMessage(ans vendors.Answer, sc *secret.Scrubber) string {
+	msg := fmt.Sprintf("HTTP %d", ans.Status)
+	if q := vendors.Excerpt(string(ans.Body), sc); q != "" {
+		msg += ": " + vendors.VendorSaid(q)
+	}
+	return msg
+}
+
+// keyReader is the store's full read of a credential (store.Store.Get).
+type keyReader interface {
+	Get(ctx context.Context, id string) (store.Credential, error)
+}
+
+// scrubber redacts from a vendor's error answer every secret of the
+// credential a request used: the token it sent and, when Credentials can
+// read them (the store can), its keys, which the vendor knows too. It runs
+// only on error paths: reading the keys costs a round trip and a
+// decryption.
+func (h *Handler) scrubber(ctx context.Context, cred store.Credential) *secret.Scrubber {
+	if kr, ok := h.d.Credentials.(keyReader); ok {
+		if full, err := kr.Get(ctx, cred.ID); err == nil {
+			// The token sent, which a renewal may have replaced since.
+			return full.Scrubber().Add(cred.Token.AccessToken)
+		}
+	}
+	return cred.Scrubber()
+}
+
+// complete publishes request.completed, with the body inline or in the
+// object store.
+func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer) error {
+	now := h.d.Clock()
+	data := events.RequestCompleted{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
+		Status: ans.Status, Headers: eventHeaders(ans.Header), BodySize: len(ans.Body), Attempts: rec.attempts,
+		CompletedAt: now.UTC()}
+	switch {
+	case len(ans.Body) == 0:
+	case len(ans.Body) <= h.d.InlineLimit:
+		if json.Valid(ans.Body) {
+			data.Body, data.BodyEncoding = json.RawMessage(ans.Body), "json"
+		} else {
+			data.Body, data.BodyEncoding = base64.StdEncoding.EncodeToString(ans.Body), "base64"
+		}
+	case h.d.Objects == nil:
+		return h.fail(ctx, r, rec, "too_large", ans.Status, fmt.Sprintf("the answer's body (%d bytes) is over the inline limit and no object store is configured", len(ans.Body)))
+	default:
+		name := objectName(r)
+		info, err := h.d.Objects.PutBytes(ctx, name, ans.Body)
+		if err != nil {
+			return fmt.Errorf("requests: store body of %s: %w", r.ID, err)
+		}
+		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: name, Size: len(ans.Body), Digest: info.Digest}
+	}
+	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	if err != nil {
+		return err
+	}
+	if err := h.transition(ctx, r, rec, "done", &ev); err != nil {
+		return err
+	}
+	h.d.Metrics.outcome(r.Vendor, OutcomeCompleted)
+	h.d.Logger.Debug().Str("request", r.ID).Int("status", ans.Status).Msg("request completed")
+	return nil
+}
+
+// fail publishes request.failed.
+func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class string, status int, msg string) error {
+	now := h.d.Clock()
+	data := events.RequestFailed{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
+		Class: class, Status: status, Message: msg, Attempts: rec.attempts, FailedAt: now.UTC()}
+	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, data)
+	if err != nil {
+		return err
+	}
+	state, outcome := "failed", OutcomeFailed
+	if class == "cancelled" {
+		state, outcome = "cancelled", OutcomeCancelled
+	}
+	if err := h.transition(ctx, r, rec, state, &ev); err != nil {
+		return err
+	}
+	h.d.Metrics.outcome(r.Vendor, outcome)
+	h.d.Logger.Info().Str("request", r.ID).Str("error_class", class).Int("status", status).Str("error", msg).Msg("request failed")
+	return nil
+}
+
+// transition moves the request to state, recording its attempts; a final
+// state writes ev to the outbox in the same step, and stores the outcome
+// under the idempotency key.
+func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
+	return transition(ctx, h.d.Redis, h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
+		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL)
+}
+
+// transition runs transition.lua; attempts < 0 leaves the count as is. The
+// event and the idempotency outcome are sealed with kr (they may quote
+// patient data).
+func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
+	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
+	evID, evSubject, evJSON, outcome := "", "", "", ""
+	if ev != nil {
+		values, err := events.SealOutboxEntry(kr, *ev)
+		if err != nil {
+			return fmt.Errorf("requests: event of %s: %w", r.ID, err)
+		}
+		evID, evSubject, evJSON = ev.ID, ev.Subject, values[5].(string)
+		if r.IdempotencyKey != "" {
+			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.Type, Data: ev.Data}); err != nil {
+				return err
+			}
+		}
+	}
+	hasBatch := "0"
+	if r.Batch != "" {
+		hasBatch = "1"
+	}
+	n := ""
+	if attempts >= 0 {
+		n = strconv.Itoa(attempts)
+	}
+	err := scriptTransition.Run(ctx, rdb,
+		[]string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
+			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
+		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n).Err()
+	if err != nil {
+		return fmt.Errorf("requests: mark %s %s: %w", r.ID, state, err)
+	}
+	return nil
+}
+
+// idemRecord is what an idempotency key holds: the first request's id,
+// then also its outcome (an idemOutcome), sealed.
+type idemRecord struct {
+	ID     string `json:"id"`
+	Sealed string `json:"sealed,omitempty"`
+}
+
+// idemOutcome is the first request's outcome event under its key.
+type idemOutcome struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// sealOutcome returns the idempotency record of r's outcome, sealed and
+// bound to r's key, vendor and credential.
+func sealOutcome(kr *seal.Keyring, r jobs.Request, o idemOutcome) (string, error) {
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("requests: encode outcome of %s: %w", r.ID, err)
+	}
+	sealed, err := kr.Seal(raw, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
+	if err != nil {
+		return "", fmt.Errorf("requests: seal outcome of %s: %w", r.ID, err)
+	}
+	rec, err := json.Marshal(idemRecord{ID: r.ID, Sealed: sealed})
+	if err != nil {
+		return "", fmt.Errorf("requests: encode outcome of %s: %w", r.ID, err)
+	}
+	return string(rec), nil
+}
+
+// idempotent claims r's idempotency key for r. The key is r's credential's
+// (keys.idempotency): another credential's request with the same key is
+// not a duplicate of r. When another request of the credential holds it,
+// r is a duplicate: it ends with the first one's outcome (done true), or
+// waits for it while the first one runs.
+func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) {
+	key := h.keys.idempotency(r.Vendor, r.Credential, r.IdempotencyKey)
+	mine, _ := json.Marshal(idemRecord{ID: r.ID})
+	set, err := h.d.Redis.SetNX(ctx, key, mine, h.d.IdempotencyTTL).Result()
+	if err != nil {
+		return false, fmt.Errorf("requests: idempotency key of %s: %w", r.ID, err)
+	}
+	if set {
+		return false, nil
+	}
+	raw, err := h.d.Redis.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return h.idempotent(ctx, r) // expired in between
+	}
+	if err != nil {
+		return false, fmt.Errorf("requests: idempotency key of %s: %w", r.ID, err)
+	}
+	var first idemRecord
+	if err := json.Unmarshal(raw, &first); err != nil {
+		return false, fmt.Errorf("requests: idempotency key of %s holds %w", r.ID, err)
+	}
+	if first.ID == r.ID {
+		return false, nil
+	}
+	if first.Sealed == "" {
+		// The first one has not ended: look again in a second.
+		return true, h.wait(ctx, r, record{refreshed: -1}, &RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"})
+	}
+	plain, err := h.d.Keyring.Open(first.Sealed, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
+	if err != nil {
+		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
+	}
+	var out idemOutcome
+	if err := json.Unmarshal(plain, &out); err != nil {
+		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(out.Data, &data); err != nil {
+		return true, fmt.Errorf("requests: outcome under idempotency key of %s: %w", r.ID, err)
+	}
+	data["id"], data["duplicate_of"], data["batch"] = r.ID, first.ID, r.Batch
+	if r.Batch == "" {
+		delete(data, "batch")
+	}
+	ev, err := events.New(out.Type, r.Vendor, r.Credential, h.d.Clock(), data)
+	if err != nil {
+		return true, err
+	}
+	state := "done"
+	if out.Type == events.TypeRequestFailed {
+		state = "failed"
+	}
+	dup := r
+	dup.IdempotencyKey = "" // the key keeps the first one's outcome
+	if err := h.transition(ctx, dup, record{attempts: -1}, state, &ev); err != nil {
+		return true, err
+	}
+	h.d.Metrics.outcome(r.Vendor, OutcomeDuplicate)
+	return true, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}

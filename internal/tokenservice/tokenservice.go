@@ -1,0 +1,501 @@
+// Package tokenservice is the worker side of token retrieval: a NATS micro
+// service that answers prefix + "token.get.<vendor>.<credential>" requests
+// with the credential's current token, read from the credential store, in
+// the client.TokenReply shape. Every worker replica runs one, all in one
+// queue group, so each request is answered exactly once by whichever
+// replica gets it.
+//
+// It never hands out an expired token and never logs one: the log carries
+// vendor, credential, generation, outcome and source.
+//
+// Requests are answered concurrently (Options.Concurrency at a time), and
+// through a store outage: the store is read first, as the source of truth,
+// but each token read is kept in a bounded in-memory cache, sealed under a
+// key that lives only in this process. When a read fails, or has not
+// answered within Options.StallTimeout, the cached token is served if it
+// has not expired and no newer generation or revocation has been heard of
+// (the service follows token.renewed and key.revoked on NATS); from then
+// on, until a read succeeds, cached tokens are answered without waiting.
+// Reading the store first, rather than serving the cache first, keeps the
+// answer as fresh as the store whenever the store is up: a revocation
+// whose event was missed, or a state set by an operator, is seen at once.
+//
+// It answers only to reply inboxes (Options.InboxPrefix): a request naming
+// any other reply subject is dropped and logged, so that no requester can
+// make it publish a token on an event subject or anywhere else.
+package tokenservice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/client"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+)
+
+// Identity of the micro service, as seen by `nats micro ls` and $SRV.INFO.
+const (
+	ServiceName    = "tokenrelay-tokens"
+	ServiceVersion = "1.0.0"
+	EndpointName   = "get"
+)
+
+// Defaults of Options.
+const (
+	DefaultQueueGroup   = "tokenrelay-workers"
+	DefaultReadTimeout  = 2 * time.Second
+	DefaultStallTimeout = 250 * time.Millisecond
+	DefaultCacheSize    = 100_000
+	DefaultConcurrency  = 64
+)
+
+// TokenReader reads a credential with its current token (no client secret
+// needed). *store.Store satisfies it; it returns store.ErrNotFound for an
+// unknown id.
+type TokenReader interface {
+	CurrentToken(ctx context.Context, id string) (store.Credential, error)
+}
+
+// TokenReaderFunc adapts a function to a TokenReader.
+type TokenReaderFunc func(ctx context.Context, id string) (store.Credential, error)
+
+// CurrentToken calls f.
+func (f TokenReaderFunc) CurrentToken(ctx context.Context, id string) (store.Credential, error) {
+	return f(ctx, id)
+}
+
+// Options configure the service.
+type Options struct {
+	// SubjectPrefix is prepended to every subject (default ""), e.g.
+	// "tenant-a."; it must match the clients' client.WithSubjectPrefix.
+	SubjectPrefix string
+	// Reader reads credentials. Required.
+	Reader TokenReader
+	// Clock decides whether a token has expired (default time.Now).
+	Clock func() time.Time
+	// Logger gets one debug line per request (the zero Logger logs nothing).
+	Logger zerolog.Logger
+	// QueueGroup is the NATS queue group of the endpoint (default
+	// DefaultQueueGroup); replicas must share it to share the requests.
+	QueueGroup string
+	// ReadTimeout bounds one read of the store (default DefaultReadTimeout,
+	// 2s), so that a slow store does not hold up the requests queued
+	// behind it for long.
+	ReadTimeout time.Duration
+	// InboxPrefix is the only place answers go: a request whose reply
+	// subject is not under it is dropped and logged, never answered (see
+	// natsinbox). Default natsinbox.DefaultPrefix, "_INBOX.".
+	InboxPrefix string
+	// StallTimeout is how long a request waits for the store before it is
+	// answered from the cache, when the cache has a token to serve (default
+	// DefaultStallTimeout, 250ms). The read goes on in the background, up
+	// to ReadTimeout, and refreshes the cache.
+	StallTimeout time.Duration
+	// CacheSize bounds the credentials whose token is kept for a store
+	// outage (default DefaultCacheSize, 100000); the least recently asked
+	// go first. Negative: no cache, every answer comes from the store.
+	CacheSize int
+	// Concurrency is how many requests are answered at once (default
+	// DefaultConcurrency, 64), so that one slow read does not hold up the
+	// others. Reads of one credential in flight at once are shared.
+	Concurrency int
+}
+
+// New registers the token service on nc and starts answering. Stop the
+// returned service (Stop drains its subscriptions) when shutting down.
+// As with any micro service, set nc's closed and error handlers before
+// calling New: handlers set afterwards replace the ones micro relies on.
+//
+// micro runs an endpoint's handler on its subscription's goroutine; the
+// handler hands each request to a goroutine of its own (Options.Concurrency
+// at most) and answers from there. Each is a single store read, bounded by
+// Options.ReadTimeout, or a cache hit. Replicas share the load.
+func New(nc *nats.Conn, opts Options) (micro.Service, error) {
+	if nc == nil {
+		return nil, errors.New("tokenservice: nil NATS connection")
+	}
+	if opts.Reader == nil {
+		return nil, errors.New("tokenservice: Options.Reader is required")
+	}
+	if err := client.CheckSubjectPrefix(opts.SubjectPrefix); err != nil {
+		return nil, fmt.Errorf("tokenservice: Options.SubjectPrefix: %w", err)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.QueueGroup == "" {
+		opts.QueueGroup = DefaultQueueGroup
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.InboxPrefix == "" {
+		opts.InboxPrefix = natsinbox.DefaultPrefix
+	}
+	if err := natsinbox.CheckPrefix(opts.InboxPrefix); err != nil {
+		return nil, fmt.Errorf("tokenservice: Options.InboxPrefix: %w", err)
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	h := &handler{
+		opts: opts, nc: nc, base: opts.SubjectPrefix + "token.get.",
+		slots: make(chan struct{}, opts.Concurrency), flights: make(map[cacheKey]*flight),
+	}
+	if opts.CacheSize > 0 {
+		c, err := newCache(opts.CacheSize)
+		if err != nil {
+			return nil, err
+		}
+		h.cache = c
+	}
+	subs, err := h.follow(nc)
+	if err != nil {
+		return nil, err
+	}
+	unsubscribe := func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     ServiceVersion,
+		Description: "hands out the current token of a credential",
+		QueueGroup:  opts.QueueGroup,
+	})
+	if err != nil {
+		unsubscribe()
+		return nil, fmt.Errorf("tokenservice: add service: %w", err)
+	}
+	err = svc.AddEndpoint(EndpointName, natsinbox.Guard(ServiceName, opts.InboxPrefix, opts.Logger, micro.HandlerFunc(h.handle)),
+		micro.WithEndpointSubject(h.base+"*.*"),
+		micro.WithEndpointQueueGroup(opts.QueueGroup))
+	if err != nil {
+		_ = svc.Stop()
+		unsubscribe()
+		return nil, fmt.Errorf("tokenservice: add endpoint: %w", err)
+	}
+	return &service{Service: svc, unsubscribe: unsubscribe}, nil
+}
+
+// service is the micro service with the event subscriptions that keep its
+// cache current, ended together by Stop.
+type service struct {
+	micro.Service
+	unsubscribe func()
+}
+
+// Stop stops the micro service and the event subscriptions.
+func (s *service) Stop() error {
+	err := s.Service.Stop()
+	s.unsubscribe()
+	return err
+}
+
+type handler struct {
+	nc    *nats.Conn
+	opts  Options
+	base  string        // prefix + "token.get."
+	cache *cache        // nil when Options.CacheSize < 0
+	slots chan struct{} // one per request being answered
+
+	mu      sync.Mutex
+	flights map[cacheKey]*flight // store reads in flight
+
+	// storeDown is set while the store is failing or stalled (the last
+	// read failed, or a read outlasted Options.StallTimeout).
+	storeDown atomic.Bool
+}
+
+// handle hands one request to a goroutine of its own, waiting for a free
+// slot when Options.Concurrency requests are already being answered.
+func (h *handler) handle(req micro.Request) {
+	h.slots <- struct{}{}
+	go func() {
+		defer func() { <-h.slots }()
+		h.serve(req)
+	}()
+}
+
+// serve answers one request.
+func (h *handler) serve(req micro.Request) {
+	vendor, credential, ok := h.parse(req.Subject())
+	var reply client.TokenReply
+	source := "store"
+	if ok {
+		reply, source = h.answer(vendor, credential)
+	} else {
+		reply = client.TokenReply{Error: client.CodeNotFound, Message: "malformed token subject"}
+	}
+
+	log := h.opts.Logger.Debug().Str("vendor", vendor).Str("credential", credential).Str("source", source)
+	if reply.Error == "" {
+		log = log.Int64("generation", reply.Generation).Str("outcome", "token")
+	} else {
+		log = log.Str("outcome", reply.Error)
+	}
+	if err := h.respond(req.Reply(), reply); err != nil {
+		h.opts.Logger.Warn().Err(err).Str("vendor", vendor).Str("credential", credential).Msg("token reply not sent")
+	}
+	log.Msg("token request")
+}
+
+// parse splits "<prefix>token.get.<vendor>.<credential>". The prefix may
+// hold dots, so it is cut off first.
+func (h *handler) parse(subject string) (vendor, credential string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, h.base)
+	if !ok {
+		return "", "", false
+	}
+	vendor, credential, ok = strings.Cut(rest, ".")
+	if !ok || vendor == "" || credential == "" || strings.Contains(credential, ".") {
+		return "", "", false
+	}
+	return vendor, credential, true
+}
+
+// answer reads the credential and decides the reply; source says whether
+// it came from the store or the cache.
+func (h *handler) answer(vendor, credential string) (client.TokenReply, string) {
+	k := cacheKey{vendor, credential}
+	f := h.read(k)
+	if h.cache != nil {
+		// While the store is known to be failing or stalled, a servable
+		// token is answered at once; the read goes on, and the first one
+		// to succeed ends the outage.
+		if h.storeDown.Load() {
+			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
+				return cachedReply(c), "cache"
+			}
+		}
+		stall := time.NewTimer(h.opts.StallTimeout)
+		defer stall.Stop()
+		select {
+		case <-f.done:
+		case <-stall.C:
+			h.storeDown.Store(true)
+			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
+				return cachedReply(c), "cache"
+			}
+			<-f.done
+		}
+	} else {
+		<-f.done
+	}
+	if f.err != nil && !errors.Is(f.err, store.ErrNotFound) && h.cache != nil {
+		if c, ok := h.cache.get(k, h.opts.Clock()); ok {
+			return cachedReply(c), "cache"
+		}
+	}
+	return h.decide(vendor, credential, f.cred, f.err), "store"
+}
+
+// flight is one read of the store, shared by the requests for its
+// credential that arrive while it runs.
+type flight struct {
+	done chan struct{} // closed when cred and err are set
+	cred store.Credential
+	err  error
+}
+
+// read joins the read of k in flight or starts one. The read is bounded by
+// Options.ReadTimeout, not by the requests waiting on it, and records what
+// it finds in the cache.
+func (h *handler) read(k cacheKey) *flight {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f, ok := h.flights[k]; ok {
+		return f
+	}
+	f := &flight{done: make(chan struct{})}
+	h.flights[k] = f
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.ReadTimeout)
+		defer cancel()
+		f.cred, f.err = h.opts.Reader.CurrentToken(ctx, k.credential)
+		failed := f.err != nil && !errors.Is(f.err, store.ErrNotFound)
+		h.storeDown.Store(failed)
+		if failed {
+			h.opts.Logger.Warn().Err(f.err).Str("vendor", k.vendor).Str("credential", k.credential).Msg("token request: read credential")
+		}
+		h.remember(k, f.cred, f.err)
+		h.mu.Lock()
+		delete(h.flights, k)
+		h.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// remember records the outcome of a store read in the cache.
+func (h *handler) remember(k cacheKey, cred store.Credential, err error) {
+	switch {
+	case h.cache == nil:
+	case errors.Is(err, store.ErrNotFound):
+		h.cache.drop(k)
+	case err != nil, cred.Vendor != k.vendor:
+	case cred.State == store.StateRevoked:
+		h.cache.putRevoked(k, cred.Generation)
+	case cred.Generation == 0 || cred.Token.AccessToken.IsZero() || cred.State == store.StateExpired:
+		h.cache.drop(k)
+	default:
+		h.cache.put(k, cred.Token.AccessToken.Reveal(), cred.Token.TokenType, cred.Token.ExpiresAt, cred.Generation)
+	}
+}
+
+// decide turns a store read into the reply.
+func (h *handler) decide(vendor, credential string, cred store.Credential, err error) client.TokenReply {
+	notFound := client.TokenReply{Error: client.CodeNotFound, Message: fmt.Sprintf("no credential %s/%s", vendor, credential)}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound
+	case err != nil:
+		return unavailable
+	case cred.Vendor != vendor:
+		// Said exactly as for a missing credential, so that asking under
+		// another vendor reveals nothing.
+		return notFound
+	case cred.State == store.StateRevoked:
+		return revoked
+	case cred.Generation == 0 || cred.Token.AccessToken.IsZero():
+		return client.TokenReply{Error: client.CodeUnavailable, Message: "no token yet"}
+	case cred.State == store.StateExpired || !h.opts.Clock().Before(cred.Token.ExpiresAt):
+		return client.TokenReply{Error: client.CodeExpired, Message: "token expired, renewal pending"}
+	}
+	return client.TokenReply{
+		AccessToken: cred.Token.AccessToken.Reveal(), // leaves for the client it belongs to
+		TokenType:   cred.Token.TokenType,
+		ExpiresAt:   cred.Token.ExpiresAt.UTC(),
+		Generation:  cred.Generation,
+	}
+}
+
+var (
+	unavailable = client.TokenReply{Error: client.CodeUnavailable, Message: "credential store unavailable, try again later"}
+	revoked     = client.TokenReply{Error: client.CodeRevoked, Message: "credential revoked by the vendor, reconnect it"}
+)
+
+// cachedReply is the reply for what the cache answered.
+func cachedReply(c cached) client.TokenReply {
+	if c.revoked {
+		return revoked
+	}
+	return client.TokenReply{
+		AccessToken: c.accessToken, TokenType: c.tokenType,
+		ExpiresAt: c.expiresAt.UTC(), Generation: c.gen,
+	}
+}
+
+// follow subscribes to the token.renewed and key.revoked events (a plain
+// subscription sees what is published to the stream), which keep the
+// cache from serving a token that has been replaced or revoked.
+func (h *handler) follow(nc *nats.Conn) ([]*nats.Subscription, error) {
+	if h.cache == nil {
+		return nil, nil
+	}
+	var subs []*nats.Subscription
+	for _, typ := range []string{events.TypeTokenRenewed, events.TypeKeyRevoked} {
+		sub, err := nc.Subscribe(h.opts.SubjectPrefix+typ+".>", h.onEvent)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("tokenservice: subscribe to %s: %w", typ, err)
+		}
+		subs = append(subs, sub)
+	}
+	// A NATS user not allowed these subjects (a deployment's permissions
+	// from before the cache) would leave the cache deaf to renewals and
+	// revocations: then there is no cache, and an error log says why. The
+	// server refuses a subscription before it answers the flush.
+	if err := nc.FlushTimeout(2 * time.Second); err == nil {
+		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) &&
+			(strings.Contains(last.Error(), events.TypeTokenRenewed) || strings.Contains(last.Error(), events.TypeKeyRevoked)) {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			h.opts.Logger.Error().Err(last).Msg("token service: no token cache, the NATS user may not subscribe to token.renewed.> and key.revoked.>")
+			h.cache = nil
+			return nil, nil
+		}
+	}
+	return subs, nil
+}
+
+// onEvent applies a token.renewed or key.revoked event to the cache. After
+// a renewal of a cached credential the store is read again, so the cache
+// holds the new token before an outage needs it.
+func (h *handler) onEvent(m *nats.Msg) {
+	var env events.Envelope
+	if err := json.Unmarshal(m.Data, &env); err != nil {
+		return
+	}
+	var data struct {
+		Vendor     string `json:"vendor"`
+		Credential string `json:"credential"`
+		Generation int64  `json:"generation"`
+		Reason     string `json:"reason"`
+	}
+	if err := json.Unmarshal(env.Data, &data); err != nil || data.Vendor == "" || data.Credential == "" {
+		return
+	}
+	k := cacheKey{data.Vendor, data.Credential}
+	switch env.Type {
+	case events.TypeTokenRenewed:
+		if h.cache.renewed(k, data.Generation) {
+			h.read(k)
+		}
+	case events.TypeKeyRevoked:
+		h.cache.keyRevoked(k, data.Generation, data.Reason == events.ReasonRotated)
+	}
+}
+
+// Header codes of the error replies (micro's Nats-Service-Error-Code),
+// for tools that read micro's headers; the JSON body is the contract.
+var errorHeaderCodes = map[string]string{
+	client.CodeNotFound:    "404",
+	client.CodeRevoked:     "410",
+	client.CodeExpired:     "410",
+	client.CodeUnavailable: "503",
+}
+
+// respond publishes the reply to the requester's inbox (checked by
+// natsinbox.Guard). It does not go through micro.Request, whose methods
+// record the outcome in fields micro reads when the handler returns: from
+// another goroutine that is a data race. So micro's stats count the
+// requests but not the errors; an error reply still carries micro's error
+// headers, for the tools that read them.
+func (h *handler) respond(inbox string, reply client.TokenReply) error {
+	body, err := json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: inbox, Data: body}
+	if reply.Error != "" {
+		code := errorHeaderCodes[reply.Error]
+		if code == "" {
+			code = "500"
+		}
+		msg.Header = nats.Header{micro.ErrorHeader: {reply.Message}, micro.ErrorCodeHeader: {code}}
+	}
+	return h.nc.PublishMsg(msg)
+}
