@@ -309,11 +309,11 @@ type Vendor struct {
 
 // Vendor modes (Vendor.Mode).
 const (
-	ModeReauthenticate = "reauthenticate"  // redox-legacy (default)
-	ModeRefresh        = "refresh"         // redox-legacy
-	ModeAPIKey         = "api_key"         // healthsync (default)
-	ModeOAuth          = "oauth"           // healthsync
-	ModeServiceAccount = "service_account" // healthsync
+	ModeReauthenticate = string(redoxlegacy.ModeReauthenticate) // redox-legacy (default)
+	ModeRefresh        = string(redoxlegacy.ModeRefresh)        // redox-legacy
+	ModeAPIKey         = string(healthsync.ModeAPIKey)          // healthsync (default)
+	ModeOAuth          = string(healthsync.ModeOAuth)           // healthsync
+	ModeServiceAccount = string(healthsync.ModeServiceAccount)  // healthsync
 )
 
 // KeyPaths are the key-management paths of a healthsync vendor, relative
