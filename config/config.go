@@ -5,6 +5,13 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/vendors/fhirportal"
+	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
+	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
+	"github.com/tokenrelay/tokenrelay/vendors/kind"
+	"github.com/tokenrelay/tokenrelay/vendors/oauth2cc"
+	"github.com/tokenrelay/tokenrelay/vendors/redox"
+	"github.com/tokenrelay/tokenrelay/vendors/redoxlegacy"
 )
 
 // Config is the whole configuration of the scheduler and the worker. Build
@@ -210,22 +217,26 @@ type Worker struct {
 	SpoolDir string `yaml:"spool_dir"`
 }
 
-// Kind names a vendor adapter.
+// Kind names a vendor adapter; package vendors/kind describes each.
 type Kind string
 
 // The vendor kinds. A kind, once shipped, is never renamed.
 const (
-	KindHalaxy      Kind = "halaxy"
-	KindRedox       Kind = "redox"
-	KindRedoxLegacy Kind = "redox-legacy"
-	KindHealthSync  Kind = "healthsync"
-	KindFHIRPortal  Kind = "fhir-portal"
-	KindOAuth2      Kind = "oauth2"
+	KindHalaxy      Kind = halaxy.Kind
+	KindRedox       Kind = redox.Kind
+	KindRedoxLegacy Kind = redoxlegacy.Kind
+	KindHealthSync  Kind = healthsync.Kind
+	KindFHIRPortal  Kind = fhirportal.Kind
+	KindOAuth2      Kind = oauth2cc.Kind
 )
 
 // Kinds lists every kind, in the order error messages show them.
 func Kinds() []Kind {
-	return []Kind{KindHalaxy, KindRedox, KindRedoxLegacy, KindHealthSync, KindFHIRPortal, KindOAuth2}
+	var out []Kind
+	for _, name := range kind.Names() {
+		out = append(out, Kind(name))
+	}
+	return out
 }
 
 // Vendor is one named vendor instance: an account or environment of a kind
@@ -298,19 +309,12 @@ type Vendor struct {
 
 // Vendor modes (Vendor.Mode).
 const (
-	ModeReauthenticate = "reauthenticate"  // redox-legacy (default)
-	ModeRefresh        = "refresh"         // redox-legacy
-	ModeAPIKey         = "api_key"         // healthsync (default)
-	ModeOAuth          = "oauth"           // healthsync
-	ModeServiceAccount = "service_account" // healthsync
+	ModeReauthenticate = string(redoxlegacy.ModeReauthenticate) // redox-legacy (default)
+	ModeRefresh        = string(redoxlegacy.ModeRefresh)        // redox-legacy
+	ModeAPIKey         = string(healthsync.ModeAPIKey)          // healthsync (default)
+	ModeOAuth          = string(healthsync.ModeOAuth)           // healthsync
+	ModeServiceAccount = string(healthsync.ModeServiceAccount)  // healthsync
 )
-
-// modesByKind lists the modes of the kinds that have several, default
-// first.
-var modesByKind = map[Kind][]string{
-	KindRedoxLegacy: {ModeReauthenticate, ModeRefresh},
-	KindHealthSync:  {ModeAPIKey, ModeOAuth, ModeServiceAccount},
-}
 
 // KeyPaths are the key-management paths of a healthsync vendor, relative
 // to its base_url. Each empty one takes the sandbox's default, given here.
@@ -523,62 +527,6 @@ const (
 	DefaultRefreshJitter  = 0.1
 )
 
-// kindDefaults is what a kind of vendor starts from.
-type kindDefaults struct {
-	// region is the default region; baseURLs maps each region to its base
-	// URL ("" when the kind has no region).
-	region   string
-	baseURLs map[string]string
-	// regionHint explains the regions in error messages.
-	regionHint       string
-	maxTokenLifetime Duration
-	rateLimit        RateLimit
-	// canRotate says whether the kind's keys can be rotated, and
-	// rotateEvery how often by default.
-	canRotate   bool
-	rotateEvery Duration
-}
-
-var byKind = map[Kind]kindDefaults{
-	KindHalaxy: {
-		region: "au",
-		baseURLs: map[string]string{
-			"au": "https://au-api.halaxy.com/main/",
-			"eu": "https://eu-api.halaxy.com/main/",
-		},
-		regionHint:       `au, or eu for EU and UK customers`,
-		maxTokenLifetime: Duration(15 * time.Minute),
-		rateLimit:        RateLimit{Limit: 500, Per: Duration(time.Minute)},
-	},
-	KindRedox: {
-		region:           "us",
-		baseURLs:         redoxBaseURLs,
-		regionHint:       `us, or ca for Canada`,
-		maxTokenLifetime: Duration(5 * time.Minute),
-		canRotate:        true,
-	},
-	KindRedoxLegacy: {
-		region:           "us",
-		baseURLs:         redoxBaseURLs,
-		regionHint:       `us, or ca for Canada`,
-		maxTokenLifetime: Duration(24 * time.Hour),
-		// A legacy key's secret is regenerated in Redox's dashboard: there
-		// is no API to rotate it.
-	},
-	KindHealthSync: {
-		baseURLs:    map[string]string{"": "https://api.healthsync.com/v1/"},
-		rotateEvery: Duration(90 * day),
-		canRotate:   true,
-	},
-	KindFHIRPortal: {},
-	KindOAuth2:     {},
-}
-
-var redoxBaseURLs = map[string]string{
-	"us": "https://api.redoxengine.com/",
-	"ca": "https://api.ca.redoxengine.com/",
-}
-
 // SetDefaults fills every zero field with its default, names each vendor
 // after its key, and adds the trailing "/" to base URLs and "." to the
 // subject prefix. Parse calls it; call it on a Config built in Go before
@@ -605,47 +553,6 @@ func (c *Config) setDefaults(jitterSet map[string]bool) {
 	for name, v := range c.Vendors {
 		v.setDefaults(name, jitterSet[name])
 		c.Vendors[name] = v
-	}
-}
-
-func (v *Vendor) setDefaults(name string, jitterSet bool) {
-	v.Name = name
-	d, known := byKind[v.Kind]
-	if known {
-		setString(&v.Region, d.region)
-		// An unknown region leaves BaseURL empty; Validate reports the region.
-		setString(&v.BaseURL, d.baseURLs[v.Region])
-		setDuration(&v.MaxTokenLifetime, d.maxTokenLifetime)
-		if v.Mode == "" || v.Mode == ModeAPIKey {
-			setDuration(&v.RotateEvery, d.rotateEvery)
-		}
-		if v.RateLimit.Limit == 0 {
-			v.RateLimit.Limit = d.rateLimit.Limit
-		}
-		setDuration(&v.RateLimit.Per, d.rateLimit.Per)
-	}
-	if v.BaseURL != "" && !strings.HasSuffix(v.BaseURL, "/") {
-		v.BaseURL += "/"
-	}
-	if v.RefreshAt == 0 {
-		v.RefreshAt = DefaultRefreshAt
-	}
-	if v.RefreshJitter == 0 && !jitterSet {
-		v.RefreshJitter = DefaultRefreshJitter
-	}
-	if v.Webhooks.Verify == "" {
-		v.Webhooks.Verify = VerifyNone
-	}
-	if v.Webhooks.Header == "" {
-		switch v.Webhooks.Verify {
-		case VerifyToken:
-			v.Webhooks.Header = "Authorization"
-			if v.Kind == KindRedox || v.Kind == KindRedoxLegacy {
-				v.Webhooks.Header = "verification-token"
-			}
-		case VerifyHMACSHA256:
-			v.Webhooks.Header = "X-Signature"
-		}
 	}
 }
 

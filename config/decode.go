@@ -45,6 +45,29 @@ func join(path, key string) string {
 }
 
 func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	n, ok := d.enter(n, path, v)
+	if !ok {
+		return
+	}
+	switch {
+	case v.Type() == secretType || v.Type() == durationType:
+		d.scalarValue(n, path, v)
+	case v.Kind() == reflect.Struct:
+		d.structure(n, path, v)
+	case v.Kind() == reflect.Map:
+		d.mapping(n, path, v)
+	case v.Kind() == reflect.Slice:
+		d.sequence(n, path, v)
+	default:
+		d.scalarValue(n, path, v)
+	}
+}
+
+// enter follows n's aliases, counts it against the node budget and
+// records the line and presence of the field at path. It returns the node
+// to decode into v, or false when there is none: over budget, a document
+// (decoded here), or null (like an absent field: the default applies).
+func (d *decoder) enter(n *yaml.Node, path string, v reflect.Value) (*yaml.Node, bool) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -52,13 +75,13 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		if d.budget == -1 {
 			d.p.addAt("", n.Line, "too many nodes once aliases are expanded (simplify the file)")
 		}
-		return
+		return nil, false
 	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) > 0 {
 			d.decode(n.Content[0], path, v)
 		}
-		return
+		return nil, false
 	}
 	if path != "" {
 		if _, ok := d.p.lines[path]; !ok {
@@ -66,64 +89,66 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		}
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return // like an absent field: the default applies
+		return nil, false
 	}
 	d.present[path] = true
+	return n, true
+}
 
+// scalarValue sets v, a secret, duration, string, int, bool or float,
+// from the scalar n.
+func (d *decoder) scalarValue(n *yaml.Node, path string, v reflect.Value) {
+	s, ok := d.scalar(n, path)
+	if !ok {
+		return
+	}
+	var problem string
 	switch {
 	case v.Type() == secretType:
-		if s, ok := d.scalar(n, path); ok {
-			v.Set(reflect.ValueOf(secret.New(s)))
-		}
+		v.Set(reflect.ValueOf(secret.New(s)))
 	case v.Type() == durationType:
-		if s, ok := d.scalar(n, path); ok {
-			dur, err := parseDuration(s)
-			if err != nil {
-				d.p.add(path, "%s %v", d.p.show(path, s), err)
-				return
-			}
+		if dur, err := parseDuration(s); err != nil {
+			problem = err.Error()
+		} else {
 			v.SetInt(int64(dur))
 		}
-	case v.Kind() == reflect.Struct:
-		d.structure(n, path, v)
-	case v.Kind() == reflect.Map:
-		d.mapping(n, path, v)
-	case v.Kind() == reflect.Slice:
-		d.sequence(n, path, v)
 	case v.Kind() == reflect.String:
-		if s, ok := d.scalar(n, path); ok {
-			v.SetString(s)
-		}
+		v.SetString(s)
 	case v.Kind() == reflect.Int:
-		if s, ok := d.scalar(n, path); ok {
-			i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 0)
-			if err != nil {
-				d.p.add(path, "%s is not a whole number", d.p.show(path, s))
-				return
-			}
-			v.SetInt(i)
-		}
+		problem = setNumber(v, s, "is not a whole number")
 	case v.Kind() == reflect.Bool:
-		if s, ok := d.scalar(n, path); ok {
-			b, err := strconv.ParseBool(strings.TrimSpace(s))
-			if err != nil {
-				d.p.add(path, "%s is not true or false", d.p.show(path, s))
-				return
-			}
+		if b, err := strconv.ParseBool(strings.TrimSpace(s)); err != nil {
+			problem = "is not true or false"
+		} else {
 			v.SetBool(b)
 		}
 	case v.Kind() == reflect.Float64:
-		if s, ok := d.scalar(n, path); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-			if err != nil {
-				d.p.add(path, "%s is not a number (use e.g. 0.5)", d.p.show(path, s))
-				return
-			}
-			v.SetFloat(f)
-		}
+		problem = setNumber(v, s, "is not a number (use e.g. 0.5)")
 	default:
 		panic(fmt.Sprintf("config: no decoding for %s at %s", v.Type(), path))
 	}
+	if problem != "" {
+		d.p.add(path, "%s %s", d.p.show(path, s), problem)
+	}
+}
+
+// setNumber sets the int or float v from s, or returns problem.
+func setNumber(v reflect.Value, s, problem string) string {
+	s = strings.TrimSpace(s)
+	if v.Kind() == reflect.Int {
+		i, err := strconv.ParseInt(s, 10, 0)
+		if err != nil {
+			return problem
+		}
+		v.SetInt(i)
+		return ""
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return problem
+	}
+	v.SetFloat(f)
+	return ""
 }
 
 // describe names a node's kind for "must be X (got Y)" messages, without

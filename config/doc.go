@@ -22,7 +22,9 @@
 // line in the file) and what to do about it. No message ever contains the
 // value of a secret field or of an environment variable (a value built
 // from one is shown as the reference written in the file, "${NAME}"), nor
-// more of a Redis or NATS URL than its scheme.
+// more of a Redis or NATS URL than its scheme. Each vendor is checked with
+// its kind's rules (package vendors/kind), its adapter's own checks
+// included, so that a file that passes starts.
 //
 // testdata/valid.yaml is a complete, commented example.
 //

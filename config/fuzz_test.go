@@ -9,9 +9,10 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 )
 
-// FuzzParse checks that no file makes Parse panic, and that no error shows
-// a secret from the environment (a YAML syntax error may quote the file's
-// own text, so only values the file does not hold count).
+// FuzzParse checks that no file makes Parse panic, that no error shows a
+// secret from the environment (a YAML syntax error may quote the file's
+// own text, so only values the file does not hold count), and that every
+// vendor of a file Parse accepts builds its adapter.
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
 	if err != nil {
@@ -38,6 +39,9 @@ func FuzzParse(f *testing.F) {
 		for name, v := range cfg.Vendors {
 			if v.Name != name || (v.BaseURL != "" && !strings.HasSuffix(v.BaseURL, "/")) {
 				t.Fatalf("vendor %q: %+v", name, v)
+			}
+			if _, err := v.NewAdapter(nil); err != nil {
+				t.Fatalf("vendor %q passed validation, but its adapter refuses it: %v", name, err)
 			}
 		}
 	})

@@ -70,20 +70,7 @@ func masterKeys(lookup func(string) (string, bool), p *problems) (secret.Value, 
 	if !current.IsZero() {
 		seen[current.Reveal()] = EnvSecretKey
 	}
-	var previous []secret.Value
-	for i, s := range splitList(get(EnvSecretKeysPrevious)) {
-		where := fmt.Sprintf("%s (key %d)", EnvSecretKeysPrevious, i+1)
-		key, ok := decodeKey(where, s, p)
-		if !ok {
-			continue
-		}
-		if first, dup := seen[string(key)]; dup {
-			p.add(where, "is the same key as %s: list each key once", first)
-			continue
-		}
-		seen[string(key)] = where
-		previous = append(previous, secret.New(string(key)))
-	}
+	previous := previousKeys(splitList(get(EnvSecretKeysPrevious)), seen, p)
 	for i, s := range splitList(get(EnvSecretKeysPreviousWrapped)) {
 		where := fmt.Sprintf("%s (key %d)", EnvSecretKeysPreviousWrapped, i+1)
 		if w, ok := decodeWrapped(where, s, p); ok {
@@ -98,6 +85,26 @@ func masterKeys(lookup func(string) (string, bool), p *problems) (secret.Value, 
 		p.add(EnvKMSURL, "set, but no wrapped master key is: give %s (make one with: tokenrelay keys wrap -kms URL)", EnvSecretKeyWrapped)
 	}
 	return current, previous, kms
+}
+
+// previousKeys decodes the plain previous master keys (base64), each
+// once; seen maps each key already given to the variable that gave it.
+func previousKeys(list []string, seen map[string]string, p *problems) []secret.Value {
+	var previous []secret.Value
+	for i, s := range list {
+		where := fmt.Sprintf("%s (key %d)", EnvSecretKeysPrevious, i+1)
+		key, ok := decodeKey(where, s, p)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[string(key)]; dup {
+			p.add(where, "is the same key as %s: list each key once", first)
+			continue
+		}
+		seen[string(key)] = where
+		previous = append(previous, secret.New(string(key)))
+	}
+	return previous
 }
 
 // decodeWrapped decodes a wrapped key (base64 of the KMS's ciphertext).

@@ -173,3 +173,17 @@ func (p *problems) err() error {
 	})
 	return &ValidationError{Problems: list}
 }
+
+// hasWithin reports whether the field at path, one containing it or one
+// it contains has a problem.
+func (p *problems) hasWithin(path string) bool {
+	if p.has(path) {
+		return true
+	}
+	for q := range p.bad {
+		if strings.HasPrefix(q, path+".") || strings.HasPrefix(q, path+"[") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,8 +1,9 @@
 // Package vendors defines the one small interface every vendor adapter
-// implements (getting a token for a credential), the error classes the rest
-// of tokenrelay acts on, and the registry that builds an adapter from a
-// vendor's configuration. Each vendor kind lives in its own subpackage; the
-// sandbox that emulates them all is vendors/sandbox.
+// implements (getting a token for a credential) and the error classes the
+// rest of tokenrelay acts on. Each vendor kind lives in its own
+// subpackage; vendors/kind describes every kind (how to build its adapter
+// and the rules that differ by kind) in one registry, and the sandbox that
+// emulates them all is vendors/sandbox.
 //
 // It also holds what the adapters share: the checks of their options
 // (ParseBaseURL, CheckUserAgent, HTTPClient), the sending of a request once

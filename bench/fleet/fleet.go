@@ -36,14 +36,50 @@ type tier struct {
 	kind   config.Kind
 	path   string
 	life   time.Duration
+	// secrets gives credential c the secrets its kind takes, known to
+	// the sandbox.
+	secrets func(sb *sandbox.Sandbox, c *config.Credential) error
 }
 
 var tiers = []tier{
-	{"redox", config.KindRedox, sandbox.RedoxPath, 5 * time.Minute}, // Redox: 5 minutes
-	{"portal-15m", config.KindFHIRPortal, sandbox.FHIRPortalPath, 15 * time.Minute},
-	{"portal-1h", config.KindFHIRPortal, sandbox.FHIRPortalPath, time.Hour},
-	{"healthsync-6h", config.KindHealthSync, sandbox.HealthSyncPath, 6 * time.Hour},   // API key checked every 6h
-	{"redox-legacy", config.KindRedoxLegacy, sandbox.RedoxLegacyPath, 24 * time.Hour}, // legacy: 24 hours
+	{"redox", config.KindRedox, sandbox.RedoxPath, 5 * time.Minute, redoxSecrets}, // Redox: 5 minutes
+	{"portal-15m", config.KindFHIRPortal, sandbox.FHIRPortalPath, 15 * time.Minute, clientSecrets},
+	{"portal-1h", config.KindFHIRPortal, sandbox.FHIRPortalPath, time.Hour, clientSecrets},
+	{"healthsync-6h", config.KindHealthSync, sandbox.HealthSyncPath, 6 * time.Hour, healthSyncSecrets}, // API key checked every 6h
+	{"redox-legacy", config.KindRedoxLegacy, sandbox.RedoxLegacyPath, 24 * time.Hour, clientSecrets},   // legacy: 24 hours
+}
+
+// redoxSecrets gives c a P-384 signing key registered with the sandbox.
+func redoxSecrets(sb *sandbox.Sandbox, c *config.Credential) error {
+	pk, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(pk)
+	if err != nil {
+		return err
+	}
+	pemKey := secret.New(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	jwk, err := redox.PublicJWK(pemKey, "kid-"+c.ID)
+	if err != nil {
+		return err
+	}
+	c.ClientID, c.PrivateKey, c.KeyID = "client-"+c.ID, pemKey, "kid-"+c.ID
+	return sb.AddRedoxKey(c.ClientID, c.KeyID, jwk)
+}
+
+// healthSyncSecrets gives c an API key of the sandbox's "bench" plan.
+func healthSyncSecrets(sb *sandbox.Sandbox, c *config.Credential) error {
+	_, k := sb.AddHealthSyncKey("bench", []string{"read"})
+	c.APIKey = secret.New(k)
+	return nil
+}
+
+// clientSecrets gives c an OAuth client registered with the sandbox.
+func clientSecrets(sb *sandbox.Sandbox, c *config.Credential) error {
+	c.ClientID, c.ClientSecret = "client-"+c.ID, secret.New(randomSecret(24))
+	sb.AddClient(c.ClientID, c.ClientSecret.Reveal())
+	return nil
 }
 
 // renewal is one token.renewed event as the fleet run records it.
@@ -83,31 +119,8 @@ func runFleet(ctx context.Context, o options, db int) error {
 		t := tiers[i%len(tiers)]
 		id := fmt.Sprintf("%s-%05d", t.vendor, i)
 		c := config.Credential{ID: id, Vendor: t.vendor}
-		switch t.kind {
-		case config.KindRedox:
-			pk, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-			if err != nil {
-				return err
-			}
-			der, err := x509.MarshalPKCS8PrivateKey(pk)
-			if err != nil {
-				return err
-			}
-			pemKey := secret.New(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-			jwk, err := redox.PublicJWK(pemKey, "kid-"+id)
-			if err != nil {
-				return err
-			}
-			c.ClientID, c.PrivateKey, c.KeyID = "client-"+id, pemKey, "kid-"+id
-			if err := sb.AddRedoxKey(c.ClientID, c.KeyID, jwk); err != nil {
-				return err
-			}
-		case config.KindHealthSync:
-			_, k := sb.AddHealthSyncKey("bench", []string{"read"})
-			c.APIKey = secret.New(k)
-		default:
-			c.ClientID, c.ClientSecret = "client-"+id, secret.New(randomSecret(24))
-			sb.AddClient(c.ClientID, c.ClientSecret.Reveal())
+		if err := t.secrets(sb, &c); err != nil {
+			return err
 		}
 		cfg.Credentials = append(cfg.Credentials, c)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/web/operator"
 	"github.com/tokenrelay/tokenrelay/internal/web/websession"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/vendors/kind"
 )
 
 // operatorPages builds the operator pages (package operator) on the same
@@ -76,7 +77,8 @@ func (a operatorActions) Revoke(ctx context.Context, id, reason string) error {
 }
 
 // Enable re-enables a credential; a new secret goes where its vendor kind
-// keeps one (HealthSync: the API key; the others: the client secret).
+// keeps one (the API key of a kind that authenticates with one, as
+// HealthSync; the client secret of the others).
 func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret.Value) error {
 	var in admin.EnableInput
 	if !newSecret.IsZero() {
@@ -84,7 +86,7 @@ func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret
 		if err != nil {
 			return readable(err)
 		}
-		if a.env.Config.Vendors[c.Vendor].Kind == config.KindHealthSync {
+		if keyIsSecret(a.env.Config.Vendors[c.Vendor]) {
 			in.APIKey = newSecret.Reveal()
 		} else {
 			in.ClientSecret = newSecret.Reveal()
@@ -92,6 +94,13 @@ func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret
 	}
 	_, _, err := admin.Enable(ctx, a.admin, id, in)
 	return readable(err)
+}
+
+// keyIsSecret reports whether the secret of v's credentials is an API key
+// (its kind takes one in its default mode), not a client secret.
+func keyIsSecret(v config.Vendor) bool {
+	s, _ := v.Spec()
+	return s.Credentials.APIKey == kind.Needed
 }
 
 // RetryNow makes a credential due at once, with the store's own claim

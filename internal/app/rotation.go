@@ -17,6 +17,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
+	"github.com/tokenrelay/tokenrelay/vendors/kind"
 	"github.com/tokenrelay/tokenrelay/vendors/redox"
 )
 
@@ -33,40 +34,57 @@ func BuildRotationVendors(cfg *config.Config, hc *http.Client) (map[string]rotat
 	}
 	out := map[string]rotation.Vendor{}
 	for name, v := range cfg.Vendors {
-		if v.Kind == config.KindRedox {
-			a, err := redox.New(redox.Options{BaseURL: v.BaseURL, TokenURL: v.TokenURL, Scopes: v.Scopes, HTTPClient: hc, VendorName: name})
-			if err != nil {
-				return nil, fmt.Errorf("vendors.%s: %w", name, err)
-			}
-			life := time.Duration(v.MaxTokenLifetime)
-			if life <= 0 {
-				life = 5 * time.Minute // Redox's
-			}
-			out[name] = rotation.Vendor{Keys: rotation.RedoxKeys{Tokens: a}, RotateEvery: time.Duration(v.RotateEvery),
-				RevokeOldAfter: life + 2*time.Minute}
-			continue
-		}
-		if !canRotate(cfg, name) {
-			continue
-		}
-		a, err := healthsync.New(healthsync.Options{BaseURL: v.BaseURL, UserAgent: v.UserAgent, HTTPClient: hc,
-			VendorName: name, KeyPaths: healthsync.KeyPaths(v.KeyPaths)})
+		v.Name = name
+		rv, ok, err := rotationVendor(v, hc)
 		if err != nil {
 			return nil, fmt.Errorf("vendors.%s: %w", name, err)
+		}
+		if ok {
+			out[name] = rv
+		}
+	}
+	return out, nil
+}
+
+// rotationVendor is what the rotations of vendor v need, by the way its
+// kind rotates keys (package vendors/kind); ok is false when its keys
+// cannot be rotated.
+func rotationVendor(v config.Vendor, hc *http.Client) (rv rotation.Vendor, ok bool, err error) {
+	method := v.KeyRotation()
+	if method == kind.NoRotation {
+		return rotation.Vendor{}, false, nil
+	}
+	spec, _ := v.Spec()
+	a, err := v.NewAdapter(hc)
+	if err != nil {
+		return rotation.Vendor{}, false, err
+	}
+	switch method {
+	case kind.RotateSigningKeys:
+		life := time.Duration(v.MaxTokenLifetime)
+		if life <= 0 {
+			life = spec.MaxTokenLifetime
+		}
+		return rotation.Vendor{Keys: rotation.RedoxKeys{Tokens: a}, RotateEvery: time.Duration(v.RotateEvery),
+			RevokeOldAfter: life + 2*time.Minute}, true, nil
+	case kind.RotateAPIKeys:
+		keys, isHS := a.(*healthsync.Adapter)
+		if !isHS {
+			return rotation.Vendor{}, false, fmt.Errorf("kind %s rotates API keys, which only the healthsync adapter manages", v.Kind)
 		}
 		renewal := policy.Renewal{At: v.RefreshAt, Jitter: v.RefreshJitter}
 		if v.RefreshJitter == 0 {
 			renewal.Jitter = -1
 		}
-		out[name] = rotation.Vendor{
-			Keys:          rotation.HealthSyncKeys{Adapter: a},
+		return rotation.Vendor{
+			Keys:          rotation.HealthSyncKeys{Adapter: keys},
 			RotateEvery:   time.Duration(v.RotateEvery),
 			KeyIsToken:    true,
-			TokenLifetime: policy.EffectiveLifetime(healthsync.APIKeyVerifyPeriod, time.Duration(v.MaxTokenLifetime)),
+			TokenLifetime: policy.EffectiveLifetime(spec.APIKeyLifetime, time.Duration(v.MaxTokenLifetime)),
 			Renewal:       renewal,
-		}
+		}, true, nil
 	}
-	return out, nil
+	return rotation.Vendor{}, false, fmt.Errorf("kind %s: unknown key rotation %d", v.Kind, method)
 }
 
 // newRotator makes the worker's rotator, holding a rotation for
@@ -94,22 +112,17 @@ func rotateNow(env *Env) func(ctx context.Context, c store.Credential) error {
 	}
 }
 
+// canRotate reports whether the keys of vendor's credentials can be
+// rotated (its kind, in its mode, can).
 func canRotate(cfg *config.Config, vendor string) bool {
 	v, ok := cfg.Vendors[vendor]
-	switch {
-	case !ok:
-		return false
-	case v.Kind == config.KindRedox:
-		return true
-	default:
-		return v.Kind == config.KindHealthSync && (v.Mode == "" || v.Mode == config.ModeAPIKey)
-	}
+	return ok && v.KeyRotation() != kind.NoRotation
 }
 
 // redoxSigningKeys is the KeySource of the worker's JWKS route.
 func redoxSigningKeys(env *Env) redox.KeySource {
 	return rotation.JWKSKeys(env.Store, func(vendor string) bool {
-		return env.Config.Vendors[vendor].Kind == config.KindRedox
+		return env.Config.Vendors[vendor].KeyRotation() == kind.RotateSigningKeys
 	})
 }
 

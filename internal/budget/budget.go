@@ -334,12 +334,6 @@ func Account(vendor, credential string) string {
 	return vendor + "/" + credential
 }
 
-// PerClient says whether a vendor kind limits each OAuth client (each
-// credential) rather than the whole account: Halaxy does ("per OAuth
-// client"); HealthSync limits the plan, and the others are taken to limit
-// the account.
-func PerClient(kind string) bool { return kind == "halaxy" }
-
 func (b *Budget) now() time.Time {
 	if b.o.Clock != nil {
 		return b.o.Clock()

@@ -2,6 +2,7 @@ package requests
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -441,7 +442,7 @@ func (h *Handler) call(ctx context.Context, r jobs.Request, v config.Vendor, cre
 	for name, val := range r.Headers {
 		req.Header.Set(name, val)
 	}
-	setVendorHeaders(req.Header, v.Kind, body != nil)
+	setVendorHeaders(req.Header, v, body != nil)
 	req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
 	start := time.Now()
 	ans, callErr := h.sender(r.Vendor).Do(req, r.Method+" "+r.Path, h.d.ResponseLimit)
@@ -461,13 +462,11 @@ func (h *Handler) sender(vendor string) *vendors.Sender {
 }
 
 // setVendorHeaders adds what the vendor requires when the request has not
-// set it: FHIR servers (Halaxy, patient portals) take and give
-// application/fhir+json; the others JSON.
-func setVendorHeaders(hd http.Header, kind config.Kind, hasBody bool) {
-	media := "application/json"
-	if kind == config.KindHalaxy || kind == config.KindFHIRPortal {
-		media = "application/fhir+json"
-	}
+// set it: the media type of its kind (FHIR servers, as Halaxy and patient
+// portals, take and give application/fhir+json); JSON for the others.
+func setVendorHeaders(hd http.Header, v config.Vendor, hasBody bool) {
+	spec, _ := v.Spec()
+	media := cmp.Or(spec.MediaType, "application/json")
 	if hd.Get("Accept") == "" {
 		hd.Set("Accept", media)
 	}

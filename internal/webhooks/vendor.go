@@ -126,7 +126,7 @@ func VendorsFromConfig(vendors map[string]config.Vendor) (out map[string]Vendor,
 				return nil, nil, fmt.Errorf("webhooks: vendor %s: %w", name, err)
 			}
 			v.Verifier, v.SecretHeader = tok, w.Header
-			if cv.Kind == config.KindRedox || cv.Kind == config.KindRedoxLegacy {
+			if spec, _ := cv.Spec(); spec.WebhookHandshake {
 				v.Handshake = tok
 			}
 		case config.VerifyHMACSHA256:

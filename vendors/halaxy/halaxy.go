@@ -77,6 +77,10 @@ var _ vendors.TokenSource = (*Adapter)(nil)
 // parentheses, one space, an address in parentheses.
 var userAgentRE = regexp.MustCompile(`^[^()\s](?:[^()\r\n]*[^()\s])? \([^\s()@]+@[^\s()@]+\)$`)
 
+// ValidUserAgent reports whether ua has the "NAME (EMAIL)" shape Halaxy
+// asks for (the configuration checks user_agent with it).
+func ValidUserAgent(ua string) bool { return userAgentRE.MatchString(ua) }
+
 // New checks opts and makes an Adapter.
 func New(opts Options) (*Adapter, error) {
 	base, err := vendors.ParseBaseURL(opts.BaseURL, BaseURLAU, "use "+BaseURLAU+" or "+BaseURLEU)
@@ -86,7 +90,7 @@ func New(opts Options) (*Adapter, error) {
 	if opts.UserAgent == "" {
 		return nil, errors.New(`halaxy: user_agent is required, in the shape "APP_VENDOR_NAME (APP_VENDOR_EMAIL)", e.g. "Acme Sync (ops@acme.example)"`)
 	}
-	if !userAgentRE.MatchString(opts.UserAgent) {
+	if !ValidUserAgent(opts.UserAgent) {
 		return nil, fmt.Errorf(`halaxy: user_agent %q is not in the shape "APP_VENDOR_NAME (APP_VENDOR_EMAIL)", e.g. "Acme Sync (ops@acme.example)"`, opts.UserAgent)
 	}
 	client := vendors.HTTPClient(opts.HTTPClient)
