@@ -104,10 +104,12 @@ func exporter(ctx context.Context, getenv func(string) string) (*otlptrace.Expor
 	}
 }
 
-// Credential is the pair of attributes that names a credential on a span.
-func Credential(vendor, credential string) []attribute.KeyValue {
-	return []attribute.KeyValue{attribute.String("tokenrelay.vendor", vendor), attribute.String("tokenrelay.credential", credential)}
-}
+// Attribute keys of tokenrelay's spans.
+const (
+	AttrVendor     = attribute.Key("tokenrelay.vendor")
+	AttrCredential = attribute.Key("tokenrelay.credential")
+	AttrGeneration = attribute.Key("tokenrelay.generation")
+)
 
 // Fail records err on span and marks it failed; a nil err does nothing.
 func Fail(span trace.Span, err error) {
