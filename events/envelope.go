@@ -7,12 +7,15 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // Event types. A type, once shipped, is never renamed.
@@ -45,6 +48,34 @@ type Envelope struct {
 	Time            time.Time       `json:"time"`
 	DataContentType string          `json:"datacontenttype"`
 	Data            json.RawMessage `json:"data"`
+	// TraceParent and TraceState are the CloudEvents distributed-tracing
+	// extension: the W3C trace context of the work that produced the event
+	// (a renewal, a request, a webhook), set when tracing is on, so that a
+	// consumer's span can link to it. The relay also sends them as the NATS
+	// message's traceparent/tracestate headers.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
+}
+
+// Traced returns e carrying ctx's trace context (unchanged when ctx holds
+// no span).
+func (e Envelope) Traced(ctx context.Context) Envelope {
+	c := tracing.Inject(ctx)
+	e.TraceParent, e.TraceState = c["traceparent"], c["tracestate"]
+	return e
+}
+
+// TraceContext returns ctx carrying the span that produced e as its remote
+// parent (ctx itself when e carries none).
+func (e Envelope) TraceContext(ctx context.Context) context.Context {
+	if e.TraceParent == "" {
+		return ctx
+	}
+	c := tracing.Carrier{"traceparent": e.TraceParent}
+	if e.TraceState != "" {
+		c["tracestate"] = e.TraceState
+	}
+	return c.Extract(ctx)
 }
 
 // NATSSubject is the NATS subject an event of this type about one

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 )
@@ -480,8 +481,9 @@ func parseEntry(m redis.XMessage, kr *seal.Keyring) (entry, string) {
 func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 	type inflight struct {
 		entry
-		msg redis.XMessage
-		fut jetstream.PubAckFuture
+		msg  redis.XMessage
+		fut  jetstream.PubAckFuture
+		span trace.Span
 	}
 	var (
 		sent    []inflight
@@ -509,18 +511,20 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			failure = errNATSNotConnected
 			break
 		}
-		fut, err := r.pub.PublishMsgAsync(
-			&nats.Msg{Subject: r.subjectPrefix + e.subject, Data: e.event},
-			jetstream.WithMsgID(e.id), jetstream.WithStallWait(r.ackTimeout))
+		msg := &nats.Msg{Subject: r.subjectPrefix + e.subject, Data: e.event}
+		span := tracePublish(ctx, msg)
+		fut, err := r.pub.PublishMsgAsync(msg, jetstream.WithMsgID(e.id), jetstream.WithStallWait(r.ackTimeout))
 		if errors.Is(err, nats.ErrMaxPayload) {
+			endSpan(span, err)
 			dead = append(dead, deadEntry{m, "event is larger than the NATS server's max_payload"})
 			continue
 		}
 		if err != nil {
+			endSpan(span, err)
 			failure = fmt.Errorf("events: relay: publish: %w", err)
 			break
 		}
-		sent = append(sent, inflight{entry: e, msg: m, fut: fut})
+		sent = append(sent, inflight{entry: e, msg: m, fut: fut, span: span})
 	}
 
 	type acked struct {
@@ -532,8 +536,10 @@ wait:
 	for _, s := range sent {
 		select {
 		case <-s.fut.Ok():
+			endSpan(s.span, nil)
 			done = append(done, acked{s.entry, time.Now()})
 		case err := <-s.fut.Err():
+			endSpan(s.span, err)
 			if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
 				dead = append(dead, deadEntry{s.msg, "event is larger than the stream's maximum message size"})
 				continue
@@ -542,6 +548,7 @@ wait:
 				failure = fmt.Errorf("events: relay: publish: %w", err)
 			}
 		case <-ctx.Done():
+			endSpan(s.span, ctx.Err())
 			if failure == nil {
 				failure = ctx.Err()
 			}

@@ -9,11 +9,15 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/policy"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 )
@@ -170,13 +174,15 @@ func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error 
 		started++
 		go func() {
 			var r batchResult
+			ictx, span := traceRefresh(ctx, b.Items[i])
 			select {
 			case h.slots <- struct{}{}:
-				r = h.renewOne(ctx, c.Credential, owner, deadline)
+				r = h.renewOne(ictx, c.Credential, owner, deadline)
 				<-h.slots
 			case <-ctx.Done():
 				r.err = h.release(c.Credential, owner, ctx.Err())
 			}
+			r.traced(span)
 			results <- r
 		}()
 	}
@@ -233,12 +239,59 @@ type batchResult struct {
 	err     error
 }
 
+// traced hands the renewal's span to the renewal still to commit, or ends
+// it with the result.
+func (r batchResult) traced(span trace.Span) {
+	if r.renewal != nil {
+		r.renewal.span = span
+		return
+	}
+	tracing.Fail(span, r.err)
+	span.End()
+}
+
+// traceRefresh starts the worker's span of one renewal: a child of the
+// scheduler's enqueue span (carried in the task), on every attempt asynq
+// makes, never of an earlier attempt.
+func traceRefresh(ctx context.Context, it Refresh) (context.Context, trace.Span) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	return tracing.Tracer().Start(it.Trace.Extract(ctx), "jobs.refresh", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(tracing.AttrCredential.String(it.Credential), tracing.AttrGeneration.Int64(it.Generation),
+			attribute.Int("asynq.retry_count", retried)))
+}
+
 // pendingRenewal is a token obtained, waiting to be committed.
 type pendingRenewal struct {
 	log       zerolog.Logger
 	commit    store.RenewalCommit
 	lifetime  time.Duration
 	recovered bool
+	// span is the renewal's jobs.refresh span and commitSpan its
+	// store.commit span, ended when the renewal settles (nil for a
+	// renewal read back from the spool).
+	span, commitSpan trace.Span
+}
+
+// startCommit starts p's store.commit span, once, and stamps the
+// renewal's event with it, so that the event's publish (however late)
+// belongs to the renewal's trace.
+func (p *pendingRenewal) startCommit() {
+	if p.span == nil || p.commitSpan != nil {
+		return
+	}
+	ctx, span := tracing.Tracer().Start(trace.ContextWithSpan(context.Background(), p.span), "store.commit")
+	p.commitSpan = span
+	p.commit.Event = p.commit.Event.Traced(ctx)
+}
+
+// settle ends p's spans, recording err.
+func (p pendingRenewal) settle(err error) {
+	for _, span := range []trace.Span{p.commitSpan, p.span} {
+		if span != nil {
+			tracing.Fail(span, err)
+			span.End()
+		}
+	}
 }
 
 // commitTries is how often the commit of a failure is tried when Redis
@@ -256,7 +309,9 @@ func (h *RefreshHandler) Handle(ctx context.Context, p Refresh) error {
 	if err != nil {
 		return h.skip(store.Due{ID: p.Credential, Generation: p.Generation}, err)
 	}
-	r := h.renewOne(ctx, cred, owner, deadline)
+	ictx, span := traceRefresh(ctx, p)
+	r := h.renewOne(ictx, cred, owner, deadline)
+	r.traced(span)
 	if r.renewal == nil {
 		return r.err
 	}
@@ -298,7 +353,7 @@ func (h *RefreshHandler) callDeadline() time.Time {
 // end by deadline. A failure is recorded at once; a token comes back as a
 // renewal to commit.
 func (h *RefreshHandler) renewOne(ctx context.Context, cred store.Credential, owner string, deadline time.Time) batchResult {
-	log := h.d.Logger.With().Str("credential", cred.ID).Int64("generation", cred.Generation).Str("vendor", cred.Vendor).Logger()
+	log := h.d.Logger.With().Ctx(ctx).Str("credential", cred.ID).Int64("generation", cred.Generation).Str("vendor", cred.Vendor).Logger()
 	if ctx.Err() != nil {
 		// Shutting down before the vendor was called: hand the credential back.
 		return batchResult{err: h.release(cred, owner, ctx.Err())}
@@ -323,10 +378,14 @@ func (h *RefreshHandler) renewOne(ctx context.Context, cred store.Credential, ow
 	// vendor has issued must be stored, or the next attempt would be a
 	// second token call for this renewal. It is bounded by the claim.
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	callCtx, span := tracing.Tracer().Start(callCtx, "vendor.token", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(tracing.AttrVendor.String(cred.Vendor)))
 	tok, err := v.Tokens.Token(callCtx, vendors.Credential{
 		ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret, PrivateKey: cred.PrivateKey,
 		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: refreshToken(cred),
 	})
+	tracing.Fail(span, err)
+	span.End()
 	cancel()
 	if err != nil {
 		return batchResult{err: h.fail(log, cred, owner, err)}
@@ -402,6 +461,9 @@ func (h *RefreshHandler) retryCommits(ctx context.Context, ps []pendingRenewal, 
 		if len(ps) == 0 {
 			return nil
 		}
+		for i := range ps {
+			ps[i].startCommit()
+		}
 		commits := make([]store.RenewalCommit, len(ps))
 		for i, p := range ps {
 			commits[i] = p.commit
@@ -449,6 +511,7 @@ func (h *RefreshHandler) live(ps []pendingRenewal) []pendingRenewal {
 
 // committed logs the store's answer to one commit.
 func (h *RefreshHandler) committed(p pendingRenewal, err error) {
+	p.settle(err)
 	c := p.commit
 	switch {
 	case errors.Is(err, store.ErrStale):
@@ -470,6 +533,7 @@ func (h *RefreshHandler) committed(p pendingRenewal, err error) {
 // legacy in refresh mode does); elsewhere (HealthSync delegations) the
 // refusal is reported as key.revoked. The line says so.
 func (h *RefreshHandler) abandon(p pendingRenewal, reason string) {
+	p.settle(fmt.Errorf("issued token abandoned: %s", reason))
 	c := p.commit
 	p.log.Error().Str("token_fingerprint", c.Renewal.Token.AccessToken.Fingerprint()).Str("reason", reason).
 		Time("expires_at", c.Renewal.Token.ExpiresAt).Bool("refresh_token_lost", !c.Renewal.Token.RefreshToken.IsZero()).
@@ -492,6 +556,7 @@ func (h *RefreshHandler) spool(ps []pendingRenewal) {
 			h.abandon(p, AbandonShutdown)
 			continue
 		}
+		p.settle(nil)
 		p.log.Warn().Msg("worker stopping with an issued token not yet stored; spooled for the next start")
 	}
 }

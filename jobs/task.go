@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // Queues. Refreshes and rotations run on critical, request jobs on default
@@ -58,6 +60,9 @@ const TypeTokenRefresh = "token:refresh"
 type Refresh struct {
 	Credential string `json:"credential"`
 	Generation int64  `json:"generation"`
+	// Trace is the trace context of the scheduler's claim and enqueue of
+	// this renewal, when tracing is on: the worker's spans are its children.
+	Trace tracing.Carrier `json:"trace,omitempty"`
 }
 
 // Kind implements Payload.
@@ -67,7 +72,14 @@ func (Refresh) Kind() string { return TypeTokenRefresh }
 // critical queue. Its task id is derived from both, so any number of
 // schedulers enqueueing it at once yield one pending task.
 func NewRefreshTask(credential string, generation int64) (*asynq.Task, error) {
-	return NewTask(Refresh{Credential: credential, Generation: generation},
+	return NewRefreshTaskOf(Refresh{Credential: credential, Generation: generation})
+}
+
+// NewRefreshTaskOf is NewRefreshTask for a payload carrying more than its
+// credential and generation (a trace context).
+func NewRefreshTaskOf(p Refresh) (*asynq.Task, error) {
+	credential, generation := p.Credential, p.Generation
+	return NewTask(p,
 		asynq.Queue(QueueCritical),
 		asynq.TaskID(RefreshTaskID(credential, generation)),
 		asynq.MaxRetry(3),

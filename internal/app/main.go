@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/buildinfo"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // Main is the whole of cmd/scheduler's and cmd/worker's main: it parses
@@ -39,7 +41,7 @@ func Main(name string, args []string, stdout, stderr io.Writer, role func(ctx co
 		fmt.Fprintf(stderr, "%s: -log-level: %v\n", name, err)
 		return 2
 	}
-	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("process", name).Logger()
+	log := zerolog.New(stderr).Level(lvl).Hook(tracing.LogHook{}).With().Timestamp().Str("process", name).Logger()
 	cfg, err := config.Load(config.Path(*path, os.LookupEnv))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: configuration refused:\n%v\n", name, err)
@@ -51,6 +53,19 @@ func Main(name string, args []string, stdout, stderr io.Writer, role func(ctx co
 	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Traces go where the standard OTEL_* variables say; none set, none sent.
+	flushTraces, err := tracing.Setup(ctx, "tokenrelay-"+name, os.Getenv)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := flushTraces(fctx); err != nil {
+			log.Warn().Err(err).Msg("could not send the last traces")
+		}
+	}()
 	env, err := Connect(ctx, cfg, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

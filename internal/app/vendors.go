@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/policy"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -15,9 +16,9 @@ import (
 // with a 30 s timeout).
 func BuildVendors(cfg *config.Config, httpClient *http.Client) (map[string]jobs.Vendor, error) {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		httpClient = &http.Client{Timeout: 30 * time.Second, Transport: tracing.Transport(&http.Transport{
 			MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-		}}
+		})}
 	}
 	out := make(map[string]jobs.Vendor, len(cfg.Vendors))
 	for name, v := range cfg.Vendors {

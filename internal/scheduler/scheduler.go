@@ -26,8 +26,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -201,6 +203,7 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		}
 		limit = int(min(int64(limit), room*int64(s.o.PerTask)))
 	}
+	claimedAt := time.Now()
 	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), limit, s.o.ClaimLease)
 	if err != nil {
 		return 0, fmt.Errorf("scheduler: claim due: %w", err)
@@ -221,7 +224,7 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.enqueue(ctx, group); err != nil {
+			if err := s.enqueue(ctx, group, claimedAt); err != nil {
 				mu.Lock()
 				failed += len(group)
 				if firstErr == nil {
@@ -243,18 +246,28 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 // enqueue puts the refresh of due credentials on the queue: one
 // jobs.Refresh task for a single one (its task id dedups replicas), one
 // jobs.RefreshBatch for several.
-func (s *Scheduler) enqueue(ctx context.Context, due []store.Due) error {
-	var (
-		task *asynq.Task
-		err  error
-	)
-	if len(due) == 1 {
-		task, err = jobs.NewRefreshTask(due[0].ID, due[0].Generation)
-	} else {
-		items := make([]jobs.Refresh, len(due))
-		for i, d := range due {
-			items[i] = jobs.Refresh{Credential: d.ID, Generation: d.Generation}
+func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, claimedAt time.Time) (err error) {
+	var task *asynq.Task
+	items := make([]jobs.Refresh, len(due))
+	spans := make([]trace.Span, len(due))
+	for i, d := range due {
+		// Each renewal is a trace of its own, rooted here: claim, enqueue,
+		// the worker's task, the vendor call, the commit and the publish.
+		sctx, span := tracing.Tracer().Start(context.WithoutCancel(ctx), "scheduler.enqueue", trace.WithNewRoot(),
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(claimedAt),
+			trace.WithAttributes(tracing.AttrCredential.String(d.ID), tracing.AttrGeneration.Int64(d.Generation)))
+		spans[i] = span
+		items[i] = jobs.Refresh{Credential: d.ID, Generation: d.Generation, Trace: tracing.Inject(sctx)}
+	}
+	defer func() {
+		for _, span := range spans {
+			tracing.Fail(span, err)
+			span.End()
 		}
+	}()
+	if len(due) == 1 {
+		task, err = jobs.NewRefreshTaskOf(items[0])
+	} else {
 		task, err = jobs.NewRefreshBatchTask(items)
 	}
 	if err != nil {

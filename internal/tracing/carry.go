@@ -1,0 +1,86 @@
+package tracing
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Carrier is the trace context as it travels inside a payload (an asynq
+// task, an outbox entry): the W3C traceparent and tracestate fields. It is
+// empty (and omitted from JSON) when no sampled span was active.
+type Carrier map[string]string
+
+// Inject returns the trace context of ctx's span, or nil when there is none.
+func Inject(ctx context.Context) Carrier {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	c := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, c)
+	if len(c) == 0 {
+		return nil
+	}
+	return Carrier(c)
+}
+
+// Extract returns ctx carrying c's span as its remote parent.
+func (c Carrier) Extract(ctx context.Context) context.Context {
+	if len(c) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(c))
+}
+
+// Link is a link to c's span, for work that follows from it without being
+// its child (a retry of a finished attempt, an event relayed later).
+func (c Carrier) Link() trace.Link {
+	return trace.LinkFromContext(c.Extract(context.Background()))
+}
+
+// InjectNATS writes ctx's trace context into a NATS message's headers,
+// creating them if needed.
+func InjectNATS(ctx context.Context, msg *nats.Msg) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	otel.GetTextMapPropagator().Inject(ctx, natsCarrier(msg.Header))
+}
+
+// ExtractNATS returns ctx carrying the span named by msg's headers as its
+// remote parent.
+func ExtractNATS(ctx context.Context, msg *nats.Msg) context.Context {
+	if msg == nil || len(msg.Header) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, natsCarrier(msg.Header))
+}
+
+// natsCarrier writes header names as the W3C spells them (traceparent,
+// tracestate: NATS headers are case-sensitive, and other languages'
+// propagators look for those exact names) and reads either spelling.
+type natsCarrier nats.Header
+
+func (c natsCarrier) Get(key string) string {
+	if v := nats.Header(c).Get(key); v != "" {
+		return v
+	}
+	return http.Header(c).Get(key)
+}
+
+func (c natsCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c natsCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}

@@ -1,0 +1,56 @@
+package tracing
+
+import (
+	"net/http"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Transport wraps base (http.DefaultTransport when nil) so that each
+// request made with a context holding a span becomes a client span: its
+// method, host and status, nothing else. Not the path or the query (they
+// can name a patient), not a header (they carry credentials), not a body.
+// No trace header is sent to the vendor. Requests made outside any span
+// are not traced.
+func Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return transport{base}
+}
+
+type transport struct{ base http.RoundTripper }
+
+func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !trace.SpanContextFromContext(req.Context()).IsValid() {
+		return t.base.RoundTrip(req)
+	}
+	ctx, span := Tracer().Start(req.Context(), "HTTP "+req.Method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Hostname())))
+	defer span.End()
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		Fail(span, errNoURL{err})
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode))
+	}
+	return resp, nil
+}
+
+// errNoURL is a transport error as a span records it: its text without the
+// URL (a *url.Error quotes the whole URL, query string included).
+type errNoURL struct{ err error }
+
+func (e errNoURL) Error() string {
+	type unwrapper interface{ Unwrap() error }
+	if u, ok := e.err.(unwrapper); ok && u.Unwrap() != nil {
+		return u.Unwrap().Error()
+	}
+	return "request failed"
+}

@@ -1,0 +1,116 @@
+package tracing_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
+)
+
+// recorder installs an in-memory provider and the propagator for one test.
+func recorder(t *testing.T) *tracetest.SpanRecorder {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+	_, err := tracing.Setup(context.Background(), "test", func(string) string { return "" })
+	require.NoError(t, err)
+	return rec
+}
+
+func TestEnabledOnlyWhenAnExporterIsNamed(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	require.False(t, tracing.Enabled(env()))
+	require.True(t, tracing.Enabled(env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")))
+	require.True(t, tracing.Enabled(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/v1/traces")))
+	require.True(t, tracing.Enabled(env("OTEL_TRACES_EXPORTER", "otlp")))
+	require.False(t, tracing.Enabled(env("OTEL_TRACES_EXPORTER", "none", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://x")))
+	require.False(t, tracing.Enabled(env("OTEL_SDK_DISABLED", "true", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://x")))
+
+	_, err := tracing.Setup(context.Background(), "test", env("OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"))
+	require.ErrorContains(t, err, "OTEL_EXPORTER_OTLP_PROTOCOL")
+}
+
+// A span started from a payload's carrier (an asynq task, an outbox
+// entry) is a child of the span that wrote it, across a JSON round trip.
+func TestCarrierSurvivesAPayload(t *testing.T) {
+	rec := recorder(t)
+	ctx, parent := tracing.Tracer().Start(context.Background(), "enqueue")
+	raw, err := json.Marshal(struct {
+		Trace tracing.Carrier `json:"trace,omitempty"`
+	}{tracing.Inject(ctx)})
+	require.NoError(t, err)
+	parent.End()
+
+	var got struct {
+		Trace tracing.Carrier `json:"trace,omitempty"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &got))
+	_, child := tracing.Tracer().Start(got.Trace.Extract(context.Background()), "run")
+	child.End()
+
+	spans := rec.Ended()
+	require.Len(t, spans, 2)
+	require.Equal(t, spans[0].SpanContext().TraceID(), spans[1].SpanContext().TraceID())
+	require.Equal(t, spans[0].SpanContext().SpanID(), spans[1].Parent().SpanID())
+
+	// No span, no carrier: payloads stay as they were.
+	require.Nil(t, tracing.Inject(context.Background()))
+	raw, err = json.Marshal(struct {
+		Trace tracing.Carrier `json:"trace,omitempty"`
+	}{tracing.Inject(context.Background())})
+	require.NoError(t, err)
+	require.JSONEq(t, `{}`, string(raw))
+}
+
+func TestNATSHeadersCarryTheSpan(t *testing.T) {
+	rec := recorder(t)
+	ctx, parent := tracing.Tracer().Start(context.Background(), "publish")
+	msg := nats.NewMsg("token.renewed.v.c")
+	tracing.InjectNATS(ctx, msg)
+	parent.End()
+	require.NotEmpty(t, msg.Header.Get("traceparent"))
+
+	_, child := tracing.Tracer().Start(tracing.ExtractNATS(context.Background(), msg), "receive")
+	child.End()
+	spans := rec.Ended()
+	require.Equal(t, spans[0].SpanContext().SpanID(), spans[1].Parent().SpanID())
+}
+
+func TestLogLinesNameTheSpan(t *testing.T) {
+	recorder(t)
+	var buf bytes.Buffer
+	log := zerolog.New(&buf).Hook(tracing.LogHook{})
+	ctx, span := tracing.Tracer().Start(context.Background(), "work")
+	defer span.End()
+
+	inner := tracing.Logger(ctx, log)
+	inner.Info().Msg("inside")
+	log.Info().Msg("outside")
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	require.Len(t, lines, 2)
+	var inside, outside map[string]any
+	require.NoError(t, json.Unmarshal(lines[0], &inside))
+	require.NoError(t, json.Unmarshal(lines[1], &outside))
+	sc := trace.SpanContextFromContext(ctx)
+	require.Equal(t, sc.TraceID().String(), inside["trace_id"])
+	require.Equal(t, sc.SpanID().String(), inside["span_id"])
+	require.NotContains(t, outside, "trace_id")
+}
