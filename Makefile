@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget lint build fuzz fuzz-short services clean
+.PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay dev
@@ -43,6 +43,12 @@ fuzz:
 		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
+
+# Traces read back from a real Jaeger (issue 14): builds Jaeger from the
+# tools/jaeger module once (a few minutes; cached in ~/.cache/tokenrelay),
+# then runs the end-to-end trace test. .ci/run runs it after `make test`.
+test-tracing: services
+	TOKENRELAY_JAEGER_TEST=1 $(GO) test -count=1 -run '^TestRenewalIsOneTraceInJaeger$$' -v ./internal/tracing
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
