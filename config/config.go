@@ -136,6 +136,11 @@ type NATS struct {
 	// TokenConcurrency is how many token.get requests a worker answers at
 	// once. Default 0: 64.
 	TokenConcurrency int `yaml:"token_concurrency"`
+	// StreamReplicas is how many copies of the stream a NATS cluster keeps
+	// (3 in a 3-node cluster, so that losing a server loses no event and
+	// stops nothing). Every process creates or updates the stream with it
+	// at start. Default 0: 1, for a single server.
+	StreamReplicas int `yaml:"stream_replicas"`
 }
 
 // HTTP configures the worker's HTTP server.

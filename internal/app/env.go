@@ -143,6 +143,7 @@ func (e *Env) ensureStream(ctx context.Context) error {
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := events.EnsureStream(callCtx, e.JS, events.StreamConfig{
 			Name: e.Config.NATS.Stream, SubjectPrefix: e.Config.NATS.SubjectPrefix,
+			Replicas: e.Config.NATS.StreamReplicas, // 0: 1
 		})
 		cancel()
 		if err == nil {

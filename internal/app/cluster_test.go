@@ -1,0 +1,177 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
+)
+
+// The engines as real deployments run them (deployments/README.md): a NATS
+// cluster with the stream replicated three times, Redis behind Sentinel,
+// a Redis Cluster. Each test starts its own servers and breaks one while
+// renewals go on.
+
+// clusterCredentials and clusterLifetime size the runs below: enough
+// credentials for renewals to overlap, tokens short enough for several
+// renewals within a few seconds.
+const (
+	clusterCredentials = 8
+	clusterLifetime    = 3 * time.Second
+)
+
+// TestPipelineOnANATSClusterLosesTheStreamLeader runs the pipeline on a
+// 3-node NATS cluster holding the stream in 3 replicas and shuts down the
+// server leading the stream mid-run.
+func TestPipelineOnANATSClusterLosesTheStreamLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run on a NATS cluster")
+	}
+	t.Parallel()
+	nc := testenv.StartNATSCluster(t, 3)
+	p := newPipelineOn(t, testenv.RedisURL(t), clusterCredentials, clusterLifetime, nc.URL, func(c *config.Config) {
+		c.NATS.StreamReplicas = 3
+	})
+	p.renewThrough(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := p.inspect.JS.Stream(ctx, p.cfg.NATS.Stream)
+		require.NoError(t, err)
+		info, err := stream.Info(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 3, info.Config.Replicas, "the stream should be created with nats.stream_replicas")
+		leader := nc.StreamLeader(p.cfg.NATS.Stream)
+		require.NotNil(t, leader, "the stream should have a leader")
+		t.Logf("shutting down %s, the stream's leader", leader.Name())
+		leader.Shutdown()
+		require.Eventually(t, func() bool { return nc.StreamLeader(p.cfg.NATS.Stream) != nil }, 30*time.Second, 50*time.Millisecond,
+			"the remaining servers should elect a new stream leader")
+	})
+}
+
+// TestPipelineThroughASentinelFailover runs the pipeline on a Redis master
+// with a replica behind three sentinels, kills the master (SIGKILL) and
+// lets the sentinels promote the replica.
+func TestPipelineThroughASentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run with a Sentinel failover")
+	}
+	t.Parallel()
+	rs := testenv.StartRedisSentinel(t)
+	p := newPipelineOn(t, "redis://ignored/0", clusterCredentials, clusterLifetime, "", func(c *config.Config) {
+		c.Redis.Sentinel = config.RedisSentinel{Master: rs.MasterName, Addrs: rs.SentinelAddrs()}
+	})
+	p.renewThrough(func() { rs.KillMasterAndFailOver(t) })
+}
+
+// TestPipelineOnARedisCluster runs the pipeline, and request jobs through
+// the shared budget, on a Redis Cluster of three masters: every script and
+// transaction of the store, the outbox, the budget and the request queues
+// must find its keys in one slot.
+func TestPipelineOnARedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration run on a Redis Cluster")
+	}
+	t.Parallel()
+	rc := testenv.StartRedisCluster(t, 3)
+	const prefix = "{tokenrelay}:"
+	p := newPipelineOn(t, "redis://ignored", clusterCredentials, clusterLifetime, "", func(c *config.Config) {
+		c.Redis.Cluster.Addrs = rc.Addrs()
+		c.Redis.Prefix = prefix
+	})
+	p.renewThrough(func() {
+		// Request jobs go through the budget's and the queues' scripts.
+		nc := p.inspect.NATS
+		subjects := p.cfg.NATS.SubjectPrefix
+		done := make(chan *nats.Msg, 16)
+		sub, err := nc.ChanSubscribe(subjects+events.TypeRequestCompleted+".>", done)
+		require.NoError(t, err)
+		defer func() { _ = sub.Unsubscribe() }()
+		jobs := 0
+		for _, c := range p.cfg.Credentials {
+			if c.Vendor != "halaxy-au" {
+				continue
+			}
+			body := fmt.Sprintf(`{"id":"cluster-%d","credential":%q,"method":"GET","path":"Patient","batch":"b1"}`, jobs, c.ID)
+			msg, err := nc.Request(subjects+requests.SubjectSubmit, []byte(body), 5*time.Second)
+			require.NoError(t, err)
+			require.JSONEq(t, fmt.Sprintf(`{"id":"cluster-%d","accepted":true}`, jobs), string(msg.Data))
+			jobs++
+		}
+		completed := map[string]bool{}
+		deadline := time.After(30 * time.Second)
+		for len(completed) < jobs {
+			select {
+			case msg := <-done:
+				var env events.Envelope
+				require.NoError(t, json.Unmarshal(msg.Data, &env))
+				var data events.RequestCompleted
+				require.NoError(t, json.Unmarshal(env.Data, &data))
+				completed[data.ID] = true
+			case <-deadline:
+				t.Fatalf("request.completed seen for %v of %d requests", completed, jobs)
+			}
+		}
+	})
+	// Everything tokenrelay keeps is on the one node of the prefix's slot;
+	// asynq's queues are spread by their own hash tags.
+	home := rc.MasterOf(t, prefix)
+	for _, n := range rc.Nodes {
+		keys, err := n.Client(t).Keys(context.Background(), prefix+"*").Result()
+		require.NoError(t, err)
+		if n == home {
+			require.NotEmpty(t, keys)
+		} else {
+			require.Empty(t, keys, "%s holds keys of the prefix's slot", n)
+		}
+	}
+}
+
+// renewThrough runs a scheduler and two workers until every credential has
+// renewed once, calls fault, and checks that every credential then renews
+// twice more, that the stream holds exactly one token.renewed per
+// generation and no event twice, and that the vendor saw exactly one token
+// call per generation: no process was killed, so none is excused.
+func (p *pipeline) renewThrough(fault func()) {
+	t := p.t
+	t.Helper()
+	sched := p.scheduler()
+	workers := []*role{p.worker(), p.worker()}
+	p.waitGenerations(2, 30*time.Second)
+
+	before := p.summaries()
+	fault()
+	require.Eventually(t, func() bool {
+		sums := p.summaries()
+		for id, b := range before {
+			if sums[id].Generation < b.Generation+2 {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "every credential should renew twice more after the fault")
+
+	for _, w := range workers {
+		w.stop(t)
+	}
+	p.waitOutboxEmpty()
+	sched.stop(t)
+	sums := p.summaries()
+	require.Len(t, sums, len(p.cfg.Credentials))
+	for _, c := range p.cfg.Credentials {
+		s := sums[c.ID]
+		require.Equal(t, store.StateActive, s.State, "credential %s: %s", c.ID, s.LastError)
+		require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(c.ClientID), "credential %s: token calls vs renewals", c.ID)
+	}
+	p.checkRenewals(p.readStream(p.inspect.JS), sums)
+}
