@@ -44,7 +44,9 @@ type Config struct {
 
 // Redis locates the Redis server.
 type Redis struct {
-	// URL is a redis:// or rediss:// URL, overridden by REDIS_URL.
+	// URL is a redis:// or rediss:// URL, overridden by REDIS_URL; or a
+	// redis+sentinel:// or redis+cluster:// URL, which Parse turns into a
+	// redis:// URL and the Sentinel or Cluster fields (see the package doc).
 	// Default: redis://127.0.0.1:6379/0. It may hold a password, so it is
 	// never repeated in an error message; do not log it either.
 	URL string `yaml:"url"`
