@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/config"
@@ -15,6 +17,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // The engines as real deployments run them (deployments/README.md): a NATS
@@ -123,9 +126,31 @@ func TestPipelineOnARedisCluster(t *testing.T) {
 			}
 		}
 	})
+	// A feeder that stopped between taking requests from their queue and
+	// enqueueing them loses none on a cluster either: the next one finds
+	// them by SCAN, which go-redis sends to the node of the pattern's hash
+	// tag (the prefix's), not to a random node.
+	home := rc.MasterOf(t, prefix)
+	stranded := p.strandReleasedRequest(home.Client(t), prefix)
+	done := make(chan *nats.Msg, 4)
+	sub, err := p.inspect.NATS.ChanSubscribe(p.cfg.NATS.SubjectPrefix+events.TypeRequestCompleted+".>", done)
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	p.scheduler() // relays the outcome
+	p.worker()
+	select {
+	case msg := <-done:
+		var env events.Envelope
+		require.NoError(t, json.Unmarshal(msg.Data, &env))
+		var data events.RequestCompleted
+		require.NoError(t, json.Unmarshal(env.Data, &data))
+		require.Equal(t, stranded, data.ID)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the request a stopped feeder had released was never run:\n%s", p.logs.String())
+	}
+
 	// Everything tokenrelay keeps is on the one node of the prefix's slot;
 	// asynq's queues are spread by their own hash tags.
-	home := rc.MasterOf(t, prefix)
 	for _, n := range rc.Nodes {
 		keys, err := n.Client(t).Keys(context.Background(), prefix+"*").Result()
 		require.NoError(t, err)
@@ -174,4 +199,33 @@ func (p *pipeline) renewThrough(fault func()) {
 		require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(c.ClientID), "credential %s: token calls vs renewals", c.ID)
 	}
 	p.checkRenewals(p.readStream(p.inspect.JS), sums)
+}
+
+// strandReleasedRequest submits a request with no worker running and
+// moves it, as release.lua does, from its queue to the account's
+// releasing hash, where a feeder that stopped before enqueueing it leaves
+// it; node is the Redis node holding the prefix's slot. It returns the
+// request's id.
+func (p *pipeline) strandReleasedRequest(node *redis.Client, prefix string) string {
+	t := p.t
+	t.Helper()
+	ctx := context.Background()
+	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: p.inspect.Redis, Prefix: prefix, Credentials: p.inspect.Store,
+		Vendors: p.cfg.Vendors, Keyring: p.inspect.Store.Keyring()})
+	require.NoError(t, err)
+	c := p.cfg.Credentials[0]
+	r := jobs.NewRequest(c.ID, http.MethodGet, "Patient")
+	r.Batch = "stranded"
+	_, err = sub.Submit(ctx, r)
+	require.NoError(t, err)
+	account := requests.AccountFor(p.cfg.Vendors)(c.Vendor, c.ID)
+	queues, err := node.Keys(ctx, prefix+"req:q:"+account+":*.stranded").Result()
+	require.NoError(t, err)
+	require.Len(t, queues, 1)
+	item, err := node.LPop(ctx, queues[0]).Result()
+	require.NoError(t, err)
+	require.NoError(t, node.HSet(ctx, prefix+"req:releasing:"+account, r.ID, "1|"+item).Err())
+	require.NoError(t, node.Del(ctx, prefix+"req:ring:"+account).Err())
+	require.NoError(t, node.HDel(ctx, prefix+"req:accounts", account).Err())
+	return r.ID
 }

@@ -286,18 +286,7 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 // it stopped. A request enqueued twice runs once: its task id is its own,
 // and a request that has ended is not run again.
 func (f *Feeder) recover(ctx context.Context) error {
-	// On a Redis Cluster, SCAN asks one node: the one serving the prefix's
-	// hash slot, where every key of the package is (the cluster client
-	// would ask a random one).
-	var scanner redis.Cmdable = f.o.Redis
-	if cc, ok := f.o.Redis.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(ctx, f.keys.releasing(""))
-		if err != nil {
-			return fmt.Errorf("requests: find the node of %s: %w", f.keys.releasing("*"), err)
-		}
-		scanner = node
-	}
-	iter := scanner.Scan(ctx, 0, f.keys.releasing("*"), 100).Iterator()
+	iter := f.o.Redis.Scan(ctx, 0, f.keys.p+"releasing:*", 100).Iterator()
 	var errs []error
 	for iter.Next(ctx) {
 		key := iter.Val()
