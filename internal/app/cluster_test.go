@@ -18,6 +18,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
 // The engines as real deployments run them (deployments/README.md): a NATS
@@ -63,8 +64,8 @@ func TestPipelineOnANATSClusterLosesTheStreamLeader(t *testing.T) {
 }
 
 // TestPipelineThroughASentinelFailover runs the pipeline on a Redis master
-// with a replica behind three sentinels, kills the master (SIGKILL) and
-// lets the sentinels promote the replica.
+// with a replica behind three sentinels, kills the master (SIGKILL) while
+// a token call is in flight and lets the sentinels promote the replica.
 func TestPipelineThroughASentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration run with a Sentinel failover")
@@ -74,7 +75,17 @@ func TestPipelineThroughASentinelFailover(t *testing.T) {
 	p := newPipelineOn(t, "redis://ignored/0", clusterCredentials, clusterLifetime, "", func(c *config.Config) {
 		c.Redis.Sentinel = config.RedisSentinel{Master: rs.MasterName, Addrs: rs.SentinelAddrs()}
 	})
-	p.renewThrough(func() { rs.KillMasterAndFailOver(t) })
+	p.renewThrough(func() {
+		// The master dies while token calls are in flight: their tokens
+		// are issued while the sentinels fail over (they take over a
+		// second to notice), and must be committed to the new master,
+		// by go-redis's retries or the worker's, not asked for again.
+		calls := p.sandbox.TotalTokenCalls()
+		require.NoError(t, p.sandbox.Inject(sandbox.Fault{Kind: sandbox.FaultLatency, Latency: 500 * time.Millisecond, Times: 4}))
+		require.Eventually(t, func() bool { return p.sandbox.TotalTokenCalls() > calls }, 30*time.Second, 5*time.Millisecond,
+			"a token call should come")
+		rs.KillMasterAndFailOver(t)
+	})
 }
 
 // TestPipelineOnARedisCluster runs the pipeline, and request jobs through
