@@ -141,7 +141,8 @@ type NATS struct {
 	// StreamReplicas is how many copies of the stream a NATS cluster keeps
 	// (3 in a 3-node cluster, so that losing a server loses no event and
 	// stops nothing). Every process creates or updates the stream with it
-	// at start. Default 0: 1, for a single server.
+	// at start. Default 0: an existing stream keeps its replicas, a new
+	// one gets 1 (a single server).
 	StreamReplicas int `yaml:"stream_replicas"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,13 +48,7 @@ func TestPipelineOnANATSClusterLosesTheStreamLeader(t *testing.T) {
 		c.NATS.StreamReplicas = 3
 	})
 	p.renewThrough(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		stream, err := p.inspect.JS.Stream(ctx, p.cfg.NATS.Stream)
-		require.NoError(t, err)
-		info, err := stream.Info(ctx)
-		require.NoError(t, err)
-		require.Equal(t, 3, info.Config.Replicas, "the stream should be created with nats.stream_replicas")
+		require.Equal(t, 3, streamReplicas(t, p), "the stream should be created with nats.stream_replicas")
 		leader := nc.StreamLeader(p.cfg.NATS.Stream)
 		require.NotNil(t, leader, "the stream should have a leader")
 		t.Logf("shutting down %s, the stream's leader", leader.Name())
@@ -61,6 +56,16 @@ func TestPipelineOnANATSClusterLosesTheStreamLeader(t *testing.T) {
 		require.Eventually(t, func() bool { return nc.StreamLeader(p.cfg.NATS.Stream) != nil }, 30*time.Second, 50*time.Millisecond,
 			"the remaining servers should elect a new stream leader")
 	})
+
+	// A process without nats.stream_replicas leaves the stream's replicas
+	// as they are.
+	p.cfg.NATS.StreamReplicas = 0
+	const ready = `"replicas":3,"time"`
+	before := strings.Count(p.logs.String(), ready)
+	p.worker()
+	require.Eventually(t, func() bool { return strings.Count(p.logs.String(), ready) > before }, 10*time.Second, 20*time.Millisecond,
+		"a worker at the default replicas should set the stream up with the replicas it has")
+	require.Equal(t, 3, streamReplicas(t, p))
 }
 
 // TestPipelineThroughASentinelFailover runs the pipeline on a Redis master
@@ -247,4 +252,16 @@ func (c completions) await(t *testing.T, ids ...string) {
 			t.Fatalf("no request.completed for %v", missing)
 		}
 	}
+}
+
+// streamReplicas reads the replica count of the pipeline's stream.
+func streamReplicas(t *testing.T, p *pipeline) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := p.inspect.JS.Stream(ctx, p.cfg.NATS.Stream)
+	require.NoError(t, err)
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	return info.Config.Replicas
 }
