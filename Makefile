@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget lint build fuzz fuzz-short services clean
+.PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget bench-shard lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay dev
@@ -58,7 +58,7 @@ services:
 
 # Every load run, one after another (about 25 minutes); each also has its
 # own target and flags variable.
-bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks bench-tokenget
+bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks bench-tokenget bench-shard
 
 # Issue 2: 100,000 credentials through the real pipeline, against bare asynq.
 bench-pipeline: services
@@ -86,6 +86,11 @@ bench-requests: services
 # (CLIENT PAUSE on a redis-server of its own), against the service as it was.
 bench-tokenget: services
 	$(GO) run ./bench/tokenget $(TOKENGETFLAGS)
+
+# Issue 12: what one Redis shard carries (credentials, renewals per second,
+# queued requests) on a Redis Cluster of its own, with the store's hash tag.
+bench-shard: services
+	$(GO) run ./bench/shard $(SHARDFLAGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -51,7 +51,9 @@ type Config struct {
 
 // Redis locates the Redis server.
 type Redis struct {
-	// URL is a redis:// or rediss:// URL, overridden by REDIS_URL.
+	// URL is a redis:// or rediss:// URL, overridden by REDIS_URL; or a
+	// redis+sentinel:// or redis+cluster:// URL, which Parse turns into a
+	// redis:// URL and the Sentinel or Cluster fields (see the package doc).
 	// Default: redis://127.0.0.1:6379/0. It may hold a password, so it is
 	// never repeated in an error message; do not log it either.
 	URL string `yaml:"url"`
@@ -143,6 +145,12 @@ type NATS struct {
 	// TokenConcurrency is how many token.get requests a worker answers at
 	// once. Default 0: 64.
 	TokenConcurrency int `yaml:"token_concurrency"`
+	// StreamReplicas is how many copies of the stream a NATS cluster keeps
+	// (3 in a 3-node cluster, so that losing a server loses no event and
+	// stops nothing). Every process creates or updates the stream with it
+	// at start. Default 0: an existing stream keeps its replicas, a new
+	// one gets 1 (a single server).
+	StreamReplicas int `yaml:"stream_replicas"`
 }
 
 // HTTP configures the worker's HTTP server.

@@ -112,7 +112,7 @@ func TestParseValid(t *testing.T) {
 	want := &config.Config{
 		Redis: config.Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "tokenrelay:"},
 		NATS: config.NATS{URL: "nats://127.0.0.1:4222", Stream: "TOKENRELAY", SubjectPrefix: "staging.", InboxPrefix: "_INBOX.",
-			TokenCacheSize: 100000, TokenStallTimeout: config.Duration(250 * time.Millisecond), TokenConcurrency: 64},
+			TokenCacheSize: 100000, TokenStallTimeout: config.Duration(250 * time.Millisecond), TokenConcurrency: 64, StreamReplicas: 1},
 		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token-0123456789abcdefghijklmnopqrstuv"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), RotationHold: config.Duration(30 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
 		Vendors: map[string]config.Vendor{

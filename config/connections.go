@@ -26,6 +26,7 @@ func (c *Config) validateConnections(p *problems) {
 		}
 		checkAddrs(p, "redis.sentinel.addrs", r.Sentinel.Addrs, "sentinel-0:26379")
 	}
+	c.validateClustered(p)
 	if cluster {
 		checkAddrs(p, "redis.cluster.addrs", r.Cluster.Addrs, "redis-0:6379")
 		if u, err := url.Parse(r.URL); err == nil && strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0" {

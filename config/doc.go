@@ -15,7 +15,12 @@
 // Four environment variables override the file: REDIS_URL (redis.url),
 // NATS_URL (nats.url), TOKENRELAY_HTTP_ADDR (http.addr) and
 // TOKENRELAY_SECRET_KEY, the base64 master key for sealing secrets at rest,
-// which is only ever read from the environment.
+// which is only ever read from the environment. REDIS_URL (or redis.url)
+// may point at a Sentinel or a Redis Cluster by itself:
+// redis+sentinel://[user:password@]host:port,host:port/master[/db] or
+// redis+cluster://[user:password@]host:port,host:port (rediss+… for TLS);
+// Parse turns it into the redis:// URL and the redis.sentinel or
+// redis.cluster fields.
 //
 // Anything wrong refuses to start: Parse and Load report every problem at
 // once in a *ValidationError, one line each, naming the field path (and its

@@ -121,6 +121,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	override(EnvRedisURL, "redis.url", &cfg.Redis.URL)
 	override(EnvNATSURL, "nats.url", &cfg.NATS.URL)
 	override(EnvHTTPAddr, "http.addr", &cfg.HTTP.Addr)
+	cfg.Redis.expandRedisURL(p) // redis+sentinel://, redis+cluster://
 	cfg.SecretKey, cfg.SecretKeysPrevious, cfg.KMS = masterKeys(lookup, p)
 
 	jitterSet := map[string]bool{}

@@ -135,17 +135,33 @@ func (e *Env) Close() {
 	}
 }
 
+// streamReplicas is the stream's replica count: nats.stream_replicas, or
+// when that is unset, what the stream has already (an operator may have
+// made it 3 in a NATS cluster: a process left at the default must not
+// scale it down), else 1.
+func (e *Env) streamReplicas(ctx context.Context) int {
+	if r := e.Config.NATS.StreamReplicas; r > 0 {
+		return r
+	}
+	if s, err := e.JS.Stream(ctx, e.Config.NATS.Stream); err == nil {
+		return s.CachedInfo().Config.Replicas
+	}
+	return 1
+}
+
 // ensureStream creates or updates the event stream, retrying until NATS
 // answers or ctx ends.
 func (e *Env) ensureStream(ctx context.Context) error {
 	wait := 250 * time.Millisecond
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		replicas := e.streamReplicas(callCtx)
 		_, err := events.EnsureStream(callCtx, e.JS, events.StreamConfig{
-			Name: e.Config.NATS.Stream, SubjectPrefix: e.Config.NATS.SubjectPrefix,
+			Name: e.Config.NATS.Stream, SubjectPrefix: e.Config.NATS.SubjectPrefix, Replicas: replicas,
 		})
 		cancel()
 		if err == nil {
+			e.Logger.Debug().Str("stream", e.Config.NATS.Stream).Int("replicas", replicas).Msg("event stream ready")
 			return nil
 		}
 		e.Logger.Warn().Err(err).Dur("retry_in", wait).Msg("cannot set up the JetStream stream yet")

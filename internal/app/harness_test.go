@@ -69,8 +69,10 @@ func newPipeline(t *testing.T, credentials int, lifetime time.Duration, natsURL 
 }
 
 // newPipelineOn is newPipeline on the Redis at redisURL (a server of the
-// test's own, which it may stop and start).
-func newPipelineOn(t *testing.T, redisURL string, credentials int, lifetime time.Duration, natsURL string) *pipeline {
+// test's own, which it may stop and start); configure, if given, changes
+// the configuration before anything connects (a Sentinel, a Cluster).
+func newPipelineOn(t *testing.T, redisURL string, credentials int, lifetime time.Duration, natsURL string,
+	configure ...func(*config.Config)) *pipeline {
 	t.Helper()
 	sb := sandbox.New(sandbox.Options{RealTokenLifetime: lifetime})
 	srv := httptest.NewServer(sb.Handler())
@@ -84,6 +86,9 @@ func newPipelineOn(t *testing.T, redisURL string, credentials int, lifetime time
 	cfg.NATS.SubjectPrefix = testenv.Unique("t") + "."
 	cfg.Scheduler.ClaimLease = config.Duration(5 * time.Second)
 	cfg.Worker.SpoolDir = t.TempDir() // shared by the pipeline's workers, as on one host
+	for _, f := range configure {
+		f(cfg)
+	}
 	logs := &testenv.Buffer{}
 	p := &pipeline{t: t, cfg: cfg, sandbox: sb, sbURL: srv.URL, logs: logs,
 		log: zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()}

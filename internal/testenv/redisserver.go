@@ -22,6 +22,7 @@ type RedisServer struct {
 	t    testing.TB
 	Port int
 	dir  string
+	args []string // redis-server's arguments
 	cmd  *exec.Cmd
 }
 
@@ -30,22 +31,51 @@ type RedisServer struct {
 // fails when CI is set.
 func StartRedisServer(t testing.TB) *RedisServer {
 	t.Helper()
+	return startRedisServer(t, func(port int, dir string) []string {
+		return []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+			"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+			"--logfile", filepath.Join(dir, "redis.log")}
+	})
+}
+
+// startRedisServer starts redis-server on a free port with the arguments
+// args returns for that port and a data directory of the test's own; it is
+// killed when the test ends.
+func startRedisServer(t testing.TB, args func(port int, dir string) []string) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server is not installed (scripts/ensure-services.sh installs it)")
 		}
 		t.Skip("redis-server is not installed")
 	}
+	port := FreePort(t)
+	dir := t.TempDir()
+	s := &RedisServer{t: t, Port: port, dir: dir, args: args(port, dir)}
+	s.Start()
+	t.Cleanup(func() { s.Kill() })
+	return s
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("testenv: free port: %v", err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &RedisServer{t: t, Port: port, dir: t.TempDir()}
-	s.Start()
-	t.Cleanup(func() { s.Kill() })
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Addr is the server's host:port.
+func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// Client returns a client of this server alone, closed when the test ends.
+func (s *RedisServer) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // URL is the server's redis:// URL (database 0).
@@ -58,16 +88,13 @@ func (s *RedisServer) Start() {
 	if s.cmd != nil {
 		s.t.Fatal("testenv: redis-server is running already")
 	}
-	cmd := exec.Command("redis-server",
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd := exec.Command("redis-server", s.args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testenv: start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Port)})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	defer rdb.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
