@@ -19,6 +19,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/rotation"
 	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
+	"github.com/tokenrelay/tokenrelay/internal/web/dashboard"
 	"github.com/tokenrelay/tokenrelay/internal/web/httpserver"
 	"github.com/tokenrelay/tokenrelay/internal/web/operator"
 	"github.com/tokenrelay/tokenrelay/internal/web/websession"
@@ -157,9 +158,12 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		o.OnListen(ln.Addr())
 	}
 	sessions := newWebSessions(env)
-	dashboard, closeDashboard := newDashboard(env, sessions)
-	defer func() { _ = closeDashboard() }()
-	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget, sessions: sessions}
+	queues, closeQueues := dashboard.New(dashboard.Options{
+		Token: env.Config.HTTP.AdminToken, Sessions: sessions, Redis: env.redisConnOpt,
+		PrometheusURL: env.Config.HTTP.PrometheusURL, Logger: env.Logger,
+	})
+	defer func() { _ = closeQueues() }()
+	ops := operations{metrics: metrics.Handler(reg), dashboard: queues, budget: reqs.budget, sessions: sessions}
 	// Paths are checked once percent-decoded before any route sees them;
 	// the timeouts cut off clients that send slowly or never finish.
 	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs()))), httpserver.Timeouts{})
@@ -238,7 +242,7 @@ func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operati
 	// no secret. Its wrong tokens are counted apart from the admin token's,
 	// so that a misconfigured scraper does not lock operators out.
 	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), ops.metrics))
-	mux.Handle(DashboardPath, ops.dashboard) // asynqmon, behind the admin token
+	mux.Handle(dashboard.Path, ops.dashboard) // asynqmon, behind the admin token
 	adminDeps := admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
 		Logger:         log.With().Str("component", "admin").Logger(),
