@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/store"
@@ -76,7 +77,7 @@ func (a operatorActions) Revoke(ctx context.Context, id, reason string) error {
 // Enable re-enables a credential; a new secret goes where its vendor kind
 // keeps one (HealthSync: the API key; the others: the client secret).
 func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret.Value) error {
-	var in admin.EnableInput
+	var in adminclient.EnableInput
 	if !newSecret.IsZero() {
 		c, err := a.env.Store.Get(ctx, id)
 		if err != nil {
