@@ -16,6 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/metrics"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/reseal"
 	"github.com/tokenrelay/tokenrelay/internal/rotation"
 	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
@@ -89,7 +90,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err := hooks.registerMetrics(reg); err != nil {
 		return err
 	}
-	reseal, err := NewResealMetrics(reg)
+	resealMetrics, err := reseal.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	// worker that starts first, or runs alone in a webhook-only deployment,
 	// would otherwise answer every webhook 503 until a scheduler came up.
 	go func() { _ = env.ensureStream(ctx) }()
-	startReseal(ctx, env, log, reseal, resealLease/3) // after a master-key rotation, in the background
+	reseal.Start(ctx, env.Store, log, resealMetrics, reseal.Lease/3) // after a master-key rotation, in the background
 	stopRequests, err := reqs.start(ctx)
 	if err != nil {
 		_ = tokens.Stop()
