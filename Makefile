@@ -9,7 +9,7 @@ FUZZTIME  ?= 2m
 .PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget bench-shard lint build fuzz fuzz-short services clean
 
 run:
-	$(GO) run ./cmd/tokenrelay dev
+	$(GO) run ./cmd/tokenrelay-dev
 
 test: services
 	$(GO) vet $(PKGS)

@@ -1,6 +1,8 @@
 // Package adminclient is the Go client of the worker's admin API, used by
-// the tokenrelay command line: add, import, list, revoke and re-enable
-// credentials on a running installation.
+// the tokenrelay command line: add, import, list, rotate, revoke and
+// re-enable credentials, and submit request jobs and follow their batches,
+// on a running installation. It owns the API's JSON (wire.go), which the
+// server imports, so that a program using it links none of the server.
 package adminclient
 
 import (
@@ -15,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -62,9 +63,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return fmt.Errorf("adminclient: read answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var p admin.Problem
+		var p Problem
 		if json.Unmarshal(raw, &p) != nil || p.Error == "" {
-			p = admin.Problem{Error: "http_error", Message: strings.TrimSpace(string(raw))}
+			p = Problem{Error: "http_error", Message: strings.TrimSpace(string(raw))}
 		}
 		return &Error{Status: resp.StatusCode, Code: p.Error, Message: p.Message}
 	}
@@ -85,8 +86,8 @@ func jsonBody(v any) (io.Reader, error) {
 }
 
 // Add adds or updates one credential.
-func (c *Client) Add(ctx context.Context, in admin.CredentialInput) (admin.AddResult, error) {
-	var out admin.AddResult
+func (c *Client) Add(ctx context.Context, in CredentialInput) (AddResult, error) {
+	var out AddResult
 	body, err := jsonBody(in)
 	if err != nil {
 		return out, err
@@ -95,7 +96,7 @@ func (c *Client) Add(ctx context.Context, in admin.CredentialInput) (admin.AddRe
 }
 
 // List lists credentials, filtered by vendor and state when not empty.
-func (c *Client) List(ctx context.Context, vendor, state string) ([]admin.CredentialView, error) {
+func (c *Client) List(ctx context.Context, vendor, state string) ([]CredentialView, error) {
 	q := url.Values{}
 	if vendor != "" {
 		q.Set("vendor", vendor)
@@ -107,19 +108,19 @@ func (c *Client) List(ctx context.Context, vendor, state string) ([]admin.Creden
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var out []admin.CredentialView
+	var out []CredentialView
 	return out, c.do(ctx, http.MethodGet, path, nil, &out)
 }
 
 // Import sends JSON lines (one credential each) in one request.
-func (c *Client) Import(ctx context.Context, lines []byte) (admin.ImportResult, error) {
-	var out admin.ImportResult
+func (c *Client) Import(ctx context.Context, lines []byte) (ImportResult, error) {
+	var out ImportResult
 	return out, c.do(ctx, http.MethodPost, "/admin/credentials/import", bytes.NewReader(lines), &out)
 }
 
 // Revoke revokes a credential now.
 func (c *Client) Revoke(ctx context.Context, id, reason string) error {
-	body, err := jsonBody(admin.RevokeInput{Reason: reason})
+	body, err := jsonBody(RevokeInput{Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (c *Client) Rotate(ctx context.Context, id string) error {
 }
 
 // Enable re-enables a credential, with new keys where in has them.
-func (c *Client) Enable(ctx context.Context, id string, in admin.EnableInput) error {
+func (c *Client) Enable(ctx context.Context, id string, in EnableInput) error {
 	body, err := jsonBody(in)
 	if err != nil {
 		return err

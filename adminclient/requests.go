@@ -2,20 +2,32 @@ package adminclient
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
-
-	"github.com/tokenrelay/tokenrelay/internal/requests"
-	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
+// RequestJob is a request job as POST /admin/requests takes it: a
+// jobs.Request, whose Kind is "vendor:request". (This package does not
+// import jobs, which holds the worker's handlers too.)
+type RequestJob interface {
+	Kind() string
+}
+
+// kindRequest is jobs.TypeVendorRequest; a task type, once shipped, is
+// never renamed.
+const kindRequest = "vendor:request"
+
 // SubmitRequest submits one request job; it returns its id once accepted.
-func (c *Client) SubmitRequest(ctx context.Context, r jobs.Request) (string, error) {
+func (c *Client) SubmitRequest(ctx context.Context, r RequestJob) (string, error) {
+	if k := r.Kind(); k != kindRequest {
+		return "", fmt.Errorf("adminclient: submit a %q, not a request job (%s)", k, kindRequest)
+	}
 	body, err := jsonBody(r)
 	if err != nil {
 		return "", err
 	}
-	var out requests.Accepted
+	var out Accepted
 	if err := c.do(ctx, http.MethodPost, "/admin/requests", body, &out); err != nil {
 		return "", err
 	}
@@ -30,16 +42,16 @@ func batchPath(vendor, credential, id, suffix string) string {
 
 // BatchStatus returns the progress of the batch id of a credential (a
 // batch belongs to one vendor and credential).
-func (c *Client) BatchStatus(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
-	var out requests.BatchStatus
+func (c *Client) BatchStatus(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+	var out BatchStatus
 	err := c.do(ctx, http.MethodGet, batchPath(vendor, credential, id, ""), nil, &out)
 	return out, err
 }
 
 // CancelBatch stops what has not run of the batch id of a credential and
 // returns its status.
-func (c *Client) CancelBatch(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
-	var out requests.BatchStatus
+func (c *Client) CancelBatch(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+	var out BatchStatus
 	err := c.do(ctx, http.MethodPost, batchPath(vendor, credential, id, "/cancel"), nil, &out)
 	return out, err
 }

@@ -60,6 +60,9 @@ func TestDockerfileBuildStep(t *testing.T) {
 	dirs, err := os.ReadDir("../cmd")
 	require.NoError(t, err)
 	for _, d := range dirs {
+		if notInImage[d.Name()] {
+			continue
+		}
 		f, err := elf.Open(filepath.Join(out, d.Name()))
 		require.NoError(t, err, "the build makes %s", d.Name())
 		for _, p := range f.Progs {

@@ -40,6 +40,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
@@ -293,7 +294,7 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 }
 
 // wait waits for the batch to finish and returns its status.
-func (w *world) wait(ctx context.Context, n int) (requests.BatchStatus, error) {
+func (w *world) wait(ctx context.Context, n int) (adminclient.BatchStatus, error) {
 	batches := requests.NewBatches(w.rdb, prefix, nil)
 	for {
 		st, err := batches.Status(ctx, vendor, "clinic-1", "bench")

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
-	"github.com/tokenrelay/tokenrelay/internal/requests"
 )
 
 const batchUsage = `usage: tokenrelay batch COMMAND ...   (TOKENRELAY_ADMIN_URL, TOKENRELAY_ADMIN_TOKEN)
@@ -56,7 +55,7 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 			return 2
 		}
 		if *asJSON {
-			var st requests.BatchStatus
+			var st adminclient.BatchStatus
 			if st, err = c.BatchStatus(ctx, *vendor, *credential, id); err == nil {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -70,7 +69,7 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 		if !ok || !owned() {
 			return 2
 		}
-		var st requests.BatchStatus
+		var st adminclient.BatchStatus
 		if st, err = c.CancelBatch(ctx, *vendor, *credential, id); err == nil {
 			fmt.Fprintf(stdout, "%s cancelled: what has not run is stopped\n%s\n", id, batchLine(st, time.Now()))
 		}
@@ -117,7 +116,7 @@ func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential,
 }
 
 // batchLine renders a batch's status on one line, with a progress bar.
-func batchLine(st requests.BatchStatus, now time.Time) string {
+func batchLine(st adminclient.BatchStatus, now time.Time) string {
 	const width = 30
 	ended := st.Done + st.Failed + st.Cancelled
 	filled := width

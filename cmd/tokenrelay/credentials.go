@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
-	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -100,7 +99,7 @@ func credentials(ctx context.Context, args []string, env func(string) (string, b
 		if !ok {
 			return 2
 		}
-		var in admin.EnableInput
+		var in adminclient.EnableInput
 		if *file != "" {
 			if err = readJSON(*file, stdin, &in); err != nil {
 				break
@@ -185,7 +184,7 @@ func relative(now, t time.Time) string {
 }
 
 func add(ctx context.Context, c *adminclient.Client, file string, stdin io.Reader, out io.Writer) error {
-	var in admin.CredentialInput
+	var in adminclient.CredentialInput
 	if err := readJSON(file, stdin, &in); err != nil {
 		return err
 	}
@@ -214,9 +213,9 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		total++
 	}
-	var sum admin.ImportResult
+	var sum adminclient.ImportResult
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), admin.MaxBody)
+	sc.Buffer(make([]byte, 64<<10), adminclient.MaxBody)
 	var chunk bytes.Buffer
 	send := func() error {
 		if chunk.Len() == 0 {
@@ -240,7 +239,7 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 	}
 	lines := 0
 	firstLine := map[string]int{} // id -> the line it first appeared on
-	var dups []admin.ImportFailed
+	var dups []adminclient.ImportFailed
 	for sc.Scan() {
 		// A duplicate id is refused here, across chunks too (the server
 		// sees one chunk at a time): its line is sent empty, so the line
@@ -250,7 +249,7 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 		}
 		if json.Unmarshal(sc.Bytes(), &head) == nil && head.ID != "" {
 			if first, dup := firstLine[head.ID]; dup {
-				dups = append(dups, admin.ImportFailed{Line: lines + 1, ID: head.ID, Error: fmt.Sprintf("duplicate id (also on line %d)", first)})
+				dups = append(dups, adminclient.ImportFailed{Line: lines + 1, ID: head.ID, Error: fmt.Sprintf("duplicate id (also on line %d)", first)})
 				chunk.WriteByte('\n')
 				if lines++; lines%importChunk == 0 {
 					if err := send(); err != nil {
@@ -277,7 +276,7 @@ func importFile(ctx context.Context, c *adminclient.Client, name string, stdin i
 	}
 	fmt.Fprintln(progress)
 	sum.Failed = append(sum.Failed, dups...)
-	slices.SortStableFunc(sum.Failed, func(a, b admin.ImportFailed) int { return a.Line - b.Line })
+	slices.SortStableFunc(sum.Failed, func(a, b adminclient.ImportFailed) int { return a.Line - b.Line })
 	fmt.Fprintf(out, "%d lines: %d created, %d updated, %d unchanged, %d failed\n",
 		sum.Lines, sum.Created, sum.Updated, sum.Unchanged, len(sum.Failed))
 	for _, fl := range sum.Failed {

@@ -15,6 +15,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/app"
 	"github.com/tokenrelay/tokenrelay/internal/masterkey"
+	"github.com/tokenrelay/tokenrelay/internal/reseal"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 )
@@ -99,7 +100,7 @@ func keys(ctx context.Context, args []string, env func(string) (string, bool), s
 		return 0
 	}
 	fmt.Fprintf(stdout, "re-sealing under key %s (keys held: %s)\n", st.CurrentKeyID(), strings.Join(st.KeyIDs(), ", "))
-	p, err := app.Reseal(ctx, st, app.ResealOptions{Batch: *batch, LogEvery: *every, Progress: func(pass int, p store.ResealProgress) {
+	p, err := reseal.Run(ctx, st, reseal.Options{Batch: *batch, LogEvery: *every, Progress: func(pass int, p store.ResealProgress) {
 		fmt.Fprintf(stdout, "pass %d: %d/%d credentials scanned, %d values, %d resealed, %d conflicts, %d failed, about %d credentials remaining\n",
 			pass, p.Scanned, p.Total, p.Values, p.Resealed, p.Conflicts, p.Failed, p.Remaining())
 	}})

@@ -1,6 +1,9 @@
-// Command worker does the work: it runs refresh (and later request and poll)
-// jobs, answers token requests on NATS, and serves HTTP (health, and later
-// webhooks, metrics and the admin API). Run any number of replicas.
+// Command worker does the work: it runs the asynq jobs (token refreshes,
+// key rotations, request jobs, webhook polls), answers token requests and
+// request submissions on NATS, and serves HTTP: health, /metrics, the
+// webhook receiver, the admin API, the operator pages (/ui/), the queue
+// dashboard (/asynqmon/) and the JWKS of signing keys. Run any number of
+// replicas.
 //
 //	worker -config tokenrelay.yaml
 package main

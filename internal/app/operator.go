@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/store"
@@ -80,7 +79,7 @@ func (a operatorActions) Revoke(ctx context.Context, id, reason string) error {
 // keeps one (the API key of a kind that authenticates with one, as
 // HealthSync; the client secret of the others).
 func (a operatorActions) Enable(ctx context.Context, id string, newSecret secret.Value) error {
-	var in admin.EnableInput
+	var in adminclient.EnableInput
 	if !newSecret.IsZero() {
 		c, err := a.env.Store.Get(ctx, id)
 		if err != nil {
@@ -103,26 +102,13 @@ func keyIsSecret(v config.Vendor) bool {
 	return s.Credentials.APIKey == kind.Needed
 }
 
-// RetryNow makes a credential due at once, with the store's own claim
-// protocol: take the claim of its current generation, then give it back
-// due now (Release restores the state it had). A worker that holds the
-// claim is refreshing it already.
+// RetryNow makes a credential due at once (store.RetryNow).
 func (a operatorActions) RetryNow(ctx context.Context, id string) error {
-	c, err := a.env.Store.Get(ctx, id)
-	if err != nil {
-		return readable(err)
+	err := a.env.Store.RetryNow(ctx, id)
+	if _, busy := errors.AsType[*store.BusyError](err); busy {
+		return errors.New("a worker is refreshing it right now")
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	owner := "operator-retry-" + hex.EncodeToString(b)
-	if _, err := a.env.Store.Claim(ctx, id, c.Generation, owner, 30*time.Second); err != nil {
-		var busy *store.BusyError
-		if errors.As(err, &busy) {
-			return errors.New("a worker is refreshing it right now")
-		}
-		return readable(err)
-	}
-	return readable(a.env.Store.Release(ctx, id, owner, time.Time{}))
+	return readable(err)
 }
 
 // readable turns the store's errors into what an operator can act on,

@@ -16,9 +16,11 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/metrics"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/reseal"
 	"github.com/tokenrelay/tokenrelay/internal/rotation"
 	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
+	"github.com/tokenrelay/tokenrelay/internal/web/dashboard"
 	"github.com/tokenrelay/tokenrelay/internal/web/httpserver"
 	"github.com/tokenrelay/tokenrelay/internal/web/operator"
 	"github.com/tokenrelay/tokenrelay/internal/web/websession"
@@ -88,7 +90,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err := hooks.registerMetrics(reg); err != nil {
 		return err
 	}
-	reseal, err := NewResealMetrics(reg)
+	resealMetrics, err := reseal.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
@@ -137,7 +139,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	// worker that starts first, or runs alone in a webhook-only deployment,
 	// would otherwise answer every webhook 503 until a scheduler came up.
 	go func() { _ = env.ensureStream(ctx) }()
-	startReseal(ctx, env, log, reseal, resealLease/3) // after a master-key rotation, in the background
+	reseal.Start(ctx, env.Store, log, resealMetrics, reseal.Lease/3) // after a master-key rotation, in the background
 	stopRequests, err := reqs.start(ctx)
 	if err != nil {
 		_ = tokens.Stop()
@@ -157,9 +159,12 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		o.OnListen(ln.Addr())
 	}
 	sessions := newWebSessions(env)
-	dashboard, closeDashboard := newDashboard(env, sessions)
-	defer func() { _ = closeDashboard() }()
-	ops := operations{metrics: metrics.Handler(reg), dashboard: dashboard, budget: reqs.budget, sessions: sessions}
+	queues, closeQueues := dashboard.New(dashboard.Options{
+		Token: env.Config.HTTP.AdminToken, Sessions: sessions, Redis: env.redisConnOpt,
+		PrometheusURL: env.Config.HTTP.PrometheusURL, Logger: env.Logger,
+	})
+	defer func() { _ = closeQueues() }()
+	ops := operations{metrics: metrics.Handler(reg), dashboard: queues, budget: reqs.budget, sessions: sessions}
 	// Paths are checked once percent-decoded before any route sees them;
 	// the timeouts cut off clients that send slowly or never finish.
 	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs()))), httpserver.Timeouts{})
@@ -238,7 +243,7 @@ func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operati
 	// no secret. Its wrong tokens are counted apart from the admin token's,
 	// so that a misconfigured scraper does not lock operators out.
 	mux.Handle("GET /metrics", metricsAuth(env, websession.NewThrottle(websession.ThrottleOptions{Now: env.Clock}), ops.metrics))
-	mux.Handle(DashboardPath, ops.dashboard) // asynqmon, behind the admin token
+	mux.Handle(dashboard.Path, ops.dashboard) // asynqmon, behind the admin token
 	adminDeps := admin.Deps{
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
 		Logger:         log.With().Str("component", "admin").Logger(),

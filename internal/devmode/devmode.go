@@ -3,6 +3,7 @@
 // server with JetStream, the vendor sandbox with about twenty credentials
 // whose tokens live for seconds, the scheduler and a worker, and a live view
 // of renewals and events. REDIS_URL and NATS_URL switch it to real servers.
+// cmd/tokenrelay-dev (make run) runs it.
 package devmode
 
 import (

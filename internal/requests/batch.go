@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -22,41 +23,8 @@ var ErrBatchNotFound = errors.New("requests: batch not found")
 // batches, and neither can be read or cancelled through the other.
 var ErrBatchCredential = errors.New("requests: a batch is named by its vendor, credential and id; vendor and credential are required")
 
-// BatchStatus is a batch's progress: of the requests of one credential
-// submitted with that batch id.
-type BatchStatus struct {
-	ID         string `json:"id"`
-	Vendor     string `json:"vendor"`
-	Credential string `json:"credential"`
-	// Total is how many requests were accepted into the batch.
-	Total int64 `json:"total"`
-	// Queued have not run yet (waiting for their turn, or released to a
-	// worker); Waiting wait for the budget, a 429's pause or a retry;
-	// Running are being sent; Done completed; Failed failed; Cancelled were
-	// stopped by a cancel before they ran.
-	Queued    int64 `json:"queued"`
-	Waiting   int64 `json:"waiting"`
-	Running   int64 `json:"running"`
-	Done      int64 `json:"done"`
-	Failed    int64 `json:"failed"`
-	Cancelled int64 `json:"cancelled"`
-	// CancelRequested is set once the batch was cancelled.
-	CancelRequested bool `json:"cancel_requested"`
-	// Rate is the requests ended per second since the first one started.
-	Rate float64 `json:"rate"`
-	// CreatedAt is the first submission, StartedAt the first run, LastAt
-	// the latest end; EstimatedFinish extrapolates Rate (zero when unknown
-	// or finished).
-	CreatedAt       time.Time `json:"created_at,omitzero"`
-	StartedAt       time.Time `json:"started_at,omitzero"`
-	LastAt          time.Time `json:"last_at,omitzero"`
-	EstimatedFinish time.Time `json:"estimated_finish,omitzero"`
-}
-
-// Finished reports whether every request of the batch has ended.
-func (s BatchStatus) Finished() bool { return s.Done+s.Failed+s.Cancelled >= s.Total }
-
-// Batches reads and cancels batches.
+// Batches reads and cancels batches. A batch's progress is the admin API's
+// adminclient.BatchStatus, which the CLI reads.
 type Batches struct {
 	rdb   redis.UniversalClient
 	keys  keys
@@ -74,19 +42,19 @@ func NewBatches(rdb redis.UniversalClient, prefix string, clock func() time.Time
 
 // Status returns the progress of the batch id of the credential of vendor,
 // or ErrBatchNotFound (ErrBatchCredential without vendor and credential).
-func (b *Batches) Status(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+func (b *Batches) Status(ctx context.Context, vendor, credential, id string) (adminclient.BatchStatus, error) {
 	if vendor == "" || credential == "" {
-		return BatchStatus{}, ErrBatchCredential
+		return adminclient.BatchStatus{}, ErrBatchCredential
 	}
 	if id == "" {
-		return BatchStatus{}, ErrBatchNotFound
+		return adminclient.BatchStatus{}, ErrBatchNotFound
 	}
 	m, err := b.rdb.HGetAll(ctx, b.keys.batch(vendor, credential, id)).Result()
 	if err != nil {
-		return BatchStatus{}, fmt.Errorf("requests: batch %s: %w", id, err)
+		return adminclient.BatchStatus{}, fmt.Errorf("requests: batch %s: %w", id, err)
 	}
 	if len(m) == 0 {
-		return BatchStatus{}, ErrBatchNotFound
+		return adminclient.BatchStatus{}, ErrBatchNotFound
 	}
 	n := func(k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
 	t := func(k string) time.Time {
@@ -95,7 +63,7 @@ func (b *Batches) Status(ctx context.Context, vendor, credential, id string) (Ba
 		}
 		return time.Time{}
 	}
-	s := BatchStatus{ID: id, Vendor: vendor, Credential: credential, Total: n("total"), Queued: n("queued"), Waiting: n("waiting"), Running: n("running"),
+	s := adminclient.BatchStatus{ID: id, Vendor: vendor, Credential: credential, Total: n("total"), Queued: n("queued"), Waiting: n("waiting"), Running: n("running"),
 		Done: n("done"), Failed: n("failed"), Cancelled: n("cancelled"), CancelRequested: m["cancel"] != "",
 		CreatedAt: t("created"), StartedAt: t("started"), LastAt: t("last")}
 	ended := s.Done + s.Failed + s.Cancelled
@@ -152,7 +120,7 @@ func (j Jobs) Submit(ctx context.Context, r jobs.Request) (jobs.Request, error) 
 }
 
 // BatchStatus is Batches.Status.
-func (j Jobs) BatchStatus(ctx context.Context, vendor, credential, id string) (BatchStatus, error) {
+func (j Jobs) BatchStatus(ctx context.Context, vendor, credential, id string) (adminclient.BatchStatus, error) {
 	return j.Batches.Status(ctx, vendor, credential, id)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
@@ -319,7 +320,7 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func fmtCounts(s requests.BatchStatus) string {
+func fmtCounts(s adminclient.BatchStatus) string {
 	return fmt.Sprintf("total %d queued %d waiting %d running %d done %d failed %d cancelled %d",
 		s.Total, s.Queued, s.Waiting, s.Running, s.Done, s.Failed, s.Cancelled)
 }

@@ -34,7 +34,7 @@ const (
 var scopes = []string{"patients:read", "records:read"}
 
 type bundle struct {
-	clock   *sandbox.ManualClock // nil on the real clock (setupOn)
+	clock   *testenv.Clock // nil on the real clock (setupOn)
 	now     func() time.Time
 	sb      *sandbox.Sandbox
 	st      *store.Store

@@ -40,7 +40,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/client"
-	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 )
@@ -309,59 +308,6 @@ func (h *handler) answer(vendor, credential string) (client.TokenReply, string) 
 	return h.decide(vendor, credential, f.cred, f.err), "store"
 }
 
-// flight is one read of the store, shared by the requests for its
-// credential that arrive while it runs.
-type flight struct {
-	done chan struct{} // closed when cred and err are set
-	cred store.Credential
-	err  error
-}
-
-// read joins the read of k in flight or starts one. The read is bounded by
-// Options.ReadTimeout, not by the requests waiting on it, and records what
-// it finds in the cache.
-func (h *handler) read(k cacheKey) *flight {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f, ok := h.flights[k]; ok {
-		return f
-	}
-	f := &flight{done: make(chan struct{})}
-	h.flights[k] = f
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.ReadTimeout)
-		defer cancel()
-		f.cred, f.err = h.opts.Reader.CurrentToken(ctx, k.credential)
-		failed := f.err != nil && !errors.Is(f.err, store.ErrNotFound)
-		h.storeDown.Store(failed)
-		if failed {
-			h.opts.Logger.Warn().Err(f.err).Str("vendor", k.vendor).Str("credential", k.credential).Msg("token request: read credential")
-		}
-		h.remember(k, f.cred, f.err)
-		h.mu.Lock()
-		delete(h.flights, k)
-		h.mu.Unlock()
-		close(f.done)
-	}()
-	return f
-}
-
-// remember records the outcome of a store read in the cache.
-func (h *handler) remember(k cacheKey, cred store.Credential, err error) {
-	switch {
-	case h.cache == nil:
-	case errors.Is(err, store.ErrNotFound):
-		h.cache.drop(k)
-	case err != nil, cred.Vendor != k.vendor:
-	case cred.State == store.StateRevoked:
-		h.cache.putRevoked(k, cred.Generation)
-	case cred.Generation == 0 || cred.Token.AccessToken.IsZero() || cred.State == store.StateExpired:
-		h.cache.drop(k)
-	default:
-		h.cache.put(k, cred.Token.AccessToken.Reveal(), cred.Token.TokenType, cred.Token.ExpiresAt, cred.Generation)
-	}
-}
-
 // decide turns a store read into the reply.
 func (h *handler) decide(vendor, credential string, cred store.Credential, err error) client.TokenReply {
 	notFound := client.TokenReply{Error: client.CodeNotFound, Message: fmt.Sprintf("no credential %s/%s", vendor, credential)}
@@ -402,70 +348,6 @@ func cachedReply(c cached) client.TokenReply {
 	return client.TokenReply{
 		AccessToken: c.accessToken, TokenType: c.tokenType,
 		ExpiresAt: c.expiresAt.UTC(), Generation: c.gen,
-	}
-}
-
-// follow subscribes to the token.renewed and key.revoked events (a plain
-// subscription sees what is published to the stream), which keep the
-// cache from serving a token that has been replaced or revoked.
-func (h *handler) follow(nc *nats.Conn) ([]*nats.Subscription, error) {
-	if h.cache == nil {
-		return nil, nil
-	}
-	var subs []*nats.Subscription
-	for _, typ := range []string{events.TypeTokenRenewed, events.TypeKeyRevoked} {
-		sub, err := nc.Subscribe(h.opts.SubjectPrefix+typ+".>", h.onEvent)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Unsubscribe()
-			}
-			return nil, fmt.Errorf("tokenservice: subscribe to %s: %w", typ, err)
-		}
-		subs = append(subs, sub)
-	}
-	// A NATS user not allowed these subjects (a deployment's permissions
-	// from before the cache) would leave the cache deaf to renewals and
-	// revocations: then there is no cache, and an error log says why. The
-	// server refuses a subscription before it answers the flush.
-	if err := nc.FlushTimeout(2 * time.Second); err == nil {
-		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) &&
-			(strings.Contains(last.Error(), events.TypeTokenRenewed) || strings.Contains(last.Error(), events.TypeKeyRevoked)) {
-			for _, s := range subs {
-				_ = s.Unsubscribe()
-			}
-			h.opts.Logger.Error().Err(last).Msg("token service: no token cache, the NATS user may not subscribe to token.renewed.> and key.revoked.>")
-			h.cache = nil
-			return nil, nil
-		}
-	}
-	return subs, nil
-}
-
-// onEvent applies a token.renewed or key.revoked event to the cache. After
-// a renewal of a cached credential the store is read again, so the cache
-// holds the new token before an outage needs it.
-func (h *handler) onEvent(m *nats.Msg) {
-	var env events.Envelope
-	if err := json.Unmarshal(m.Data, &env); err != nil {
-		return
-	}
-	var data struct {
-		Vendor     string `json:"vendor"`
-		Credential string `json:"credential"`
-		Generation int64  `json:"generation"`
-		Reason     string `json:"reason"`
-	}
-	if err := json.Unmarshal(env.Data, &data); err != nil || data.Vendor == "" || data.Credential == "" {
-		return
-	}
-	k := cacheKey{data.Vendor, data.Credential}
-	switch env.Type {
-	case events.TypeTokenRenewed:
-		if h.cache.renewed(k, data.Generation) {
-			h.read(k)
-		}
-	case events.TypeKeyRevoked:
-		h.cache.keyRevoked(k, data.Generation, data.Reason == events.ReasonRotated)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/fhirportal"
@@ -223,7 +224,7 @@ func TestDiscoveryAnswers(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, ContentType: "application/json",
 				Header: tt.header, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := fhirportal.New(fhirportal.Options{BaseURL: srv.URL + "/r4", UserAgent: userAgent, Clock: clock.Now})
 			require.NoError(t, err)
 			_, err = a.Token(t.Context(), cred)

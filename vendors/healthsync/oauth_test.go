@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/healthsync"
@@ -235,7 +236,7 @@ func TestTokenAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, Header: tt.header, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := healthsync.New(healthsync.Options{BaseURL: srv.URL + "/v1/", Mode: tt.mode, Clock: clock.Now})
 			require.NoError(t, err)
 			_, err = a.Token(t.Context(), userCred(rt))

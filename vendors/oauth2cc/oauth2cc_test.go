@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/internal/vendortest"
@@ -127,7 +128,7 @@ func TestTokenAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, ContentType: tt.contentType, Header: tt.header, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := oauth2cc.New(oauth2cc.Options{TokenURL: srv.URL + "/token", UserAgent: "tokenrelay-test/1", Clock: clock.Now})
 			require.NoError(t, err)
 			tok, err := a.Token(t.Context(), cred)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/internal/vendortest"
@@ -117,7 +118,7 @@ func signings() []signing {
 type bundle struct {
 	sb       vendortest.Sandbox
 	adapter  *redox.Adapter
-	clock    *sandbox.ManualClock // the adapter's, apart from the sandbox's
+	clock    *testenv.Clock // the adapter's, apart from the sandbox's
 	tokenURL string
 }
 
@@ -131,7 +132,7 @@ func setup(t *testing.T, cred vendors.Credential, edit func(*redox.Options)) bun
 		require.NoError(t, err)
 		require.NoError(t, sb.AddRedoxKey(cred.ClientID, "", jwk))
 	}
-	clock := sandbox.NewManualClock(vendortest.T0)
+	clock := testenv.NewClock(vendortest.T0)
 	a := vendortest.NewAdapter(t, redox.New, redox.Options{BaseURL: sb.URL + sandbox.RedoxPath, Clock: clock.Now}, edit)
 	return bundle{sb: sb, adapter: a, clock: clock, tokenURL: sb.URL + sandbox.RedoxPath + "v2/auth/token"}
 }
@@ -498,7 +499,7 @@ func TestTokenAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, Header: tt.header, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := redox.New(redox.Options{TokenURL: srv.URL + "/v2/auth/token", Clock: clock.Now})
 			require.NoError(t, err)
 			cred := credential(pkcs8(ecKey()), "ec-1", hmacSecret)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/internal/vendortest"
@@ -372,7 +373,7 @@ func TestTokenAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: tt.status, Header: tt.header, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := redoxlegacy.New(redoxlegacy.Options{BaseURL: srv.URL, Mode: tt.mode, Clock: clock.Now})
 			require.NoError(t, err)
 			_, err = a.Token(t.Context(), withRefresh(secret.New(refreshToken)))
@@ -404,7 +405,7 @@ func TestTokenAnswerShapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := vendortest.ServeAnswer(t, vendortest.Answer{Status: http.StatusOK, Body: tt.body})
-			clock := sandbox.NewManualClock(vendortest.T0)
+			clock := testenv.NewClock(vendortest.T0)
 			a, err := redoxlegacy.New(redoxlegacy.Options{BaseURL: srv.URL, Clock: clock.Now})
 			require.NoError(t, err)
 			tok, err := a.Token(t.Context(), cred)

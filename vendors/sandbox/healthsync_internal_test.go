@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
 func TestHSFixedWindow(t *testing.T) {
@@ -78,7 +80,7 @@ func TestHSScopes(t *testing.T) {
 func TestHSMemoryIsBounded(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
-	clock := NewManualClock(t0)
+	clock := testenv.NewClock(t0)
 	s := New(Options{Clock: clock.Now, RealTokenLifetime: time.Minute})
 	s.AddClient("app", "x")
 	v := s.healthSync

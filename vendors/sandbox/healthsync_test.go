@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -25,7 +26,7 @@ var hsT0 = t0
 type hsBundle struct {
 	sb    *sandbox.Sandbox
 	srv   *httptest.Server
-	clock *sandbox.ManualClock
+	clock *testenv.Clock
 }
 
 func hsSetup(t *testing.T) hsBundle {

@@ -5,12 +5,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
 
 func TestTokensArePurged(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
-	clock := NewManualClock(t0)
+	clock := testenv.NewClock(t0)
 	s := New(Options{Clock: clock.Now, RealTokenLifetime: time.Minute})
 	s.AddClient("c", "x")
 

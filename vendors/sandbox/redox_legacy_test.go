@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -310,7 +311,7 @@ func TestRedoxLegacyConcurrentRefresh(t *testing.T) {
 
 func TestRedoxLegacyRefreshTokensAreBounded(t *testing.T) {
 	t.Parallel()
-	clock := sandbox.NewManualClock(t0)
+	clock := testenv.NewClock(t0)
 	sb := sandbox.New(sandbox.Options{Clock: clock.Now})
 	sb.AddClient(clientID, goodSecret)
 	body := `{"apiKey":"` + clientID + `","secret":"` + goodSecret + `"}`

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -61,7 +62,7 @@ func rdxJWK(t *testing.T, key any, kid, alg string) json.RawMessage {
 type rdxEnv struct {
 	sb    *sandbox.Sandbox
 	srv   *httptest.Server
-	clock *sandbox.ManualClock
+	clock *testenv.Clock
 }
 
 // rdxSetup starts a sandbox whose client rdxClient has a secret and an RSA

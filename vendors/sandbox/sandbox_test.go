@@ -31,7 +31,7 @@ var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 type bundle struct {
 	sb    *sandbox.Sandbox
 	srv   *httptest.Server
-	clock *sandbox.ManualClock
+	clock *testenv.Clock
 }
 
 // setup starts a sandbox (see start) with the client clientID.
@@ -46,7 +46,7 @@ func setup(t *testing.T, opts sandbox.Options) bundle {
 // server closed at the end of the test.
 func start(t *testing.T, opts sandbox.Options) bundle {
 	t.Helper()
-	clock := sandbox.NewManualClock(t0)
+	clock := testenv.NewClock(t0)
 	opts.Clock = clock.Now
 	sb := sandbox.New(opts)
 	srv := httptest.NewServer(sb.Handler())

@@ -1,8 +1,10 @@
 // Package admin is the worker's admin API: credentials added (one at a time
-// or imported by the thousand as JSON lines), listed, revoked and re-enabled
-// at run time, without restarting anything, behind a bearer token. Secrets
-// are accepted, never returned: listings show fingerprints, states, expiry
-// and the last error. Every action is audited in the log.
+// or imported by the thousand as JSON lines), listed, rotated, revoked and
+// re-enabled, and request jobs submitted and their batches followed or
+// cancelled, at run time, without restarting anything, behind a bearer
+// token. Secrets are accepted, never returned: listings show fingerprints,
+// states, expiry and the last error. Every action is audited in the log.
+// The API's JSON is package adminclient's, its Go client.
 package admin
 
 import (
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/store"
@@ -62,14 +65,6 @@ type Deps struct {
 	Clock func() time.Time
 }
 
-// Limits.
-const (
-	// MaxBody is the largest body of a single-credential request.
-	MaxBody = 1 << 20
-	// MaxImport is the largest import body.
-	MaxImport = 256 << 20
-)
-
 type api struct {
 	d Deps
 }
@@ -111,7 +106,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 
 // RequireToken lets through requests carrying token as a bearer token
 // ("Authorization: Bearer <token>"), compared in constant time; others get
-// 401 with a JSON Problem. An empty token turns the routes off: every
+// 401 with a JSON adminclient.Problem. An empty token turns the routes off: every
 // request gets 404 saying so. The admin API and the queue dashboard share it.
 func RequireToken(token secret.Value, next http.Handler) http.Handler {
 	return RequireTokenThrottled(token, nil, next)
@@ -156,14 +151,8 @@ func RequireTokenThrottled(token secret.Value, th *websession.Throttle, next htt
 	})
 }
 
-// Problem is the body of every error answer.
-type Problem struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, Problem{Error: code, Message: msg})
+	writeJSON(w, status, adminclient.Problem{Error: code, Message: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

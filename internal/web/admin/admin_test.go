@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/store"
@@ -116,7 +117,7 @@ func TestAddListAndNoSecretReturned(t *testing.T) {
 
 	code, body = b.do(t, "GET", "/admin/credentials?vendor=portal", "")
 	require.Equal(t, http.StatusOK, code)
-	var list []CredentialView
+	var list []adminclient.CredentialView
 	require.NoError(t, json.Unmarshal([]byte(body), &list))
 	require.Len(t, list, 1)
 	require.Equal(t, "patient-1", list[0].ID)
@@ -170,7 +171,7 @@ func TestImportReportsBadLinesAndKeepsGoodOnes(t *testing.T) {
 	}, "\n")
 	code, body := b.do(t, "POST", "/admin/credentials/import", lines)
 	require.Equal(t, http.StatusOK, code, body)
-	var res ImportResult
+	var res adminclient.ImportResult
 	require.NoError(t, json.Unmarshal([]byte(body), &res))
 	require.Equal(t, 7, res.Lines)
 	require.Equal(t, 2, res.Created)

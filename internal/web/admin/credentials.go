@@ -13,54 +13,28 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
-// CredentialInput is a credential as the admin API accepts it (one JSON
-// object, or one line of an import). Secrets are plain strings here and
-// are never sent back.
-type CredentialInput struct {
-	ID           string `json:"id"`
-	Vendor       string `json:"vendor"`
-	ClientID     string `json:"client_id,omitempty"`
-	ClientSecret string `json:"client_secret,omitempty"`
-	PrivateKey   string `json:"private_key,omitempty"`
-	KeyID        string `json:"key_id,omitempty"`
-	APIKey       string `json:"api_key,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-}
-
-func (in CredentialInput) keys() store.Keys {
+// keysOf is the key material of in.
+func keysOf(in adminclient.CredentialInput) store.Keys {
 	return store.Keys{ClientSecret: secret.New(in.ClientSecret), PrivateKey: secret.New(in.PrivateKey), KeyID: in.KeyID, APIKey: secret.New(in.APIKey),
 		RefreshToken: secret.New(in.RefreshToken)}
 }
 
-func (in CredentialInput) config() config.Credential {
-	k := in.keys()
+// credentialOf is in as the configuration file has it, for its checks.
+func credentialOf(in adminclient.CredentialInput) config.Credential {
+	k := keysOf(in)
 	return config.Credential{ID: in.ID, Vendor: in.Vendor, ClientID: in.ClientID,
 		ClientSecret: k.ClientSecret, PrivateKey: k.PrivateKey, KeyID: k.KeyID, APIKey: k.APIKey, RefreshToken: k.RefreshToken}
 }
 
-// CredentialView is a credential as the admin API shows it: no secret.
-type CredentialView struct {
-	ID                  string    `json:"id"`
-	Vendor              string    `json:"vendor"`
-	State               string    `json:"state"`
-	Generation          int64     `json:"generation"`
-	ClientIDFingerprint string    `json:"client_id_fingerprint,omitempty"`
-	ExpiresAt           time.Time `json:"expires_at,omitzero"`
-	NextRefresh         time.Time `json:"next_refresh,omitzero"`
-	Failures            int       `json:"failures"`
-	LastErrorClass      string    `json:"last_error_class,omitempty"`
-	LastError           string    `json:"last_error,omitempty"`
-	UpdatedAt           time.Time `json:"updated_at,omitzero"`
-}
-
-func view(s store.Summary) CredentialView {
-	return CredentialView{ID: s.ID, Vendor: s.Vendor, State: string(s.State), Generation: s.Generation,
+func view(s store.Summary) adminclient.CredentialView {
+	return adminclient.CredentialView{ID: s.ID, Vendor: s.Vendor, State: string(s.State), Generation: s.Generation,
 		ClientIDFingerprint: s.ClientIDFingerprint, ExpiresAt: s.ExpiresAt, NextRefresh: s.NextRefresh,
 		Failures: s.Failures, LastErrorClass: s.LastClass, LastError: s.LastError, UpdatedAt: s.UpdatedAt}
 }
@@ -68,7 +42,7 @@ func view(s store.Summary) CredentialView {
 // list answers every credential, filtered by ?vendor= and ?state=.
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	vendor, state := r.URL.Query().Get("vendor"), r.URL.Query().Get("state")
-	out := []CredentialView{}
+	out := []adminclient.CredentialView{}
 	err := a.d.Store.Scan(r.Context(), func(s store.Summary) error {
 		if (vendor == "" || s.Vendor == vendor) && (state == "" || string(s.State) == state) {
 			out = append(out, view(s))
@@ -97,16 +71,10 @@ func summaryOf(c store.Credential) store.Summary {
 		Failures: c.Failures, LastClass: c.LastClass, LastError: c.LastError, UpdatedAt: c.UpdatedAt}
 }
 
-// AddResult is the answer to adding one credential.
-type AddResult struct {
-	ID     string `json:"id"`
-	Result string `json:"result"` // created, updated or unchanged
-}
-
 // add adds or updates one credential.
 func (a *api) add(w http.ResponseWriter, r *http.Request) {
-	var in CredentialInput
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	var in adminclient.CredentialInput
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, adminclient.MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "the body must be one JSON credential: "+jsonProblem(err))
@@ -127,7 +95,7 @@ func (a *api) add(w http.ResponseWriter, r *http.Request) {
 	if res == store.Created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, AddResult{ID: in.ID, Result: string(res)})
+	writeJSON(w, status, adminclient.AddResult{ID: in.ID, Result: string(res)})
 }
 
 // invalidError is a credential that breaks the rules; its message names the
@@ -146,36 +114,20 @@ func (e *invalidError) Error() string {
 	return e.err.Error()
 }
 
-func (a *api) put(ctx context.Context, in CredentialInput) (store.UpsertResult, error) {
-	if err := a.d.Config.CheckCredential(in.config()); err != nil {
+func (a *api) put(ctx context.Context, in adminclient.CredentialInput) (store.UpsertResult, error) {
+	if err := a.d.Config.CheckCredential(credentialOf(in)); err != nil {
 		return "", &invalidError{err}
 	}
-	return a.d.Store.Upsert(ctx, store.NewCredential{ID: in.ID, Vendor: in.Vendor, ClientID: in.ClientID, Keys: in.keys()})
-}
-
-// ImportResult sums up an import.
-type ImportResult struct {
-	Lines     int            `json:"lines"`
-	Created   int            `json:"created"`
-	Updated   int            `json:"updated"`
-	Unchanged int            `json:"unchanged"`
-	Failed    []ImportFailed `json:"failed"`
-}
-
-// ImportFailed is one line that did not land, and why.
-type ImportFailed struct {
-	Line  int    `json:"line"`
-	ID    string `json:"id,omitempty"`
-	Error string `json:"error"`
+	return a.d.Store.Upsert(ctx, store.NewCredential{ID: in.ID, Vendor: in.Vendor, ClientID: in.ClientID, Keys: keysOf(in)})
 }
 
 // importLines adds one credential per line of a JSON-lines body. A bad line
 // is reported by its number and the good ones still land; an id that
 // appears twice in one import is refused the second time.
 func (a *api) importLines(w http.ResponseWriter, r *http.Request) {
-	sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, MaxImport))
-	sc.Buffer(make([]byte, 64<<10), MaxBody)
-	res := ImportResult{Failed: []ImportFailed{}}
+	sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, adminclient.MaxImport))
+	sc.Buffer(make([]byte, 64<<10), adminclient.MaxBody)
+	res := adminclient.ImportResult{Failed: []adminclient.ImportFailed{}}
 	seen := map[string]int{}
 	for sc.Scan() {
 		res.Lines++
@@ -183,15 +135,15 @@ func (a *api) importLines(w http.ResponseWriter, r *http.Request) {
 		if line == "" {
 			continue
 		}
-		var in CredentialInput
+		var in adminclient.CredentialInput
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
-			res.Failed = append(res.Failed, ImportFailed{Line: res.Lines, Error: "not a JSON credential: " + jsonProblem(err)})
+			res.Failed = append(res.Failed, adminclient.ImportFailed{Line: res.Lines, Error: "not a JSON credential: " + jsonProblem(err)})
 			continue
 		}
 		if first, dup := seen[in.ID]; dup && in.ID != "" {
-			res.Failed = append(res.Failed, ImportFailed{Line: res.Lines, ID: in.ID, Error: fmt.Sprintf("duplicate id (also on line %d)", first)})
+			res.Failed = append(res.Failed, adminclient.ImportFailed{Line: res.Lines, ID: in.ID, Error: fmt.Sprintf("duplicate id (also on line %d)", first)})
 			continue
 		}
 		seen[in.ID] = res.Lines
@@ -199,7 +151,7 @@ func (a *api) importLines(w http.ResponseWriter, r *http.Request) {
 		var invalid *invalidError
 		switch {
 		case errors.As(err, &invalid):
-			res.Failed = append(res.Failed, ImportFailed{Line: res.Lines, ID: in.ID, Error: invalid.Error()})
+			res.Failed = append(res.Failed, adminclient.ImportFailed{Line: res.Lines, ID: in.ID, Error: invalid.Error()})
 		case err != nil:
 			a.storeError(w, r, err)
 			return
@@ -220,17 +172,12 @@ func (a *api) importLines(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// RevokeInput is the optional body of a revocation.
-type RevokeInput struct {
-	Reason string `json:"reason,omitempty"`
-}
-
 // revoke revokes a credential now (see Revoke).
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var in RevokeInput
+	var in adminclient.RevokeInput
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody)).Decode(&in); err != nil {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, adminclient.MaxBody)).Decode(&in); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request", `the body must be {"reason": "..."} or empty: `+jsonProblem(err))
 			return
 		}
@@ -304,22 +251,12 @@ func Revoke(ctx context.Context, d Deps, id, reason string) (vendor string, err 
 	}
 }
 
-// EnableInput is the body of a re-enable: new key material, all optional.
-type EnableInput struct {
-	ClientID     string `json:"client_id,omitempty"`
-	ClientSecret string `json:"client_secret,omitempty"`
-	PrivateKey   string `json:"private_key,omitempty"`
-	KeyID        string `json:"key_id,omitempty"`
-	APIKey       string `json:"api_key,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-}
-
 // enable puts a credential back in service (see Enable).
 func (a *api) enable(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var in EnableInput
+	var in adminclient.EnableInput
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, adminclient.MaxBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request", "the body must be a JSON object of new keys, or empty: "+jsonProblem(err))
@@ -346,25 +283,25 @@ func (a *api) enable(w http.ResponseWriter, r *http.Request) {
 // still meet its vendor's rules, else an error naming the fields, never
 // quoting a secret), active and due at once. It returns the credential's
 // vendor and whether new keys were stored. The caller audits.
-func Enable(ctx context.Context, d Deps, id string, in EnableInput) (vendor string, newKeys bool, err error) {
+func Enable(ctx context.Context, d Deps, id string, in adminclient.EnableInput) (vendor string, newKeys bool, err error) {
 	c, err := d.Store.Get(ctx, id)
 	if err != nil {
 		return "", false, err
 	}
-	check := CredentialInput{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID,
+	check := adminclient.CredentialInput{ID: c.ID, Vendor: c.Vendor, ClientID: c.ClientID,
 		ClientSecret: c.ClientSecret.Reveal(), PrivateKey: c.PrivateKey.Reveal(), KeyID: c.KeyID, APIKey: c.APIKey.Reveal(),
 		RefreshToken: c.Keys.RefreshToken.Reveal()}
 	var keys *store.Keys
 	if in.ClientSecret != "" || in.PrivateKey != "" || in.KeyID != "" || in.APIKey != "" || in.RefreshToken != "" {
 		check.ClientSecret, check.PrivateKey, check.KeyID, check.APIKey = in.ClientSecret, in.PrivateKey, in.KeyID, in.APIKey
 		check.RefreshToken = in.RefreshToken
-		k := check.keys()
+		k := keysOf(check)
 		keys = &k
 	}
 	if in.ClientID != "" {
 		check.ClientID = in.ClientID
 	}
-	if err := d.Config.CheckCredential(check.config()); err != nil {
+	if err := d.Config.CheckCredential(credentialOf(check)); err != nil {
 		return c.Vendor, false, &invalidError{err}
 	}
 	if err := d.Store.Enable(ctx, id, in.ClientID, keys); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
@@ -13,7 +14,7 @@ import (
 // RequestJobs is what the admin API needs of request jobs.
 type RequestJobs interface {
 	Submit(ctx context.Context, r jobs.Request) (jobs.Request, error)
-	BatchStatus(ctx context.Context, vendor, credential, id string) (requests.BatchStatus, error)
+	BatchStatus(ctx context.Context, vendor, credential, id string) (adminclient.BatchStatus, error)
 	CancelBatch(ctx context.Context, vendor, credential, id string) error
 }
 
@@ -59,7 +60,7 @@ func (a *api) submitRequest(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		a.d.Logger.Info().Str("request", req.ID).Str("credential", req.Credential).Str("batch", req.Batch).Msg("admin: request submitted")
-		writeJSON(w, http.StatusAccepted, requests.Accepted{ID: req.ID, Accepted: true})
+		writeJSON(w, http.StatusAccepted, adminclient.Accepted{ID: req.ID, Accepted: true})
 	case errors.As(err, &se):
 		status := http.StatusBadRequest
 		switch se.Code {

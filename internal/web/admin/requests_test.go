@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/jobs"
@@ -20,14 +21,14 @@ import (
 // fakeRequestJobs answers from Func fields.
 type fakeRequestJobs struct {
 	submit func(jobs.Request) (jobs.Request, error)
-	status func(vendor, credential, id string) (requests.BatchStatus, error)
+	status func(vendor, credential, id string) (adminclient.BatchStatus, error)
 	cancel func(vendor, credential, id string) error
 }
 
 func (f fakeRequestJobs) Submit(_ context.Context, r jobs.Request) (jobs.Request, error) {
 	return f.submit(r)
 }
-func (f fakeRequestJobs) BatchStatus(_ context.Context, vendor, credential, id string) (requests.BatchStatus, error) {
+func (f fakeRequestJobs) BatchStatus(_ context.Context, vendor, credential, id string) (adminclient.BatchStatus, error) {
 	return f.status(vendor, credential, id)
 }
 func (f fakeRequestJobs) CancelBatch(_ context.Context, vendor, credential, id string) error {
@@ -62,11 +63,11 @@ func TestRequestRoutes(t *testing.T) {
 			submitted = append(submitted, r)
 			return r, nil
 		},
-		status: func(vendor, credential, id string) (requests.BatchStatus, error) {
+		status: func(vendor, credential, id string) (adminclient.BatchStatus, error) {
 			if err := batchOf(vendor, credential, id); err != nil {
-				return requests.BatchStatus{}, err
+				return adminclient.BatchStatus{}, err
 			}
-			return requests.BatchStatus{ID: id, Total: 3, Done: 1, Queued: 2, CancelRequested: cancelled[id]}, nil
+			return adminclient.BatchStatus{ID: id, Total: 3, Done: 1, Queued: 2, CancelRequested: cancelled[id]}, nil
 		},
 		cancel: func(vendor, credential, id string) error {
 			if err := batchOf(vendor, credential, id); err != nil {

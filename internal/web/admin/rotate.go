@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 )
 
@@ -13,36 +14,26 @@ import (
 // worker was built without rotations).
 var ErrCannotRotate = errors.New("admin: the credential's vendor cannot rotate keys")
 
-// RotateResult is the answer to a rotation asked for now.
-type RotateResult struct {
-	ID     string `json:"id"`
-	Vendor string `json:"vendor"`
-	// Queued is true: the rotation runs on the critical queue (create the
-	// new key, verify it, switch, revoke the old one) and announces itself
-	// with key.rotated, then key.revoked (reason rotated).
-	Queued bool `json:"queued"`
-}
-
 // RotateNow queues a rotation of credential id's key now, as POST
 // /admin/credentials/{id}/rotate does, for every operator surface to
 // share. A rotation queued or running already is not queued twice. Errors:
 // store.ErrNotFound, store.ErrAlreadyRevoked, ErrCannotRotate, or the
 // store's or queue's. The caller audits.
-func RotateNow(ctx context.Context, d Deps, id string) (RotateResult, error) {
+func RotateNow(ctx context.Context, d Deps, id string) (adminclient.RotateResult, error) {
 	c, err := d.Store.Get(ctx, id)
 	if err != nil {
-		return RotateResult{}, err
+		return adminclient.RotateResult{}, err
 	}
 	if c.State == store.StateRevoked {
-		return RotateResult{}, store.ErrAlreadyRevoked
+		return adminclient.RotateResult{}, store.ErrAlreadyRevoked
 	}
 	if d.RotateNow == nil {
-		return RotateResult{}, fmt.Errorf("%w: rotations are not set up in this worker", ErrCannotRotate)
+		return adminclient.RotateResult{}, fmt.Errorf("%w: rotations are not set up in this worker", ErrCannotRotate)
 	}
 	if err := d.RotateNow(ctx, c); err != nil {
-		return RotateResult{}, err
+		return adminclient.RotateResult{}, err
 	}
-	return RotateResult{ID: id, Vendor: c.Vendor, Queued: true}, nil
+	return adminclient.RotateResult{ID: id, Vendor: c.Vendor, Queued: true}, nil
 }
 
 // rotate is POST /admin/credentials/{id}/rotate: 202 once the rotation is

@@ -1,6 +1,6 @@
 // Package websession signs in the browsers of the worker's web pages: the
-// operator pages (/ui/) and the queue dashboard (/asynqmon/), both behind
-// the admin token.
+// operator pages (/ui/, package operator) and the queue dashboard
+// (/asynqmon/, package dashboard), both behind the admin token.
 //
 // A browser signs in once, with the admin token sent by a form (never in
 // a URL), and gets one session cookie (CookieName, Path "/") that both

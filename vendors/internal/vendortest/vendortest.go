@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/vendors"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
@@ -29,14 +30,14 @@ type Sandbox struct {
 	*sandbox.Sandbox
 	// URL is the test server's URL.
 	URL   string
-	Clock *sandbox.ManualClock
+	Clock *testenv.Clock
 }
 
 // StartSandbox starts a sandbox (opts, with a manual clock at T0) on a test
 // server closed at the end of the test, with cred's client registered.
 func StartSandbox(t testing.TB, opts sandbox.Options, cred vendors.Credential) Sandbox {
 	t.Helper()
-	clock := sandbox.NewManualClock(T0)
+	clock := testenv.NewClock(T0)
 	opts.Clock = clock.Now
 	sb := sandbox.New(opts)
 	sb.AddClient(cred.ClientID, cred.ClientSecret.Reveal())

@@ -1,4 +1,4 @@
-package app
+package reseal
 
 import (
 	"bytes"
@@ -46,10 +46,10 @@ func TestBackgroundResealWaitsForTheLease(t *testing.T) {
 	require.True(t, ok)
 
 	reg := prometheus.NewRegistry()
-	m, err := NewResealMetrics(reg)
+	m, err := NewMetrics(reg)
 	require.NoError(t, err)
 	var logs testenv.Buffer
-	startReseal(ctx, &Env{Store: st}, zerolog.New(&logs), m, 20*time.Millisecond)
+	Start(ctx, st, zerolog.New(&logs), m, 20*time.Millisecond)
 	stale := func() int64 {
 		p, err := st.Reseal(ctx, store.ResealOptions{DryRun: true})
 		require.NoError(t, err)

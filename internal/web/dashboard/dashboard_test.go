@@ -1,4 +1,4 @@
-package app
+package dashboard
 
 import (
 	"crypto/sha256"
@@ -19,14 +19,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/internal/testenv/storetest"
-	"github.com/tokenrelay/tokenrelay/internal/web/admin"
 	"github.com/tokenrelay/tokenrelay/internal/web/operator"
 	"github.com/tokenrelay/tokenrelay/internal/web/websession"
-	"github.com/tokenrelay/tokenrelay/internal/webhooks"
-	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -80,10 +76,10 @@ func TestDashboardAuth(t *testing.T) {
 	mux := http.NewServeMux()
 	logs := &testenv.Buffer{}
 	sessions := websession.New(secret.New(dashboardToken), websession.Options{Now: clock.Now})
-	mux.Handle(DashboardPath, dashboardAuth(secret.New(dashboardToken), sessions, "default-src 'self'", zerolog.New(logs), mon))
+	mux.Handle(Path, auth(secret.New(dashboardToken), sessions, "default-src 'self'", zerolog.New(logs), mon))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	base := srv.URL + DashboardPath
+	base := srv.URL + Path
 
 	anon := noRedirect(nil)
 	resp, body := do(t, anon, http.MethodGet, base, nil)
@@ -110,7 +106,7 @@ func TestDashboardAuth(t *testing.T) {
 	b := noRedirect(newJar(t))
 	resp, _ = do(t, b, http.MethodPost, base+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, DashboardPath, resp.Header.Get("Location"))
+	require.Equal(t, Path, resp.Header.Get("Location"))
 	require.Len(t, resp.Cookies(), 1)
 	c := resp.Cookies()[0]
 	require.Equal(t, websession.CookieName, c.Name)
@@ -143,26 +139,22 @@ func TestDashboardAuth(t *testing.T) {
 }
 
 // dashboardServer serves the queue dashboard and the operator pages as
-// the worker does (httpRoutes' sessions, newDashboard on a real Redis for
-// asynqmon, operatorPages).
+// the worker does: one set of sessions kept in Redis, the dashboard on a
+// real Redis for asynqmon.
 func dashboardServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	now := storetest.T0
-	clock := func() time.Time { return now }
+	clock := func() time.Time { return storetest.T0 }
 	st, _ := storetest.New(t, clock)
 	db, rdb := testenv.RedisDB(t)
-	cfg := &config.Config{}
-	cfg.Redis.Prefix = testenv.Unique("dash-") + ":"
-	cfg.HTTP.AdminToken = secret.New(dashboardToken)
-	env := &Env{Config: cfg, Logger: zerolog.Nop(), Store: st, Clock: clock, Redis: rdb,
-		redisConnOpt: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}}
-
-	sessions := newWebSessions(env)
-	dashboard, closeDashboard := newDashboard(env, sessions)
-	t.Cleanup(func() { _ = closeDashboard() })
+	token := secret.New(dashboardToken)
+	sessions := websession.New(token, websession.Options{Now: clock,
+		Store: websession.RedisStore{Client: rdb, Prefix: testenv.Unique("dash-") + ":"}})
+	queues, closeQueues := New(Options{Token: token, Sessions: sessions,
+		Redis: asynq.RedisClientOpt{Addr: testenv.RedisAddr(), DB: db}, Logger: zerolog.Nop()})
+	t.Cleanup(func() { _ = closeQueues() })
 	mux := http.NewServeMux()
-	mux.Handle(DashboardPath, dashboard)
-	mux.Handle(operator.Prefix, operatorPages(env, admin.Deps{Config: cfg, Store: st, Token: cfg.HTTP.AdminToken, Clock: clock}, nil, sessions, zerolog.Nop()))
+	mux.Handle(Path, queues)
+	mux.Handle(operator.Prefix, operator.Handler(operator.Deps{Token: token, Sessions: sessions, Credentials: st, Clock: clock}))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
@@ -175,13 +167,13 @@ func TestATokenInTheURLDoesNotSignIn(t *testing.T) {
 	t.Parallel()
 	srv := dashboardServer(t)
 	b := noRedirect(newJar(t))
-	for _, path := range []string{DashboardPath, DashboardPath + "queues/default", DashboardPath + "api/queues"} {
+	for _, path := range []string{Path, Path + "queues/default", Path + "api/queues"} {
 		resp, body := do(t, b, http.MethodGet, srv.URL+path+"?token="+url.QueryEscape(dashboardToken), nil)
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, path)
 		require.Empty(t, resp.Cookies(), "%s: a token in the URL set a session", path)
 		require.NotContains(t, body, "Asynq - Monitoring", path)
 	}
-	resp, _ := do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	resp, _ := do(t, b, http.MethodGet, srv.URL+Path+"api/queues", nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "not signed in afterwards")
 }
 
@@ -205,16 +197,16 @@ func TestDashboardHasThePagesFrameAndContentHeaders(t *testing.T) {
 		require.Equal(t, "no-store", h.Get("Cache-Control"), what)
 	}
 	anon := noRedirect(nil)
-	resp, _ := do(t, anon, http.MethodGet, srv.URL+DashboardPath, nil)
+	resp, _ := do(t, anon, http.MethodGet, srv.URL+Path, nil)
 	shared(t, resp.Header, "the sign-in form")
 	resp, _ = do(t, anon, http.MethodGet, srv.URL+operator.Prefix+"login", nil)
 	shared(t, resp.Header, "the operator pages' sign-in form")
 	opCSP := resp.Header.Get("Content-Security-Policy")
 
 	b := noRedirect(newJar(t))
-	resp, _ = do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	resp, _ = do(t, b, http.MethodPost, srv.URL+Path+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	resp, page := do(t, b, http.MethodGet, srv.URL+DashboardPath, nil)
+	resp, page := do(t, b, http.MethodGet, srv.URL+Path, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, page, "Asynq - Monitoring")
 	shared(t, resp.Header, "asynqmon's page")
@@ -226,7 +218,7 @@ func TestDashboardHasThePagesFrameAndContentHeaders(t *testing.T) {
 		sum := sha256.Sum256([]byte(m[1]))
 		require.Contains(t, csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'", "an inline script of asynqmon is blocked")
 	}
-	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+	resp, _ = do(t, b, http.MethodGet, srv.URL+Path+"api/queues", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	shared(t, resp.Header, "asynqmon's API")
 
@@ -248,7 +240,7 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 
 	queues := func(c *http.Client) int {
 		t.Helper()
-		resp, body := do(t, c, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil)
+		resp, body := do(t, c, http.MethodGet, srv.URL+Path+"api/queues", nil)
 		if resp.StatusCode == http.StatusOK {
 			var v struct {
 				Queues []any `json:"queues"`
@@ -273,7 +265,7 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 		resp, _ := do(t, c, http.MethodPost, srv.URL+operator.Prefix+"login", url.Values{"token": {dashboardToken}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		require.Equal(t, http.StatusOK, queues(c), "the dashboard's API takes the operator pages' session")
-		resp, body := do(t, c, http.MethodGet, srv.URL+DashboardPath, nil)
+		resp, body := do(t, c, http.MethodGet, srv.URL+Path, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		require.NotContains(t, body, "needs the admin token", "the dashboard, not its sign-in form")
 
@@ -292,7 +284,7 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 		// The copied cookie, replayed after the sign-out: refused on both.
 		replay := noRedirect(nil)
 		cookie := websession.CookieName + "=" + copied[0].Value
-		resp, _ = do(t, replay, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Cookie", cookie)
+		resp, _ = do(t, replay, http.MethodGet, srv.URL+Path+"api/queues", nil, "Cookie", cookie)
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the dashboard took a signed-out session")
 		resp, _ = do(t, replay, http.MethodGet, srv.URL+operator.Prefix+"credentials", nil, "Cookie", cookie)
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the operator pages took a signed-out session")
@@ -302,61 +294,13 @@ func TestDashboardAndOperatorPagesShareOneSignIn(t *testing.T) {
 	t.Run("signed in on the dashboard", func(t *testing.T) {
 		t.Parallel()
 		c := noRedirect(newJar(t))
-		resp, _ := do(t, c, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+		resp, _ := do(t, c, http.MethodPost, srv.URL+Path+"login", url.Values{"token": {dashboardToken}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		status, page := credentials(c)
 		require.Equal(t, http.StatusOK, status, "the operator pages take the dashboard's session")
 		require.Regexp(t, csrfInput, page, "and give it a CSRF token for their forms")
 
 	})
-}
-
-// TestRedactPayloadByAllowList: the queue dashboard shows of a task's
-// payload only the fields listed as safe for its type. Secrets under
-// names no deny-list would guess (a vendor's custom auth header, a query
-// parameter "sig", a new payload field), in a path, a body or a task of
-// another type, are never shown; ids, numbers and safe headers are.
-func TestRedactPayloadByAllowList(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name, taskType, payload string
-		show, hide              []string
-	}{
-		{name: "refresh ids are shown", taskType: jobs.TypeTokenRefresh, payload: `{"credential":"clinic-42","generation":7}`,
-			show: []string{`"credential": "clinic-42"`, `"generation": 7`}},
-		{name: "a batch's items", taskType: jobs.TypeTokenRefreshBatch,
-			payload: `{"items":[{"credential":"clinic-42","generation":7,"hint":"s3cr3t-a"}]}`,
-			show:    []string{`"credential": "clinic-42"`, `"generation": 7`, `"hint": "«redacted»"`}, hide: []string{"s3cr3t-a"}},
-		{name: "request headers by name", taskType: jobs.TypeVendorRequest,
-			payload: `{"headers":{"Authorization":"Bearer s3cr3t-b","X-Vendor-Pass":"s3cr3t-c","X-Custom":"plain-s3cr3t-d","Accept":"application/fhir+json"}}`,
-			show:    []string{`"Accept": "application/fhir+json"`, `"X-Custom": "«redacted»"`}, hide: []string{"s3cr3t-b", "s3cr3t-c", "s3cr3t-d"}},
-		{name: "query values", taskType: jobs.TypeVendorRequest, payload: `{"query":{"sig":"s3cr3t-e","_count":["10","s3cr3t-f"]}}`,
-			show: []string{`"sig": "«redacted»"`, `"_count": "«redacted»"`}, hide: []string{"s3cr3t-e", "s3cr3t-f"}},
-		{name: "a field added later", taskType: jobs.TypeVendorRequest, payload: `{"id":"r-1","credential":"clinic-42","vendor_hint":"s3cr3t-g","extra":{"k":"s3cr3t-h"}}`,
-			show: []string{`"id": "r-1"`, `"vendor_hint": "«redacted»"`, `"extra": "«redacted»"`}, hide: []string{"s3cr3t-g", "s3cr3t-h"}},
-		{name: "an id that is not an id", taskType: jobs.TypeVendorRequest, payload: `{"credential":"clinic 42 s3cr3t-i","method":"GET s3cr3t-j"}`,
-			hide: []string{"s3cr3t-i", "s3cr3t-j"}},
-		{name: "the path's ids", taskType: jobs.TypeVendorRequest, payload: `{"path":"Patient/s3cr3t-k42/$everything?x=s3cr3t-l"}`,
-			show: []string{`"path": "Patient/«id»/$everything"`}, hide: []string{"s3cr3t-k", "s3cr3t-l"}},
-		{name: "a body, JSON or base64", taskType: jobs.TypeVendorRequest, payload: `{"body":{"text":"s3cr3t-m"},"idempotency_key":"s3cr3t-n"}`,
-			show: []string{"bytes: not shown", `"idempotency_key": "«set»"`}, hide: []string{"s3cr3t-m", "s3cr3t-n"}},
-		{name: "a poll", taskType: webhooks.TypePoll, payload: `{"vendor":"halaxy-au","resource":"Appointment","slot":42,"cursor":"s3cr3t-o"}`,
-			show: []string{`"vendor": "halaxy-au"`, `"slot": 42`}, hide: []string{"s3cr3t-o"}},
-		{name: "a task of another type", taskType: "webhook:test", payload: `{"credential":"clinic-42","note":"s3cr3t-p"}`,
-			show: []string{`a "webhook:test" task: not shown`}, hide: []string{"s3cr3t-p", "clinic-42"}},
-		{name: "not JSON", taskType: jobs.TypeVendorRequest, payload: `s3cr3t-q`, show: []string{"8 bytes, not a JSON object"}, hide: []string{"s3cr3t-q"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got := redactPayload(tc.taskType, []byte(tc.payload))
-			for _, s := range tc.show {
-				require.Contains(t, got, s)
-			}
-			for _, s := range tc.hide {
-				require.NotContains(t, got, s)
-			}
-		})
-	}
 }
 
 // TestDashboardSignInIsThrottled: guessing the admin token in the queue
@@ -368,16 +312,16 @@ func TestDashboardSignInIsThrottled(t *testing.T) {
 	srv := dashboardServer(t)
 	b := noRedirect(newJar(t))
 	for i := range 5 {
-		resp, _ := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {"guess"}})
+		resp, _ := do(t, b, http.MethodPost, srv.URL+Path+"login", url.Values{"token": {"guess"}})
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "guess %d", i)
 	}
-	resp, body := do(t, b, http.MethodPost, srv.URL+DashboardPath+"login", url.Values{"token": {dashboardToken}})
+	resp, body := do(t, b, http.MethodPost, srv.URL+Path+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the 6th try, with the right token")
 	require.Equal(t, "60", resp.Header.Get("Retry-After"))
 	require.Contains(t, body, "Too many wrong tokens")
 	require.Empty(t, resp.Cookies())
 	resp, _ = do(t, b, http.MethodPost, srv.URL+operator.Prefix+"login", url.Values{"token": {dashboardToken}})
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the operator pages share the count")
-	resp, _ = do(t, b, http.MethodGet, srv.URL+DashboardPath+"api/queues", nil, "Authorization", "Bearer "+dashboardToken)
+	resp, _ = do(t, b, http.MethodGet, srv.URL+Path+"api/queues", nil, "Authorization", "Bearer "+dashboardToken)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "and the bearer token")
 }

@@ -1,0 +1,119 @@
+package requests
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/jobs"
+	"github.com/tokenrelay/tokenrelay/vendors"
+)
+
+// complete publishes request.completed, with the body inline or in the
+// object store.
+func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer) error {
+	now := h.d.Clock()
+	data := events.RequestCompleted{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
+		Status: ans.Status, Headers: eventHeaders(ans.Header), BodySize: len(ans.Body), Attempts: rec.attempts,
+		CompletedAt: now.UTC()}
+	switch {
+	case len(ans.Body) == 0:
+	case len(ans.Body) <= h.d.InlineLimit:
+		if json.Valid(ans.Body) {
+			data.Body, data.BodyEncoding = json.RawMessage(ans.Body), "json"
+		} else {
+			data.Body, data.BodyEncoding = base64.StdEncoding.EncodeToString(ans.Body), "base64"
+		}
+	case h.d.Objects == nil:
+		return h.fail(ctx, r, rec, "too_large", ans.Status, fmt.Sprintf("the answer's body (%d bytes) is over the inline limit and no object store is configured", len(ans.Body)))
+	default:
+		name := objectName(r)
+		info, err := h.d.Objects.PutBytes(ctx, name, ans.Body)
+		if err != nil {
+			return fmt.Errorf("requests: store body of %s: %w", r.ID, err)
+		}
+		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: name, Size: len(ans.Body), Digest: info.Digest}
+	}
+	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	if err != nil {
+		return err
+	}
+	if err := h.transition(ctx, r, rec, "done", &ev); err != nil {
+		return err
+	}
+	h.d.Metrics.outcome(r.Vendor, OutcomeCompleted)
+	h.d.Logger.Debug().Str("request", r.ID).Int("status", ans.Status).Msg("request completed")
+	return nil
+}
+
+// fail publishes request.failed.
+func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class string, status int, msg string) error {
+	now := h.d.Clock()
+	data := events.RequestFailed{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
+		Class: class, Status: status, Message: msg, Attempts: rec.attempts, FailedAt: now.UTC()}
+	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, data)
+	if err != nil {
+		return err
+	}
+	state, outcome := "failed", OutcomeFailed
+	if class == "cancelled" {
+		state, outcome = "cancelled", OutcomeCancelled
+	}
+	if err := h.transition(ctx, r, rec, state, &ev); err != nil {
+		return err
+	}
+	h.d.Metrics.outcome(r.Vendor, outcome)
+	h.d.Logger.Info().Str("request", r.ID).Str("error_class", class).Int("status", status).Str("error", msg).Msg("request failed")
+	return nil
+}
+
+// transition moves the request to state, recording its attempts; a final
+// state writes ev to the outbox in the same step, and stores the outcome
+// under the idempotency key.
+func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
+	return transition(ctx, h.d.Redis, h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
+		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL)
+}
+
+// transition runs transition.lua; attempts < 0 leaves the count as is. The
+// event and the idempotency outcome are sealed with kr (they may quote
+// patient data).
+func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
+	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
+	evID, evSubject, evJSON, outcome := "", "", "", ""
+	if ev != nil {
+		values, err := events.SealOutboxEntry(kr, *ev)
+		if err != nil {
+			return fmt.Errorf("requests: event of %s: %w", r.ID, err)
+		}
+		evID, evSubject, evJSON = ev.ID, ev.Subject, values[5].(string)
+		if r.IdempotencyKey != "" {
+			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.Type, Data: ev.Data}); err != nil {
+				return err
+			}
+		}
+	}
+	hasBatch := "0"
+	if r.Batch != "" {
+		hasBatch = "1"
+	}
+	n := ""
+	if attempts >= 0 {
+		n = strconv.Itoa(attempts)
+	}
+	err := scriptTransition.Run(ctx, rdb,
+		[]string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
+			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
+		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n).Err()
+	if err != nil {
+		return fmt.Errorf("requests: mark %s %s: %w", r.ID, state, err)
+	}
+	return nil
+}
