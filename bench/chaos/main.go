@@ -33,6 +33,16 @@
 //     proxies'.
 //
 // It prints the figures and every violation, and exits 1 if there is any.
+//
+// With -scenario rotation it runs instead issue 12's point 5: one
+// HealthSync API-key rotation on one scheduler and two workers, the worker
+// making the vendor call of each step of -kill-at SIGKILLed before the
+// answer comes (the vendor completes the call), judged: after each kill
+// another worker carries the rotation on within -resume, the rotation
+// finishes within -resume of the last kill, the vendor ends with one live
+// key (the credential's) and every other revoked, the stream holds one
+// key.rotated and one key.revoked, and, for -watch-after, no second
+// rotation begins (the dead workers' tasks come back from asynq then).
 package main
 
 import (
@@ -44,6 +54,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,7 +69,7 @@ func main() {
 // mainRun parses args, runs the scenario and prints the report; it
 // returns the exit code.
 func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
+	o, scenario, ro, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
@@ -67,6 +78,18 @@ func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.Out = stderr
+	if scenario == "rotation" {
+		rep, err := rotationCrash(ctx, o, ro)
+		if err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+			return 1
+		}
+		printRotationReport(stdout, rep)
+		if len(rep.Violations) > 0 {
+			return 1
+		}
+		return 0
+	}
 	rep, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
@@ -90,10 +113,16 @@ func fullScenario() options {
 	}
 }
 
-func parseFlags(args []string, out io.Writer) (options, error) {
+func parseFlags(args []string, out io.Writer) (options, string, rotationOptions, error) {
 	o := fullScenario()
+	ro := rotationOptions{KillAt: []string{stepCreate, stepVerify, stepRevoke}, Resume: time.Minute, WatchAfter: 150 * time.Second}
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(out)
+	scenario := fs.String("scenario", "fleet", "fleet (the bad day) or rotation (a key rotation whose workers are killed)")
+	fs.DurationVar(&ro.Hold, "rotation-hold", 0, "rotation: scheduler.rotation_hold (0: the default)")
+	killAt := fs.String("kill-at", strings.Join(ro.KillAt, ","), "rotation: steps whose vendor call gets its worker SIGKILLed, in order")
+	fs.DurationVar(&ro.Resume, "resume", ro.Resume, "rotation: bound on carrying a rotation on after a kill")
+	fs.DurationVar(&ro.WatchAfter, "watch-after", ro.WatchAfter, "rotation: how long to watch for a second rotation once it finished")
 	fs.IntVar(&o.Credentials, "credentials", o.Credentials, "credentials managed")
 	fs.IntVar(&o.Schedulers, "schedulers", o.Schedulers, "scheduler processes")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes")
@@ -108,20 +137,39 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.Consumers, "consumers", o.Consumers, "token.get consumers")
 	fs.DurationVar(&o.ConsumerPause, "consumer-pause", o.ConsumerPause, "pause between a consumer's requests")
 	fs.DurationVar(&o.Settle, "settle", o.Settle, "bound on the recovery after the chaos")
+	fs.StringVar(&o.Bin, "bin", "", "directory of scheduler, worker and sandbox binaries built already (default: build them)")
 	fs.StringVar(&o.Dir, "dir", "", "work directory kept after the run (binaries, data, logs); default a temporary one")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return o, "", ro, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return o, "", ro, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch *scenario {
+	case "fleet":
+	case "rotation":
+		ro.KillAt = nil
+		for step := range strings.SplitSeq(*killAt, ",") {
+			if step = strings.TrimSpace(step); step == "" {
+				continue
+			}
+			if step != stepCreate && step != stepVerify && step != stepRevoke {
+				return o, "", ro, fmt.Errorf("-kill-at: %q is not create, verify or revoke", step)
+			}
+			ro.KillAt = append(ro.KillAt, step)
+		}
+		o.TokenLifetime = time.Hour // no renewal of the API key meanwhile
+		return o, *scenario, ro, nil
+	default:
+		return o, "", ro, fmt.Errorf("-scenario %q: fleet or rotation", *scenario)
 	}
 	if o.Credentials < 1 || o.Schedulers < 1 || o.Workers < 1 || o.Consumers < 1 {
-		return o, errors.New("-credentials, -schedulers, -workers and -consumers must be at least 1")
+		return o, "", ro, errors.New("-credentials, -schedulers, -workers and -consumers must be at least 1")
 	}
 	if o.Duration <= 0 || o.TokenLifetime <= 0 || o.TokenLatency <= 0 || o.KillEvery <= 0 {
-		return o, errors.New("-duration, -token-lifetime, -token-latency and -kill-every must be positive")
+		return o, "", ro, errors.New("-duration, -token-lifetime, -token-latency and -kill-every must be positive")
 	}
-	return o, nil
+	return o, *scenario, ro, nil
 }
 
 // printReport writes the figures, then the violations.

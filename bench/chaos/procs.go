@@ -19,7 +19,11 @@ import (
 
 // buildBinaries builds cmd/scheduler, cmd/worker and cmd/sandbox into dir
 // with the go command, from the module the chaos program runs in.
-func buildBinaries(ctx context.Context, moduleDir, dir string) error {
+func buildBinaries(ctx context.Context, dir string) error {
+	moduleDir, err := moduleRoot()
+	if err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator),
 		"./cmd/scheduler", "./cmd/worker", "./cmd/sandbox")
 	cmd.Dir = moduleDir

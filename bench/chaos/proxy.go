@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -52,17 +53,18 @@ type vendorProxy struct {
 	upstream string // the sandbox's http://host:port
 	instance func() int
 	log      *callLog
+	onCall   func(slot string, r *http.Request)
 	client   *http.Client
 	srv      *http.Server
 	URL      string
 }
 
-func startProxy(slot, upstream string, instance func() int, log *callLog) (*vendorProxy, error) {
+func startProxy(slot, upstream string, instance func() int, log *callLog, onCall func(string, *http.Request)) (*vendorProxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &vendorProxy{slot: slot, upstream: upstream, instance: instance, log: log,
+	p := &vendorProxy{slot: slot, upstream: upstream, instance: instance, log: log, onCall: onCall,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}, URL: "http://" + ln.Addr().String()}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
@@ -71,14 +73,17 @@ func startProxy(slot, upstream string, instance func() int, log *callLog) (*vend
 
 func (p *vendorProxy) close() { _ = p.srv.Close() }
 
-// ServeHTTP forwards the request, with the worker's context, so that a
-// worker killed mid-call drops the call at the vendor as a closed
-// connection would.
+// ServeHTTP forwards the request. A worker killed mid-call does not stop
+// it: the vendor finishes what it was asked (issues the token, creates the
+// key), and the answer is lost, as when a client dies after sending.
 func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "proxy: read body", http.StatusBadGateway)
 		return
+	}
+	if p.onCall != nil {
+		p.onCall(p.slot, r)
 	}
 	isToken := strings.HasSuffix(r.URL.Path, "/token")
 	call := tokenCall{Slot: p.slot, Instance: p.instance(), Start: time.Now()}
@@ -89,7 +94,7 @@ func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &req)
 		call.Client = req.ClientID
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, p.upstream+r.URL.RequestURI(), bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, p.upstream+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)
 		return

@@ -54,6 +54,7 @@ type options struct {
 	ConsumerPause time.Duration // between a consumer's requests
 	Settle        time.Duration // bound on the recovery after the chaos
 	Dir           string        // work directory (binaries, data, logs); "" a temporary one
+	Bin           string        // the binaries, built already; "" builds them into Dir
 	Out           io.Writer     // progress lines
 }
 
@@ -84,9 +85,25 @@ func (r *report) violations() []string {
 	return out
 }
 
+// layout is what a scenario runs: its vendor, its credentials, and what
+// the sandbox needs before the workers start.
+type layout struct {
+	// vendor is the configuration of the one vendor instance, reached at
+	// baseURL (the sandbox, or a worker's proxy to it).
+	vendor func(baseURL string) map[string]any
+	// credentials are the static credentials of the configuration.
+	credentials []map[string]any
+	// scheduler is the configuration's scheduler section (nil: defaults).
+	scheduler map[string]any
+	// onCall, if set, sees every request a worker makes to the vendor
+	// before it is forwarded.
+	onCall func(slot string, r *http.Request)
+}
+
 // cluster is the processes of a run.
 type cluster struct {
 	opts       options
+	layout     layout
 	dir, bin   string
 	redis      *server
 	nats       *server
@@ -109,7 +126,7 @@ type cluster struct {
 func run(ctx context.Context, o options) (*report, error) {
 	began := time.Now()
 	c := &cluster{opts: o}
-	if err := c.setup(ctx); err != nil {
+	if err := c.setup(ctx, halaxyFleet); err != nil {
 		return nil, err
 	}
 	defer c.teardown()
@@ -212,9 +229,10 @@ func (c *cluster) progress(format string, args ...any) {
 	}
 }
 
-// setup builds the binaries and starts Redis, NATS, the sandbox, the
-// proxies and every scheduler and worker.
-func (c *cluster) setup(ctx context.Context) error {
+// setup builds the binaries and starts Redis, NATS and the sandbox, then
+// asks prepare for the scenario's layout and starts the proxies and every
+// scheduler and worker.
+func (c *cluster) setup(ctx context.Context, prepare func(ctx context.Context, c *cluster) (layout, error)) error {
 	o := c.opts
 	c.dir = o.Dir
 	if c.dir == "" {
@@ -224,15 +242,15 @@ func (c *cluster) setup(ctx context.Context) error {
 		}
 		c.dir = d
 	}
-	c.bin = filepath.Join(c.dir, "bin")
-	root, err := moduleRoot()
-	if err != nil {
-		return err
+	c.bin = o.Bin
+	if c.bin == "" {
+		c.bin = filepath.Join(c.dir, "bin")
+		if err := buildBinaries(ctx, c.bin); err != nil {
+			return err
+		}
+		c.progress("built cmd/scheduler, cmd/worker and cmd/sandbox into %s", c.bin)
 	}
-	c.progress("building cmd/scheduler, cmd/worker and cmd/sandbox into %s", c.bin)
-	if err := buildBinaries(ctx, root, c.bin); err != nil {
-		return err
-	}
+	var err error
 	ports := make([]int, 3)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
@@ -257,6 +275,9 @@ func (c *cluster) setup(ctx context.Context) error {
 	if err := c.startSandbox(ctx, ports[2]); err != nil {
 		return err
 	}
+	if c.layout, err = prepare(ctx, c); err != nil {
+		return err
+	}
 	key := make([]byte, 32)
 	_, _ = crand.Read(key)
 	c.secretKey = base64.StdEncoding.EncodeToString(key)
@@ -276,7 +297,7 @@ func (c *cluster) setup(ctx context.Context) error {
 				return r.current()
 			}
 			return 0
-		}, &c.calls)
+		}, &c.calls, c.layout.onCall)
 		if err != nil {
 			return err
 		}
@@ -288,7 +309,7 @@ func (c *cluster) setup(ctx context.Context) error {
 		slotRole.Store(r)
 		c.workers = append(c.workers, r)
 	}
-	c.progress("%d credentials, %d scheduler(s), %d worker(s); work directory %s", o.Credentials, o.Schedulers, o.Workers, c.dir)
+	c.progress("%d credential(s), %d scheduler(s), %d worker(s); work directory %s", len(c.layout.credentials), o.Schedulers, o.Workers, c.dir)
 	for _, r := range append(append([]*role(nil), c.schedulers...), c.workers...) {
 		go r.run()
 	}
@@ -317,13 +338,27 @@ func (c *cluster) startSandbox(ctx context.Context, port int) error {
 			return controlCall(ctx, http.MethodGet, c.sandboxURL+sandbox.ControlPath+"settings", nil, nil)
 		},
 	}
-	if err := c.sandbox.start(ctx); err != nil {
-		return err
+	return c.sandbox.start(ctx)
+}
+
+// halaxyFleet is the layout of the bad day: opts.Credentials Halaxy
+// credentials whose tokens live opts.TokenLifetime, every token answer
+// delayed opts.TokenLatency so that kills and outages catch renewals in
+// flight.
+func halaxyFleet(ctx context.Context, c *cluster) (layout, error) {
+	err := controlCall(ctx, http.MethodPost, c.sandboxURL+sandbox.ControlPath+"faults",
+		map[string]any{"kind": "latency", "latency": c.opts.TokenLatency.String()}, nil)
+	if err != nil {
+		return layout{}, err
 	}
-	// Every token answer takes TokenLatency: kills and outages catch
-	// renewals in flight.
-	return controlCall(ctx, http.MethodPost, c.sandboxURL+sandbox.ControlPath+"faults",
-		map[string]any{"kind": "latency", "latency": o.TokenLatency.String()}, nil)
+	l := layout{vendor: func(baseURL string) map[string]any {
+		return map[string]any{"kind": "halaxy", "base_url": baseURL + sandbox.HalaxyPath, "user_agent": userAgent,
+			"max_token_lifetime": c.opts.TokenLifetime.String()}
+	}}
+	for _, id := range c.creds {
+		l.credentials = append(l.credentials, map[string]any{"id": id, "vendor": vendorName, "client_id": id, "client_secret": clientSecret(id)})
+	}
+	return l, nil
 }
 
 // clientSecret is the sandbox secret of a credential: random enough for a
@@ -334,20 +369,16 @@ func clientSecret(id string) string { return "chaos-secret-" + id + "-0123456789
 // the vendor through their own proxy at vendorURL) and returns the slot.
 func (c *cluster) newRole(slot, kind, vendorURL string) (*role, error) {
 	o := c.opts
-	creds := make([]map[string]any, 0, len(c.creds))
-	for _, id := range c.creds {
-		creds = append(creds, map[string]any{"id": id, "vendor": vendorName, "client_id": id, "client_secret": clientSecret(id)})
-	}
 	cfg := map[string]any{
-		"redis": map[string]any{"url": c.redisURL},
-		"nats":  map[string]any{"url": c.natsURL},
-		"http":  map[string]any{"addr": "127.0.0.1:0"},
-		"vendors": map[string]any{vendorName: map[string]any{
-			"kind": "halaxy", "base_url": vendorURL + sandbox.HalaxyPath, "user_agent": userAgent,
-			"max_token_lifetime": o.TokenLifetime.String(),
-		}},
-		"credentials": creds,
+		"redis":       map[string]any{"url": c.redisURL},
+		"nats":        map[string]any{"url": c.natsURL},
+		"http":        map[string]any{"addr": "127.0.0.1:0"},
+		"vendors":     map[string]any{vendorName: c.layout.vendor(vendorURL)},
+		"credentials": c.layout.credentials,
 		"worker":      map[string]any{"spool_dir": filepath.Join(c.dir, "spool", slot)},
+	}
+	if c.layout.scheduler != nil {
+		cfg["scheduler"] = c.layout.scheduler
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
 	if err != nil {
