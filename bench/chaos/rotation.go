@@ -136,14 +136,11 @@ func rotationCrash(ctx context.Context, o options, ro rotationOptions) (*rotatio
 		}
 		return l, nil
 	}
-	if err := c.setup(ctx, prepare); err != nil {
-		return nil, err
-	}
-	defer c.teardown()
-	env, err := c.observer(ctx)
+	env, err := c.start(ctx, prepare)
 	if err != nil {
 		return nil, err
 	}
+	defer c.teardown()
 	defer env.Close()
 	rep := &rotationReport{Hold: ro.Hold, Dir: c.dir}
 	if rep.Hold == 0 {

@@ -126,14 +126,11 @@ type cluster struct {
 func run(ctx context.Context, o options) (*report, error) {
 	began := time.Now()
 	c := &cluster{opts: o}
-	if err := c.setup(ctx, halaxyFleet); err != nil {
-		return nil, err
-	}
-	defer c.teardown()
-	env, err := c.observer(ctx)
+	env, err := c.start(ctx, halaxyFleet)
 	if err != nil {
 		return nil, err
 	}
+	defer c.teardown()
 	defer env.Close()
 
 	c.progress("waiting for every credential's first token")
@@ -394,6 +391,22 @@ func (c *cluster) newRole(slot, kind, vendorURL string) (*role, error) {
 		logPath: filepath.Join(c.dir, slot+".log"), restart: o.RestartDelay, exited: make(chan struct{})}, nil
 }
 
+// start sets the cluster up (see setup) and connects the run's own view
+// of the store and the stream. After an error it has stopped what it
+// started; else the caller tears the cluster down and closes the view.
+func (c *cluster) start(ctx context.Context, prepare func(ctx context.Context, c *cluster) (layout, error)) (*app.Env, error) {
+	if err := c.setup(ctx, prepare); err != nil {
+		c.teardown()
+		return nil, err
+	}
+	env, err := c.observer(ctx)
+	if err != nil {
+		c.teardown()
+		return nil, err
+	}
+	return env, nil
+}
+
 // observer connects the run's own view of the store and the stream, with
 // the schedulers' configuration.
 func (c *cluster) observer(ctx context.Context) (*app.Env, error) {
@@ -456,17 +469,15 @@ func (c *cluster) chaos(ctx context.Context, rep *report) error {
 				return
 			}
 			c.progress("SIGKILL Redis; restarting it from its append-only file in %s", o.RedisDown)
-			down := time.Now()
-			c.redis.stop(syscall.SIGKILL)
-			time.Sleep(o.RedisDown) // the outage itself
-			if err := c.redis.start(context.WithoutCancel(ctx)); err != nil {
+			d, err := outage(ctx, c.redis, syscall.SIGKILL, o.RedisDown)
+			if err != nil {
 				fail(err)
 				return
 			}
 			mu.Lock()
-			rep.RedisOutages = append(rep.RedisOutages, time.Since(down))
+			rep.RedisOutages = append(rep.RedisOutages, d)
 			mu.Unlock()
-			c.progress("Redis back after %s", time.Since(down).Round(time.Millisecond))
+			c.progress("Redis back after %s", d.Round(time.Millisecond))
 		})
 	}
 	if o.NATSDown > 0 {
@@ -475,19 +486,29 @@ func (c *cluster) chaos(ctx context.Context, rep *report) error {
 				return
 			}
 			c.progress("stopping NATS for %s", o.NATSDown)
-			down := time.Now()
-			c.nats.stop(syscall.SIGTERM)
-			time.Sleep(o.NATSDown) // the outage itself
-			if err := c.nats.start(context.WithoutCancel(ctx)); err != nil {
+			d, err := outage(ctx, c.nats, syscall.SIGTERM, o.NATSDown)
+			if err != nil {
 				fail(err)
 				return
 			}
-			rep.NATSOutage = time.Since(down)
+			rep.NATSOutage = d
 			c.progress("NATS back after %s", rep.NATSOutage.Round(time.Millisecond))
 		})
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// outage stops s with sig, leaves it down for down, starts it again on
+// its data, and returns how long it did not answer.
+func outage(ctx context.Context, s *server, sig syscall.Signal, down time.Duration) (time.Duration, error) {
+	began := time.Now()
+	s.stop(sig)
+	time.Sleep(down) // the outage itself
+	if err := s.start(context.WithoutCancel(ctx)); err != nil {
+		return 0, err
+	}
+	return time.Since(began), nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
