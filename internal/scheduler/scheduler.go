@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -201,7 +202,8 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		}
 		limit = int(min(int64(limit), room*int64(s.o.PerTask)))
 	}
-	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), limit, s.o.ClaimLease)
+	now := s.o.Clock()
+	due, err := s.o.Store.ClaimDue(ctx, now, limit, s.o.ClaimLease)
 	if err != nil {
 		return 0, fmt.Errorf("scheduler: claim due: %w", err)
 	}
@@ -221,7 +223,7 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.enqueue(ctx, group); err != nil {
+			if err := s.enqueue(ctx, group, now.Add(s.o.ClaimLease)); err != nil {
 				mu.Lock()
 				failed += len(group)
 				if firstErr == nil {
@@ -240,16 +242,25 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// enqueue puts the refresh of due credentials on the queue: one
-// jobs.Refresh task for a single one (its task id dedups replicas), one
-// jobs.RefreshBatch for several.
-func (s *Scheduler) enqueue(ctx context.Context, due []store.Due) error {
+// enqueue puts the refresh of due credentials, claimed until leaseEnd, on
+// the queue: one jobs.Refresh task for a single one, one jobs.RefreshBatch
+// for several.
+//
+// The due lease keeps replicas from enqueueing a renewal twice. A single
+// refresh's task id names its lease too, not only the generation: when the
+// lease runs out because the worker running the task was killed, asynq
+// shows that task active, its id taken, until it recovers it one to two
+// minutes later; a task id of the generation alone would refuse the new
+// enqueue all that while, and a 30-second token would expire waiting.
+func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, leaseEnd time.Time) error {
 	var (
 		task *asynq.Task
 		err  error
+		opts []asynq.Option
 	)
 	if len(due) == 1 {
 		task, err = jobs.NewRefreshTask(due[0].ID, due[0].Generation)
+		opts = append(opts, asynq.TaskID(leaseTaskID(due[0], leaseEnd)))
 	} else {
 		items := make([]jobs.Refresh, len(due))
 		for i, d := range due {
@@ -260,13 +271,19 @@ func (s *Scheduler) enqueue(ctx context.Context, due []store.Due) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.o.Enqueuer.EnqueueContext(ctx, task)
+	_, err = s.o.Enqueuer.EnqueueContext(ctx, task, opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
-		return nil // already pending: another replica, or an earlier lease
+		return nil // enqueued already under this lease
 	}
 	if err != nil {
 		return fmt.Errorf("scheduler: enqueue refresh of %d credential(s) from %s: %w", len(due), due[0].ID, err)
 	}
 	s.o.Logger.Debug().Int("credentials", len(due)).Str("first", due[0].ID).Msg("refresh enqueued")
 	return nil
+}
+
+// leaseTaskID is the task id of the refresh of d under the due lease
+// ending at leaseEnd.
+func leaseTaskID(d store.Due, leaseEnd time.Time) string {
+	return jobs.RefreshTaskID(d.ID, d.Generation) + ":" + strconv.FormatInt(leaseEnd.UnixMilli(), 10)
 }
