@@ -7,8 +7,9 @@
 // coarse for tokens that live minutes (or, in tests, seconds).
 //
 // Any number of scheduler replicas may run: the due lease keeps them from
-// doing the same work, and the task id derived from (credential,
-// generation) plus the store's generation fence make a duplicate harmless.
+// doing the same work, and the store's generation fence makes a duplicate
+// harmless (a single refresh's task id names its credential, generation
+// and lease, so that a retried enqueue within one lease adds nothing).
 // A periodic reconcile puts back any credential that lost its due entry
 // (one replica per period does it). Due credentials are put in tasks of
 // PerTask renewals, and no more are claimed while the queue holds
