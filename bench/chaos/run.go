@@ -119,6 +119,7 @@ type cluster struct {
 	workers    []*role
 	killsMu    sync.Mutex
 	kills      []kill
+	outMu      sync.Mutex // serializes progress lines
 }
 
 // run builds the binaries, starts everything, applies the chaos for
@@ -222,6 +223,8 @@ func run(ctx context.Context, o options) (*report, error) {
 
 func (c *cluster) progress(format string, args ...any) {
 	if c.opts.Out != nil {
+		c.outMu.Lock()
+		defer c.outMu.Unlock()
 		fmt.Fprintf(c.opts.Out, "%s chaos: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
 }
