@@ -84,9 +84,12 @@ bench-tokenget: services
 # Issue 12: an operator's bad day against the real binaries (150
 # credentials with 30 s tokens, 2 schedulers and 3 workers SIGKILLed every
 # ~10 s, Redis SIGKILLed and restarted from its AOF, NATS stopped for a
-# minute), judged; about 10 minutes. A shortened run is part of make test.
+# minute), then a HealthSync key rotation whose workers are SIGKILLed at
+# create, verify and revoke; each judged, about 13 minutes in all.
+# Shortened runs of both are part of make test.
 chaos: services
 	$(GO) run ./bench/chaos $(CHAOSFLAGS)
+	$(GO) run ./bench/chaos -scenario rotation $(CHAOSROTATIONFLAGS)
 
 lint:
 	$(GO) vet $(PKGS)
