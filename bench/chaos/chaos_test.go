@@ -47,13 +47,13 @@ func needProcesses(t *testing.T) string {
 }
 
 // TestShortChaos is make chaos shortened for make test: fewer credentials,
-// a minute of chaos with a SIGKILL every ~6 s, one Redis SIGKILL and a
+// 45 s of chaos with a SIGKILL every ~6 s, one Redis SIGKILL and a
 // 10 s NATS stop, judged as the full run is.
 func TestShortChaos(t *testing.T) {
 	o := fullScenario()
 	o.Bin = needProcesses(t)
 	o.Credentials = 24
-	o.Duration = 60 * time.Second
+	o.Duration = 45 * time.Second
 	o.KillEvery = 6 * time.Second
 	o.RedisKills = 1
 	o.NATSDown = 10 * time.Second
