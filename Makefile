@@ -6,7 +6,7 @@ PKGS      ?= ./...
 BIN       ?= bin
 FUZZTIME  ?= 2m
 
-.PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget bench-shard lint build fuzz fuzz-short services clean
+.PHONY: run test test-tracing test-short dockerfile-build bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget bench-shard chaos lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay-dev
@@ -91,6 +91,16 @@ bench-tokenget: services
 # queued requests) on a Redis Cluster of its own, with the store's hash tag.
 bench-shard: services
 	$(GO) run ./bench/shard $(SHARDFLAGS)
+
+# Issue 12: an operator's bad day against the real binaries (150
+# credentials with 30 s tokens, 2 schedulers and 3 workers SIGKILLed every
+# ~10 s, Redis SIGKILLed and restarted from its AOF, NATS stopped for a
+# minute), then a HealthSync key rotation whose workers are SIGKILLed at
+# create, verify and revoke; each judged, about 13 minutes in all.
+# Shortened runs of both are part of make test.
+chaos: services
+	$(GO) run ./bench/chaos $(CHAOSFLAGS)
+	$(GO) run ./bench/chaos -scenario rotation $(CHAOSROTATIONFLAGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -21,6 +21,9 @@ const TypeKeyRotate = "key:rotate"
 // progress is resumed where it stopped, so duplicates are harmless.
 type Rotate struct {
 	Credential string `json:"credential"`
+	// Resume, set on the tasks NewResumeRotationTask builds, only resumes
+	// the rotation in progress: it never begins one.
+	Resume bool `json:"resume,omitempty"`
 }
 
 // Kind implements Payload.
@@ -42,9 +45,25 @@ func NewRotateTask(credential string) (*asynq.Task, error) {
 	)
 }
 
-// Rotator runs a key rotation to its end.
+// NewResumeRotationTask builds the task that resumes the rotation of a
+// credential whose holder died (its hold lapsed while its task still shows
+// active, until asynq's lease recovery, one to two minutes later). The
+// task id names the rotation and the hold that lapsed, so that schedulers
+// noticing the same lapse queue it once; it is not Unique, as the dead
+// worker's task keeps that lock.
+func NewResumeRotationTask(credential, rotationID string, holdLapsed time.Time) (*asynq.Task, error) {
+	return NewTask(Rotate{Credential: credential, Resume: true},
+		asynq.Queue(QueueCritical),
+		asynq.TaskID(fmt.Sprintf("%s:resume:%s:%s:%d", TypeKeyRotate, credential, rotationID, holdLapsed.UnixMilli())),
+		asynq.MaxRetry(10),
+		asynq.Timeout(2*time.Minute),
+	)
+}
+
+// Rotator runs a key rotation to its end, on behalf of a request (see
+// store.RotationRequest).
 type Rotator interface {
-	Rotate(ctx context.Context, credential string) (store.Rotation, error)
+	RotateFor(ctx context.Context, credential string, req store.RotationRequest) (store.Rotation, error)
 }
 
 // RotateHandler runs key:rotate tasks.
@@ -61,7 +80,10 @@ type RotateHandler struct {
 // it stopped.
 func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
 	log := h.Logger.With().Str("credential", p.Credential).Logger()
-	rot, err := h.Rotator.Rotate(ctx, p.Credential)
+	// The task id names the request: run again after its worker died, a
+	// task whose rotation was finished by a resume does not rotate twice.
+	taskID, _ := asynq.GetTaskID(ctx)
+	rot, err := h.Rotator.RotateFor(ctx, p.Credential, store.RotationRequest{ID: taskID, ResumeOnly: p.Resume})
 	var busy *store.BusyError
 	var wait *rotation.WaitError
 	switch {
@@ -72,6 +94,9 @@ func (h *RotateHandler) Handle(ctx context.Context, p Rotate) error {
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyRevoked):
 		log.Warn().Err(err).Msg("key rotation not done")
 		return fmt.Errorf("jobs: rotate %s: %w: %w", p.Credential, err, asynq.SkipRetry)
+	case errors.Is(err, store.ErrRotationDone):
+		log.Info().Msg("key rotation finished already (resumed by another worker)")
+		return nil
 	case errors.Is(err, rotation.ErrHoldLost):
 		// The worker that took it over finishes it.
 		log.Warn().Err(err).Msg("key rotation taken over by another worker")

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -17,10 +18,10 @@ import (
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
-type rotatorFunc func(ctx context.Context, id string) (store.Rotation, error)
+type rotatorFunc func(ctx context.Context, id string, req store.RotationRequest) (store.Rotation, error)
 
-func (f rotatorFunc) Rotate(ctx context.Context, id string) (store.Rotation, error) {
-	return f(ctx, id)
+func (f rotatorFunc) RotateFor(ctx context.Context, id string, req store.RotationRequest) (store.Rotation, error) {
+	return f(ctx, id, req)
 }
 
 // TestRotateHandlerRetries: what cannot succeed by retrying is not retried;
@@ -33,6 +34,7 @@ func TestRotateHandlerRetries(t *testing.T) {
 		retry bool
 	}{
 		{"done", nil, false},
+		{"finished already by a resume", store.ErrRotationDone, false},
 		{"not supported", rotation.ErrNotSupported, false},
 		{"aborted", rotation.ErrAborted, false},
 		{"unknown credential", store.ErrNotFound, false},
@@ -45,20 +47,55 @@ func TestRotateHandlerRetries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var got string
-			h := &jobs.RotateHandler{Rotator: rotatorFunc(func(_ context.Context, id string) (store.Rotation, error) {
+			h := &jobs.RotateHandler{Rotator: rotatorFunc(func(_ context.Context, id string, _ store.RotationRequest) (store.Rotation, error) {
 				got = id
 				return store.Rotation{}, tc.err
 			})}
 			err := h.Handle(t.Context(), jobs.Rotate{Credential: "hs-1"})
 			require.Equal(t, "hs-1", got)
-			if tc.err == nil {
-				require.NoError(t, err)
+			if tc.err == nil || errors.Is(tc.err, store.ErrRotationDone) {
+				require.NoError(t, err, "nothing left to do is success")
 				return
 			}
 			require.ErrorIs(t, err, tc.err)
 			require.Equal(t, !tc.retry, errors.Is(err, asynq.SkipRetry))
 		})
 	}
+}
+
+// TestResumeRotationTaskOnlyResumes: the task a scheduler queues for a
+// rotation whose worker died asks the rotator to resume, never to begin a
+// rotation, and its id names the lapse, so that schedulers noticing the
+// same one queue it once.
+func TestResumeRotationTaskOnlyResumes(t *testing.T) {
+	t.Parallel()
+	lapsed := time.Now()
+	task, err := jobs.NewResumeRotationTask("hs-1", "rot-1", lapsed)
+	require.NoError(t, err)
+	require.Equal(t, jobs.TypeKeyRotate, task.Type())
+	var p jobs.Rotate
+	require.NoError(t, json.Unmarshal(task.Payload(), &p))
+	require.Equal(t, jobs.Rotate{Credential: "hs-1", Resume: true}, p)
+	var got store.RotationRequest
+	h := &jobs.RotateHandler{Rotator: rotatorFunc(func(_ context.Context, _ string, req store.RotationRequest) (store.Rotation, error) {
+		got = req
+		return store.Rotation{}, nil
+	})}
+	require.NoError(t, h.Handle(t.Context(), p))
+	require.True(t, got.ResumeOnly)
+
+	_, rdb := testenv.RedisDB(t)
+	client := asynq.NewClientFromRedisClient(rdb)
+	_, err = client.EnqueueContext(t.Context(), task)
+	require.NoError(t, err)
+	again, err := jobs.NewResumeRotationTask("hs-1", "rot-1", lapsed)
+	require.NoError(t, err)
+	_, err = client.EnqueueContext(t.Context(), again)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "the same lapse is queued once")
+	later, err := jobs.NewResumeRotationTask("hs-1", "rot-1", lapsed.Add(30*time.Second))
+	require.NoError(t, err)
+	_, err = client.EnqueueContext(t.Context(), later)
+	require.NoError(t, err, "a later lapse (the resumer died too) is queued anew")
 }
 
 // TestRotateWaitsRunAgainOnTime: a rotation keeping the old signing key
@@ -70,7 +107,7 @@ func TestRotateWaitsRunAgainOnTime(t *testing.T) {
 		&rotation.WaitError{Until: time.Now().Add(7 * time.Minute)},
 		&store.BusyError{Until: time.Now().Add(7 * time.Minute)},
 	} {
-		h := &jobs.RotateHandler{Rotator: rotatorFunc(func(context.Context, string) (store.Rotation, error) {
+		h := &jobs.RotateHandler{Rotator: rotatorFunc(func(context.Context, string, store.RotationRequest) (store.Rotation, error) {
 			return store.Rotation{}, fmt.Errorf("rotation: x: %w", cause)
 		})}
 		err := h.Handle(t.Context(), jobs.Rotate{Credential: "redox-1"})

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -144,10 +145,24 @@ func enqueueRotation(ctx context.Context, client *asynq.Client, id string) error
 }
 
 // newRotationScheduler makes the scheduler role's loop that queues key
-// rotations as they fall due, from each vendor's rotate_every.
+// rotations as they fall due, from each vendor's rotate_every, and resumes
+// at once those whose worker died mid-rotation.
 func newRotationScheduler(env *Env, log zerolog.Logger) (*rotation.Scheduler, error) {
 	client := asynq.NewClientFromRedisClient(env.Redis)
+	inspector := asynq.NewInspectorFromRedisClient(env.Redis)
 	return rotation.NewScheduler(rotation.SchedulerOptions{
+		Running: func(context.Context) ([]string, error) { return runningRotations(inspector) },
+		Resume: func(ctx context.Context, rot store.Rotation) error {
+			task, err := jobs.NewResumeRotationTask(rot.Credential, rot.ID, rot.LeaseUntil)
+			if err != nil {
+				return err
+			}
+			_, err = client.EnqueueContext(ctx, task)
+			if errors.Is(err, asynq.ErrTaskIDConflict) {
+				return nil // queued already, by this scheduler or another
+			}
+			return err
+		},
 		Store: env.Store, Clock: env.Clock, Logger: log.With().Str("component", "rotation").Logger(),
 		Enqueue: func(ctx context.Context, id string) error { return enqueueRotation(ctx, client, id) },
 		RotateEvery: func(vendor string) time.Duration {
@@ -157,4 +172,35 @@ func newRotationScheduler(env *Env, log zerolog.Logger) (*rotation.Scheduler, er
 			return time.Duration(env.Config.Vendors[vendor].RotateEvery)
 		},
 	})
+}
+
+// activePageSize is how many running tasks runningRotations reads at once.
+const activePageSize = 500
+
+// runningRotations lists the credentials whose key:rotate task asynq shows
+// active (running, or left so by a worker that died). The active tasks are
+// few: one per worker slot, and those of dead workers.
+func runningRotations(inspector *asynq.Inspector) ([]string, error) {
+	var ids []string
+	for page := 1; ; page++ {
+		tasks, err := inspector.ListActiveTasks(jobs.QueueCritical, asynq.PageSize(activePageSize), asynq.Page(page))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("app: list running tasks: %w", err)
+		}
+		for _, t := range tasks {
+			if t.Type != jobs.TypeKeyRotate {
+				continue
+			}
+			var p jobs.Rotate
+			if err := json.Unmarshal(t.Payload, &p); err == nil && p.Credential != "" {
+				ids = append(ids, p.Credential)
+			}
+		}
+		if len(tasks) < activePageSize {
+			return ids, nil
+		}
+	}
 }

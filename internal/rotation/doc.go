@@ -34,6 +34,11 @@
 //
 // Rotator drives one rotation (the key:rotate job of package jobs calls
 // it); Scheduler finds the rotations that are due from each vendor's
-// rotate_every and hands them to the queue; RevokeAtVendor revokes a
-// credential's key at its vendor for an operator.
+// rotate_every and hands them to the queue, and resumes at once a rotation
+// whose job still shows running while its hold has lapsed (its worker
+// died: the queue itself would bring that job back only after one to two
+// minutes). A job that asks for a rotation begins at most one (see
+// store.RotationRequest): the dead worker's job, when it comes back, finds
+// its rotation finished and does not rotate again. RevokeAtVendor revokes
+// a credential's key at its vendor for an operator.
 package rotation

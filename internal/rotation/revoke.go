@@ -29,7 +29,14 @@ func (r *Rotator) RevokeAtVendor(ctx context.Context, c store.Credential) error 
 	case err != nil:
 		return fmt.Errorf("rotation: revoke %s at vendor: %w", c.ID, err)
 	case !cur.Step.Finished():
-		rot, err := r.o.Store.BeginRotation(ctx, c.ID, r.o.Owner, r.o.Hold)
+		rot, err := r.o.Store.BeginRotationFor(ctx, c.ID, r.o.Owner, r.o.Hold, store.RotationRequest{ResumeOnly: true})
+		if errors.Is(err, store.ErrRotationDone) {
+			// It finished meanwhile: revoke the key it switched to.
+			if c, err = r.o.Store.Get(ctx, c.ID); err != nil {
+				return fmt.Errorf("rotation: revoke %s at vendor: %w", c.ID, err)
+			}
+			break
+		}
 		if err != nil {
 			return fmt.Errorf("rotation: revoke %s at vendor: settle its rotation: %w", c.ID, err)
 		}

@@ -105,7 +105,7 @@ func (e *WaitError) Error() string {
 type Store interface {
 	Get(ctx context.Context, id string) (store.Credential, error)
 	GetRotation(ctx context.Context, id string) (store.Rotation, error)
-	BeginRotation(ctx context.Context, id, owner string, lease time.Duration) (store.Rotation, error)
+	BeginRotationFor(ctx context.Context, id, owner string, lease time.Duration, req store.RotationRequest) (store.Rotation, error)
 	AdvanceRotation(ctx context.Context, r *store.Rotation, owner string, lease time.Duration, c store.RotationChange) error
 	SwitchRotation(ctx context.Context, r *store.Rotation, owner string, gen int64, sw store.KeySwitch, evs ...events.Envelope) error
 	FinishRotation(ctx context.Context, r *store.Rotation, owner string, to store.RotationStep, nextDue time.Time, message string, evs ...events.Envelope) error
@@ -198,6 +198,13 @@ func (e *crashError) Unwrap() error { return e.err }
 // vendor's or store's error of the step that failed (retry later: the
 // rotation resumes there).
 func (r *Rotator) Rotate(ctx context.Context, id string) (store.Rotation, error) {
+	return r.RotateFor(ctx, id, store.RotationRequest{})
+}
+
+// RotateFor is Rotate on behalf of req (see store.RotationRequest): it
+// also fails with store.ErrRotationDone when the rotation req asked for
+// has finished already (nothing to do).
+func (r *Rotator) RotateFor(ctx context.Context, id string, req store.RotationRequest) (store.Rotation, error) {
 	cred, err := r.o.Store.Get(ctx, id)
 	if err != nil {
 		return store.Rotation{}, fmt.Errorf("rotation: %s: %w", id, err)
@@ -206,7 +213,7 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (store.Rotation, error)
 	if !ok || v.Keys == nil {
 		return store.Rotation{}, fmt.Errorf("rotation: %s (vendor %s): %w", id, cred.Vendor, ErrNotSupported)
 	}
-	rot, err := r.o.Store.BeginRotation(ctx, id, r.o.Owner, r.o.Hold)
+	rot, err := r.o.Store.BeginRotationFor(ctx, id, r.o.Owner, r.o.Hold, req)
 	if errors.Is(err, store.ErrAlreadyRevoked) {
 		_ = r.o.Store.UnscheduleRotation(ctx, id)
 	}

@@ -375,3 +375,63 @@ func TestSchedulerEnqueuesDueRotations(t *testing.T) {
 	require.NoError(t, <-done)
 	require.False(t, strings.Contains(strings.Join(queued, ","), "other"))
 }
+
+// TestSchedulerResumesOrphanedRotation: a rotation whose job still shows
+// running while its hold has lapsed (its worker died) is handed to Resume,
+// once per lapse; the resumption finishes it, and the dead worker's own
+// request, run again, does not rotate a second time.
+func TestSchedulerResumesOrphanedRotation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	task := store.RotationRequest{ID: "task-1"}
+	crash := errors.New("worker killed")
+	_, err := b.rotator(t, "w1", func(p rotation.Point) error {
+		if p == rotation.AfterCreate {
+			return crash
+		}
+		return nil
+	}).RotateFor(ctx, credID, task)
+	require.ErrorIs(t, err, crash)
+
+	running := []string{credID}
+	var resumed []store.Rotation
+	s, err := rotation.NewScheduler(rotation.SchedulerOptions{
+		Store: b.st, Clock: b.clock.Now,
+		Enqueue:     func(context.Context, string) error { return nil },
+		RotateEvery: func(string) time.Duration { return every },
+		Running:     func(context.Context) ([]string, error) { return running, nil },
+		Resume:      func(_ context.Context, r store.Rotation) error { resumed = append(resumed, r); return nil },
+	})
+	require.NoError(t, err)
+	n, err := s.ResumeOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "the hold has not lapsed: its holder may be alive")
+
+	b.clock.Advance(lease + time.Millisecond)
+	running = nil
+	n, err = s.ResumeOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a rotation whose job is not running (waiting for a retry) keeps asynq's pace")
+	running = []string{credID}
+	n, err = s.ResumeOrphans(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Len(t, resumed, 1)
+	require.Equal(t, store.RotationCreating, resumed[0].Step)
+
+	rot, err := b.rotator(t, "w2", nil).RotateFor(ctx, credID, store.RotationRequest{ID: "resume-1", ResumeOnly: true})
+	require.NoError(t, err)
+	require.Equal(t, resumed[0].ID, rot.ID)
+	require.Equal(t, store.RotationDone, rot.Step)
+	require.Len(t, liveKeys(b.sb.HealthSyncKeys(account)), 1, "the key whose answer was lost is revoked")
+	n, err = s.ResumeOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a finished rotation is not resumed")
+
+	_, err = b.rotator(t, "w3", nil).RotateFor(ctx, credID, task)
+	require.ErrorIs(t, err, store.ErrRotationDone, "the dead worker's job, recovered, does not rotate twice")
+	again, err := b.st.GetRotation(ctx, credID)
+	require.NoError(t, err)
+	require.Equal(t, rot.ID, again.ID)
+}

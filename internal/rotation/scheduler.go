@@ -16,6 +16,7 @@ type SchedulerStore interface {
 	ClaimDueRotations(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error)
 	ScheduleRotations(ctx context.Context, ids []string, at time.Time) (int, error)
 	Scan(ctx context.Context, fn func(store.Summary) error) error
+	GetRotation(ctx context.Context, id string) (store.Rotation, error)
 }
 
 // SchedulerOptions configure a Scheduler.
@@ -36,6 +37,16 @@ type SchedulerOptions struct {
 	// ClaimLease is how long a claimed rotation is not handed out again;
 	// a job that gets lost brings it back after. Default 10m.
 	ClaimLease time.Duration
+	// Running lists the credentials whose rotation job the queue shows
+	// running, whether the worker running it is alive or not. A worker
+	// that dies leaves its job so until the queue notices (asynq: one to
+	// two minutes); with Resume, a rotation among them whose hold has
+	// lapsed is resumed at the next poll instead. Default nil: the queue's
+	// own recovery alone.
+	Running func(ctx context.Context) ([]string, error)
+	// Resume queues the resumption of a rotation whose holder died; a
+	// resumption queued already is success. Required with Running.
+	Resume func(ctx context.Context, rot store.Rotation) error
 	// Batch is how many due rotations are claimed at once. Default 100.
 	Batch  int
 	Logger zerolog.Logger
@@ -51,6 +62,9 @@ type Scheduler struct{ o SchedulerOptions }
 func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 	if o.Store == nil || o.Enqueue == nil || o.RotateEvery == nil {
 		return nil, errors.New("rotation: scheduler needs a store, an enqueue function and the vendors' rotate_every")
+	}
+	if o.Running != nil && o.Resume == nil {
+		return nil, errors.New("rotation: scheduler options: Running needs Resume")
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 5 * time.Second
@@ -84,6 +98,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if _, err := s.Tick(ctx); err != nil && ctx.Err() == nil {
 			s.o.Logger.Warn().Err(err).Msg("rotation: enqueue due rotations failed")
 		}
+		if _, err := s.ResumeOrphans(ctx); err != nil && ctx.Err() == nil {
+			s.o.Logger.Warn().Err(err).Msg("rotation: resume orphaned rotations failed")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -114,6 +131,40 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// ResumeOrphans queues the resumption of every rotation whose job is
+// running (Options.Running) while its hold has lapsed: its holder died,
+// since a live one renews the hold every third of it. It returns how many
+// it queued.
+func (s *Scheduler) ResumeOrphans(ctx context.Context) (int, error) {
+	if s.o.Running == nil {
+		return 0, nil
+	}
+	ids, err := s.o.Running(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("rotation: running rotations: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		rot, err := s.o.Store.GetRotation(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("rotation: resume %s: %w", id, err)
+		}
+		if rot.Step.Finished() || rot.LeaseUntil.After(s.o.Clock()) {
+			continue
+		}
+		if err := s.o.Resume(ctx, rot); err != nil {
+			return n, fmt.Errorf("rotation: resume %s: %w", id, err)
+		}
+		s.o.Logger.Info().Str("credential", id).Str("rotation", rot.ID).Str("step", string(rot.Step)).
+			Time("hold_lapsed", rot.LeaseUntil).Msg("rotation: its holder is gone; resuming it")
+		n++
+	}
+	return n, nil
 }
 
 // Reconcile gives every credential of a vendor that rotates on a schedule,

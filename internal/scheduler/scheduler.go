@@ -7,8 +7,9 @@
 // coarse for tokens that live minutes (or, in tests, seconds).
 //
 // Any number of scheduler replicas may run: the due lease keeps them from
-// doing the same work, and the task id derived from (credential,
-// generation) plus the store's generation fence make a duplicate harmless.
+// doing the same work, and the store's generation fence makes a duplicate
+// harmless (a single refresh's task id names its credential, generation
+// and lease, so that a retried enqueue within one lease adds nothing).
 // A periodic reconcile puts back any credential that lost its due entry
 // (one replica per period does it). Due credentials are put in tasks of
 // PerTask renewals, and no more are claimed while the queue holds
@@ -20,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -203,8 +205,8 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		}
 		limit = int(min(int64(limit), room*int64(s.o.PerTask)))
 	}
-	claimedAt := time.Now()
-	due, err := s.o.Store.ClaimDue(ctx, s.o.Clock(), limit, s.o.ClaimLease)
+	claimedAt, now := time.Now(), s.o.Clock()
+	due, err := s.o.Store.ClaimDue(ctx, now, limit, s.o.ClaimLease)
 	if err != nil {
 		return 0, fmt.Errorf("scheduler: claim due: %w", err)
 	}
@@ -224,7 +226,7 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.enqueue(ctx, group, claimedAt); err != nil {
+			if err := s.enqueue(ctx, group, claimedAt, now.Add(s.o.ClaimLease)); err != nil {
 				mu.Lock()
 				failed += len(group)
 				if firstErr == nil {
@@ -243,16 +245,26 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// enqueue puts the refresh of due credentials on the queue: one
-// jobs.Refresh task for a single one (its task id dedups replicas), one
-// jobs.RefreshBatch for several.
-func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, claimedAt time.Time) (err error) {
-	var task *asynq.Task
+// enqueue puts the refresh of due credentials, claimed until leaseEnd, on
+// the queue: one jobs.Refresh task for a single one, one jobs.RefreshBatch
+// for several. Each renewal is a trace of its own, rooted here (from
+// claimedAt): the claim and enqueue, then the worker's task, the vendor
+// call, the commit and the publish.
+//
+// The due lease keeps replicas from enqueueing a renewal twice. A single
+// refresh's task id names its lease too, not only the generation: when the
+// lease runs out because the worker running the task was killed, asynq
+// shows that task active, its id taken, until it recovers it one to two
+// minutes later; a task id of the generation alone would refuse the new
+// enqueue all that while, and a 30-second token would expire waiting.
+func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, claimedAt, leaseEnd time.Time) (err error) {
+	var (
+		task *asynq.Task
+		opts []asynq.Option
+	)
 	items := make([]jobs.Refresh, len(due))
 	spans := make([]trace.Span, len(due))
 	for i, d := range due {
-		// Each renewal is a trace of its own, rooted here: claim, enqueue,
-		// the worker's task, the vendor call, the commit and the publish.
 		sctx, span := tracing.Tracer().Start(context.WithoutCancel(ctx), "scheduler.enqueue", trace.WithNewRoot(),
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(claimedAt),
 			trace.WithAttributes(tracing.AttrCredential.String(d.ID), tracing.AttrGeneration.Int64(d.Generation)))
@@ -267,19 +279,26 @@ func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, claimedAt time
 	}()
 	if len(due) == 1 {
 		task, err = jobs.NewRefreshTaskOf(items[0])
+		opts = append(opts, asynq.TaskID(leaseTaskID(due[0], leaseEnd)))
 	} else {
 		task, err = jobs.NewRefreshBatchTask(items)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = s.o.Enqueuer.EnqueueContext(ctx, task)
+	_, err = s.o.Enqueuer.EnqueueContext(ctx, task, opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
-		return nil // already pending: another replica, or an earlier lease
+		return nil // enqueued already under this lease
 	}
 	if err != nil {
 		return fmt.Errorf("scheduler: enqueue refresh of %d credential(s) from %s: %w", len(due), due[0].ID, err)
 	}
 	s.o.Logger.Debug().Int("credentials", len(due)).Str("first", due[0].ID).Msg("refresh enqueued")
 	return nil
+}
+
+// leaseTaskID is the task id of the refresh of d under the due lease
+// ending at leaseEnd.
+func leaseTaskID(d store.Due, leaseEnd time.Time) string {
+	return jobs.RefreshTaskID(d.ID, d.Generation) + ":" + strconv.FormatInt(leaseEnd.UnixMilli(), 10)
 }

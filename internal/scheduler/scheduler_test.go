@@ -107,7 +107,7 @@ func TestLostTaskComesBackAfterTheLease(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	// The task is lost (deleted from the queue, as a flush would).
-	require.NoError(t, b.q.DeleteTask(jobs.QueueCritical, jobs.RefreshTaskID("ca", 0)))
+	require.NoError(t, b.q.DeleteTask(jobs.QueueCritical, leaseTaskID(store.Due{ID: "ca"}, b.clock.Now().Add(10*time.Second))))
 	require.Empty(t, b.pending(t))
 	n, err = s.Tick(context.Background())
 	require.NoError(t, err)
@@ -117,6 +117,28 @@ func TestLostTaskComesBackAfterTheLease(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, []string{"ca:0"}, b.pending(t))
+}
+
+// TestTaskOfDeadWorkerDoesNotBlockTheNextLease: the task of a worker
+// killed while it ran keeps its id until asynq recovers it (one to two
+// minutes); when the due lease runs out, the credential is enqueued again
+// at once, not refused by that id.
+func TestTaskOfDeadWorkerDoesNotBlockTheNextLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	s := b.mk()
+	_, err := s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"ca:0"}, b.pending(t))
+	// The task stays (as a dead worker's stays active): its id is taken.
+	b.clock.Advance(11 * time.Second)
+	n, err := s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []string{"ca:0", "ca:0"}, b.pending(t), "enqueued again under the new lease")
+	n, err = s.Tick(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "once per lease")
 }
 
 func TestReconcileRestoresLostDueIndex(t *testing.T) {

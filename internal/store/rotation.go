@@ -172,14 +172,33 @@ func (s *Store) rotateDueKey() string    { return s.prefix + "rotate_due" }
 // progress: that one is handed over, to be cleaned up), and with a
 // *BusyError while another owner holds the rotation.
 func (s *Store) BeginRotation(ctx context.Context, id, owner string, lease time.Duration) (Rotation, error) {
-	if owner == "" || lease <= 0 {
-		return Rotation{}, fmt.Errorf("store: begin rotation %s: owner must be set and lease (%s) positive", id, lease)
-	}
+	return s.BeginRotationFor(ctx, id, owner, lease, RotationRequest{})
+}
+
+// RotationRequest says which request a rotation serves.
+type RotationRequest struct {
+	// ID names the request (the asynq task id of the rotation job). The
+	// rotation it begins records it, and once that rotation has finished
+	// the same request begins no other (ErrRotationDone): a job run again
+	// after its worker died, whose rotation another worker resumed and
+	// finished meanwhile, must not rotate the key a second time. "" for
+	// none.
+	ID string
+	// ResumeOnly hands over the rotation in progress and never begins one
+	// (ErrRotationDone when none is in progress).
+	ResumeOnly bool
+}
+
+// ErrRotationDone: the rotation a request asked for has finished already.
+var ErrRotationDone = errors.New("store: the rotation asked for has finished")
+
+// BeginRotationFor is BeginRotation on behalf of req.
+func (s *Store) BeginRotationFor(ctx context.Context, id, owner string, lease time.Duration, req RotationRequest) (Rotation, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	now := s.now()
 	reply, err := scriptRotateBegin.Run(ctx, s.rdb, []string{s.credKey(id), s.rotKey(id)},
-		hex.EncodeToString(b[:]), owner, ms(now), ms(now.Add(lease))).Slice()
+		hex.EncodeToString(b[:]), owner, ms(now), ms(now.Add(lease)), req.ID, resumeOnly(req.ResumeOnly)).Slice()
 	if err != nil {
 		return Rotation{}, fmt.Errorf("store: begin rotation %s: %w", id, err)
 	}
@@ -200,9 +219,18 @@ func (s *Store) BeginRotation(ctx context.Context, id, owner string, lease time.
 		return Rotation{}, fmt.Errorf("store: begin rotation %s: %w", id, &BusyError{Until: until})
 	case status == replyRevoked:
 		return Rotation{}, fmt.Errorf("store: begin rotation %s: %w", id, ErrAlreadyRevoked)
+	case status == replyDone:
+		return Rotation{}, fmt.Errorf("store: begin rotation %s: %w", id, ErrRotationDone)
 	default:
 		return Rotation{}, refusal("begin rotation", id, status)
 	}
+}
+
+func resumeOnly(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
 }
 
 // GetRotation returns the current or last rotation of a credential, or

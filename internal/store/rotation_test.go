@@ -184,3 +184,36 @@ func TestClaimDueRotations(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok)
 }
+
+// TestRotationRequestBeginsOneRotation: a request whose rotation has
+// finished begins no other (a job run again after its worker died, its
+// rotation finished by a resume), and a resume-only request never begins
+// one; other requests do.
+func TestRotationRequestBeginsOneRotation(t *testing.T) {
+	t.Parallel()
+	st, _, _ := rotSetup(t)
+	ctx := t.Context()
+	task := store.RotationRequest{ID: "task-1"}
+
+	_, err := st.BeginRotationFor(ctx, "hs-1", "w1", time.Minute, store.RotationRequest{ResumeOnly: true})
+	require.ErrorIs(t, err, store.ErrRotationDone, "nothing in progress to resume")
+
+	r, err := st.BeginRotationFor(ctx, "hs-1", "w1", time.Minute, task)
+	require.NoError(t, err)
+	// w1 dies; a resume hands the rotation over once the hold lapses here
+	// (w1's lease is released to simulate it) and finishes it.
+	require.NoError(t, st.AdvanceRotation(ctx, &r, "w1", 0, store.RotationChange{}))
+	resumed, err := st.BeginRotationFor(ctx, "hs-1", "w2", time.Minute, store.RotationRequest{ID: "resume-1", ResumeOnly: true})
+	require.NoError(t, err)
+	require.Equal(t, r.ID, resumed.ID, "the rotation in progress is handed over")
+	require.NoError(t, st.FinishRotation(ctx, &resumed, "w2", store.RotationDone, time.Time{}, ""))
+
+	_, err = st.BeginRotationFor(ctx, "hs-1", "w3", time.Minute, task)
+	require.ErrorIs(t, err, store.ErrRotationDone, "w1's task, run again, finds its rotation done")
+	_, err = st.BeginRotationFor(ctx, "hs-1", "w3", time.Minute, store.RotationRequest{ID: "resume-1", ResumeOnly: true})
+	require.ErrorIs(t, err, store.ErrRotationDone)
+
+	next, err := st.BeginRotationFor(ctx, "hs-1", "w3", time.Minute, store.RotationRequest{ID: "task-2"})
+	require.NoError(t, err, "a new request begins a new rotation")
+	require.NotEqual(t, r.ID, next.ID)
+}

@@ -62,4 +62,5 @@ const (
 	replyBusy     = "BUSY"
 	replyRevoked  = "REVOKED"
 	replyRebind   = "REBIND"
+	replyDone     = "DONE"
 )

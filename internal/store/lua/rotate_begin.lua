@@ -6,12 +6,21 @@
 -- The rotation records the credential's vendor: its new key is sealed
 -- bound to it.
 --
+-- A request (the asynq task asking for the rotation) is recorded with the
+-- rotation it begins; once that rotation has finished, the same request
+-- begins no other ({'DONE'}): a task run again after its worker died, its
+-- rotation resumed and finished by another, asks for nothing new. A
+-- resume-only request hands over the rotation in progress and never
+-- begins one ({'DONE'} when none is in progress).
+--
 -- KEYS[1] cred hash   KEYS[2] rotation hash
--- ARGV    new rotation id, owner, now, lease end
--- Returns {'OK', flat rotation hash}, {'NOTFOUND'}, {'REVOKED'} or
--- {'BUSY', lease end}.
+-- ARGV    new rotation id, owner, now, lease end, request ('' for none),
+--         resume only ('1' or '')
+-- Returns {'OK', flat rotation hash}, {'NOTFOUND'}, {'REVOKED'},
+-- {'BUSY', lease end} or {'DONE'}.
 local cred, rot = KEYS[1], KEYS[2]
-local rid, owner, now, lease_end = unpack(ARGV)
+local rid, owner, now, lease_end, request, resume_only = unpack(ARGV)
+request = request or ''
 
 local state = redis.call('HGET', cred, 'state')
 if not state then
@@ -32,9 +41,12 @@ if in_progress then
   -- opens with the legacy binding (see store/binding.go).
   redis.call('HSETNX', rot, 'vendor', redis.call('HGET', cred, 'vendor') or '')
 else
+  if resume_only == '1' or (step and request ~= '' and redis.call('HGET', rot, 'request') == request) then
+    return {'DONE'}
+  end
   redis.call('DEL', rot)
   redis.call('HSET', rot, 'rid', rid, 'step', 'planned', 'attempt', '0',
     'started_at', now, 'updated_at', now, 'owner', owner, 'lease_until', lease_end,
-    'vendor', redis.call('HGET', cred, 'vendor') or '')
+    'vendor', redis.call('HGET', cred, 'vendor') or '', 'request', request)
 end
 return {'OK', redis.call('HGETALL', rot)}
