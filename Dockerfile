@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # tokenrelay: one small image holding the scheduler, the worker, the
 # tokenrelay command line and the vendor sandbox (for the compose demo).
 #
@@ -6,12 +5,12 @@
 #   buildah run $(buildah from localhost/tokenrelay:dev) -- worker -config /etc/tokenrelay/tokenrelay.yaml
 #
 # Nothing is pulled: scripts/image.sh compiles the programs on the build
-# machine (static, CGO_ENABLED=0, stripped, the version stamped through
-# -ldflags -X) and lays out the context this file copies, build/image/:
-# rootfs/ (the programs in /usr/local/bin, CA certificates, /etc/passwd and
-# /etc/group with the unprivileged user nonroot, 65532) and home/ (its home
-# directory, /home/nonroot). With a
-# Docker daemon: scripts/image.sh context && docker build -f Dockerfile build/image.
+# machine (static, CGO_ENABLED=0, stripped, the version and the commit
+# stamped through -ldflags -X) and lays out the context this file copies,
+# build/image/: rootfs/ (the programs in /usr/local/bin, CA certificates,
+# /etc/passwd and /etc/group with the unprivileged user nonroot, 65532) and
+# home/ (its home directory, /home/nonroot). With a Docker daemon:
+#   scripts/image.sh context && docker build -f Dockerfile build/image
 
 # The base image: scratch (nothing but what is copied), or another static
 # base such as gcr.io/distroless/static-debian12 where it can be pulled.
