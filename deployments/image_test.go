@@ -243,13 +243,16 @@ func (b *buildah) privateStore() {
 	})
 }
 
-// run runs one buildah command to its end and returns its output, trimmed.
+// run runs one buildah command to its end and returns its standard
+// output, trimmed (warnings buildah prints go to standard error).
 func (b *buildah) run(args ...string) string {
 	b.t.Helper()
 	cmd := exec.Command("buildah", args...)
 	cmd.Env = b.env
-	out, err := cmd.CombinedOutput()
-	require.NoError(b.t, err, "buildah %s\n%s", strings.Join(args, " "), out)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(b.t, err, "buildah %s\n%s%s", strings.Join(args, " "), out, stderr.String())
 	return strings.TrimSpace(string(out))
 }
 
