@@ -1,32 +1,32 @@
-# syntax=docker/dockerfile:1
 # tokenrelay: one small image holding the scheduler, the worker, the
 # tokenrelay command line and the vendor sandbox (for the compose demo).
 #
-#   docker build -t tokenrelay .
-#   docker run --rm -v $PWD/deployments:/etc/tokenrelay tokenrelay scheduler -config /etc/tokenrelay/tokenrelay.yaml
+#   make image                      # scripts/image.sh: localhost/tokenrelay:dev, then started and checked
+#   buildah run $(buildah from localhost/tokenrelay:dev) -- worker -config /etc/tokenrelay/tokenrelay.yaml
 #
-# Static binaries (CGO_ENABLED=0) on distroless/static: CA certificates and
-# tzdata, no shell, running as the unprivileged user nonroot (65532).
+# Nothing is pulled: scripts/image.sh compiles the programs on the build
+# machine (static, CGO_ENABLED=0, stripped, the version and the commit
+# stamped through -ldflags -X) and lays out the context this file copies,
+# build/image/: rootfs/ (the programs in /usr/local/bin, CA certificates,
+# /etc/passwd and /etc/group with the unprivileged user nonroot, 65532) and
+# home/ (its home directory, /home/nonroot). With a Docker daemon:
+#   scripts/image.sh context && docker build -f Dockerfile build/image
 
-FROM golang:1.26-bookworm AS build
-WORKDIR /src
-# Modules first, so that a code change does not download them again.
-COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod go mod download
-COPY . .
-# The version -version prints and tokenrelay_build_info labels: docker build
-# --build-arg VERSION=v1.4.0 (.git is not copied, so no commit is stamped).
+# The base image: scratch (nothing but what is copied), or another static
+# base such as gcr.io/distroless/static-debian12 where it can be pulled.
+ARG BASE=scratch
+FROM ${BASE}
+# Set by scripts/image.sh: the version the programs report and the commit.
 ARG VERSION=dev
-# The KMS drivers to link (docs/keys.md): --build-arg GO_TAGS=kms_aws, or
-# kms_all; none by default (localsecrets and plain keys only).
-ARG GO_TAGS=
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags=${GO_TAGS} -ldflags="-s -w -X github.com/tokenrelay/tokenrelay/internal/buildinfo.version=${VERSION}" -o /out/ \
-      ./cmd/scheduler ./cmd/worker ./cmd/tokenrelay ./cmd/sandbox
-
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/ /usr/local/bin/
-USER nonroot:nonroot
+ARG COMMIT=
+LABEL org.opencontainers.image.title="tokenrelay" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}"
+COPY rootfs/ /
+COPY --chown=65532:65532 home/ /home/
+ENV PATH=/usr/local/bin HOME=/home/nonroot
+USER 65532:65532
+WORKDIR /home/nonroot
 # The worker's HTTP (health, metrics, admin API, asynqmon, webhooks) and the
 # scheduler's metrics address, as the example configurations set them.
 EXPOSE 8080 9090

@@ -2,8 +2,8 @@
 # Makes sure the real Redis (127.0.0.1:6379) and NATS with JetStream
 # (127.0.0.1:4222) that the integration tests use are up, installing them
 # from Debian's packages and starting them if they are not, and that
-# chromium is installed for the browser test. Never stops or restarts a
-# server that is already running.
+# chromium (the browser test) and buildah (the container image's test) are
+# installed. Never stops or restarts a server that is already running.
 set -euo pipefail
 
 SUDO=""
@@ -23,8 +23,9 @@ wait_port() {
 
 apt_updated=""
 install_pkg() {
-  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+  # Both wait for another apt-get holding the lock instead of failing at once.
+  if [ -z "$apt_updated" ]; then $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -o DPkg::Lock::Timeout=300 -y -qq "$@" >/dev/null
 }
 
 if ! port_open 6379; then
@@ -47,5 +48,12 @@ fi
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
   echo "ensure-services: installing chromium for the browser test"
   install_pkg chromium
+fi
+# The image test (deployments/image_test.go, make image-test) builds and
+# runs the container image with buildah (chroot isolation: no daemon, no OCI
+# runtime needed); it fails in CI without it.
+if ! command -v buildah >/dev/null; then
+  echo "ensure-services: installing buildah for the image test"
+  install_pkg --no-install-recommends buildah ca-certificates
 fi
 echo "ensure-services: redis and nats are up"

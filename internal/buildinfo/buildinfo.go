@@ -4,10 +4,12 @@
 // tokenrelay_build_info, and the operator pages show it in their footer.
 //
 // Go stamps the commit into every binary built from a Git checkout
-// (debug.ReadBuildInfo); the version and the build time can be given at
-// link time, where the checkout is not at hand (the Docker build):
+// (debug.ReadBuildInfo) unless -buildvcs=false or the checkout is a
+// worktree; the version, the commit and the build time can be given at
+// link time instead (scripts/image.sh does):
 //
 //	go build -ldflags "-X github.com/tokenrelay/tokenrelay/internal/buildinfo.version=v1.4.0 \
+//	  -X github.com/tokenrelay/tokenrelay/internal/buildinfo.commit=$(git rev-parse HEAD) \
 //	  -X github.com/tokenrelay/tokenrelay/internal/buildinfo.buildTime=2026-12-07T03:00:00Z" ./cmd/...
 package buildinfo
 
@@ -21,6 +23,7 @@ import (
 // Set by -ldflags "-X ...": they win over what the binary records.
 var (
 	version   string
+	commit    string
 	buildTime string
 )
 
@@ -33,8 +36,8 @@ const Devel = "(devel)"
 type Info struct {
 	// Version is the -X version, else the main module's version.
 	Version string
-	// Commit is vcs.revision, with "-dirty" when the work tree had
-	// uncommitted changes (vcs.modified).
+	// Commit is the -X commit, else vcs.revision with "-dirty" when the
+	// work tree had uncommitted changes (vcs.modified).
 	Commit string
 	// BuildTime is the -X buildTime, as given (RFC 3339 by convention).
 	BuildTime string
@@ -49,14 +52,20 @@ func Read() Info { return read() }
 
 var read = sync.OnceValue(func() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return fromBuild(bi, version, buildTime)
+	return fromBuild(bi, linked{version: version, commit: commit, buildTime: buildTime})
 })
+
+// linked is what -ldflags -X set; each field given wins over what the
+// binary records.
+type linked struct {
+	version, commit, buildTime string
+}
 
 // fromBuild is Read's work, with what the binary records and the link-time
 // overrides passed in. bi may be nil (a binary built without module
 // support).
-func fromBuild(bi *debug.BuildInfo, version, buildTime string) Info {
-	info := Info{Version: version, BuildTime: buildTime, GoVersion: runtime.Version()}
+func fromBuild(bi *debug.BuildInfo, x linked) Info {
+	info := Info{Version: x.version, Commit: x.commit, BuildTime: x.buildTime, GoVersion: runtime.Version()}
 	if bi == nil {
 		if info.Version == "" {
 			info.Version = Devel
@@ -72,19 +81,22 @@ func fromBuild(bi *debug.BuildInfo, version, buildTime string) Info {
 	if info.Version == "" {
 		info.Version = Devel
 	}
-	dirty := false
+	revision, dirty := "", false
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			info.Commit = s.Value
+			revision = s.Value
 		case "vcs.time":
 			info.CommitTime = s.Value
 		case "vcs.modified":
 			dirty = s.Value == "true"
 		}
 	}
-	if dirty && info.Commit != "" {
-		info.Commit += "-dirty"
+	if dirty && revision != "" {
+		revision += "-dirty"
+	}
+	if info.Commit == "" {
+		info.Commit = revision
 	}
 	return info
 }
