@@ -101,6 +101,9 @@ type HandlerDeps struct {
 	IdempotencyTTL time.Duration
 	Metrics        *Metrics
 	Logger         zerolog.Logger
+	// Pages takes the outcomes of syncs' page requests (package syncs).
+	// Nil: such a request fails.
+	Pages Pages
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Keyring opens queued requests and seals what the handler keeps of
@@ -527,6 +530,9 @@ func (h *Handler) scrubber(ctx context.Context, cred store.Credential) *secret.S
 // complete publishes request.completed, with the body inline or in the
 // object store.
 func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer) error {
+	if r.Sync != "" {
+		return h.pageDone(ctx, r, rec, ans)
+	}
 	now := h.d.Clock()
 	data := events.RequestCompleted{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Status: ans.Status, Headers: eventHeaders(ans.Header), BodySize: len(ans.Body), Attempts: rec.attempts,
@@ -563,6 +569,9 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 
 // fail publishes request.failed.
 func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class string, status int, msg string) error {
+	if r.Sync != "" {
+		return h.pageFailed(ctx, r, rec, class, msg)
+	}
 	now := h.d.Clock()
 	data := events.RequestFailed{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Class: class, Status: status, Message: msg, Attempts: rec.attempts, FailedAt: now.UTC()}

@@ -125,6 +125,9 @@ func DecodeRequest(body []byte) (jobs.Request, error) {
 	if dec.More() {
 		return r, invalid("the request must be one JSON object")
 	}
+	if r.Sync != "" {
+		return r, invalid("sync is set by tokenrelay for the pages of a sync; start a sync on sync.start instead")
+	}
 	r.SubmittedAt = time.Time{}
 	return r, nil
 }
