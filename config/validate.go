@@ -75,6 +75,7 @@ func (c *Config) validate(p *problems) {
 		c.Vendors[name].validate(p, "vendors."+name, name)
 	}
 	c.validateCredentials(p, names)
+	c.validateSyncs(p)
 
 	if n := len(c.SecretKey.Reveal()); n != SecretKeySize && c.KMS.Wrapped == nil {
 		p.add(EnvSecretKey, "must hold %d bytes, not %d (generate one with: head -c 32 /dev/urandom | base64)", SecretKeySize, n)
