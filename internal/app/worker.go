@@ -83,7 +83,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err := reqs.syncs.registerMetrics(reg); err != nil {
 		return err
 	}
-	hooks, err := newWebhookRelay(env, reqs.sub, log)
+	hooks, err := newWebhookRelay(env, reqs.sub, reqs.syncs.runner, log)
 	if err != nil {
 		return err
 	}
