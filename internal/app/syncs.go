@@ -65,8 +65,10 @@ type syncAdmin struct{ r *syncs.Runner }
 
 var _ admin.SyncJobs = syncAdmin{}
 
-func (a syncAdmin) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) { return a.r.Start(ctx, s) }
-func (a syncAdmin) Decode(body []byte) (jobs.Sync, error)                    { return syncs.DecodeSync(body) }
+func (a syncAdmin) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
+	return a.r.Start(ctx, s)
+}
+func (a syncAdmin) Decode(body []byte) (jobs.Sync, error) { return syncs.DecodeSync(body) }
 func (a syncAdmin) Status(ctx context.Context, vendor, credential, id string) (any, error) {
 	return a.r.Status(ctx, vendor, credential, id)
 }
