@@ -75,3 +75,23 @@ func (a syncAdmin) Status(ctx context.Context, vendor, credential, id string) (a
 func (a syncAdmin) Cancel(ctx context.Context, vendor, credential, id string) (any, error) {
 	return a.r.Cancel(ctx, vendor, credential, id)
 }
+
+// newSyncSchedule builds the scheduler's starter of the configured
+// scheduled syncs (config syncs.scheduled).
+func newSyncSchedule(env *Env, log zerolog.Logger) (*syncs.Schedule, error) {
+	log = log.With().Str("component", "syncs").Logger()
+	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: env.Redis, Prefix: env.Config.Redis.Prefix,
+		Credentials: env.Store, Vendors: env.Config.Vendors, Clock: env.Clock, Keyring: env.Store.Keyring()})
+	if err != nil {
+		return nil, err
+	}
+	c := env.Config.Syncs
+	r, err := syncs.New(syncs.Deps{Redis: env.Redis, Prefix: env.Config.Redis.Prefix, Submitter: sub, Credentials: env.Store,
+		Vendors: env.Config.Vendors, Keyring: env.Store.Keyring(), MaxPages: c.MaxPages, Overlap: time.Duration(c.Overlap),
+		Logger: log, Clock: env.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("app: syncs: %w", err)
+	}
+	return syncs.NewSchedule(syncs.ScheduleOptions{Starter: r, Credentials: env.Store, Entries: c.Scheduled,
+		Clock: env.Clock, Logger: log})
+}
