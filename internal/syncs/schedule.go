@@ -55,9 +55,12 @@ func NewSchedule(o ScheduleOptions) (*Schedule, error) {
 	return &Schedule{o: o}, nil
 }
 
-// Run ticks until ctx ends; a failed tick is logged and tried again.
+// Run ticks until ctx ends (and only then returns, even with nothing
+// scheduled: the scheduler stops all its loops when one returns); a failed
+// tick is logged and tried again.
 func (s *Schedule) Run(ctx context.Context) error {
 	if len(s.o.Entries) == 0 {
+		<-ctx.Done()
 		return nil
 	}
 	t := time.NewTicker(s.o.TickEvery)
