@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/adminclient"
+	"github.com/tokenrelay/tokenrelay/jobs"
+)
+
+const syncUsage = `usage: tokenrelay sync COMMAND ...   (TOKENRELAY_ADMIN_URL, TOKENRELAY_ADMIN_TOKEN)
+  start -credential C -resource R [-query 'k=v&k2=v2'] [-mode full|incremental] [-id ID] [-vendor V] [-batch B] [-follow]
+                       start a sync (pages of sync.page.<vendor>.<credential>, then sync.completed or
+                       sync.failed); -follow shows its progress until it ends
+  status ID -vendor V -credential C [-once] [-every D] [-json]
+                       a sync's pages, resources, rate and estimated finish; follows it live with a
+                       progress bar until it ends (-once: print once)
+  cancel ID -vendor V -credential C
+                       stop it after the page in flight (sync.failed, class cancelled)
+A sync belongs to one credential: -vendor and -credential name the one it is of.
+`
+
+// syncCmd runs "tokenrelay sync ...".
+func syncCmd(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, syncUsage)
+		return 2
+	}
+	c, ok := adminClient("sync", env, stderr)
+	if !ok {
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("tokenrelay sync "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vendor := fs.String("vendor", "", "the vendor of the credential the sync belongs to")
+	credential := fs.String("credential", "", "the credential the sync belongs to (required)")
+	owned := func() bool {
+		if *vendor == "" || *credential == "" {
+			fmt.Fprintf(stderr, "tokenrelay sync %s: -vendor and -credential are required (a sync belongs to one credential)\n", cmd)
+			return false
+		}
+		return true
+	}
+	var err error
+	switch cmd {
+	case "start":
+		resource := fs.String("resource", "", "the search path, e.g. Patient (required)")
+		query := fs.String("query", "", "the search's parameters, e.g. '_count=100'")
+		mode := fs.String("mode", jobs.SyncFull, "full or incremental")
+		id := fs.String("id", "", "the sync's id (default: a new one)")
+		batchID := fs.String("batch", "", "the batch its pages share the budget in (default: one of its own)")
+		follow := fs.Bool("follow", false, "show the sync's progress until it ends")
+		if fs.Parse(rest) != nil || fs.NArg() != 0 {
+			return 2
+		}
+		q, perr := url.ParseQuery(*query)
+		if perr != nil {
+			fmt.Fprintf(stderr, "tokenrelay sync start: -query: %v\n", perr)
+			return 2
+		}
+		s := jobs.NewSync(*credential, *resource, *mode)
+		s.Vendor, s.Batch, s.Query = *vendor, *batchID, jobs.Query(q)
+		if *id != "" {
+			s.ID = *id
+		}
+		var started string
+		if started, err = c.StartSync(ctx, s); err == nil {
+			fmt.Fprintf(stdout, "sync %s started\n", started)
+			if *follow {
+				if *vendor == "" {
+					fmt.Fprintln(stderr, "tokenrelay sync start: -follow needs -vendor")
+					return 2
+				}
+				err = followSync(ctx, c, *vendor, *credential, started, false, time.Second, stdout)
+			}
+		}
+	case "status":
+		once := fs.Bool("once", false, "print the status once instead of following the sync")
+		every := fs.Duration("every", time.Second, "how often to look while following")
+		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
+		id, ok := idArg(fs, rest, stderr)
+		if !ok || !owned() {
+			return 2
+		}
+		if *asJSON {
+			var st adminclient.SyncStatus
+			if st, err = c.SyncStatus(ctx, *vendor, *credential, id); err == nil {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				err = enc.Encode(st)
+			}
+			break
+		}
+		err = followSync(ctx, c, *vendor, *credential, id, *once, *every, stdout)
+	case "cancel":
+		id, ok := idArg(fs, rest, stderr)
+		if !ok || !owned() {
+			return 2
+		}
+		var st adminclient.SyncStatus
+		if st, err = c.CancelSync(ctx, *vendor, *credential, id); err == nil {
+			fmt.Fprintf(stdout, "%s: cancel requested; it stops after the page in flight\n%s\n", id, syncLine(st))
+		}
+	default:
+		fmt.Fprint(stderr, syncUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenrelay sync %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// followSync prints a sync's progress, redrawing one line until it ends
+// (or ctx does), or once.
+func followSync(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
+	out io.Writer) error {
+	for {
+		st, err := c.SyncStatus(ctx, vendor, credential, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(out)
+				return nil
+			}
+			return err
+		}
+		if once {
+			fmt.Fprintln(out, syncLine(st))
+			return nil
+		}
+		fmt.Fprint(out, "\r"+syncLine(st)+"\033[K")
+		if st.State != "running" {
+			fmt.Fprintln(out)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out)
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// syncLine renders a sync's status on one line, with a progress bar when
+// the vendor tells the search's total.
+func syncLine(st adminclient.SyncStatus) string {
+	const width = 30
+	var b strings.Builder
+	b.WriteString(st.ID + " ")
+	if p := st.Progress(); p >= 0 {
+		filled := int(p * width)
+		fmt.Fprintf(&b, "[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(".", width-filled), st.Resources, st.Total)
+	} else {
+		fmt.Fprintf(&b, "%d resources", st.Resources)
+	}
+	fmt.Fprintf(&b, "  pages %d  %s", st.Pages, st.State)
+	if r := st.Rate(); r > 0 {
+		fmt.Fprintf(&b, "  %.1f/s", r)
+	}
+	if eta := st.ETA(); eta >= 0 {
+		fmt.Fprintf(&b, "  eta %s", eta.Round(time.Second))
+	}
+	if st.CancelRequested {
+		b.WriteString("  cancelling")
+	}
+	if st.ErrorClass != "" {
+		fmt.Fprintf(&b, "  %s: %s", st.ErrorClass, st.Message)
+	}
+	return b.String()
+}
