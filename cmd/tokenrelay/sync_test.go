@@ -123,6 +123,6 @@ func TestAdminSyncStartRefusesUnknownFields(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	require.Contains(t, string(body), `"pages"`)
+	require.Contains(t, string(body), `unknown field \"pages\"`)
 	require.Contains(t, string(body), requests.CodeInvalid)
 }
