@@ -8,9 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/syncs"
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
+	"github.com/tokenrelay/tokenrelay/internal/web/operator"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -63,7 +65,14 @@ func (s *syncJobs) admin() admin.SyncJobs { return syncAdmin{s.runner} }
 // syncAdmin adapts the runner to the admin API.
 type syncAdmin struct{ r *syncs.Runner }
 
-var _ admin.SyncJobs = syncAdmin{}
+var (
+	_ admin.SyncJobs = syncAdmin{}
+	_ operator.Syncs = syncAdmin{} // the operator pages list syncs through the admin API's dependency
+)
+
+func (a syncAdmin) List(ctx context.Context, limit int) ([]adminclient.SyncStatus, error) {
+	return a.r.List(ctx, limit)
+}
 
 func (a syncAdmin) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 	return a.r.Start(ctx, s)
