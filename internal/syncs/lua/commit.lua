@@ -19,6 +19,7 @@ if tonumber(redis.call('HGET', rec, 'page') or '0') >= tonumber(page) then
   return 'SEEN'
 end
 redis.call('HSET', rec, 'page', page, 'cursor', cursor, 'updated', now)
+redis.call('EXPIRE', rec, ttl)
 redis.call('HINCRBY', rec, 'resources', n)
 if total ~= '' then
   redis.call('HSET', rec, 'total', total)
@@ -30,6 +31,5 @@ if final == '1' then
   if mark ~= '' then
     redis.call('SET', mark_key, mark)
   end
-  redis.call('EXPIRE', rec, ttl)
 end
 return 'OK'
