@@ -176,6 +176,7 @@ func (w *world) events(id string) []syncEvent {
 		require.NoError(w.t, err)
 		var env events.Envelope
 		require.NoError(w.t, json.Unmarshal(raw, &env))
+		require.False(w.t, strings.HasPrefix(env.Type, "request."), "a sync's pages publish no request event")
 		if !strings.HasPrefix(env.Type, "sync.") {
 			continue
 		}
