@@ -24,27 +24,11 @@ A batch belongs to one credential: -vendor and -credential name the one it is of
 
 // batch runs "tokenrelay batch ...".
 func batch(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, batchUsage)
-		return 2
-	}
-	c, ok := adminClient("batch", env, stderr)
+	sc, ok := newScopedCommand("batch", batchUsage, args, env, stderr)
 	if !ok {
 		return 2
 	}
-
-	cmd, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("tokenrelay batch "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	vendor := fs.String("vendor", "", "the vendor of the credential the batch belongs to (required)")
-	credential := fs.String("credential", "", "the credential the batch belongs to (required)")
-	owned := func() bool {
-		if *vendor == "" || *credential == "" {
-			fmt.Fprintf(stderr, "tokenrelay batch %s: -vendor and -credential are required (a batch belongs to one credential)\n", cmd)
-			return false
-		}
-		return true
-	}
+	c, cmd, rest, fs, vendor, credential, owned := sc.client, sc.cmd, sc.rest, sc.fs, sc.vendor, sc.credential, sc.owned
 	var err error
 	switch cmd {
 	case "status":
@@ -85,12 +69,59 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 	return 0
 }
 
+// scopedCommand is a parsed "tokenrelay batch|sync COMMAND": the admin
+// client and the flags naming the credential the batch or sync belongs to.
+type scopedCommand struct {
+	client             *adminclient.Client
+	cmd                string
+	rest               []string
+	fs                 *flag.FlagSet
+	vendor, credential *string
+	// owned says whether both are given, else prints why not.
+	owned func() bool
+}
+
+// newScopedCommand reads the command of group from args; false (the usage
+// or the problem printed) when there is none or no admin client.
+func newScopedCommand(group, usage string, args []string, env func(string) (string, bool), stderr io.Writer) (scopedCommand, bool) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return scopedCommand{}, false
+	}
+	c, ok := adminClient(group, env, stderr)
+	if !ok {
+		return scopedCommand{}, false
+	}
+	sc := scopedCommand{client: c, cmd: args[0], rest: args[1:]}
+	sc.fs = flag.NewFlagSet("tokenrelay "+group+" "+sc.cmd, flag.ContinueOnError)
+	sc.fs.SetOutput(stderr)
+	sc.vendor = sc.fs.String("vendor", "", "the vendor of the credential the "+group+" belongs to (required)")
+	sc.credential = sc.fs.String("credential", "", "the credential the "+group+" belongs to (required)")
+	sc.owned = func() bool {
+		if *sc.vendor == "" || *sc.credential == "" {
+			fmt.Fprintf(stderr, "tokenrelay %s %s: -vendor and -credential are required (a %s belongs to one credential)\n", group, sc.cmd, group)
+			return false
+		}
+		return true
+	}
+	return sc, true
+}
+
 // followBatch prints a batch's progress, redrawing one line until the batch
 // ends (or ctx does), or once.
 func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
 	out io.Writer) error {
-	for {
+	return follow(ctx, once, every, out, func() (string, bool, error) {
 		st, err := c.BatchStatus(ctx, vendor, credential, id)
+		return batchLine(st, time.Now()), st.Finished(), err
+	})
+}
+
+// follow prints the line look returns, redrawing it in place until look
+// says it is done (or ctx ends), or once.
+func follow(ctx context.Context, once bool, every time.Duration, out io.Writer, look func() (line string, done bool, err error)) error {
+	for {
+		line, done, err := look()
 		if err != nil {
 			if ctx.Err() != nil {
 				fmt.Fprintln(out)
@@ -99,11 +130,11 @@ func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential,
 			return err
 		}
 		if once {
-			fmt.Fprintln(out, batchLine(st, time.Now()))
+			fmt.Fprintln(out, line)
 			return nil
 		}
-		fmt.Fprint(out, "\r"+batchLine(st, time.Now())+"\033[K")
-		if st.Finished() {
+		fmt.Fprint(out, "\r"+line+"\033[K")
+		if done {
 			fmt.Fprintln(out)
 			return nil
 		}

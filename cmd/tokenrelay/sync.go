@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -28,26 +27,11 @@ A sync belongs to one credential: -vendor and -credential name the one it is of.
 
 // syncCmd runs "tokenrelay sync ...".
 func syncCmd(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, syncUsage)
-		return 2
-	}
-	c, ok := adminClient("sync", env, stderr)
+	sc, ok := newScopedCommand("sync", syncUsage, args, env, stderr)
 	if !ok {
 		return 2
 	}
-	cmd, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("tokenrelay sync "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	vendor := fs.String("vendor", "", "the vendor of the credential the sync belongs to")
-	credential := fs.String("credential", "", "the credential the sync belongs to (required)")
-	owned := func() bool {
-		if *vendor == "" || *credential == "" {
-			fmt.Fprintf(stderr, "tokenrelay sync %s: -vendor and -credential are required (a sync belongs to one credential)\n", cmd)
-			return false
-		}
-		return true
-	}
+	c, cmd, rest, fs, vendor, credential, owned := sc.client, sc.cmd, sc.rest, sc.fs, sc.vendor, sc.credential, sc.owned
 	var err error
 	switch cmd {
 	case "start":
@@ -123,31 +107,10 @@ func syncCmd(ctx context.Context, args []string, env func(string) (string, bool)
 // (or ctx does), or once.
 func followSync(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
 	out io.Writer) error {
-	for {
+	return follow(ctx, once, every, out, func() (string, bool, error) {
 		st, err := c.SyncStatus(ctx, vendor, credential, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				fmt.Fprintln(out)
-				return nil
-			}
-			return err
-		}
-		if once {
-			fmt.Fprintln(out, syncLine(st))
-			return nil
-		}
-		fmt.Fprint(out, "\r"+syncLine(st)+"\033[K")
-		if st.State != "running" {
-			fmt.Fprintln(out)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(out)
-			return nil
-		case <-time.After(every):
-		}
-	}
+		return syncLine(st), st.State != "running", err
+	})
 }
 
 // syncLine renders a sync's status on one line, with a progress bar when

@@ -51,7 +51,7 @@ func (s *syncJobs) registerMetrics(reg prometheus.Registerer) error {
 
 // start runs the NATS start service until stop.
 func (s *syncJobs) start() (stop func(), err error) {
-	svc, err := syncs.NewService(s.env.NATS, s.runner, syncs.ServiceOptions{
+	svc, err := syncs.NewService(s.env.NATS, s.runner, requests.ServiceOptions{
 		SubjectPrefix: s.env.Config.NATS.SubjectPrefix, Logger: s.log, InboxPrefix: s.env.Config.NATS.InboxPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("app: sync start service: %w", err)

@@ -5,14 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
-	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
@@ -33,53 +30,17 @@ type Starter interface {
 	Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error)
 }
 
-// ServiceOptions configure the NATS service; they mean what
-// requests.ServiceOptions' fields do.
-type ServiceOptions struct {
-	SubjectPrefix string
-	QueueGroup    string
-	Timeout       time.Duration
-	Logger        zerolog.Logger
-	InboxPrefix   string
-}
-
-// NewService answers SubjectPrefix+"sync.start" with s, only to reply
+// NewService answers o.SubjectPrefix+"sync.start" with s, only to reply
 // inboxes (o.InboxPrefix, see natsinbox): {"id","accepted":true} or
-// {"error","message"}, as request.submit answers. Stop it when shutting down.
-func NewService(nc *nats.Conn, s Starter, o ServiceOptions) (micro.Service, error) {
-	if nc == nil || s == nil {
-		return nil, errors.New("syncs: the service needs a NATS connection and a starter")
+// {"error","message"}, as request.submit answers (and with the same
+// options). Stop it when shutting down.
+func NewService(nc *nats.Conn, s Starter, o requests.ServiceOptions) (micro.Service, error) {
+	if s == nil {
+		return nil, errors.New("syncs: the service needs a starter")
 	}
-	if o.QueueGroup == "" {
-		o.QueueGroup = DefaultQueueGroup
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
-	if o.InboxPrefix == "" {
-		o.InboxPrefix = natsinbox.DefaultPrefix
-	}
-	if err := natsinbox.CheckPrefix(o.InboxPrefix); err != nil {
-		return nil, fmt.Errorf("syncs: ServiceOptions.InboxPrefix: %w", err)
-	}
-	svc, err := micro.AddService(nc, micro.Config{
-		Name: ServiceName, Version: ServiceVersion, QueueGroup: o.QueueGroup, Description: "starts vendor syncs",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("syncs: add service: %w", err)
-	}
-	start := micro.HandlerFunc(func(req micro.Request) {
-		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-		defer cancel()
-		_ = req.RespondJSON(StartJSON(ctx, s, req.Data(), o.Logger))
-	})
-	err = svc.AddEndpoint("start", natsinbox.Guard(ServiceName, o.InboxPrefix, o.Logger, start),
-		micro.WithEndpointSubject(o.SubjectPrefix+SubjectStart), micro.WithEndpointQueueGroup(o.QueueGroup))
-	if err != nil {
-		_ = svc.Stop()
-		return nil, fmt.Errorf("syncs: add endpoint: %w", err)
-	}
-	return svc, nil
+	return requests.NewJSONService(nc, requests.ServiceSpec{Name: ServiceName, Version: ServiceVersion, QueueGroup: DefaultQueueGroup,
+		Description: "starts vendor syncs", Endpoint: "start", Subject: SubjectStart}, o,
+		func(ctx context.Context, body []byte) any { return StartJSON(ctx, s, body, o.Logger) })
 }
 
 // StartJSON decodes one sync from JSON, starts it and returns the answer:

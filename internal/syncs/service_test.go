@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/syncs"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 )
@@ -19,7 +20,7 @@ func TestStartOnNATS(t *testing.T) {
 	w := setup(t, syncs.Deps{})
 	nc, _, _ := testenv.NATS(t)
 	subjects := testenv.Unique("t") + "."
-	svc, err := syncs.NewService(nc, w.runner, syncs.ServiceOptions{SubjectPrefix: subjects, QueueGroup: subjects + "q", Logger: zerolog.Nop()})
+	svc, err := syncs.NewService(nc, w.runner, requests.ServiceOptions{SubjectPrefix: subjects, QueueGroup: subjects + "q", Logger: zerolog.Nop()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
 	ask := func(body string) map[string]any {
