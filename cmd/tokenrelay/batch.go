@@ -32,23 +32,13 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 	var err error
 	switch cmd {
 	case "status":
-		once := fs.Bool("once", false, "print the status once instead of following the batch")
-		every := fs.Duration("every", time.Second, "how often to look while following")
-		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
-		id, ok := idArg(fs, rest, stderr)
-		if !ok || !owned() {
-			return 2
+		var code int
+		if code, err = sc.status(ctx, stdout, stderr, func(id string) (any, string, bool, error) {
+			st, err := c.BatchStatus(ctx, *vendor, *credential, id)
+			return st, batchLine(st, time.Now()), st.Finished(), err
+		}); code != 0 {
+			return code
 		}
-		if *asJSON {
-			var st requests.BatchStatus
-			if st, err = c.BatchStatus(ctx, *vendor, *credential, id); err == nil {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(st)
-			}
-			break
-		}
-		err = followBatch(ctx, c, *vendor, *credential, id, *once, *every, stdout)
 	case "cancel":
 		id, ok := idArg(fs, rest, stderr)
 		if !ok || !owned() {
@@ -107,13 +97,30 @@ func newScopedCommand(group, usage string, args []string, env func(string) (stri
 	return sc, true
 }
 
-// followBatch prints a batch's progress, redrawing one line until the batch
-// ends (or ctx does), or once.
-func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
-	out io.Writer) error {
-	return follow(ctx, once, every, out, func() (string, bool, error) {
-		st, err := c.BatchStatus(ctx, vendor, credential, id)
-		return batchLine(st, time.Now()), st.Finished(), err
+// status runs "COMMAND status ID [-once] [-every D] [-json]": look
+// returns the status of ID, its line and whether it has ended. It returns
+// 2 for a usage error (printed).
+func (sc scopedCommand) status(ctx context.Context, stdout, stderr io.Writer,
+	look func(id string) (status any, line string, done bool, err error)) (int, error) {
+	once := sc.fs.Bool("once", false, "print the status once instead of following it")
+	every := sc.fs.Duration("every", time.Second, "how often to look while following")
+	asJSON := sc.fs.Bool("json", false, "print JSON (implies -once)")
+	id, ok := idArg(sc.fs, sc.rest, stderr)
+	if !ok || !sc.owned() {
+		return 2, nil
+	}
+	if *asJSON {
+		st, _, _, err := look(id)
+		if err != nil {
+			return 0, err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return 0, enc.Encode(st)
+	}
+	return 0, follow(ctx, *once, *every, stdout, func() (string, bool, error) {
+		_, line, done, err := look(id)
+		return line, done, err
 	})
 }
 

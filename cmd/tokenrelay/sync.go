@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,7 +39,7 @@ func syncCmd(ctx context.Context, args []string, env func(string) (string, bool)
 		mode := fs.String("mode", jobs.SyncFull, "full or incremental")
 		id := fs.String("id", "", "the sync's id (default: a new one)")
 		batchID := fs.String("batch", "", "the batch its pages share the budget in (default: one of its own)")
-		follow := fs.Bool("follow", false, "show the sync's progress until it ends")
+		followIt := fs.Bool("follow", false, "show the sync's progress until it ends")
 		if fs.Parse(rest) != nil || fs.NArg() != 0 {
 			return 2
 		}
@@ -57,32 +56,24 @@ func syncCmd(ctx context.Context, args []string, env func(string) (string, bool)
 		var started string
 		if started, err = c.StartSync(ctx, s); err == nil {
 			fmt.Fprintf(stdout, "sync %s started\n", started)
-			if *follow {
+			if *followIt {
 				if *vendor == "" {
 					fmt.Fprintln(stderr, "tokenrelay sync start: -follow needs -vendor")
 					return 2
 				}
-				err = followSync(ctx, c, *vendor, *credential, started, false, time.Second, stdout)
+				err = follow(ctx, false, time.Second, stdout, func() (string, bool, error) {
+					_, line, done, err := lookSync(ctx, c, *vendor, *credential, started)
+					return line, done, err
+				})
 			}
 		}
 	case "status":
-		once := fs.Bool("once", false, "print the status once instead of following the sync")
-		every := fs.Duration("every", time.Second, "how often to look while following")
-		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
-		id, ok := idArg(fs, rest, stderr)
-		if !ok || !owned() {
-			return 2
+		var code int
+		if code, err = sc.status(ctx, stdout, stderr, func(id string) (any, string, bool, error) {
+			return lookSync(ctx, c, *vendor, *credential, id)
+		}); code != 0 {
+			return code
 		}
-		if *asJSON {
-			var st adminclient.SyncStatus
-			if st, err = c.SyncStatus(ctx, *vendor, *credential, id); err == nil {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(st)
-			}
-			break
-		}
-		err = followSync(ctx, c, *vendor, *credential, id, *once, *every, stdout)
 	case "cancel":
 		id, ok := idArg(fs, rest, stderr)
 		if !ok || !owned() {
@@ -103,14 +94,10 @@ func syncCmd(ctx context.Context, args []string, env func(string) (string, bool)
 	return 0
 }
 
-// followSync prints a sync's progress, redrawing one line until it ends
-// (or ctx does), or once.
-func followSync(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
-	out io.Writer) error {
-	return follow(ctx, once, every, out, func() (string, bool, error) {
-		st, err := c.SyncStatus(ctx, vendor, credential, id)
-		return syncLine(st), st.State != "running", err
-	})
+// lookSync reads a sync's status, its line and whether it has ended.
+func lookSync(ctx context.Context, c *adminclient.Client, vendor, credential, id string) (any, string, bool, error) {
+	st, err := c.SyncStatus(ctx, vendor, credential, id)
+	return st, syncLine(st), st.State != "running", err
 }
 
 // syncLine renders a sync's status on one line, with a progress bar when
