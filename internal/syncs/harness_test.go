@@ -158,6 +158,7 @@ type syncEvent struct {
 	Page      int               `json:"page"`
 	Pages     int               `json:"pages"`
 	Resources json.RawMessage   `json:"resources"`
+	BodyRef   *events.ObjectRef `json:"body_ref"`
 	Class     string            `json:"error_class"`
 	Message   string            `json:"message"`
 	Cursor    events.SyncCursor `json:"cursor"`

@@ -7,9 +7,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
@@ -222,4 +225,53 @@ func TestStartRefuses(t *testing.T) {
 	require.Equal(t, syncs.CodeDuplicate, se.Code)
 	_, err = w.runner.Status(ctx, vendorName, credID, "../admin")
 	require.ErrorIs(t, err, syncs.ErrNotFound)
+}
+
+// fakeObjects is an object store in memory.
+type fakeObjects struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+}
+
+func (f *fakeObjects) PutBytes(_ context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objs[name] = append([]byte(nil), data...)
+	return &jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: name}, Digest: "SHA-256=x"}, nil
+}
+
+func (f *fakeObjects) get(name string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.objs[name]
+}
+
+// A page above the inline limit goes to the object store and its event
+// refers to it; the metrics count pages, resources and how syncs end.
+func TestLargePagesGoToTheObjectStore(t *testing.T) {
+	t.Parallel()
+	objects := &fakeObjects{objs: map[string][]byte{}}
+	m := syncs.NewMetrics()
+	w := setup(t, syncs.Deps{InlineLimit: 200, Objects: objects, Bucket: "B", Metrics: m})
+	w.sb.SetFHIRResources(30)
+	w.worker()
+	w.start("large", jobs.SyncFull, "20")
+	evs := w.waitEnd("large", 20*time.Second)
+	require.Equal(t, events.TypeSyncCompleted, evs[len(evs)-1].Type)
+	require.Len(t, evs, 3)
+	seen := 0
+	for _, e := range evs[:2] {
+		require.Empty(t, e.Resources)
+		require.NotNil(t, e.BodyRef)
+		require.Equal(t, "B", e.BodyRef.Bucket)
+		require.Equal(t, vendorName+"/"+credID+"/sync/large/"+strconv.Itoa(e.Page), e.BodyRef.Name)
+		var rs []resource
+		require.NoError(t, json.Unmarshal(objects.get(e.BodyRef.Name), &rs))
+		seen += len(rs)
+	}
+	require.Equal(t, 30, seen)
+	require.Equal(t, 2.0, testutil.ToFloat64(m.Pages.WithLabelValues(vendorName)))
+	require.Equal(t, 30.0, testutil.ToFloat64(m.Resources.WithLabelValues(vendorName)))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.Ended.WithLabelValues(vendorName, syncs.StateCompleted)))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.Started.WithLabelValues(vendorName, jobs.SyncFull)))
 }
