@@ -275,3 +275,33 @@ func TestLargePagesGoToTheObjectStore(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(m.Ended.WithLabelValues(vendorName, syncs.StateCompleted)))
 	require.Equal(t, 1.0, testutil.ToFloat64(m.Started.WithLabelValues(vendorName, jobs.SyncFull)))
 }
+
+// A non-FHIR API pages with an RFC 8288 Link header; the mark comes from
+// its Date header.
+func TestLinkHeaderPaging(t *testing.T) {
+	t.Parallel()
+	w := setup(t, syncs.Deps{})
+	served := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	w.gate.serve = func(rw http.ResponseWriter, r *http.Request) {
+		after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+		items := []map[string]string{}
+		for i := after + 1; i <= min(after+10, 25); i++ {
+			items = append(items, map[string]string{"id": "rec_" + strconv.Itoa(i)})
+		}
+		if after+10 < 25 {
+			rw.Header().Set("Link", `<`+w.vendors[vendorName].BaseURL+`Patient?limit=10&after=`+strconv.Itoa(after+10)+`>; rel="next", <x>; rel="first"`)
+		}
+		rw.Header().Set("Date", served.Format(http.TimeFormat))
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]any{"data": items, "has_more": after+10 < 25})
+	}
+	w.worker()
+	w.start("records", jobs.SyncFull, "10")
+	evs := w.waitEnd("records", 20*time.Second)
+	last := evs[len(evs)-1]
+	require.Equal(t, events.TypeSyncCompleted, last.Type, last.Message)
+	require.Equal(t, 3, last.Pages)
+	require.True(t, last.Mark.Equal(served), "the mark is the vendor's Date: %s", last.Mark)
+	got, _ := delivered(t, evs)
+	require.Len(t, got, 25)
+}
