@@ -179,7 +179,7 @@ func (r *Runner) PageDone(ctx context.Context, req jobs.Request, ans vendors.Ans
 		return nil
 	case !errors.As(err, &se) || se.Code == CodeUnavailable:
 		return fmt.Errorf("syncs: queue page %d of %s: %w", n+1, rec.id, err)
-	case se.Code == CodeDuplicate:
+	case isDuplicate(err):
 		return nil // queued before this run of the page
 	case se.Code == CodeUnknownCredential:
 		return r.end(ctx, rec, StateFailed, "credential", se.Message, cur)

@@ -279,7 +279,9 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 	case res == "DUPLICATE":
 		return s, &Error{Code: CodeDuplicate, Message: fmt.Sprintf("sync id %q is taken; give each sync an id of its own", s.ID)}
 	}
-	if _, err := r.d.Submitter.Submit(ctx, first); err != nil {
+	if _, err := r.d.Submitter.Submit(ctx, first); err != nil && !isDuplicate(err) {
+		// (A duplicate: a start that failed after queueing its first page,
+		// tried again. The page is queued: the sync runs.)
 		_ = r.d.Redis.Del(context.WithoutCancel(ctx), r.keys.sync(s.ID)).Err()
 		_ = r.d.Redis.ZRem(context.WithoutCancel(ctx), r.keys.all(), s.ID).Err()
 		return s, err
@@ -287,6 +289,11 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 	r.d.Metrics.started(s.Vendor, s.Mode)
 	r.d.Logger.Info().Str("sync", s.ID).Str("vendor", s.Vendor).Str("credential", s.Credential).Str("mode", s.Mode).Msg("sync started")
 	return s, nil
+}
+
+func isDuplicate(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.Code == CodeDuplicate
 }
 
 // defaultBatch is a sync's batch when it names none: one of its own.
