@@ -34,6 +34,8 @@ type Config struct {
 	// Credentials are the static credentials; more are added at run time.
 	// Default: none.
 	Credentials []Credential `yaml:"credentials"`
+	// Syncs are the limits of syncs and the syncs started on a schedule.
+	Syncs Syncs `yaml:"syncs"`
 	// SecretKey is the 32-byte master key (raw bytes, not base64) that seals
 	// secrets at rest. It is only ever read from TOKENRELAY_SECRET_KEY
 	// (base64) and is required; there is no default.
@@ -558,6 +560,7 @@ func (c *Config) setDefaults(jitterSet map[string]bool) {
 	setDuration(&c.Scheduler.ClaimLease, DefaultClaimLease)
 	setDuration(&c.Scheduler.RotationHold, DefaultRotationHold)
 	setDuration(&c.Scheduler.ReconcileEvery, DefaultReconcileEvery)
+	c.Syncs.setDefaults()
 	for name, v := range c.Vendors {
 		v.setDefaults(name, jitterSet[name])
 		c.Vendors[name] = v

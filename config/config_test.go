@@ -115,6 +115,7 @@ func TestParseValid(t *testing.T) {
 			TokenCacheSize: 100000, TokenStallTimeout: config.Duration(250 * time.Millisecond), TokenConcurrency: 64, StreamReplicas: 1},
 		HTTP:      config.HTTP{Addr: "127.0.0.1:8080", AdminToken: secret.New("s3cret-admin-token-0123456789abcdefghijklmnopqrstuv"), CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.Duration(100 * time.Millisecond), ClaimLease: config.Duration(10 * time.Second), RotationHold: config.Duration(30 * time.Second), ReconcileEvery: config.Duration(30 * time.Second)},
+		Syncs:     config.Syncs{MaxPages: config.DefaultSyncMaxPages, Overlap: config.DefaultSyncOverlap},
 		Vendors: map[string]config.Vendor{
 			"halaxy-au": halaxyAU,
 			"halaxy-eu": halaxy("halaxy-eu", "eu", "https://eu-api.halaxy.com/main/"),
@@ -235,6 +236,7 @@ func TestParseDefaults(t *testing.T) {
 		NATS:      config.NATS{URL: config.DefaultNATSURL, Stream: config.DefaultNATSStream, InboxPrefix: config.DefaultNATSInbox},
 		HTTP:      config.HTTP{Addr: config.DefaultHTTPAddr, CredentialMetrics: config.CredentialMetricsPerCredential},
 		Scheduler: config.Scheduler{PollInterval: config.DefaultPollInterval, ClaimLease: config.DefaultClaimLease, RotationHold: config.DefaultRotationHold, ReconcileEvery: config.DefaultReconcileEvery},
+		Syncs:     config.Syncs{MaxPages: config.DefaultSyncMaxPages, Overlap: config.DefaultSyncOverlap},
 		SecretKey: secret.New(masterKey),
 	}, cfg)
 

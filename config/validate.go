@@ -42,6 +42,7 @@ func (c *Config) validate(p *problems) {
 		c.Vendors[name].validate(p, "vendors."+name, name)
 	}
 	c.validateCredentials(p, names)
+	c.validateSyncs(p)
 	c.validateSecretKey(p)
 }
 

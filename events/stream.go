@@ -32,6 +32,9 @@ var subjectRoots = []string{
 	TypeRequestFailed,
 	TypePollingStarted,
 	TypePollingStopped,
+	TypeSyncPage,
+	TypeSyncCompleted,
+	TypeSyncFailed,
 }
 
 // StreamSubjects lists the subjects the event stream captures under a

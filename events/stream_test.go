@@ -19,7 +19,9 @@ func TestStreamSubjects(t *testing.T) {
 		"key.rotated.>", "key.revoked.>", "webhook.>",
 		"request.completed.>", "request.failed.>",
 		"polling.started.>", "polling.stopped.>",
+		"sync.page.>", "sync.completed.>", "sync.failed.>",
 	}, events.StreamSubjects(""))
+	require.NotContains(t, events.StreamSubjects(""), "sync.>", "sync.start is a request/reply subject")
 	for _, s := range events.StreamSubjects("tenant-a.") {
 		require.Regexp(t, `^tenant-a\.[a-z_.]+\.>$`, s)
 	}

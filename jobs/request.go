@@ -58,6 +58,10 @@ type Request struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// SubmittedAt is set by tokenrelay when it accepts the request.
 	SubmittedAt time.Time `json:"submitted_at,omitzero"`
+	// Sync is set by tokenrelay on the page requests of a sync (its id):
+	// their outcome goes to the sync, not to a request event. A submission
+	// that sets it is refused.
+	Sync string `json:"sync,omitempty"`
 }
 
 // Kind implements Payload.

@@ -23,47 +23,21 @@ A batch belongs to one credential: -vendor and -credential name the one it is of
 
 // batch runs "tokenrelay batch ...".
 func batch(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, batchUsage)
-		return 2
-	}
-	c, ok := adminClient("batch", env, stderr)
+	sc, ok := newScopedCommand("batch", batchUsage, args, env, stderr)
 	if !ok {
 		return 2
 	}
-
-	cmd, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("tokenrelay batch "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	vendor := fs.String("vendor", "", "the vendor of the credential the batch belongs to (required)")
-	credential := fs.String("credential", "", "the credential the batch belongs to (required)")
-	owned := func() bool {
-		if *vendor == "" || *credential == "" {
-			fmt.Fprintf(stderr, "tokenrelay batch %s: -vendor and -credential are required (a batch belongs to one credential)\n", cmd)
-			return false
-		}
-		return true
-	}
+	c, cmd, rest, fs, vendor, credential, owned := sc.client, sc.cmd, sc.rest, sc.fs, sc.vendor, sc.credential, sc.owned
 	var err error
 	switch cmd {
 	case "status":
-		once := fs.Bool("once", false, "print the status once instead of following the batch")
-		every := fs.Duration("every", time.Second, "how often to look while following")
-		asJSON := fs.Bool("json", false, "print JSON (implies -once)")
-		id, ok := idArg(fs, rest, stderr)
-		if !ok || !owned() {
-			return 2
+		var code int
+		if code, err = sc.status(ctx, stdout, stderr, func(id string) (any, string, bool, error) {
+			st, err := c.BatchStatus(ctx, *vendor, *credential, id)
+			return st, batchLine(st, time.Now()), st.Finished(), err
+		}); code != 0 {
+			return code
 		}
-		if *asJSON {
-			var st adminclient.BatchStatus
-			if st, err = c.BatchStatus(ctx, *vendor, *credential, id); err == nil {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(st)
-			}
-			break
-		}
-		err = followBatch(ctx, c, *vendor, *credential, id, *once, *every, stdout)
 	case "cancel":
 		id, ok := idArg(fs, rest, stderr)
 		if !ok || !owned() {
@@ -84,12 +58,76 @@ func batch(ctx context.Context, args []string, env func(string) (string, bool), 
 	return 0
 }
 
-// followBatch prints a batch's progress, redrawing one line until the batch
-// ends (or ctx does), or once.
-func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential, id string, once bool, every time.Duration,
-	out io.Writer) error {
+// scopedCommand is a parsed "tokenrelay batch|sync COMMAND": the admin
+// client and the flags naming the credential the batch or sync belongs to.
+type scopedCommand struct {
+	client             *adminclient.Client
+	cmd                string
+	rest               []string
+	fs                 *flag.FlagSet
+	vendor, credential *string
+	// owned says whether both are given, else prints why not.
+	owned func() bool
+}
+
+// newScopedCommand reads the command of group from args; false (the usage
+// or the problem printed) when there is none or no admin client.
+func newScopedCommand(group, usage string, args []string, env func(string) (string, bool), stderr io.Writer) (scopedCommand, bool) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return scopedCommand{}, false
+	}
+	c, ok := adminClient(group, env, stderr)
+	if !ok {
+		return scopedCommand{}, false
+	}
+	sc := scopedCommand{client: c, cmd: args[0], rest: args[1:]}
+	sc.fs = flag.NewFlagSet("tokenrelay "+group+" "+sc.cmd, flag.ContinueOnError)
+	sc.fs.SetOutput(stderr)
+	sc.vendor = sc.fs.String("vendor", "", "the vendor of the credential the "+group+" belongs to (required)")
+	sc.credential = sc.fs.String("credential", "", "the credential the "+group+" belongs to (required)")
+	sc.owned = func() bool {
+		if *sc.vendor == "" || *sc.credential == "" {
+			fmt.Fprintf(stderr, "tokenrelay %s %s: -vendor and -credential are required (a %s belongs to one credential)\n", group, sc.cmd, group)
+			return false
+		}
+		return true
+	}
+	return sc, true
+}
+
+// status runs "COMMAND status ID [-once] [-every D] [-json]": look
+// returns the status of ID, its line and whether it has ended. It returns
+// 2 for a usage error (printed).
+func (sc scopedCommand) status(ctx context.Context, stdout, stderr io.Writer,
+	look func(id string) (status any, line string, done bool, err error)) (int, error) {
+	once := sc.fs.Bool("once", false, "print the status once instead of following it")
+	every := sc.fs.Duration("every", time.Second, "how often to look while following")
+	asJSON := sc.fs.Bool("json", false, "print JSON (implies -once)")
+	id, ok := idArg(sc.fs, sc.rest, stderr)
+	if !ok || !sc.owned() {
+		return 2, nil
+	}
+	if *asJSON {
+		st, _, _, err := look(id)
+		if err != nil {
+			return 0, err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return 0, enc.Encode(st)
+	}
+	return 0, follow(ctx, *once, *every, stdout, func() (string, bool, error) {
+		_, line, done, err := look(id)
+		return line, done, err
+	})
+}
+
+// follow prints the line look returns, redrawing it in place until look
+// says it is done (or ctx ends), or once.
+func follow(ctx context.Context, once bool, every time.Duration, out io.Writer, look func() (line string, done bool, err error)) error {
 	for {
-		st, err := c.BatchStatus(ctx, vendor, credential, id)
+		line, done, err := look()
 		if err != nil {
 			if ctx.Err() != nil {
 				fmt.Fprintln(out)
@@ -98,11 +136,11 @@ func followBatch(ctx context.Context, c *adminclient.Client, vendor, credential,
 			return err
 		}
 		if once {
-			fmt.Fprintln(out, batchLine(st, time.Now()))
+			fmt.Fprintln(out, line)
 			return nil
 		}
-		fmt.Fprint(out, "\r"+batchLine(st, time.Now())+"\033[K")
-		if st.Finished() {
+		fmt.Fprint(out, "\r"+line+"\033[K")
+		if done {
 			fmt.Fprintln(out)
 			return nil
 		}

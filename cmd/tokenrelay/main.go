@@ -47,6 +47,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return batch(ctx, args[1:], os.LookupEnv, stdout, stderr)
+	case "sync":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return syncCmd(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "keys":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -60,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tokenrelay credentials list|add|import|rotate|revoke|enable ...")
 	fmt.Fprintln(w, "       tokenrelay batch status|cancel ID -vendor V -credential C")
+	fmt.Fprintln(w, "       tokenrelay sync start|status|cancel ...")
 	fmt.Fprintln(w, "       tokenrelay keys status|reseal|wrap ...")
 	fmt.Fprintln(w, "       tokenrelay version")
 }

@@ -27,7 +27,9 @@ import (
 // and admin.Enable with the admin API's dependencies.
 func operatorPages(env *Env, ad admin.Deps, b *budget.Budget, sessions *websession.Sessions, log zerolog.Logger) http.Handler {
 	acts := operatorActions{env: env, admin: ad}
+	syncs, _ := ad.Syncs.(operator.Syncs) // nil: the page says syncs are off
 	return operator.Handler(operator.Deps{
+		Syncs:       syncs,
 		Token:       env.Config.HTTP.AdminToken,
 		Sessions:    sessions,
 		Credentials: env.Store,

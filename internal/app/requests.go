@@ -31,6 +31,8 @@ type requestJobs struct {
 	batches       *requests.Batches
 	metrics       *requests.Metrics
 	budgetMetrics *budget.Metrics
+	// syncs take the outcomes of their page requests from handler.
+	syncs *syncJobs
 }
 
 // newRequestJobs builds the request jobs of a worker. refresh is the
@@ -51,15 +53,21 @@ func newRequestJobs(env *Env, refresh *jobs.RefreshHandler, hc *http.Client, log
 		return nil, err
 	}
 	m := requests.NewMetrics()
+	objects := &lazyObjects{js: env.JS, bucket: requestsBucket(env)}
+	sy, err := newSyncJobs(env, sub, objects, log)
+	if err != nil {
+		return nil, err
+	}
 	h, err := requests.NewHandler(requests.HandlerDeps{
 		Redis: env.Redis, Prefix: prefix, Credentials: env.Store, Refresh: refresh.Handle, Budget: b,
-		Vendors: env.Config.Vendors, HTTPClient: hc, Objects: &lazyObjects{js: env.JS, bucket: requestsBucket(env)},
+		Vendors: env.Config.Vendors, HTTPClient: hc, Objects: objects,
 		Bucket: requestsBucket(env), Metrics: m, Logger: log, Clock: env.Clock, Keyring: env.Store.Keyring(),
+		Pages: sy.runner,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &requestJobs{env: env, log: log, budget: b, handler: h, sub: sub,
+	return &requestJobs{env: env, log: log, budget: b, handler: h, sub: sub, syncs: sy,
 		batches: requests.NewBatches(env.Redis, prefix, env.Clock), metrics: m, budgetMetrics: bm}, nil
 }
 

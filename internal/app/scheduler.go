@@ -55,6 +55,10 @@ func RunScheduler(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	scheduledSyncs, err := newSyncSchedule(env, log)
+	if err != nil {
+		return err
+	}
 	log.Info().Msg("scheduler started")
 	// The stream is set up in the background: until NATS answers, events
 	// wait in the outbox. ensureStream ends only with ctx.
@@ -63,7 +67,7 @@ func RunScheduler(ctx context.Context, env *Env) error {
 	// is stopped too and the failure is returned, not hidden until ctx ends.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	runs := []func(context.Context) error{sched.Run, relay.Run, rotations.Run}
+	runs := []func(context.Context) error{sched.Run, relay.Run, rotations.Run, scheduledSyncs.Run}
 	errc := make(chan error, len(runs))
 	for _, run := range runs {
 		go func() {

@@ -25,9 +25,10 @@ type webhookRelay struct {
 }
 
 // newWebhookRelay builds the webhook relay of a worker; sub submits the
-// request jobs of fetches and polls, through the shared rate budget. A
-// vendor that accepts webhooks unverified is warned about.
-func newWebhookRelay(env *Env, sub *requests.Submitter, log zerolog.Logger) (*webhookRelay, error) {
+// request jobs of fetches, and polls are incremental syncs started with
+// sy, all through the shared rate budget. A vendor that accepts webhooks
+// unverified is warned about.
+func newWebhookRelay(env *Env, sub *requests.Submitter, sy webhooks.SyncStarter, log zerolog.Logger) (*webhookRelay, error) {
 	log = log.With().Str("component", "webhooks").Logger()
 	vendors, unverified, err := webhooks.VendorsFromConfig(env.Config.Vendors)
 	if err != nil {
@@ -52,7 +53,7 @@ func newWebhookRelay(env *Env, sub *requests.Submitter, log zerolog.Logger) (*we
 		Targets: webhooks.PollTargetsFromConfig(env.Config.Vendors, vendors),
 		Redis:   env.Redis, KeyPrefix: env.Config.Redis.Prefix,
 		JetStream: env.JS, SubjectPrefix: env.Config.NATS.SubjectPrefix,
-		Enqueuer: enq, Queue: jobs.QueueLow, Fetcher: fetcher, Clock: env.Clock, Logger: log, Metrics: m,
+		Enqueuer: enq, Queue: jobs.QueueLow, Syncs: sy, Clock: env.Clock, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err

@@ -20,7 +20,8 @@ import (
 // TestWorkerRelaysWebhooksAndPollsWhereItMust runs a worker whose Halaxy
 // vendor pushes webhooks (static header) and whose OAuth2 vendor cannot:
 // a genuine webhook is in the stream when its 2xx arrives, a forged one is
-// refused, and the vendor without webhooks is polled through request jobs.
+// refused, and the vendor without webhooks is polled by an incremental
+// sync (its pages are request jobs).
 func TestWorkerRelaysWebhooksAndPollsWhereItMust(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, 4, time.Minute, "")
@@ -61,7 +62,8 @@ func TestWorkerRelaysWebhooksAndPollsWhereItMust(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "portal accepts no webhooks")
 
 	// The delivery is in the stream (it was when its 2xx came), and the
-	// portal's Patient resource is polled: its request job's outcome arrives.
+	// portal's Patient resource is polled: an incremental sync, whose pages
+	// (request jobs) arrive as sync events.
 	var received, polled bool
 	deadline := time.Now().Add(60 * time.Second)
 	for !(received && polled) {
@@ -70,7 +72,7 @@ func TestWorkerRelaysWebhooksAndPollsWhereItMust(t *testing.T) {
 			switch {
 			case e.Env.Type == events.TypeWebhookReceived && e.Env.Subject == "webhook.halaxy-au.Patient":
 				received = true
-			case strings.HasPrefix(e.Env.Type, "request.") && strings.HasSuffix(e.Env.Subject, ".portal.patient-04"):
+			case e.Env.Type == events.TypeSyncCompleted && strings.HasSuffix(e.Env.Subject, ".portal.patient-04"):
 				polled = true
 			}
 		}

@@ -82,7 +82,10 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	if err := reqs.registerMetrics(reg); err != nil {
 		return err
 	}
-	hooks, err := newWebhookRelay(env, reqs.sub, log)
+	if err := reqs.syncs.registerMetrics(reg); err != nil {
+		return err
+	}
+	hooks, err := newWebhookRelay(env, reqs.sub, reqs.syncs.runner, log)
 	if err != nil {
 		return err
 	}
@@ -147,6 +150,13 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		return err
 	}
 	defer stopRequests()
+	stopSyncs, err := reqs.syncs.start()
+	if err != nil {
+		_ = tokens.Stop()
+		srv.Shutdown()
+		return err
+	}
+	defer stopSyncs()
 	defer hooks.start(ctx)()
 
 	ln, err := net.Listen("tcp", env.Config.HTTP.Addr)
@@ -167,7 +177,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 	ops := operations{metrics: metrics.Handler(reg), dashboard: queues, budget: reqs.budget, sessions: sessions}
 	// Paths are checked once percent-decoded before any route sees them;
 	// the timeouts cut off clients that send slowly or never finish.
-	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs()))), httpserver.Timeouts{})
+	hs := httpserver.New(httpserver.CheckPath(hooks.mount(httpRoutes(env, log, rot, ops, reqs.jobs(), reqs.syncs.admin()))), httpserver.Timeouts{})
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	log.Info().Str("http", ln.Addr().String()).Int("concurrency", o.Concurrency).Msg("worker started")
@@ -237,7 +247,7 @@ type operations struct {
 	sessions           *websession.Sessions
 }
 
-func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operations, reqs admin.RequestJobs) http.Handler {
+func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operations, reqs admin.RequestJobs, sy admin.SyncJobs) http.Handler {
 	mux := http.NewServeMux()
 	// Open, as Prometheus expects, unless http.metrics_token is set; holds
 	// no secret. Its wrong tokens are counted apart from the admin token's,
@@ -248,7 +258,7 @@ func httpRoutes(env *Env, log zerolog.Logger, rot *rotation.Rotator, ops operati
 		Config: env.Config, Store: env.Store, Token: env.Config.HTTP.AdminToken, Clock: env.Clock,
 		Logger:         log.With().Str("component", "admin").Logger(),
 		RevokeAtVendor: rot.RevokeAtVendor, RotateNow: rotateNow(env),
-		Requests: reqs, Throttle: ops.sessions.Throttle(),
+		Requests: reqs, Syncs: sy, Throttle: ops.sessions.Throttle(),
 	}
 	mux.Handle("/admin/", admin.Handler(adminDeps))
 	mux.Handle(operator.Prefix, operatorPages(env, adminDeps, ops.budget, ops.sessions, log))

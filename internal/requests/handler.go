@@ -100,6 +100,9 @@ type HandlerDeps struct {
 	IdempotencyTTL time.Duration
 	Metrics        *Metrics
 	Logger         zerolog.Logger
+	// Pages takes the outcomes of syncs' page requests (package syncs).
+	// Nil: such a request fails.
+	Pages Pages
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Keyring opens queued requests and seals what the handler keeps of

@@ -19,6 +19,9 @@ import (
 // complete publishes request.completed, with the body inline or in the
 // object store.
 func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer) error {
+	if r.Sync != "" {
+		return h.pageDone(ctx, r, rec, ans)
+	}
 	now := h.d.Clock()
 	data := events.RequestCompleted{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Status: ans.Status, Headers: eventHeaders(ans.Header), BodySize: len(ans.Body), Attempts: rec.attempts,
@@ -55,6 +58,9 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 
 // fail publishes request.failed.
 func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class string, status int, msg string) error {
+	if r.Sync != "" {
+		return h.pageFailed(ctx, r, rec, class, msg)
+	}
 	now := h.d.Clock()
 	data := events.RequestFailed{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Class: class, Status: status, Message: msg, Attempts: rec.attempts, FailedAt: now.UTC()}

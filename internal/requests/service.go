@@ -58,11 +58,35 @@ type ServiceOptions struct {
 // s, as a NATS micro service, only to reply inboxes (o.InboxPrefix): a
 // submission naming another reply subject is neither submitted nor answered. Stop the returned service when shutting down.
 func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, error) {
-	if nc == nil || s == nil {
-		return nil, errors.New("requests: the service needs a NATS connection and a submitter")
+	if s == nil {
+		return nil, errors.New("requests: the service needs a submitter")
+	}
+	return NewJSONService(nc, ServiceSpec{Name: ServiceName, Version: ServiceVersion, QueueGroup: DefaultQueueGroup,
+		Description: "accepts vendor request jobs", Endpoint: "submit", Subject: SubjectSubmit}, o,
+		func(ctx context.Context, body []byte) any { return SubmitJSON(ctx, s, body, o.Logger) })
+}
+
+// ServiceSpec names a JSON request/reply service.
+type ServiceSpec struct {
+	Name, Version, Description string
+	// QueueGroup is the default of ServiceOptions.QueueGroup.
+	QueueGroup string
+	// Endpoint names the endpoint; Subject is its subject after
+	// ServiceOptions.SubjectPrefix.
+	Endpoint, Subject string
+}
+
+// NewJSONService runs a NATS micro service that answers each message on
+// o.SubjectPrefix+spec.Subject with answer's value as JSON, only to reply
+// inboxes (o.InboxPrefix, see natsinbox), each within o.Timeout: the
+// shape of request.submit, which sync.start shares. Stop it when shutting
+// down.
+func NewJSONService(nc *nats.Conn, spec ServiceSpec, o ServiceOptions, answer func(ctx context.Context, body []byte) any) (micro.Service, error) {
+	if nc == nil || answer == nil {
+		return nil, fmt.Errorf("%s: the service needs a NATS connection and an answer", spec.Name)
 	}
 	if o.QueueGroup == "" {
-		o.QueueGroup = DefaultQueueGroup
+		o.QueueGroup = spec.QueueGroup
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
@@ -71,24 +95,24 @@ func NewService(nc *nats.Conn, s *Submitter, o ServiceOptions) (micro.Service, e
 		o.InboxPrefix = natsinbox.DefaultPrefix
 	}
 	if err := natsinbox.CheckPrefix(o.InboxPrefix); err != nil {
-		return nil, fmt.Errorf("requests: ServiceOptions.InboxPrefix: %w", err)
+		return nil, fmt.Errorf("%s: ServiceOptions.InboxPrefix: %w", spec.Name, err)
 	}
 	svc, err := micro.AddService(nc, micro.Config{
-		Name: ServiceName, Version: ServiceVersion, QueueGroup: o.QueueGroup,
-		Description: "accepts vendor request jobs",
+		Name: spec.Name, Version: spec.Version, QueueGroup: o.QueueGroup, Description: spec.Description,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("requests: add service: %w", err)
+		return nil, fmt.Errorf("%s: add service: %w", spec.Name, err)
 	}
-	submit := micro.HandlerFunc(func(req micro.Request) {
+	h := micro.HandlerFunc(func(req micro.Request) {
 		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 		defer cancel()
-		_ = req.RespondJSON(SubmitJSON(ctx, s, req.Data(), o.Logger))
+		_ = req.RespondJSON(answer(ctx, req.Data()))
 	})
-	err = svc.AddEndpoint("submit", natsinbox.Guard(ServiceName, o.InboxPrefix, o.Logger, submit), micro.WithEndpointSubject(o.SubjectPrefix+SubjectSubmit), micro.WithEndpointQueueGroup(o.QueueGroup))
+	err = svc.AddEndpoint(spec.Endpoint, natsinbox.Guard(spec.Name, o.InboxPrefix, o.Logger, h),
+		micro.WithEndpointSubject(o.SubjectPrefix+spec.Subject), micro.WithEndpointQueueGroup(o.QueueGroup))
 	if err != nil {
 		_ = svc.Stop()
-		return nil, fmt.Errorf("requests: add endpoint: %w", err)
+		return nil, fmt.Errorf("%s: add endpoint: %w", spec.Name, err)
 	}
 	return svc, nil
 }
@@ -124,6 +148,9 @@ func DecodeRequest(body []byte) (jobs.Request, error) {
 	}
 	if dec.More() {
 		return r, invalid("the request must be one JSON object")
+	}
+	if r.Sync != "" {
+		return r, invalid("sync is set by tokenrelay for the pages of a sync; start a sync on sync.start instead")
 	}
 	r.SubmittedAt = time.Time{}
 	return r, nil

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // TypePoll is the task type of a poll. A type name, once shipped, is never
@@ -98,8 +98,8 @@ type PollerDeps struct {
 	Enqueuer Enqueuer
 	// Queue the polls go on. Default "low".
 	Queue string
-	// Fetcher makes the request jobs of a poll. Required to handle polls.
-	Fetcher Fetcher
+	// Syncs starts the incremental sync of a poll. Required to handle polls.
+	Syncs SyncStarter
 	// TickEvery is how often Run looks at every target. Default 5s.
 	TickEvery time.Duration
 	Clock     func() time.Time
@@ -283,9 +283,18 @@ func PollTaskOptions(t PollTask, interval time.Duration, queue string) []asynq.O
 	}
 }
 
-// HandlePoll runs one poll: it asks for what changed since the last poll,
-// through the shared budget (a request job). A poll whose target is back on
-// webhooks does nothing: polling stops by itself.
+// SyncStarter starts a sync (syncs.Runner satisfies it).
+type SyncStarter interface {
+	Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error)
+}
+
+// HandlePoll runs one poll: an incremental sync of the resource with the
+// target's credential, which pages through everything that changed since
+// the last poll that reached its end (however many pages: a burst of
+// changes during a silent-webhook period is never cut to one page), on the
+// shared budget. Its id names the slot, so a retried poll starts it once.
+// A poll whose target is back on webhooks does nothing: polling stops by
+// itself.
 func (p *Poller) HandlePoll(ctx context.Context, task PollTask) error {
 	var target *PollTarget
 	for i := range p.d.Targets {
@@ -305,28 +314,24 @@ func (p *Poller) HandlePoll(ctx context.Context, task PollTask) error {
 		p.d.Logger.Debug().Str("vendor", task.Vendor).Str("resource", task.Resource).Msg("webhooks flow again; poll skipped")
 		return nil
 	}
-	if p.d.Fetcher == nil {
-		return fmt.Errorf("webhooks: no fetcher to poll %s/%s: %w", task.Vendor, task.Resource, asynq.SkipRetry)
+	if p.d.Syncs == nil {
+		return fmt.Errorf("webhooks: no sync runner to poll %s/%s: %w", task.Vendor, task.Resource, asynq.SkipRetry)
 	}
-	since, err := p.state.pollSince(ctx, task.Vendor, task.Resource)
-	if err != nil {
-		return err
-	}
-	slot := time.UnixMilli(task.Slot)
-	q := url.Values{}
-	if !since.IsZero() {
-		q.Set("_lastUpdated", "gt"+since.UTC().Format(time.RFC3339))
-	}
-	err = p.d.Fetcher.Fetch(ctx, Fetch{
-		Vendor: task.Vendor, Credential: target.Credential, Method: http.MethodGet, Path: task.Resource, Query: q,
-		Batch: "poll-" + task.Vendor, IdempotencyKey: fmt.Sprintf("poll:%s:%s:%d", task.Vendor, task.Resource, task.Slot),
-	})
-	if err != nil {
-		return fmt.Errorf("webhooks: enqueue poll of %s/%s: %w", task.Vendor, task.Resource, err)
+	s := jobs.Sync{ID: PollSyncID(task), Vendor: task.Vendor, Credential: target.Credential, Resource: task.Resource,
+		Mode: jobs.SyncIncremental, Batch: "poll-" + task.Vendor}
+	if _, err := p.d.Syncs.Start(ctx, s); err != nil {
+		var se *requests.SubmitError
+		if errors.As(err, &se) && se.Code == requests.CodeDuplicate {
+			return nil // this slot's poll started it already
+		}
+		return fmt.Errorf("webhooks: start the poll of %s/%s: %w", task.Vendor, task.Resource, err)
 	}
 	p.d.Metrics.fetch(task.Vendor, fetchPoll)
-	if slot.After(since) {
-		return p.state.setPollSince(ctx, task.Vendor, task.Resource, slot)
-	}
 	return nil
+}
+
+// PollSyncID is the id of the sync a poll starts: one per vendor, resource
+// and slot.
+func PollSyncID(t PollTask) string {
+	return "poll-" + hashID(t.Vendor, t.Resource, strconv.FormatInt(t.Slot, 10))
 }

@@ -3,7 +3,6 @@ package webhooks_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,9 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/webhooks"
+	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -81,12 +82,13 @@ func TestPollingStartsWhenWebhooksGoQuietAndStopsWhenTheyReturn(t *testing.T) {
 	require.Len(t, targets, 2)
 
 	queue := &taskLog{ids: map[string]bool{}}
+	started := &syncLog{ids: map[string]bool{}}
 	metrics := webhooks.NewMetrics()
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
 	poller, err := webhooks.NewPoller(webhooks.PollerDeps{
 		Targets: targets, Redis: r.rdb, KeyPrefix: r.prefix, JetStream: r.js, SubjectPrefix: r.subject,
-		Enqueuer: queue, Fetcher: r.fetches, Clock: r.clock.Now, Metrics: metrics,
+		Enqueuer: queue, Syncs: started, Clock: r.clock.Now, Metrics: metrics,
 		Logger: zerolog.New(lockedWriter{&logMu, logs}),
 	})
 	require.NoError(t, err)
@@ -142,13 +144,15 @@ func TestPollingStartsWhenWebhooksGoQuietAndStopsWhenTheyReturn(t *testing.T) {
 	}
 	require.Equal(t, "Patient", hsTask.Resource)
 
-	// The poll is a fetch through the shared budget, with hs-main's token.
+	// The poll is an incremental sync (it pages through every change since
+	// the last poll that reached its end) through the shared budget, with
+	// hs-main's token; a retried poll of the same slot starts it once.
 	require.NoError(t, poller.HandlePoll(ctx, hsTask))
-	fetches := r.fetches.all()
-	require.Len(t, fetches, 1)
-	require.Equal(t, webhooks.Fetch{Vendor: "healthsync", Credential: "hs-main", Method: http.MethodGet, Path: "Patient",
-		Query: map[string][]string{}, Batch: "poll-healthsync", IdempotencyKey: fetches[0].IdempotencyKey}, fetches[0])
-	// The next one asks only for what changed since.
+	require.NoError(t, poller.HandlePoll(ctx, hsTask))
+	syncs := started.all()
+	require.Equal(t, []jobs.Sync{{ID: webhooks.PollSyncID(hsTask), Vendor: "healthsync", Credential: "hs-main", Resource: "Patient",
+		Mode: jobs.SyncIncremental, Batch: "poll-healthsync"}}, syncs)
+	// The next slot's poll is another run of the same search.
 	r.clock.Advance(5 * time.Minute)
 	require.NoError(t, poller.Tick(ctx))
 	for _, task := range queue.take() {
@@ -157,9 +161,9 @@ func TestPollingStartsWhenWebhooksGoQuietAndStopsWhenTheyReturn(t *testing.T) {
 		}
 	}
 	require.NoError(t, poller.HandlePoll(ctx, hsTask))
-	fetches = r.fetches.all()
-	require.Len(t, fetches, 2)
-	require.True(t, strings.HasPrefix(fetches[1].Query.Get("_lastUpdated"), "gt"))
+	syncs = started.all()
+	require.Len(t, syncs, 2)
+	require.NotEqual(t, syncs[0].ID, syncs[1].ID)
 
 	// Webhooks flow again: polling stops, and a poll still queued does nothing.
 	sender.Resume()
@@ -172,7 +176,7 @@ func TestPollingStartsWhenWebhooksGoQuietAndStopsWhenTheyReturn(t *testing.T) {
 		return poller.Tick(ctx) == nil && !polling("healthsync", "Patient")
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, poller.HandlePoll(ctx, hsTask))
-	require.Len(t, r.fetches.all(), 2)
+	require.Len(t, started.all(), 2)
 	require.True(t, polling("closed", "Invoice"), "a vendor without webhooks keeps polling")
 
 	// Each change of mode is an event, a metric and a log line.
@@ -196,6 +200,31 @@ func TestPollingStartsWhenWebhooksGoQuietAndStopsWhenTheyReturn(t *testing.T) {
 	defer logMu.Unlock()
 	require.Contains(t, logs.String(), "polling started")
 	require.Contains(t, logs.String(), "polling stopped")
+}
+
+// syncLog is a SyncStarter that keeps the syncs, refusing an id it holds,
+// as syncs.Runner does.
+type syncLog struct {
+	mu    sync.Mutex
+	ids   map[string]bool
+	syncs []jobs.Sync
+}
+
+func (l *syncLog) Start(_ context.Context, s jobs.Sync) (jobs.Sync, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ids[s.ID] {
+		return s, &requests.SubmitError{Code: requests.CodeDuplicate, Message: "taken"}
+	}
+	l.ids[s.ID] = true
+	l.syncs = append(l.syncs, s)
+	return s, nil
+}
+
+func (l *syncLog) all() []jobs.Sync {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]jobs.Sync(nil), l.syncs...)
 }
 
 type lockedWriter struct {

@@ -22,7 +22,6 @@ import (
 //	live:<vendor>                   unix ms of the last delivery or heartbeat
 //	events:<vendor>:<sub hash>      highest eventsSinceSubscriptionStart seen
 //	mode:<vendor>:<resource>        "polling|<unix ms>" or "webhooks|<unix ms>"
-//	since:<vendor>:<resource>       unix ms the last poll asked changes from
 //	fetches:<vendor>                sorted set: one member per fetch a
 //	                                notification triggered, scored by its
 //	                                unix ms, for one fetch_rate window
@@ -198,30 +197,6 @@ func (s *state) setMode(ctx context.Context, vendor, resource, prevRaw, mode str
 		return false, fmt.Errorf("webhooks: set mode: %w", err)
 	}
 	return n == 1, nil
-}
-
-func (s *state) sinceKey(vendor, resource string) string {
-	return s.prefix + "since:" + vendor + ":" + resource
-}
-
-// pollSince is when the last poll of a resource started asking from; zero
-// when it was never polled.
-func (s *state) pollSince(ctx context.Context, vendor, resource string) (time.Time, error) {
-	ms, err := s.rdb.Get(ctx, s.sinceKey(vendor, resource)).Int64()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return time.Time{}, nil
-	case err != nil:
-		return time.Time{}, fmt.Errorf("webhooks: read poll watermark: %w", err)
-	}
-	return time.UnixMilli(ms), nil
-}
-
-func (s *state) setPollSince(ctx context.Context, vendor, resource string, at time.Time) error {
-	if err := s.rdb.Set(ctx, s.sinceKey(vendor, resource), at.UnixMilli(), 0).Err(); err != nil {
-		return fmt.Errorf("webhooks: write poll watermark: %w", err)
-	}
-	return nil
 }
 
 // takeFetchesScript takes ARGV[4] fetches from a vendor's fetch rate

@@ -18,9 +18,13 @@
 //     RealTokenLifetime (15 minutes), as the real Halaxy does.
 //   - GET {type} (Patient, Appointment, any resource type): a FHIR R4B
 //     searchset Bundle of SetFHIRResources resources (default 3; Patient's
-//     are a few fake patients), paged by _count (1 to 100, default 20) and
-//     page, with a next link while more remain; GET {type}/{id} (ids from
-//     1001) one resource or 404. Answers are application/fhir+json. Reads
+//     are a few fake patients), with its total, paged by _count (1 to 100,
+//     default 20) with a next link (a keyset cursor, so changes while a
+//     client pages skip nothing) while more remain, filtered by
+//     _lastUpdated=gt<instant>; each resource has meta.versionId and
+//     meta.lastUpdated, and UpdateFHIRResources changes resources (a new
+//     version at the sandbox clock's time) while a client pages; GET
+//     {type}/{id} (ids from 1001) one resource or 404. Answers are application/fhir+json. Reads
 //     require the same Accept and User-Agent and a valid bearer token: an
 //     expired, unknown, missing or revoked token gets 401 and is counted
 //     (Sandbox.ExpiredUses, UnknownUses, RevokedUses). Answers carry

@@ -25,7 +25,9 @@ import (
 //     after which the next token request gets 401 invalid_client and the
 //     tokens stop working. Tokens live min(FHIRPortalMaxTokenLifetime,
 //     RealTokenLifetime), and expires_in says so.
-//   - GET Patient: as under OAuth2Path, with a token of this API only.
+//   - GET {type} and GET {type}/{id}: the generic FHIR reads and searches
+//     (paged, _lastUpdated filtering; see serveRead), as under OAuth2Path,
+//     with a token of this API only.
 //
 // Faults for EndpointToken and EndpointPatient apply as everywhere. The
 // discovery endpoint is hit only by EndpointAll faults without a ClientID
@@ -72,7 +74,8 @@ func defaultFHIRPortalAuthMethods() []string {
 func (v *fhirPortalSandbox) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+FHIRPortalPath+".well-known/smart-configuration", v.smartConfiguration)
 	mux.HandleFunc("POST "+FHIRPortalPath+"token", v.token)
-	mux.HandleFunc("GET "+FHIRPortalPath+"Patient", v.s.patient(v.fhir))
+	mux.HandleFunc("GET "+FHIRPortalPath+"{type}", v.s.patient(v.fhir))
+	mux.HandleFunc("GET "+FHIRPortalPath+"{type}/{id}", v.s.patient(v.fhir))
 }
 
 // SetFHIRPortalAuthMethods sets the client authentication methods the

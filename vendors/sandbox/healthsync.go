@@ -21,7 +21,11 @@ package sandbox
 // Endpoints (relative to HealthSyncPath):
 //
 //   - GET records and GET patients: the data reads, with ?limit=1..100
-//     (default 20). They need the scope "records:read" (or "patients:read")
+//     (default 20). Records are paged: a page with more after it says so
+//     in has_more and in an RFC 8288 header Link: <URL>; rel="next" (the
+//     URL carries the keyset cursor "after"); ?updated_since=<RFC 3339>
+//     keeps the records changed after it (UpdateFHIRResources with type
+//     "records"), and the Date header is the sandbox clock's. They need the scope "records:read" (or "patients:read")
 //     or "read". An unknown, revoked or expired key or token gets 401
 //     (counted as an unknown, revoked or expired use), a valid one without
 //     the scope 403 insufficient_scope.
@@ -61,8 +65,10 @@ package sandbox
 
 import (
 	"encoding/json"
+	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -180,7 +186,7 @@ func newHealthSyncSandbox(s *Sandbox) *healthSyncSandbox {
 // routes registers the emulator's endpoints.
 func (v *healthSyncSandbox) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+HealthSyncPath+"oauth/token", v.token)
-	mux.HandleFunc("GET "+HealthSyncPath+"records", v.api("records:read", false, v.list(hsFakeRecords)))
+	mux.HandleFunc("GET "+HealthSyncPath+"records", v.api("records:read", false, v.records))
 	mux.HandleFunc("GET "+HealthSyncPath+"patients", v.api("patients:read", false, v.list(hsFakePatients)))
 	mux.HandleFunc("POST "+HealthSyncPath+"keys", v.api("", true, v.createKey))
 	mux.HandleFunc("GET "+HealthSyncPath+"keys", v.api("", true, v.listKeys))
@@ -477,6 +483,53 @@ func (v *healthSyncSandbox) list(items []map[string]any) func(http.ResponseWrite
 		n = min(n, len(items))
 		writeJSON(w, http.StatusOK, "application/json", map[string]any{"data": items[:n], "has_more": n < len(items)})
 	}
+}
+
+// records serves GET records: the synthetic data of type "records" (the
+// first three are hsFakeRecords), paged as the FHIR searches are, with a
+// Link header to the next page.
+func (v *healthSyncSandbox) records(w http.ResponseWriter, r *http.Request, _ hsAuth, now time.Time) {
+	q := r.URL.Query()
+	if l := q.Get("limit"); l != "" {
+		q.Set("_count", l)
+	}
+	sr, problem := parseSearch(q, "records", "updated_since")
+	if problem != "" {
+		writeHealthSyncError(w, http.StatusBadRequest, "invalid_request", strings.ReplaceAll(problem, "_count", "limit"))
+		return
+	}
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.Atoi(a)
+		if err != nil || n < -1 {
+			writeHealthSyncError(w, http.StatusBadRequest, "invalid_request", "after must be a cursor from a Link header")
+			return
+		}
+		sr.after = n
+	}
+	idx, metas, more, _ := v.s.reads.run(sr)
+	data := make([]map[string]any, 0, len(idx))
+	for k, i := range idx {
+		rec := map[string]any{"id": "rec_" + strconv.Itoa(1001+i), "patient_id": "pat_1001", "type": "visit_note",
+			"created_at": "2025-01-06T09:30:00Z"}
+		if i < len(hsFakeRecords) {
+			maps.Copy(rec, hsFakeRecords[i])
+		}
+		rec["version"], rec["updated_at"] = metas[k].version, metas[k].at.UTC().Format(fhirInstant)
+		data = append(data, rec)
+	}
+	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+	if more {
+		next := url.Values{}
+		for k, vals := range r.URL.Query() {
+			if k != "after" {
+				next[k] = vals
+			}
+		}
+		next.Set("limit", strconv.Itoa(sr.count))
+		next.Set("after", strconv.Itoa(idx[len(idx)-1]))
+		w.Header().Set("Link", "<"+baseURL(r, HealthSyncPath)+"records?"+next.Encode()+`>; rel="next"`)
+	}
+	writeJSON(w, http.StatusOK, "application/json", map[string]any{"data": data, "has_more": more})
 }
 
 // hsKeyJSON is a key in the key-management answers.

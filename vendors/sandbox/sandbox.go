@@ -161,7 +161,7 @@ func New(opts Options) *Sandbox {
 		tokens:       tokenStore{m: make(map[string]tokenInfo)},
 		stats:        make(map[string]*clientStats),
 		rates:        newRateBook(),
-		reads:        fhirReads{count: DefaultFHIRResources},
+		reads:        fhirReads{count: DefaultFHIRResources, origin: opts.Clock()},
 	}
 	s.halaxy = flavor{api: apiHalaxy, base: HalaxyPath, fhirHeaders: true}
 	s.halaxy.limiter = newSlidingWindow(opts.HalaxyRateLimit, opts.HalaxyRateWindow, s.rates)

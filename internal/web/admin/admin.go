@@ -56,6 +56,8 @@ type Deps struct {
 	RotateNow func(ctx context.Context, c store.Credential) error
 	// Requests, if set, serves POST /admin/requests and the batch routes.
 	Requests RequestJobs
+	// Syncs, if set, serves POST /admin/syncs and the sync routes.
+	Syncs SyncJobs
 	// Throttle, if set, counts wrong bearer tokens per client and refuses
 	// (429) a client that sent too many, as sign-ins on the operator
 	// pages and the queue dashboard are (share one Throttle with them).
@@ -84,6 +86,7 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("POST /admin/credentials/{id}/enable", withID(a.enable))
 	mux.HandleFunc("POST /admin/credentials/{id}/rotate", withID(a.rotate))
 	a.requestRoutes(mux)
+	a.syncRoutes(mux)
 	return a.authenticate(mux)
 }
 

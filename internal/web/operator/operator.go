@@ -108,6 +108,8 @@ type Deps struct {
 	Budgets Budgets
 	// Events, if nil, shows "no event stream".
 	Events EventLog
+	// Syncs, if nil, shows "syncs are not enabled".
+	Syncs Syncs
 	// Links are extra entries of the navigation bar, such as asynqmon.
 	Links []Link
 	// Refresh is how often the list pages reload themselves (a meta
@@ -182,6 +184,7 @@ func Handler(d Deps) http.Handler {
 	mux.Handle("POST "+Prefix+"credentials/{id}/{action}", p.signedIn(withID(p.act)))
 	mux.Handle("GET "+Prefix+"budgets", p.signedIn(http.HandlerFunc(p.budgets)))
 	mux.Handle("GET "+Prefix+"events", p.signedIn(http.HandlerFunc(p.events)))
+	mux.Handle("GET "+Prefix+"syncs", p.signedIn(http.HandlerFunc(p.syncs)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d.Token.IsZero() {
 			http.Error(w, "the operator pages are off: set http.admin_token in the configuration", http.StatusNotFound)
