@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // SyncStatus is a sync as the admin API (GET /admin/syncs/{id}) and the
@@ -85,8 +83,29 @@ func syncPath(vendor, credential, id, suffix string) string {
 		url.Values{"vendor": {vendor}, "credential": {credential}}.Encode()
 }
 
+// SyncStart is a sync as POST /admin/syncs (and NATS sync.start) takes it:
+// jobs.Sync's JSON, which this package does not import (jobs holds the
+// worker's handlers too).
+type SyncStart struct {
+	// ID identifies the sync; empty: the worker makes one.
+	ID string `json:"id,omitempty"`
+	// Vendor is optional; when given it must be the credential's.
+	Vendor     string `json:"vendor,omitempty"`
+	Credential string `json:"credential"`
+	// Resource is the search's path relative to the vendor's base URL
+	// ("Patient", "records").
+	Resource string `json:"resource"`
+	// Query is the search's parameters ({"_count": ["100"]}).
+	Query map[string][]string `json:"query,omitempty"`
+	// Mode is "full" (default) or "incremental".
+	Mode string `json:"mode,omitempty"`
+	// Batch groups the sync's page requests with other request jobs for
+	// fairness and cancellation; empty: one of its own.
+	Batch string `json:"batch,omitempty"`
+}
+
 // StartSync starts a sync; it returns its id once accepted.
-func (c *Client) StartSync(ctx context.Context, s jobs.Sync) (string, error) {
+func (c *Client) StartSync(ctx context.Context, s SyncStart) (string, error) {
 	body, err := jsonBody(s)
 	if err != nil {
 		return "", err

@@ -48,11 +48,8 @@ func syncCmd(ctx context.Context, args []string, env func(string) (string, bool)
 			fmt.Fprintf(stderr, "tokenrelay sync start: -query: %v\n", perr)
 			return 2
 		}
-		s := jobs.NewSync(*credential, *resource, *mode)
-		s.Vendor, s.Batch, s.Query = *vendor, *batchID, jobs.Query(q)
-		if *id != "" {
-			s.ID = *id
-		}
+		s := adminclient.SyncStart{ID: *id, Vendor: *vendor, Credential: *credential, Resource: *resource,
+			Query: q, Mode: *mode, Batch: *batchID}
 		var started string
 		if started, err = c.StartSync(ctx, s); err == nil {
 			fmt.Fprintf(stdout, "sync %s started\n", started)

@@ -113,7 +113,7 @@ func TestAdminSyncStartRefusesUnknownFields(t *testing.T) {
 	srv := httptest.NewServer(admin.Handler(admin.Deps{Config: &config.Config{}, Token: secret.New("tok-1"), Logger: zerolog.Nop(), Syncs: &fakeSyncs{}}))
 	t.Cleanup(srv.Close)
 	c := &adminclient.Client{BaseURL: srv.URL, Token: secret.New("tok-1")}
-	_, err := c.StartSync(context.Background(), jobs.Sync{Credential: "clinic-a", Resource: "Patient"})
+	_, err := c.StartSync(context.Background(), adminclient.SyncStart{Credential: "clinic-a", Resource: "Patient"})
 	require.NoError(t, err)
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/admin/syncs", strings.NewReader(`{"credential":"c","resource":"Patient","pages":3}`))
 	require.NoError(t, err)
