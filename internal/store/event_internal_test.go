@@ -34,6 +34,11 @@ func TestEncodeEventIsJSONMarshal(t *testing.T) {
 		"control in id":     func(e *events.Envelope) { e.ID = "a\x01b" },
 		"space in type":     func(e *events.Envelope) { e.Type = "token renewed" },
 		"array data":        func(e *events.Envelope) { e.Data = json.RawMessage(`[1,"two",null,true]`) },
+		"traced":            func(e *events.Envelope) { e.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+		"trace state": func(e *events.Envelope) {
+			e.TraceParent, e.TraceState = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "congo=t61rcWkgMzE"
+		},
+		"quote in trace": func(e *events.Envelope) { e.TraceParent = `0"0` },
 	}
 	for name, change := range cases {
 		ev := base

@@ -817,8 +817,19 @@ func appendEnvelope(b []byte, ev events.Envelope) ([]byte, bool) {
 		return nil, false
 	}
 	b = append(append(b, `","datacontenttype":"`...), ev.DataContentType...)
-	b = append(append(append(b, `","data":`...), ev.Data...), '}')
-	return b, true
+	b = append(append(b, `","data":`...), ev.Data...)
+	for _, f := range [...]struct{ name, value string }{
+		{`,"traceparent":"`, ev.TraceParent}, {`,"tracestate":"`, ev.TraceState},
+	} {
+		if f.value == "" { // omitempty
+			continue
+		}
+		if !plainJSON(f.value, false) {
+			return nil, false
+		}
+		b = append(append(append(b, f.name...), f.value...), '"')
+	}
+	return append(b, '}'), true
 }
 
 // plainJSON reports whether json.Marshal writes s as it is: printable
