@@ -277,8 +277,6 @@ func New(rdb redis.UniversalClient, o Options) *Budget {
 	return b
 }
 
-func (b *Budget) pauseChannel() string { return b.o.Prefix + "budget:paused" }
-
 // listen applies the pauses other processes announce:
 // "account\x00end\x00now", the pause's end and the time it was announced
 // (ms, on the budget's clock: Redis's, or the injected one).
@@ -379,11 +377,6 @@ func (b *Budget) slack(lim Limit) time.Duration {
 		return b.o.Slack
 	}
 	return min(max(lim.Per/100, 2*time.Millisecond), 500*time.Millisecond)
-}
-
-func (b *Budget) keys(account string) []string {
-	base := b.o.Prefix + "budget:{" + account + "}:"
-	return []string{base + "log", base + "used", base + "meta", base + "learned"}
 }
 
 func (b *Budget) nextID() string {

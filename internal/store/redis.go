@@ -74,13 +74,11 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		ring:   opts.Keyring,
 		now:    opts.Clock,
 		prefix: opts.Prefix,
-		creds:  opts.Prefix + "creds",
-		due:    opts.Prefix + "due",
+		creds:  credsKey(opts.Prefix),
+		due:    dueKey(opts.Prefix),
 		outbox: events.OutboxKey(opts.Prefix),
 	}, nil
 }
-
-func (s *Store) credKey(id string) string { return s.prefix + "cred:" + id }
 
 // Upsert adds a credential, due for its first refresh at once, or updates
 // the vendor, client id and client secret of an existing one. An update
@@ -688,7 +686,7 @@ func (s *Store) ReconcileTurn(ctx context.Context, period time.Duration) (bool, 
 	if period <= 0 {
 		return false, fmt.Errorf("store: reconcile turn: period %s is not positive", period)
 	}
-	ok, err := s.rdb.SetNX(ctx, s.prefix+"reconcile:turn", ms(s.now()), period).Result()
+	ok, err := s.rdb.SetNX(ctx, s.reconcileTurnKey(), ms(s.now()), period).Result()
 	if err != nil {
 		return false, fmt.Errorf("store: reconcile turn: %w", err)
 	}

@@ -205,11 +205,6 @@ func (s *Store) resealBatch(ctx context.Context, ids []string, dryRun bool, p *R
 	return nil
 }
 
-// resealLeaseKey is the lease that lets one process at a time re-seal;
-// resealDoneKey records the key id of the last pass that left nothing.
-func (s *Store) resealLeaseKey() string { return s.prefix + "reseal:lease" }
-func (s *Store) resealDoneKey() string  { return s.prefix + "reseal:done" }
-
 var scriptLease = newScript(`
 -- KEYS[1] lease   ARGV owner, ttl ms. Takes or extends the lease; 1 if owner holds it.
 local cur = redis.call('GET', KEYS[1])
