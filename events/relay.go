@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/tokenrelay/tokenrelay/internal/lease"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 )
 
@@ -114,7 +115,7 @@ type Relay struct {
 	rdb           redis.UniversalClient
 	outbox        *Outbox
 	deadKey       string
-	leaseKey      string
+	lease         *lease.Lease
 	nc            *nats.Conn
 	pub           jetstream.JetStream
 	subjectPrefix string
@@ -124,12 +125,10 @@ type Relay struct {
 	block         time.Duration
 	ackTimeout    time.Duration
 	onPublished   func(Envelope, time.Duration)
-	owner         string
 	keyring       *seal.Keyring
 
-	running    atomic.Bool
-	active     atomic.Bool
-	leaseUntil atomic.Int64 // unix nanoseconds: the lease surely lives until then
+	running atomic.Bool
+	active  atomic.Bool
 
 	// published holds outbox ids acked by JetStream whose XDEL has not
 	// succeeded yet: they are deleted, never published again. Used only by
@@ -185,7 +184,7 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		rdb:           o.Redis,
 		outbox:        NewOutbox(o.Redis, o.Prefix),
 		deadKey:       DeadLetterKey(o.Prefix),
-		leaseKey:      RelayLeaseKey(o.Prefix),
+		lease:         lease.New(o.Redis, RelayLeaseKey(o.Prefix), fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()), o.LeaseTTL),
 		nc:            nc,
 		pub:           pub,
 		subjectPrefix: o.SubjectPrefix,
@@ -195,7 +194,6 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		block:         o.Block,
 		ackTimeout:    o.AckTimeout,
 		onPublished:   o.OnPublished,
-		owner:         fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()),
 		published:     make(map[string]struct{}),
 		keyring:       o.Keyring,
 	}
@@ -234,14 +232,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		if r.nc.IsClosed() {
 			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
 		}
-		ok, err := r.acquire(ctx)
+		got, err := r.lease.Acquire(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			r.log.Warn().Err(err).Msg("cannot reach Redis to take the relay lease; retrying")
 		}
-		if ok {
+		if got.Held() {
 			if err := r.lead(ctx); err != nil {
 				return err
 			}
@@ -252,7 +250,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // lead relays while this relay holds the lease.
 func (r *Relay) lead(ctx context.Context) error {
-	r.log.Info().Str("owner", r.owner).Msg("relay lease taken: publishing the outbox")
+	r.log.Info().Str("owner", r.lease.Owner()).Msg("relay lease taken: publishing the outbox")
 	leaseCtx, lost := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.keepLease(leaseCtx, lost) })
@@ -265,7 +263,7 @@ func (r *Relay) lead(ctx context.Context) error {
 	wg.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if rerr := releaseScript.Run(rctx, r.rdb, []string{r.leaseKey}, r.owner).Err(); rerr != nil {
+	if rerr := r.lease.Release(rctx); rerr != nil {
 		r.log.Warn().Err(rerr).Msg("cannot release the relay lease; it expires by itself")
 	}
 	if ctx.Err() == nil && err == nil {
@@ -274,87 +272,18 @@ func (r *Relay) lead(ctx context.Context) error {
 	return err
 }
 
-var (
-	// renewScript extends the lease only if this relay still holds it.
-	renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`)
-	// releaseScript deletes the lease only if this relay still holds it.
-	releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0`)
-)
-
-// acquire takes the lease if it is free (or already this relay's).
-func (r *Relay) acquire(ctx context.Context) (bool, error) {
-	start := time.Now()
-	ok, err := r.rdb.SetNX(ctx, r.leaseKey, r.owner, r.leaseTTL).Result()
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		if ok, err = r.renew(ctx); err != nil {
-			return false, err
-		}
-	}
-	if ok {
-		r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
-	}
-	return ok, nil
-}
-
-func (r *Relay) renew(ctx context.Context) (bool, error) {
-	n, err := renewScript.Run(ctx, r.rdb, []string{r.leaseKey}, r.owner, r.leaseTTL.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("events: relay: renew lease: %w", err)
-	}
-	return n == 1, nil
-}
-
-// leaseValid reports whether the lease surely still lives: leaseUntil is
-// counted from before the call that set or extended it.
-func (r *Relay) leaseValid() bool {
-	return time.Now().UnixNano() < r.leaseUntil.Load()
-}
-
 // keepLease renews the lease every LeaseTTL/3 and calls lost when it is gone:
 // taken by another relay, or expired while Redis could not be reached.
 func (r *Relay) keepLease(ctx context.Context, lost context.CancelFunc) {
 	defer lost()
-	timer := time.NewTimer(r.leaseTTL / 3)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		start := time.Now()
-		until := time.Unix(0, r.leaseUntil.Load())
-		if !start.Before(until) {
-			r.log.Warn().Msg("relay lease expired before it could be renewed")
-			return
-		}
-		rctx, cancel := context.WithDeadline(ctx, until)
-		ok, err := r.renew(rctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			r.log.Warn().Err(err).Time("lease_until", until).Msg("cannot renew the relay lease; retrying")
-			timer.Reset(min(r.leaseTTL/10, time.Until(until)))
-		case !ok:
-			r.log.Warn().Msg("relay lease taken by another relay")
-			return
-		default:
-			r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
-			timer.Reset(r.leaseTTL / 3)
-		}
+	err := r.lease.Keep(ctx, func(err error, until time.Time) {
+		r.log.Warn().Err(err).Time("lease_until", until).Msg("cannot renew the relay lease; retrying")
+	})
+	switch {
+	case errors.Is(err, lease.ErrExpired):
+		r.log.Warn().Msg("relay lease expired before it could be renewed")
+	case errors.Is(err, lease.ErrTaken):
+		r.log.Warn().Msg("relay lease taken by another relay")
 	}
 }
 
@@ -368,7 +297,7 @@ func (r *Relay) pump(ctx context.Context) error {
 		r.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(msg)
 		return sleepCtx(ctx, wait)
 	}
-	for ctx.Err() == nil && r.leaseValid() {
+	for ctx.Err() == nil && r.lease.Valid() {
 		if r.nc.IsClosed() {
 			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
 		}
@@ -501,7 +430,7 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			failure = ctx.Err()
 			break
 		}
-		if !r.leaseValid() { // e.g. this process was paused past the lease
+		if !r.lease.Valid() { // e.g. this process was paused past the lease
 			failure = errLeaseExpired
 			break
 		}
