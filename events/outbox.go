@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -36,9 +35,9 @@ func EncodeOutboxEntry(env Envelope) ([]any, error) {
 	if !validEventSubject(env.Subject) {
 		return nil, fmt.Errorf("events: subject of event %s is not an event subject (<type>.<vendor>.<credential> of a known type, literal tokens)", env.ID)
 	}
-	raw, err := json.Marshal(env)
+	raw, err := MarshalEnvelope(env)
 	if err != nil {
-		return nil, fmt.Errorf("events: encode event %s: %w", env.ID, err)
+		return nil, err
 	}
 	return []any{
 		OutboxFieldID, env.ID,

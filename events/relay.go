@@ -438,9 +438,8 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			failure = errNATSNotConnected
 			break
 		}
-		fut, err := r.pub.PublishMsgAsync(
-			&nats.Msg{Subject: r.subjectPrefix + e.subject, Data: e.event},
-			jetstream.WithMsgID(e.id), jetstream.WithStallWait(r.ackTimeout))
+		fut, err := r.pub.PublishMsgAsync(newMsg(r.subjectPrefix+e.subject, e.id, e.event),
+			jetstream.WithStallWait(r.ackTimeout))
 		if errors.Is(err, nats.ErrMaxPayload) {
 			dead = append(dead, deadEntry{m, "event is larger than the NATS server's max_payload"})
 			continue

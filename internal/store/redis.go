@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -574,7 +573,7 @@ func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	if r.NextRefresh.IsZero() {
 		return nil, errors.New("next refresh time is zero")
 	}
-	evID, evSubject, evJSON, err := encodeEvent(c.Event)
+	evJSON, err := events.MarshalEnvelope(c.Event)
 	if err != nil {
 		return nil, err
 	}
@@ -589,7 +588,7 @@ func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	return []any{
 		c.ID, c.Owner, c.Generation, c.Generation + 1, c.Vendor, access, r.Token.TokenType,
 		ms(r.Token.IssuedAt), ms(r.Token.ExpiresAt), refresh,
-		ms(r.NextRefresh), evID, evSubject, evJSON,
+		ms(r.NextRefresh), c.Event.ID, c.Event.Subject, string(evJSON),
 	}, nil
 }
 
@@ -766,74 +765,13 @@ func commitRefusal(op, id, status string) error {
 }
 
 // eventArgs are the outbox fields of an event as script arguments: id,
-// subject, JSON.
+// subject, JSON (as events.MarshalEnvelope writes it).
 func eventArgs(ev events.Envelope) ([]any, error) {
-	id, subject, raw, err := encodeEvent(ev)
+	raw, err := events.MarshalEnvelope(ev)
 	if err != nil {
 		return nil, err
 	}
-	return []any{id, subject, raw}, nil
-}
-
-// encodeEvent validates an event and returns its outbox fields: id,
-// subject, JSON (as json.Marshal writes the envelope).
-func encodeEvent(ev events.Envelope) (id, subject, raw string, err error) {
-	if err := ev.Validate(); err != nil {
-		return "", "", "", err
-	}
-	b, ok := appendEnvelope(make([]byte, 0, 200+len(ev.Data)), ev)
-	if !ok {
-		if b, err = json.Marshal(ev); err != nil {
-			return "", "", "", fmt.Errorf("encode event %s: %w", ev.ID, err)
-		}
-	}
-	return ev.ID, ev.Subject, string(b), nil
-}
-
-// appendEnvelope appends the JSON of a valid envelope, byte for byte what
-// json.Marshal writes, without reflection: an event is encoded on every
-// renewal. It reports false, for json.Marshal to do it, when a value would
-// need escaping or compacting (json.Marshal escapes quotes, backslashes,
-// control characters and <, > and &, also within data, and compacts data),
-// or the time cannot be written.
-func appendEnvelope(b []byte, ev events.Envelope) ([]byte, bool) {
-	if y := ev.Time.Year(); y < 0 || y > 9999 || !plainJSON(ev.Data, true) {
-		return nil, false
-	}
-	for _, f := range [...]struct{ name, value string }{
-		{`{"specversion":"`, ev.SpecVersion}, {`","id":"`, ev.ID}, {`","source":"`, ev.Source},
-		{`","type":"`, ev.Type}, {`","subject":"`, ev.Subject},
-	} {
-		if !plainJSON(f.value, false) {
-			return nil, false
-		}
-		b = append(append(b, f.name...), f.value...)
-	}
-	b = append(b, `","time":"`...)
-	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
-	if !plainJSON(ev.DataContentType, false) {
-		return nil, false
-	}
-	b = append(append(b, `","datacontenttype":"`...), ev.DataContentType...)
-	b = append(append(append(b, `","data":`...), ev.Data...), '}')
-	return b, true
-}
-
-// plainJSON reports whether json.Marshal writes s as it is: printable
-// ASCII without <, > or &; in a string value (isJSON false), without quote
-// or backslash; in JSON text (isJSON true), without space, which
-// compacting could take out.
-func plainJSON[T ~string | ~[]byte](s T, isJSON bool) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-		if isJSON && c == ' ' || !isJSON && (c == '"' || c == '\\') {
-			return false
-		}
-	}
-	return true
+	return []any{ev.ID, ev.Subject, string(raw)}, nil
 }
 
 // splitReply splits a script's {status, ...} reply.
