@@ -332,6 +332,13 @@ func Account(vendor, credential string) string {
 	return vendor + "/" + credential
 }
 
+// CredentialOf is the credential of a per-client account of vendor (as
+// Account names it), and false for any other account.
+func CredentialOf(account, vendor string) (string, bool) {
+	id, ok := strings.CutPrefix(account, vendor+"/")
+	return id, ok && id != ""
+}
+
 // PerClient says whether a vendor kind limits each OAuth client (each
 // credential) rather than the whole account: Halaxy does ("per OAuth
 // client"); HealthSync limits the plan, and the others are taken to limit
