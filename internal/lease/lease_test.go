@@ -3,9 +3,12 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/internal/lease"
@@ -127,4 +130,24 @@ func TestKeepStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.NoError(t, a.Keep(ctx, nil))
+}
+
+// A holder that cannot reach Redis learns that its lease has expired, from
+// its local bound, instead of acting on it for ever: Keep reports each
+// failed renewal and returns ErrExpired once the lease may have passed on.
+func TestKeepReportsExpiryWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedisServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.Port), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	a := lease.New(rdb, "lease", "a", 300*time.Millisecond)
+	_, err := a.Acquire(context.Background())
+	require.NoError(t, err)
+	srv.Kill()
+
+	var failures atomic.Int32
+	err = a.Keep(context.Background(), func(error, time.Time) { failures.Add(1) })
+	require.ErrorIs(t, err, lease.ErrExpired)
+	require.Positive(t, failures.Load(), "each failed renewal is reported")
+	require.False(t, a.Valid())
 }
