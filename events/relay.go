@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/internal/lease"
+	"github.com/tokenrelay/tokenrelay/internal/policy"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 )
 
@@ -291,7 +292,7 @@ func (r *Relay) pump(ctx context.Context) error {
 	attempt := 0
 	retry := func(err error, msg string) bool {
 		attempt++
-		wait := relayBackoff(attempt)
+		wait := policy.Doubling(attempt, relayBackoffMin, relayBackoffMax)
 		r.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(msg)
 		return sleepCtx(ctx, wait)
 	}
@@ -465,19 +466,6 @@ func (r *Relay) deletePublished(ctx context.Context) error {
 	}
 	clear(r.published)
 	return nil
-}
-
-// relayBackoff is the wait before the attempt-th retry: 100ms, 200ms, 400ms,
-// ... capped at 2s.
-func relayBackoff(attempt int) time.Duration {
-	if attempt <= 0 {
-		return 0
-	}
-	d := relayBackoffMin
-	for i := 1; i < attempt && d < relayBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, relayBackoffMax)
 }
 
 // streamIDTime is the time in a Redis stream id ("<unix ms>-<seq>").
