@@ -224,7 +224,7 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	}
 	items, err := scriptRelease.Run(ctx, f.o.Redis,
 		[]string{f.keys.ring(account), f.keys.accounts(), pending, f.keys.releasing(account), f.keys.cancelling()},
-		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.p+"r:",
+		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.requestPrefix(),
 	).StringSlice()
 	if err != nil {
 		return false, fmt.Errorf("requests: release requests of %s: %w", account, err)
@@ -273,7 +273,7 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 // it stopped. A request enqueued twice runs once: its task id is its own,
 // and a request that has ended is not run again.
 func (f *Feeder) recover(ctx context.Context) error {
-	iter := f.o.Redis.Scan(ctx, 0, f.keys.p+"releasing:*", 100).Iterator()
+	iter := f.o.Redis.Scan(ctx, 0, f.keys.releasingPrefix()+"*", 100).Iterator()
 	var errs []error
 	for iter.Next(ctx) {
 		key := iter.Val()
@@ -286,7 +286,7 @@ func (f *Feeder) recover(ctx context.Context) error {
 		for _, item := range m {
 			items = append(items, item)
 		}
-		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.p+"releasing:"), items))
+		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items))
 	}
 	errs = append(errs, iter.Err())
 	return errors.Join(errs...)
