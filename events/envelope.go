@@ -1,9 +1,11 @@
 // Package events knows tokenrelay's events: the CloudEvents 1.0 envelope,
 // the subjects they are published on, the JetStream stream that holds them,
 // the Redis outbox a state change writes its event to atomically, and the
-// relay that moves the outbox to JetStream (each event's id doubles as its
-// Nats-Msg-Id, so a re-publish is deduplicated). It never imports jobs or
-// vendors.
+// relay that moves the outbox to JetStream. Every event reaches JetStream
+// the same way (publish.go): its JSON as MarshalEnvelope writes it, its id
+// doubling as its Nats-Msg-Id, so a re-publish is deduplicated; producers
+// that cannot go through the outbox (the webhook receiver, the poller) call
+// Publish. It never imports jobs or vendors.
 package events
 
 import (

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -17,15 +16,6 @@ const (
 	DeadFieldReason = "reason"
 )
 
-// DeadLetterKey is the Redis stream where the relay moves outbox entries it
-// cannot publish (missing fields, a subject the event stream does not
-// capture, a body that is not JSON or too large), so they do not block the
-// entries behind them. Nothing reads it but operators.
-func DeadLetterKey(prefix string) string { return OutboxKey(prefix) + ":dead" }
-
-// RelayLeaseKey is the Redis key whose holder is the one active relay.
-func RelayLeaseKey(prefix string) string { return OutboxKey(prefix) + ":lease" }
-
 // EncodeOutboxEntry validates an envelope and returns the field-value pairs
 // of its outbox entry, in order, ready for XADD (redis.XAddArgs.Values) or as
 // the ARGV of a Lua script that writes the entry with a state change.
@@ -36,9 +26,9 @@ func EncodeOutboxEntry(env Envelope) ([]any, error) {
 	if !validEventSubject(env.Subject) {
 		return nil, fmt.Errorf("events: subject of event %s is not an event subject (<type>.<vendor>.<credential> of a known type, literal tokens)", env.ID)
 	}
-	raw, err := json.Marshal(env)
+	raw, err := MarshalEnvelope(env)
 	if err != nil {
-		return nil, fmt.Errorf("events: encode event %s: %w", env.ID, err)
+		return nil, err
 	}
 	return []any{
 		OutboxFieldID, env.ID,

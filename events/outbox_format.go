@@ -15,5 +15,16 @@ const (
 // DefaultPrefix is the Redis key prefix used when none is configured.
 const DefaultPrefix = "tokenrelay:"
 
+// The events package's Redis keys, all named here from the prefix.
+
 // OutboxKey is the Redis key of the outbox stream under a key prefix.
 func OutboxKey(prefix string) string { return prefix + "outbox" }
+
+// DeadLetterKey is the Redis stream where the relay moves outbox entries it
+// cannot publish (missing fields, a subject the event stream does not
+// capture, a body that is not JSON or too large), so they do not block the
+// entries behind them. Nothing reads it but operators.
+func DeadLetterKey(prefix string) string { return OutboxKey(prefix) + ":dead" }
+
+// RelayLeaseKey is the Redis key whose holder is the one active relay.
+func RelayLeaseKey(prefix string) string { return OutboxKey(prefix) + ":lease" }

@@ -2,10 +2,8 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +19,8 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokenrelay/tokenrelay/internal/lease"
+	"github.com/tokenrelay/tokenrelay/internal/policy"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 )
 
@@ -115,7 +115,7 @@ type Relay struct {
 	rdb           redis.UniversalClient
 	outbox        *Outbox
 	deadKey       string
-	leaseKey      string
+	lease         *lease.Lease
 	nc            *nats.Conn
 	pub           jetstream.JetStream
 	subjectPrefix string
@@ -125,12 +125,10 @@ type Relay struct {
 	block         time.Duration
 	ackTimeout    time.Duration
 	onPublished   func(Envelope, time.Duration)
-	owner         string
 	keyring       *seal.Keyring
 
-	running    atomic.Bool
-	active     atomic.Bool
-	leaseUntil atomic.Int64 // unix nanoseconds: the lease surely lives until then
+	running atomic.Bool
+	active  atomic.Bool
 
 	// published holds outbox ids acked by JetStream whose XDEL has not
 	// succeeded yet: they are deleted, never published again. Used only by
@@ -186,7 +184,7 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		rdb:           o.Redis,
 		outbox:        NewOutbox(o.Redis, o.Prefix),
 		deadKey:       DeadLetterKey(o.Prefix),
-		leaseKey:      RelayLeaseKey(o.Prefix),
+		lease:         lease.New(o.Redis, RelayLeaseKey(o.Prefix), fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()), o.LeaseTTL),
 		nc:            nc,
 		pub:           pub,
 		subjectPrefix: o.SubjectPrefix,
@@ -196,7 +194,6 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		block:         o.Block,
 		ackTimeout:    o.AckTimeout,
 		onPublished:   o.OnPublished,
-		owner:         fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()),
 		published:     make(map[string]struct{}),
 		keyring:       o.Keyring,
 	}
@@ -235,14 +232,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		if r.nc.IsClosed() {
 			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
 		}
-		ok, err := r.acquire(ctx)
+		got, err := r.lease.Acquire(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			r.log.Warn().Err(err).Msg("cannot reach Redis to take the relay lease; retrying")
 		}
-		if ok {
+		if got.Held() {
 			if err := r.lead(ctx); err != nil {
 				return err
 			}
@@ -253,7 +250,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // lead relays while this relay holds the lease.
 func (r *Relay) lead(ctx context.Context) error {
-	r.log.Info().Str("owner", r.owner).Msg("relay lease taken: publishing the outbox")
+	r.log.Info().Str("owner", r.lease.Owner()).Msg("relay lease taken: publishing the outbox")
 	leaseCtx, lost := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.keepLease(leaseCtx, lost) })
@@ -266,7 +263,7 @@ func (r *Relay) lead(ctx context.Context) error {
 	wg.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if rerr := releaseScript.Run(rctx, r.rdb, []string{r.leaseKey}, r.owner).Err(); rerr != nil {
+	if rerr := r.lease.Release(rctx); rerr != nil {
 		r.log.Warn().Err(rerr).Msg("cannot release the relay lease; it expires by itself")
 	}
 	if ctx.Err() == nil && err == nil {
@@ -275,87 +272,18 @@ func (r *Relay) lead(ctx context.Context) error {
 	return err
 }
 
-var (
-	// renewScript extends the lease only if this relay still holds it.
-	renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`)
-	// releaseScript deletes the lease only if this relay still holds it.
-	releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0`)
-)
-
-// acquire takes the lease if it is free (or already this relay's).
-func (r *Relay) acquire(ctx context.Context) (bool, error) {
-	start := time.Now()
-	ok, err := r.rdb.SetNX(ctx, r.leaseKey, r.owner, r.leaseTTL).Result()
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		if ok, err = r.renew(ctx); err != nil {
-			return false, err
-		}
-	}
-	if ok {
-		r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
-	}
-	return ok, nil
-}
-
-func (r *Relay) renew(ctx context.Context) (bool, error) {
-	n, err := renewScript.Run(ctx, r.rdb, []string{r.leaseKey}, r.owner, r.leaseTTL.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("events: relay: renew lease: %w", err)
-	}
-	return n == 1, nil
-}
-
-// leaseValid reports whether the lease surely still lives: leaseUntil is
-// counted from before the call that set or extended it.
-func (r *Relay) leaseValid() bool {
-	return time.Now().UnixNano() < r.leaseUntil.Load()
-}
-
 // keepLease renews the lease every LeaseTTL/3 and calls lost when it is gone:
 // taken by another relay, or expired while Redis could not be reached.
 func (r *Relay) keepLease(ctx context.Context, lost context.CancelFunc) {
 	defer lost()
-	timer := time.NewTimer(r.leaseTTL / 3)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		start := time.Now()
-		until := time.Unix(0, r.leaseUntil.Load())
-		if !start.Before(until) {
-			r.log.Warn().Msg("relay lease expired before it could be renewed")
-			return
-		}
-		rctx, cancel := context.WithDeadline(ctx, until)
-		ok, err := r.renew(rctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			r.log.Warn().Err(err).Time("lease_until", until).Msg("cannot renew the relay lease; retrying")
-			timer.Reset(min(r.leaseTTL/10, time.Until(until)))
-		case !ok:
-			r.log.Warn().Msg("relay lease taken by another relay")
-			return
-		default:
-			r.leaseUntil.Store(start.Add(r.leaseTTL).UnixNano())
-			timer.Reset(r.leaseTTL / 3)
-		}
+	err := r.lease.Keep(ctx, func(err error, until time.Time) {
+		r.log.Warn().Err(err).Time("lease_until", until).Msg("cannot renew the relay lease; retrying")
+	})
+	switch {
+	case errors.Is(err, lease.ErrExpired):
+		r.log.Warn().Msg("relay lease expired before it could be renewed")
+	case errors.Is(err, lease.ErrTaken):
+		r.log.Warn().Msg("relay lease taken by another relay")
 	}
 }
 
@@ -365,11 +293,11 @@ func (r *Relay) pump(ctx context.Context) error {
 	attempt := 0
 	retry := func(err error, msg string) bool {
 		attempt++
-		wait := relayBackoff(attempt)
+		wait := policy.Doubling(attempt, relayBackoffMin, relayBackoffMax)
 		r.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(msg)
 		return sleepCtx(ctx, wait)
 	}
-	for ctx.Err() == nil && r.leaseValid() {
+	for ctx.Err() == nil && r.lease.Valid() {
 		if r.nc.IsClosed() {
 			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
 		}
@@ -424,57 +352,6 @@ func (r *Relay) read(ctx context.Context, cursor string) ([]redis.XMessage, erro
 	return streams[0].Messages, nil
 }
 
-// entry is a well-formed outbox entry.
-type entry struct {
-	rid     string // Redis stream id
-	id      string
-	subject string
-	event   []byte
-}
-
-// deadEntry is an outbox entry on its way to the dead letter.
-type deadEntry struct {
-	msg    redis.XMessage
-	reason string
-}
-
-// parseEntry reads an outbox entry, or says (without quoting it) what is
-// wrong with it.
-func parseEntry(m redis.XMessage, kr *seal.Keyring) (entry, string) {
-	field := func(name string) string {
-		s, _ := m.Values[name].(string)
-		return s
-	}
-	e := entry{rid: m.ID, id: field(OutboxFieldID), subject: field(OutboxFieldSubject), event: []byte(field(OutboxFieldEvent))}
-	var missing []string
-	for _, f := range [...]struct{ name, value string }{
-		{OutboxFieldID, e.id}, {OutboxFieldSubject, e.subject}, {OutboxFieldEvent, string(e.event)},
-	} {
-		if f.value == "" {
-			missing = append(missing, f.name)
-		}
-	}
-	switch {
-	case len(missing) > 0:
-		return e, "missing field " + strings.Join(missing, ", ")
-	case !validEventSubject(e.subject):
-		return e, "subject is not an event subject"
-	}
-	event, err := OpenOutboxEvent(kr, e.id, e.subject, string(e.event))
-	switch {
-	case errors.Is(err, ErrSealedNoKeyring):
-		return e, "event is sealed and the relay has no keyring"
-	case err != nil:
-		return e, "sealed event does not open with the keyring (unknown key, or moved or altered)"
-	}
-	e.event = event
-	switch {
-	case !json.Valid(e.event):
-		return e, "event is not JSON"
-	}
-	return e, ""
-}
-
 // relayBatch publishes a batch, waits for the acks, deletes the acked entries
 // and dead-letters the malformed ones. It returns an error if any entry is
 // left in the outbox for a retry.
@@ -503,7 +380,7 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			failure = ctx.Err()
 			break
 		}
-		if !r.leaseValid() { // e.g. this process was paused past the lease
+		if !r.lease.Valid() { // e.g. this process was paused past the lease
 			failure = errLeaseExpired
 			break
 		}
@@ -511,9 +388,9 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			failure = errNATSNotConnected
 			break
 		}
-		msg := &nats.Msg{Subject: r.subjectPrefix + e.subject, Data: e.event}
+		msg := newMsg(r.subjectPrefix+e.subject, e.id, e.event)
 		span := tracePublish(ctx, msg)
-		fut, err := r.pub.PublishMsgAsync(msg, jetstream.WithMsgID(e.id), jetstream.WithStallWait(r.ackTimeout))
+		fut, err := r.pub.PublishMsgAsync(msg, jetstream.WithStallWait(r.ackTimeout))
 		if errors.Is(err, nats.ErrMaxPayload) {
 			endSpan(span, err)
 			dead = append(dead, deadEntry{m, "event is larger than the NATS server's max_payload"})
@@ -577,22 +454,6 @@ wait:
 	return failure
 }
 
-// envelope decodes the entry's event for OnPublished; an event that is JSON
-// but not an envelope still yields its id and subject.
-func (e entry) envelope() Envelope {
-	var env Envelope
-	if json.Unmarshal(e.event, &env) != nil {
-		env = Envelope{}
-	}
-	if env.ID == "" {
-		env.ID = e.id
-	}
-	if env.Subject == "" {
-		env.Subject = e.subject
-	}
-	return env
-}
-
 // deletePublished deletes the acked entries from the outbox.
 func (r *Relay) deletePublished(ctx context.Context) error {
 	if len(r.published) == 0 {
@@ -613,55 +474,6 @@ func (r *Relay) deletePublished(ctx context.Context) error {
 	}
 	clear(r.published)
 	return nil
-}
-
-// moveToDead copies malformed entries to the dead-letter stream, then
-// deletes them from the outbox. The two keys may live on different Redis
-// Cluster nodes, so this is two steps; a crash between them leaves an entry
-// in both, and it is dead-lettered again (a harmless duplicate there).
-func (r *Relay) moveToDead(ctx context.Context, dead []deadEntry) error {
-	if len(dead) == 0 {
-		return nil
-	}
-	for _, d := range dead {
-		r.log.Error().Str("outbox_id", d.msg.ID).Str("reason", d.reason).
-			Msg("malformed outbox entry: moving it to the dead letter")
-	}
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, d := range dead {
-			values := make([]any, 0, 2*len(d.msg.Values)+4)
-			for _, k := range slices.Sorted(maps.Keys(d.msg.Values)) {
-				values = append(values, k, d.msg.Values[k])
-			}
-			values = append(values, DeadFieldOutboxID, d.msg.ID, DeadFieldReason, d.reason)
-			p.XAdd(ctx, &redis.XAddArgs{Stream: r.deadKey, Values: values})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("events: relay: write dead letter: %w", err)
-	}
-	ids := make([]string, len(dead))
-	for i, d := range dead {
-		ids[i] = d.msg.ID
-	}
-	if err := r.rdb.XDel(ctx, r.outbox.Key(), ids...).Err(); err != nil {
-		return fmt.Errorf("events: relay: delete dead-lettered entries: %w", err)
-	}
-	return nil
-}
-
-// relayBackoff is the wait before the attempt-th retry: 100ms, 200ms, 400ms,
-// ... capped at 2s.
-func relayBackoff(attempt int) time.Duration {
-	if attempt <= 0 {
-		return 0
-	}
-	d := relayBackoffMin
-	for i := 1; i < attempt && d < relayBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, relayBackoffMax)
 }
 
 // streamIDTime is the time in a Redis stream id ("<unix ms>-<seq>").

@@ -8,16 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestRelayBackoff(t *testing.T) {
-	t.Parallel()
-	want := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
-		800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
-	for attempt, w := range want {
-		require.Equal(t, w, relayBackoff(attempt), "attempt %d", attempt)
-	}
-	require.Equal(t, 2*time.Second, relayBackoff(1000))
-}
-
 func TestStreamIDTime(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, time.UnixMilli(1700000000123), streamIDTime("1700000000123-7"))

@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/rotation"
 	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
@@ -117,9 +116,9 @@ func TestRotateWaitsRunAgainOnTime(t *testing.T) {
 		require.WithinDuration(t, time.Now().Add(7*time.Minute), wait.At, 5*time.Second)
 		task, terr := jobs.NewRotateTask("redox-1")
 		require.NoError(t, terr)
-		d := requests.RetryDelay(3, err, task)
+		d := jobs.RetryDelay(3, err, task)
 		require.InDelta(t, (7 * time.Minute).Seconds(), d.Seconds(), 5, "the retry comes when the hold ends")
-		require.False(t, requests.IsFailure(err), "a hold is no failure")
+		require.False(t, jobs.IsFailure(err), "a hold is no failure")
 	}
 }
 
@@ -131,11 +130,11 @@ func TestRotateOfDeadWorkerRunsAgainAtOnce(t *testing.T) {
 	t.Parallel()
 	task, err := jobs.NewRotateTask("hs-1")
 	require.NoError(t, err)
-	require.Zero(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, task))
-	require.Positive(t, requests.RetryDelay(0, errors.New("vendor unavailable"), task))
+	require.Zero(t, jobs.RetryDelay(0, asynq.ErrLeaseExpired, task))
+	require.Positive(t, jobs.RetryDelay(0, errors.New("vendor unavailable"), task))
 	refresh, err := jobs.NewTask(jobs.Refresh{Credential: "hs-1"})
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, requests.RetryDelay(0, asynq.ErrLeaseExpired, refresh), 15*time.Second)
+	require.GreaterOrEqual(t, jobs.RetryDelay(0, asynq.ErrLeaseExpired, refresh), 15*time.Second)
 }
 
 // TestRotateTaskIsCriticalAndUnique: rotations share the critical queue

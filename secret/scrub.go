@@ -320,6 +320,15 @@ func Truncate(s string, n int) string {
 	return s[:n]
 }
 
+// Elide is Truncate with a mark of what was cut: s when it fits in n
+// bytes, else its first n bytes (on a rune boundary) and "…".
+func Elide(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return Truncate(s, n) + "…"
+}
+
 // Error returns err with its message scrubbed, still wrapping err for
 // errors.Is and errors.As; nil for nil. Use it where an error leaves for a
 // log, a task error or a store, from code that holds the secrets.

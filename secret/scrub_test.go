@@ -149,6 +149,10 @@ func TestTruncate(t *testing.T) {
 	require.Equal(t, "abc", secret.Truncate("abc", 5))
 	require.Equal(t, "", secret.Truncate("abc", 0))
 	require.Equal(t, "a", secret.Truncate("aé", 2))
+	require.Equal(t, "日", secret.Truncate("日本語", 5), "a multi-byte rune is never split")
+	require.Equal(t, "abc", secret.Elide("abc", 3))
+	require.Equal(t, "日…", secret.Elide("日本語", 4))
+	require.True(t, utf8.ValidString(secret.Elide("é"+strings.Repeat("ü", 40), 32)))
 }
 
 // FuzzScrub puts a secret, in one of its spellings, in random text: what

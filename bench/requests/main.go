@@ -270,7 +270,7 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 		mux.Handle(jobs.TypeVendorRequest, h)
 		srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
-			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
+			RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
 			TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 250 * time.Millisecond,
 			LogLevel: asynq.FatalLevel,
 		})

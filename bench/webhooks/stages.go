@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenrelay/tokenrelay/internal/webhooks"
+	"github.com/tokenrelay/tokenrelay/events"
 )
 
 // stageTimes records how long the receiver's calls to Redis and JetStream
@@ -51,7 +51,7 @@ type timedPublisher struct {
 	st *stageTimes
 }
 
-var _ webhooks.Publisher = timedPublisher{}
+var _ events.Publisher = timedPublisher{}
 
 func (p timedPublisher) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	t0 := time.Now()

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -142,13 +139,9 @@ func (e busyError) Error() string {
 
 func (e busyError) Unwrap() error { return e.busy }
 
-// maxPerClientBudgets caps the budgets shown for a vendor that limits each
-// OAuth client (one budget per credential): of the accounts used within
-// its window, the paused ones first, then the busiest.
-const maxPerClientBudgets = 50
-
-// operatorBudgets reads the shared rate budgets of the configured vendors,
-// through the worker's own budget (the one its request jobs spend).
+// operatorBudgets reads the shared rate budgets of the configured vendors
+// (budget.Overview), through the worker's own budget (the one its request
+// jobs spend).
 type operatorBudgets struct {
 	env    *Env
 	budget *budget.Budget
@@ -156,111 +149,21 @@ type operatorBudgets struct {
 
 var _ operator.Budgets = operatorBudgets{}
 
-// Budgets returns each vendor account's budget: one per vendor instance,
-// or, for a vendor that limits each OAuth client, those of its accounts
-// the budget's index of used accounts lists within the vendor's window
-// (budget.Accounts). The page so costs O(accounts in use), never a scan
-// of the credentials: a credential that has not spent its budget lately
-// is at 0 and has nothing to show.
-//
-// Of those accounts it reads the status of the most recent
-// 2×maxPerClientBudgets (paused accounts lead the index, and the busiest
-// write it every few seconds, so they are among them) and shows the
-// paused ones first, then by use, up to maxPerClientBudgets, with how many
-// more there are on the vendor's last row.
+// Budgets returns each vendor account's budget, as budget.Overview lists
+// them.
 func (o operatorBudgets) Budgets(ctx context.Context) ([]operator.Budget, error) {
-	// The index entries one page view reads at most, most recent first;
-	// past it, the count of a vendor's accounts not shown is a lower bound.
-	const maxIndexRead = 10_000
-	cfg := o.env.Config
-	names := make([]string, 0, len(cfg.Vendors))
-	var longest time.Duration // the longest window of a per-client vendor
-	for name, v := range cfg.Vendors {
-		if v.RateLimit.Limit <= 0 {
-			continue
-		}
-		names = append(names, name)
-		if budget.PerClient(string(v.Kind)) {
-			longest = max(longest, budget.LimitOf(v).Per)
-		}
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	sort.Strings(names)
-	b := o.budget
 	// The index's times are on the budget's clock.
 	now := time.Now()
 	if o.env.BudgetClock != nil {
 		now = o.env.BudgetClock()
 	}
-	var active []budget.Activity
-	truncated := false
-	if longest > 0 {
-		list, total, err := b.Accounts(ctx, now.Add(-longest), maxIndexRead)
-		if err != nil {
-			return nil, err
-		}
-		active, truncated = list, total > len(list)
+	rows, err := o.budget.Overview(ctx, o.env.Config.Vendors, now)
+	if err != nil {
+		return nil, err
 	}
-	status := func(account string, lim budget.Limit) (operator.Budget, error) {
-		st, err := b.Status(ctx, account, lim)
-		if err != nil {
-			return operator.Budget{}, err
-		}
-		return operator.Budget{Account: account, Limit: st.Limit, Per: st.Per,
-			Used: st.Used, Remaining: st.Remaining, PausedUntil: st.PausedUntil}, nil
-	}
-	var out []operator.Budget
-	for _, name := range names {
-		v := cfg.Vendors[name]
-		lim := budget.LimitOf(v)
-		if !budget.PerClient(string(v.Kind)) {
-			row, err := status(budget.Account(name, ""), lim)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, row)
-			continue
-		}
-		// This vendor's accounts used within its own window, most recent
-		// (and so paused) first.
-		since := now.Add(-lim.Per)
-		var used []string
-		for _, a := range active {
-			if id, ok := strings.CutPrefix(a.Account, name+"/"); ok && id != "" && !a.Last.Before(since) {
-				used = append(used, a.Account)
-			}
-		}
-		if len(used) == 0 {
-			out = append(out, operator.Budget{Account: name, Limit: lim.Requests, Per: lim.Per, Idle: true})
-			continue
-		}
-		rows := make([]operator.Budget, 0, min(len(used), 2*maxPerClientBudgets))
-		for _, account := range used[:cap(rows)] {
-			row, err := status(account, lim)
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, row)
-		}
-		slices.SortStableFunc(rows, func(x, y operator.Budget) int {
-			if px, py := !x.PausedUntil.IsZero(), !y.PausedUntil.IsZero(); px != py {
-				if px {
-					return -1
-				}
-				return 1
-			}
-			if x.Used != y.Used {
-				return y.Used - x.Used
-			}
-			return strings.Compare(x.Account, y.Account)
-		})
-		rows = rows[:min(len(rows), maxPerClientBudgets)]
-		last := &rows[len(rows)-1]
-		last.More = len(used) - len(rows)
-		last.MoreAtLeast = truncated && last.More > 0
-		out = append(out, rows...)
+	out := make([]operator.Budget, len(rows))
+	for i, r := range rows {
+		out[i] = operator.Budget(r)
 	}
 	return out, nil
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/metrics"
-	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/reseal"
 	"github.com/tokenrelay/tokenrelay/internal/rotation"
 	"github.com/tokenrelay/tokenrelay/internal/tokenservice"
@@ -121,8 +120,8 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		// Request jobs waiting for the rate budget or a 429's pause come
 		// back when it ends, not counted as failures; other tasks keep
 		// asynq's default backoff.
-		RetryDelayFunc: requests.RetryDelay,
-		IsFailure:      requests.IsFailure,
+		RetryDelayFunc: jobs.RetryDelay,
+		IsFailure:      jobs.IsFailure,
 	})
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("app: start asynq server: %w", err)

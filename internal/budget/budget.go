@@ -26,12 +26,17 @@
 // with the Redis calls it makes anyway, at most once a second per account
 // and process, so that a reader finds the busy and the paused accounts
 // without listing every account there could be (see index.go).
+//
+// Files: budget.go the Budget and its calls; pool.go the process-local
+// leases and pauses; protocol.go the Redis scripts' arguments and replies
+// and the pause message; keyspace.go the Redis keys; headers.go the
+// vendors' rate-limit headers; account.go account names; overview.go what
+// operators see; index.go the index of used accounts.
 package budget
 
 import (
 	"context"
 	"crypto/rand"
-	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,7 +44,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,57 +200,6 @@ type Budget struct {
 	done      chan struct{}
 }
 
-// listenForPauses subscribes to the pauses other processes announce.
-func (b *Budget) listenForPauses() {
-	b.listening.Do(func() {
-		b.mu.Lock()
-		b.sub = b.rdb.Subscribe(context.Background(), b.pauseChannel())
-		b.mu.Unlock()
-		go b.listen()
-	})
-}
-
-// pool is a process's current lease of one account.
-type pool struct {
-	mu       sync.Mutex
-	member   string    // the lease's record member ("" none)
-	left     int       // permits not yet handed out
-	deadline time.Time // local: hand out only before
-	reset    int64     // fixed window: the lease's window end (ms)
-	block    int       // next lease's size
-	// start is when the lease began, dur its length, lastUse when its
-	// last permit was handed out (all local).
-	start, lastUse time.Time
-	dur            time.Duration
-	full           bool // the last lease was used up in time
-	timer          *time.Timer
-	lim            Limit
-	// What the last Redis call said (server time for reset), so that
-	// Observe can skip Redis when a response says nothing new.
-	known                 bool
-	knownLimit, knownUsed int
-	knownReset            int64
-}
-
-// unused is how many leased permits p may still hand out at local.
-func (p *pool) unused(local time.Time) int {
-	if p.member == "" || !local.Before(p.deadline) {
-		return 0
-	}
-	return p.left
-}
-
-//go:embed lua/take.lua
-var takeLua string
-
-//go:embed lua/observe.lua
-var observeLua string
-
-var (
-	takeScript    = redis.NewScript(takeLua)
-	observeScript = redis.NewScript(observeLua)
-)
-
 // New returns a budget on rdb.
 func New(rdb redis.UniversalClient, o Options) *Budget {
 	if o.Prefix == "" {
@@ -275,63 +228,6 @@ func New(rdb redis.UniversalClient, o Options) *Budget {
 	b := &Budget{rdb: rdb, o: o, proc: hex.EncodeToString(id[:]), pools: make(map[string]*pool),
 		paused: make(map[string]time.Time), indexed: make(map[string]time.Time), done: make(chan struct{})}
 	return b
-}
-
-func (b *Budget) pauseChannel() string { return b.o.Prefix + "budget:paused" }
-
-// listen applies the pauses other processes announce:
-// "account\x00end\x00now", the pause's end and the time it was announced
-// (ms, on the budget's clock: Redis's, or the injected one).
-func (b *Budget) listen() {
-	defer close(b.done)
-	for msg := range b.sub.Channel() {
-		parts := strings.Split(msg.Payload, "\x00")
-		if len(parts) != 3 {
-			continue
-		}
-		end, err1 := strconv.ParseInt(parts[1], 10, 64)
-		at, err2 := strconv.ParseInt(parts[2], 10, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		if b.o.Clock != nil {
-			b.pauseLocally(parts[0], time.UnixMilli(end).In(b.o.Clock().Location()))
-			continue
-		}
-		b.pauseLocally(parts[0], toLocal(end, at, time.Now()))
-	}
-}
-
-// pauseLocally stops the local lease of account until until.
-func (b *Budget) pauseLocally(account string, until time.Time) {
-	b.mu.Lock()
-	if until.After(b.paused[account]) {
-		b.paused[account] = until
-	}
-	b.mu.Unlock()
-}
-
-func (b *Budget) localPause(account string, now time.Time) (time.Time, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	until, ok := b.paused[account]
-	if !ok {
-		return time.Time{}, false
-	}
-	if !now.Before(until) {
-		delete(b.paused, account)
-		return time.Time{}, false
-	}
-	return until, true
-}
-
-// Account names the budget of a vendor instance, or of one of its
-// credentials when the vendor limits each OAuth client (see PerClient).
-func Account(vendor, credential string) string {
-	if credential == "" {
-		return vendor
-	}
-	return vendor + "/" + credential
 }
 
 func (b *Budget) now() time.Time {
@@ -375,11 +271,6 @@ func (b *Budget) slack(lim Limit) time.Duration {
 	return min(max(lim.Per/100, 2*time.Millisecond), 500*time.Millisecond)
 }
 
-func (b *Budget) keys(account string) []string {
-	base := b.o.Prefix + "budget:{" + account + "}:"
-	return []string{base + "log", base + "used", base + "meta", base + "learned"}
-}
-
 func (b *Budget) nextID() string {
 	return b.proc + "." + strconv.FormatUint(b.seq.Add(1), 36)
 }
@@ -387,61 +278,6 @@ func (b *Budget) nextID() string {
 // ErrBadLimit is returned for a limit with a window kind the budget does
 // not know.
 var ErrBadLimit = errors.New("budget: unknown window kind")
-
-// takeResult is take.lua's answer.
-type takeResult struct {
-	granted   int
-	serverNow int64
-	retry     int64
-	limit     int
-	used      int
-	paused    int64
-	reset     int64
-}
-
-// release ends a lease: its unused permits go back, and the rest are
-// recorded rescore earlier (when the last was handed out, not the lease's
-// end), so that a busy process's permits leave the window sooner.
-type release struct {
-	member  string
-	unused  int
-	reset   int64
-	rescore time.Duration
-}
-
-func (b *Budget) runTake(ctx context.Context, account string, lim Limit, local time.Time, want int, class Class, shift time.Duration, id string, back release) (takeResult, error) {
-	kind := "sliding"
-	switch lim.Kind {
-	case Sliding:
-	case Fixed:
-		kind = "fixed"
-	default:
-		return takeResult{}, ErrBadLimit
-	}
-	reserve := b.o.PriorityReserve
-	if class == Priority || reserve < 0 {
-		reserve = 0
-	}
-	// Asking for permits is using the account: it goes in the index
-	// (reports and give-backs, want 0, do not).
-	var w indexWrite
-	if want > 0 {
-		w = b.indexDue(account, local)
-	}
-	res, err := b.runScript(ctx, takeScript, account, w,
-		b.nowArg(local), kind, lim.Requests, lim.Per.Milliseconds(), want,
-		strconv.FormatFloat(reserve, 'f', -1, 64), shift.Milliseconds(), id,
-		back.member, back.unused, back.reset, b.slack(lim).Milliseconds(), back.rescore.Milliseconds())
-	if err != nil {
-		return takeResult{}, fmt.Errorf("budget: take %s: %w", account, err)
-	}
-	if len(res) != 7 {
-		return takeResult{}, fmt.Errorf("budget: take %s: unexpected answer %v", account, res)
-	}
-	r := takeResult{granted: int(res[0]), serverNow: res[1], retry: res[2], limit: int(res[3]), used: int(res[4]), paused: res[5], reset: res[6]}
-	b.o.Metrics.set(account, r.limit, r.used, toLocal(r.paused, r.serverNow, local))
-	return r, nil
-}
 
 // Take asks for one permit for account now. If granted, ok is true. If
 // not, retryAt is the earliest time a permit may be free (the caller
@@ -522,39 +358,6 @@ func (b *Budget) Take(ctx context.Context, account string, lim Limit, class Clas
 	return true, time.Time{}, nil
 }
 
-// takeBack ends p's lease, returning what to give back.
-func (p *pool) takeBack() release {
-	r := release{member: p.member, unused: p.left, reset: p.reset,
-		rescore: max(0, p.dur-p.lastUse.Sub(p.start))}
-	p.member, p.left = "", 0
-	if p.timer != nil {
-		p.timer.Stop()
-		p.timer = nil
-	}
-	return r
-}
-
-// scheduleGiveBack gives back what is left of member's lease when it ends,
-// so that an idle process does not keep others waiting for permits it
-// will not use.
-func (b *Budget) scheduleGiveBack(account string, p *pool, member string, after time.Duration) {
-	p.timer = time.AfterFunc(after, func() {
-		p.mu.Lock()
-		if p.member != member || p.left == 0 {
-			// Used up: the next lease re-records it.
-			p.mu.Unlock()
-			return
-		}
-		lim := p.lim
-		back := p.takeBack()
-		p.block = max(1, p.block/2)
-		p.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = b.runTake(ctx, account, lim, b.now(), 0, Bulk, 0, "", back)
-	})
-}
-
 func (b *Budget) pool(account string) *pool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -606,30 +409,6 @@ func (b *Budget) Close(ctx context.Context) error {
 	}
 	<-b.done
 	return errors.Join(err, b.giveBackAll(ctx))
-}
-
-// giveBackAll ends every local lease, giving back its unused permits.
-func (b *Budget) giveBackAll(ctx context.Context) error {
-	b.mu.Lock()
-	pools := make(map[string]*pool, len(b.pools))
-	for a, p := range b.pools {
-		pools[a] = p
-	}
-	b.mu.Unlock()
-	var errs []error
-	for account, p := range pools {
-		p.mu.Lock()
-		lim := p.lim
-		back := p.takeBack()
-		p.mu.Unlock()
-		if back.member == "" || lim.unlimited() {
-			continue
-		}
-		if _, err := b.runTake(ctx, account, lim, b.now(), 0, Bulk, 0, "", back); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Observe corrects the account's budget from a vendor response:
@@ -686,42 +465,23 @@ func (b *Budget) Observe(ctx context.Context, account string, lim Limit, status 
 	if pause >= 0 {
 		w = indexWrite{at: local, score: local.UnixMilli() + pause}
 	}
-	res, err := b.runScript(ctx, observeScript, account, w,
-		b.nowArg(local), kind, max(lim.Requests, 0), lim.Per.Milliseconds(),
-		hl, hr, resetMs, pause, b.o.LearnedTTL.Milliseconds(), b.nextID(), unused)
+	r, err := b.runObserve(ctx, account, w, observeArgs{now: b.nowArg(local), kind: kind, limit: max(lim.Requests, 0),
+		window: lim.Per.Milliseconds(), headerLimit: hl, headerRemaining: hr, reset: resetMs, pause: pause,
+		learnedTTL: b.o.LearnedTTL.Milliseconds(), id: b.nextID(), unused: unused})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("budget: observe %s: %w", account, err)
+		return time.Time{}, err
 	}
-	if len(res) != 4 {
-		return time.Time{}, fmt.Errorf("budget: observe %s: unexpected answer %v", account, res)
-	}
-	until := toLocal(res[1], res[0], local)
-	b.o.Metrics.set(account, int(res[2]), int(res[3]), until)
+	until := toLocal(r.paused, r.serverNow, local)
+	b.o.Metrics.set(account, r.limit, r.used, until)
 	if pause < 0 {
 		return time.Time{}, nil
 	}
 	// Stop this process's lease at once, and tell the other processes.
 	b.pauseLocally(account, until)
-	if err := b.rdb.Publish(ctx, b.pauseChannel(), account+"\x00"+strconv.FormatInt(res[1], 10)+"\x00"+strconv.FormatInt(res[0], 10)).Err(); err != nil {
+	if err := b.rdb.Publish(ctx, b.pauseChannel(), encodePause(account, r.paused, r.serverNow)).Err(); err != nil {
 		return until, fmt.Errorf("budget: announce pause of %s: %w", account, err)
 	}
 	return until, nil
-}
-
-// saysNothingNew tells whether a response's headers match what the last
-// Redis call of p's account said: the same limit, no less remaining than
-// the budget counts, the same fixed window.
-func saysNothingNew(p *pool, hl, hr int, resetMs int64, unused int) bool {
-	if hl >= 0 && hl != p.knownLimit {
-		return false
-	}
-	if hr >= 0 && hr < p.knownLimit-p.knownUsed+unused {
-		return false
-	}
-	if resetMs >= 0 && p.lim.Kind == Fixed && resetMs != p.knownReset {
-		return false
-	}
-	return true
 }
 
 // jitter lengthens d by up to Jitter of it (at most 1s).
@@ -773,47 +533,6 @@ func (b *Budget) Status(ctx context.Context, account string, lim Limit) (Status,
 		s.ResetAt = toLocal(r.reset, r.serverNow, local)
 	}
 	return s, nil
-}
-
-// ParseHeaders reads a response's rate-limit headers (either vendor's
-// spelling; http.Header is case-insensitive): limit and remaining (-1 when
-// absent or malformed) and the reset time (zero when absent).
-func ParseHeaders(h http.Header) (limit, remaining int, reset time.Time) {
-	limit, remaining = headerInt(h, "X-Ratelimit-Limit"), headerInt(h, "X-Ratelimit-Remaining")
-	if s := h.Get("X-Ratelimit-Reset"); s != "" {
-		if sec, err := strconv.ParseInt(s, 10, 64); err == nil && sec > 0 {
-			reset = time.Unix(sec, 0)
-		}
-	}
-	return limit, remaining, reset
-}
-
-func headerInt(h http.Header, name string) int {
-	n, err := strconv.Atoi(h.Get(name))
-	if err != nil || n < 0 {
-		return -1
-	}
-	return n
-}
-
-// PauseFor is how long a 429 asks to wait: retry-after in seconds or as
-// an HTTP date; else until X-RateLimit-Reset; else def; capped at max and
-// never negative.
-func PauseFor(h http.Header, now time.Time, def, maxPause time.Duration) time.Duration {
-	d := def
-	if s := h.Get("Retry-After"); s != "" {
-		if sec, err := strconv.ParseFloat(s, 64); err == nil && sec >= 0 && !math.IsNaN(sec) {
-			d = maxPause
-			if sec < maxPause.Seconds() {
-				d = time.Duration(sec * float64(time.Second))
-			}
-		} else if t, err := http.ParseTime(s); err == nil {
-			d = t.Sub(now)
-		}
-	} else if _, _, reset := ParseHeaders(h); !reset.IsZero() && reset.After(now) {
-		d = reset.Sub(now)
-	}
-	return max(0, min(d, maxPause))
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -63,8 +63,6 @@ type indexWrite struct {
 	score int64     // the entry's time, ms
 }
 
-func (b *Budget) indexKey() string { return b.o.Prefix + "budget:accounts" }
-
 func (b *Budget) retention() time.Duration {
 	if b.o.IndexRetention > 0 {
 		return b.o.IndexRetention

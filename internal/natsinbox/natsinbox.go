@@ -22,6 +22,8 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
+
+	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // DefaultPrefix is the inbox prefix of nats.go's requests (and of
@@ -86,10 +88,7 @@ func literal(s string) bool {
 
 // Truncate cuts s to a length fit for a log line, keeping it valid UTF-8.
 func Truncate(s string) string {
-	if len(s) <= maxShown {
-		return strings.ToValidUTF8(s, "?")
-	}
-	return strings.ToValidUTF8(s[:maxShown], "?") + "…"
+	return strings.ToValidUTF8(secret.Elide(s, maxShown), "?")
 }
 
 // Guard returns h behind the reply check: a request whose reply subject

@@ -85,11 +85,26 @@ func Backoff(attempt int, base, max time.Duration, rnd float64) time.Duration {
 	if attempt < 1 {
 		attempt = 1
 	}
-	d := max
-	if exp := float64(base) * math.Pow(2, float64(attempt-1)); exp < float64(max) {
-		d = time.Duration(exp)
-	}
+	d := Doubling(attempt, base, max)
 	return d/2 + time.Duration(clamp01(rnd)*float64(d/2))
+}
+
+// Doubling is the wait before retry number attempt without jitter: base,
+// then twice as long after each failure, capped at max; zero before the
+// first retry (attempt < 1). For a single retrying loop (the outbox relay)
+// where no crowd needs spreading out.
+func Doubling(attempt int, base, max time.Duration) time.Duration {
+	if attempt < 1 || base <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		return max
+	}
+	return d
 }
 
 // RetryTime is when to retry a failed refresh. A vendor's Retry-After

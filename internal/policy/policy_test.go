@@ -107,3 +107,17 @@ func TestRetryTime(t *testing.T) {
 		}
 	}
 }
+
+func TestDoubling(t *testing.T) {
+	t.Parallel()
+	want := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+		800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
+	for attempt, w := range want {
+		if got := Doubling(attempt, 100*time.Millisecond, 2*time.Second); got != w {
+			t.Errorf("Doubling(%d) = %v, want %v", attempt, got, w)
+		}
+	}
+	if got := Doubling(1000, 100*time.Millisecond, 2*time.Second); got != 2*time.Second {
+		t.Errorf("Doubling(1000) = %v, want the cap", got)
+	}
+}

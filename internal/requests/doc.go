@@ -32,8 +32,8 @@
 // front of its batch's queue, and the feeder releases it again as soon as the
 // budget has room (asynq schedules retries to the whole second, too coarse to
 // keep a compressed window full). What must wait longer, a 429's pause or a
-// token being refreshed, goes back to asynq as a *RetryAt error (RetryDelay
-// and IsFailure read it). Neither is a failure or holds a worker. A 401 brings one
+// token being refreshed, goes back to asynq as a *jobs.RetryAt error
+// (jobs.RetryDelay and jobs.IsFailure read it). Neither is a failure or holds a worker. A 401 brings one
 // refresh and one retry; 5xx, 408, timeouts and resets back off exponentially
 // with jitter up to jobs.RequestMaxRetry; other 4xx fail at once. The
 // outcome event (request.completed/request.failed) is written to the Redis

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
+	"github.com/tokenrelay/tokenrelay/internal/lease"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
@@ -74,7 +75,7 @@ type Feeder struct {
 	o      FeederOptions
 	keys   keys
 	outbox string
-	owner  string
+	lease  *lease.Lease
 	hold   map[string]time.Time // account -> not before
 }
 
@@ -104,24 +105,10 @@ func NewFeeder(o FeederOptions) (*Feeder, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	return &Feeder{o: o, keys: newKeys(o.Prefix), outbox: events.OutboxKey(o.Prefix),
-		owner: uuid.NewString(), hold: map[string]time.Time{}}, nil
+	k := newKeys(o.Prefix)
+	return &Feeder{o: o, keys: k, outbox: events.OutboxKey(o.Prefix),
+		lease: lease.New(o.Redis, k.feederLease(), uuid.NewString(), o.LeaseTTL), hold: map[string]time.Time{}}, nil
 }
-
-var (
-	scriptAcquire = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if cur then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 2`)
-	scriptRelinquish = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-)
 
 // Run feeds until ctx ends. It returns nil then; other errors are logged
 // and retried.
@@ -131,28 +118,28 @@ func (f *Feeder) Run(ctx context.Context) error {
 	defer func() {
 		if leader {
 			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = scriptRelinquish.Run(c, f.o.Redis, []string{f.keys.feederLease()}, f.owner).Err()
+			_ = f.lease.Release(c)
 			cancel()
 		}
 	}()
 	for ctx.Err() == nil {
 		now := time.Now()
 		if !now.Before(renewAt) {
-			res, err := scriptAcquire.Run(ctx, f.o.Redis, []string{f.keys.feederLease()}, f.owner, f.o.LeaseTTL.Milliseconds()).Int()
+			got, err := f.lease.Acquire(ctx)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
 					f.o.Logger.Warn().Err(err).Msg("feeder: lease")
 				}
 				leader = false
-			case res == 2:
+			case got == lease.Taken:
 				leader = true
 				f.o.Logger.Info().Msg("feeder: active")
 				if err := f.recover(ctx); err != nil {
 					f.o.Logger.Warn().Err(err).Msg("feeder: re-enqueue released requests")
 				}
 			default:
-				leader = res == 1
+				leader = got == lease.Extended
 			}
 			renewAt = now.Add(f.o.LeaseTTL / 3)
 		}
@@ -237,7 +224,7 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	}
 	items, err := scriptRelease.Run(ctx, f.o.Redis,
 		[]string{f.keys.ring(account), f.keys.accounts(), pending, f.keys.releasing(account), f.keys.cancelling()},
-		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.p+"r:",
+		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.requestPrefix(),
 	).StringSlice()
 	if err != nil {
 		return false, fmt.Errorf("requests: release requests of %s: %w", account, err)
@@ -286,7 +273,7 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 // it stopped. A request enqueued twice runs once: its task id is its own,
 // and a request that has ended is not run again.
 func (f *Feeder) recover(ctx context.Context) error {
-	iter := f.o.Redis.Scan(ctx, 0, f.keys.p+"releasing:*", 100).Iterator()
+	iter := f.o.Redis.Scan(ctx, 0, f.keys.releasingPrefix()+"*", 100).Iterator()
 	var errs []error
 	for iter.Next(ctx) {
 		key := iter.Val()
@@ -299,7 +286,7 @@ func (f *Feeder) recover(ctx context.Context) error {
 		for _, item := range m {
 			items = append(items, item)
 		}
-		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.p+"releasing:"), items))
+		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items))
 	}
 	errs = append(errs, iter.Err())
 	return errors.Join(errs...)

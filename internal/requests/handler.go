@@ -257,7 +257,7 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 					paused = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
 				}
 				h.d.Metrics.outcome(r.Vendor, OutcomeRateLimited)
-				return h.wait(ctx, r, rec, &RetryAt{At: paused, Reason: "rate_limited"})
+				return h.wait(ctx, r, rec, &jobs.RetryAt{At: paused, Reason: "rate_limited"})
 			}
 		}
 		switch {
@@ -318,7 +318,7 @@ func (h *Handler) token(ctx context.Context, r jobs.Request, rec record) (store.
 			return cred, nil
 		}
 		if try > 0 {
-			return cred, &RetryAt{At: now.Add(time.Second), Reason: "token"}
+			return cred, &jobs.RetryAt{At: now.Add(time.Second), Reason: "token"}
 		}
 		if err := h.d.Refresh(ctx, jobs.Refresh{Credential: r.Credential, Generation: cred.Generation}); err != nil {
 			return cred, fmt.Errorf("requests: refresh %s before use: %w", r.Credential, err)
@@ -339,7 +339,7 @@ func (h *Handler) wait(ctx context.Context, r jobs.Request, rec record, err erro
 	if errors.As(err, &final) {
 		return h.fail(ctx, r, rec, final.class, 0, final.msg)
 	}
-	var wait *RetryAt
+	var wait *jobs.RetryAt
 	if !errors.As(err, &wait) {
 		return err
 	}
@@ -417,7 +417,7 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 	// asynq keeps this text in Redis (and shows it in its dashboard): it
 	// names the failure, never the path, query or the vendor's words
 	// (patient data); the request.failed event, sealed, quotes them.
-	return &backoffError{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
+	return &jobs.Transient{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
 }
 
 // call sends the request once. The *vendors.Error has a Status when an

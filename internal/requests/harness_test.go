@@ -137,7 +137,7 @@ func (w *world) worker(n int) (stop func()) {
 	mux.Handle(jobs.TypeVendorRequest, h)
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency: n, Queues: jobs.Queues, StrictPriority: true,
-		RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
+		RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
 		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, LogLevel: asynq.FatalLevel,
 	})

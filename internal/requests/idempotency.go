@@ -76,7 +76,7 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) 
 	}
 	if first.Sealed == "" {
 		// The first one has not ended: look again in a second.
-		return true, h.wait(ctx, r, record{refreshed: -1}, &RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"})
+		return true, h.wait(ctx, r, record{refreshed: -1}, &jobs.RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"})
 	}
 	plain, err := h.d.Keyring.Open(first.Sealed, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
 	if err != nil {

@@ -44,7 +44,8 @@ func newKeys(storePrefix string) keys {
 	return keys{p: storePrefix + "req:"}
 }
 
-func (k keys) request(id string) string { return k.p + "r:" + id }
+func (k keys) requestPrefix() string    { return k.p + "r:" }
+func (k keys) request(id string) string { return k.requestPrefix() + id }
 func (k keys) batch(vendor, credential, id string) string {
 	if id == "" {
 		return k.p + "b:" // never written
@@ -57,7 +58,8 @@ func (k keys) queue(account, member string) string { return k.queuePrefix(accoun
 func (k keys) ring(account string) string          { return k.p + "ring:" + account }
 func (k keys) accounts() string                    { return k.p + "accounts" }
 func (k keys) pending(account string) string       { return k.p + "pending:" + account }
-func (k keys) releasing(account string) string     { return k.p + "releasing:" + account }
+func (k keys) releasingPrefix() string             { return k.p + "releasing:" }
+func (k keys) releasing(account string) string     { return k.releasingPrefix() + account }
 func (k keys) cancelling() string                  { return k.p + "cancelling" }
 func (k keys) idempotency(vendor, credential, key string) string {
 	if key == "" {

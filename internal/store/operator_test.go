@@ -12,7 +12,7 @@ import (
 
 func TestRevokeByOperatorUnschedulesAndWritesEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupReal(t)
 	b.add(t, "clinic-42")
 	b.renew(t, "clinic-42", 0, accessToken, refreshToken)
 	ev := failedEvent(t, events.TypeKeyRevoked, "clinic-42", t0)
@@ -37,7 +37,7 @@ func TestRevokeByOperatorUnschedulesAndWritesEvent(t *testing.T) {
 
 func TestRevokeDropsAClaimInFlight(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupReal(t)
 	b.add(t, "clinic-42")
 	_, err := b.store.Claim(b.ctx, "clinic-42", 0, "w1", lease)
 	require.NoError(t, err)
@@ -49,7 +49,7 @@ func TestRevokeDropsAClaimInFlight(t *testing.T) {
 
 func TestEnableWithNewSecretSchedulesAtOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupReal(t)
 	b.add(t, "clinic-42")
 	b.fail(t, "clinic-42", 0, store.Failure{State: store.StateRevoked, Class: "invalid_client", Message: "deleted"})
 	b.notDue(t, "clinic-42")

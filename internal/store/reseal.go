@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenrelay/tokenrelay/internal/lease"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
@@ -205,37 +206,20 @@ func (s *Store) resealBatch(ctx context.Context, ids []string, dryRun bool, p *R
 	return nil
 }
 
-// resealLeaseKey is the lease that lets one process at a time re-seal;
-// resealDoneKey records the key id of the last pass that left nothing.
-func (s *Store) resealLeaseKey() string { return s.prefix + "reseal:lease" }
-func (s *Store) resealDoneKey() string  { return s.prefix + "reseal:done" }
-
-var scriptLease = newScript(`
--- KEYS[1] lease   ARGV owner, ttl ms. Takes or extends the lease; 1 if owner holds it.
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`)
-
-var scriptUnlease = newScript(`
--- KEYS[1] lease   ARGV owner. Drops the lease if owner holds it.
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0`)
-
 // ResealLease takes, or extends, the re-seal lease for owner for ttl, and
 // reports whether owner holds it: one process re-seals at a time, however
 // many workers start.
 func (s *Store) ResealLease(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
-	n, err := scriptLease.Run(ctx, s.rdb, []string{s.resealLeaseKey()}, owner, ttl.Milliseconds()).Int()
+	got, err := lease.New(s.rdb, s.resealLeaseKey(), owner, ttl).Acquire(ctx)
 	if err != nil {
 		return false, fmt.Errorf("store: reseal lease: %w", err)
 	}
-	return n == 1, nil
+	return got.Held(), nil
 }
 
 // ReleaseResealLease gives the lease back if owner holds it.
 func (s *Store) ReleaseResealLease(ctx context.Context, owner string) error {
-	if err := scriptUnlease.Run(ctx, s.rdb, []string{s.resealLeaseKey()}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err := lease.New(s.rdb, s.resealLeaseKey(), owner, 0).Release(ctx); err != nil {
 		return fmt.Errorf("store: release reseal lease: %w", err)
 	}
 	return nil

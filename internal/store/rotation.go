@@ -162,9 +162,6 @@ type KeySwitch struct {
 	NextRefresh time.Time
 }
 
-func (s *Store) rotKey(id string) string { return s.prefix + "rot:" + id }
-func (s *Store) rotateDueKey() string    { return s.prefix + "rotate_due" }
-
 // BeginRotation starts a rotation of a credential's key for owner, held
 // until lease has passed, or, when one is in progress and nobody else holds
 // it, hands that one to owner to resume. It fails with ErrNotFound, with

@@ -14,15 +14,18 @@ import (
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
-// rotSetup is a store on a fresh in-process Redis holding one healthsync
-// credential with an API key.
-func rotSetup(t *testing.T) (*store.Store, *redis.Client, *testenv.Clock) {
+// rotSetup is a store on the real Redis (so that every rotation script
+// runs there), under its own prefix, holding one healthsync credential with
+// an API key.
+func rotSetup(t *testing.T) (*store.Store, *redis.Client, *testenv.Clock, string) {
 	t.Helper()
 	clock := testenv.NewClock(storetest.T0)
-	st, rdb := storetest.New(t, clock.Now)
-	_, err := st.Upsert(t.Context(), store.NewCredential{ID: "hs-1", Vendor: "hs", Keys: store.Keys{APIKey: secret.New("old-api-key")}})
+	rdb, prefix := testenv.RedisPrefix(t)
+	st, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: testKeyring(t, 1), Clock: clock.Now})
 	require.NoError(t, err)
-	return st, rdb, clock
+	_, err = st.Upsert(t.Context(), store.NewCredential{ID: "hs-1", Vendor: "hs", Keys: store.Keys{APIKey: secret.New("old-api-key")}})
+	require.NoError(t, err)
+	return st, rdb, clock, prefix
 }
 
 func rotEvent(t *testing.T, typ string, at time.Time) events.Envelope {
@@ -34,7 +37,7 @@ func rotEvent(t *testing.T, typ string, at time.Time) events.Envelope {
 
 func TestRotationStepsAreFencedByOwnerAndStep(t *testing.T) {
 	t.Parallel()
-	st, rdb, clock := rotSetup(t)
+	st, rdb, clock, prefix := rotSetup(t)
 	ctx := t.Context()
 
 	r, err := st.BeginRotation(ctx, "hs-1", "w1", time.Minute)
@@ -68,7 +71,7 @@ func TestRotationStepsAreFencedByOwnerAndStep(t *testing.T) {
 	require.Equal(t, []string{"read"}, got.Scopes)
 	require.Equal(t, 1, got.Attempt)
 	require.Equal(t, "key_1", got.OldKeyID)
-	raw, err := rdb.HGet(ctx, "t:rot:hs-1", "new_key").Result()
+	raw, err := rdb.HGet(ctx, prefix+"rot:hs-1", "new_key").Result()
 	require.NoError(t, err)
 	require.NotContains(t, raw, "new-api-key", "sealed at rest")
 
@@ -84,7 +87,7 @@ func TestRotationStepsAreFencedByOwnerAndStep(t *testing.T) {
 
 func TestSwitchRotationIsAtomicWithItsEvents(t *testing.T) {
 	t.Parallel()
-	st, rdb, clock := rotSetup(t)
+	st, rdb, clock, prefix := rotSetup(t)
 	ctx := t.Context()
 	r, err := st.BeginRotation(ctx, "hs-1", "w1", time.Minute)
 	require.NoError(t, err)
@@ -104,7 +107,7 @@ func TestSwitchRotationIsAtomicWithItsEvents(t *testing.T) {
 	require.NoError(t, st.AdvanceRotation(ctx, &r, "w1", time.Minute, store.RotationChange{Step: store.RotationVerified}))
 	// A generation that moved on: refused.
 	require.ErrorIs(t, st.SwitchRotation(ctx, &r, "w1", 7, sw, ev), store.ErrStale)
-	n, err := rdb.XLen(ctx, events.OutboxKey("t:")).Result()
+	n, err := rdb.XLen(ctx, events.OutboxKey(prefix)).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
 
@@ -117,7 +120,7 @@ func TestSwitchRotationIsAtomicWithItsEvents(t *testing.T) {
 	require.Equal(t, int64(1), c.Generation)
 	require.Equal(t, store.StateActive, c.State)
 	require.Equal(t, now.Add(16*time.Hour).UnixMilli(), c.NextRefresh.UnixMilli())
-	n, err = rdb.XLen(ctx, events.OutboxKey("t:")).Result()
+	n, err = rdb.XLen(ctx, events.OutboxKey(prefix)).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
@@ -133,7 +136,7 @@ func TestSwitchRotationIsAtomicWithItsEvents(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, next.UnixMilli(), due.UnixMilli())
-	n, err = rdb.XLen(ctx, events.OutboxKey("t:")).Result()
+	n, err = rdb.XLen(ctx, events.OutboxKey(prefix)).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
 
@@ -146,7 +149,7 @@ func TestSwitchRotationIsAtomicWithItsEvents(t *testing.T) {
 
 func TestRotationOfMissingOrRevokedCredential(t *testing.T) {
 	t.Parallel()
-	st, _, _ := rotSetup(t)
+	st, _, _, _ := rotSetup(t)
 	ctx := t.Context()
 	_, err := st.BeginRotation(ctx, "nope", "w1", time.Minute)
 	require.ErrorIs(t, err, store.ErrNotFound)
@@ -159,7 +162,7 @@ func TestRotationOfMissingOrRevokedCredential(t *testing.T) {
 
 func TestClaimDueRotations(t *testing.T) {
 	t.Parallel()
-	st, _, clock := rotSetup(t)
+	st, _, clock, _ := rotSetup(t)
 	ctx := t.Context()
 	now := clock.Now()
 	n, err := st.ScheduleRotations(ctx, []string{"a", "b", "c"}, now.Add(time.Hour))
@@ -191,7 +194,7 @@ func TestClaimDueRotations(t *testing.T) {
 // one; other requests do.
 func TestRotationRequestBeginsOneRotation(t *testing.T) {
 	t.Parallel()
-	st, _, _ := rotSetup(t)
+	st, _, _, _ := rotSetup(t)
 	ctx := t.Context()
 	task := store.RotationRequest{ID: "task-1"}
 

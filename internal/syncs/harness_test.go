@@ -114,7 +114,7 @@ func (w *world) worker() (stop func()) {
 	mux.Handle(jobs.TypeVendorRequest, h)
 	srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency: 4, Queues: jobs.Queues, StrictPriority: true,
-		RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
+		RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
 		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 100 * time.Millisecond,
 		ShutdownTimeout: 100 * time.Millisecond, LogLevel: asynq.FatalLevel,
 	})

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -92,7 +90,7 @@ type PollerDeps struct {
 	Redis     redis.UniversalClient
 	KeyPrefix string
 	// JetStream gets the polling.started/stopped events. Required.
-	JetStream     Publisher
+	JetStream     events.Publisher
 	SubjectPrefix string
 	// Enqueuer enqueues the poll tasks. Required.
 	Enqueuer Enqueuer
@@ -221,26 +219,16 @@ func (p *Poller) change(ctx context.Context, t PollTarget, prevRaw, mode, reason
 	if mode == modeWebhooks {
 		typ = events.TypePollingStopped
 	}
-	data, err := json.Marshal(events.PollingModeChanged{Vendor: t.Vendor, Resource: t.Resource, Reason: reason,
-		LastDelivery: last, At: now.UTC()})
+	env, err := events.NewWithID("poll-"+hashID(t.Vendor, t.Resource, mode, prevRaw), typ, t.Vendor,
+		events.NATSSubject(typ, t.Vendor, t.Resource), now, events.PollingModeChanged{Vendor: t.Vendor, Resource: t.Resource, Reason: reason,
+			LastDelivery: last, At: now.UTC()})
 	if err != nil {
-		return fmt.Errorf("webhooks: encode mode change: %w", err)
+		return fmt.Errorf("webhooks: mode change: %w", err)
 	}
-	subject := events.NATSSubject(typ, t.Vendor, t.Resource)
-	env := events.Envelope{SpecVersion: events.SpecVersion, ID: "poll-" + hashID(t.Vendor, t.Resource, mode, prevRaw),
-		Source: "tokenrelay/" + t.Vendor, Type: typ, Subject: subject, Time: now.UTC(),
-		DataContentType: "application/json", Data: data}
-	raw, err := json.Marshal(env)
-	if err != nil {
-		return fmt.Errorf("webhooks: encode mode change: %w", err)
-	}
-	msg := nats.NewMsg(p.d.SubjectPrefix + subject)
-	msg.Data = raw
-	msg.Header.Set(jetstream.MsgIDHeader, env.ID)
 	pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := p.d.JetStream.PublishMsg(pubCtx, msg); err != nil {
-		return fmt.Errorf("webhooks: publish %s: %w", typ, err)
+	if _, err := events.Publish(pubCtx, p.d.JetStream, p.d.SubjectPrefix, env); err != nil {
+		return fmt.Errorf("webhooks: %w", err)
 	}
 	changed, err := p.state.setMode(ctx, t.Vendor, t.Resource, prevRaw, mode, now)
 	if err != nil || !changed {

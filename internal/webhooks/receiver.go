@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -23,12 +21,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/webhooks/fhirnotify"
 	"github.com/tokenrelay/tokenrelay/internal/webhooks/verify"
 )
-
-// Publisher publishes to JetStream and waits for the PubAck
-// (jetstream.JetStream satisfies it).
-type Publisher interface {
-	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-}
 
 // Fetch is one request a webhook or a poll makes the pipeline do: a request
 // job through the vendor's shared rate budget, whose result is published
@@ -60,7 +52,7 @@ type Deps struct {
 	// Vendors are the vendors whose webhooks are accepted, by name.
 	Vendors map[string]Vendor
 	// JetStream stores the events. Required.
-	JetStream Publisher
+	JetStream events.Publisher
 	// Connected, if set, says whether NATS is connected; while it is not,
 	// deliveries get 503 at once instead of waiting for PublishTimeout.
 	Connected func() bool
@@ -262,12 +254,12 @@ func (rc *Receiver) relay(ctx context.Context, v Vendor, h http.Header, body []b
 			return o
 		}
 	}
-	msg, err := rc.event(v, h, body, d.eventType, delivery, now)
+	env, err := rc.event(v, h, body, d.eventType, delivery, now)
 	if err != nil {
 		return outcome{status: http.StatusInternalServerError, label: OutcomeMalformed, message: "cannot build the event", err: err}
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, rc.d.PublishTimeout)
-	ack, err := rc.d.JetStream.PublishMsg(pubCtx, msg)
+	ack, err := events.Publish(pubCtx, rc.d.JetStream, rc.d.SubjectPrefix, env)
 	cancel()
 	if err != nil {
 		return unavailable("event stream unavailable", err)
@@ -304,29 +296,17 @@ func unavailable(msg string, err error) outcome {
 		message: msg + "; retry later", err: err, retryAfter: 5}
 }
 
-// event builds the webhook.received message of a delivery.
-func (rc *Receiver) event(v Vendor, h http.Header, body []byte, eventType, delivery string, now time.Time) (*nats.Msg, error) {
-	subject := "webhook." + v.Name + "." + eventType
-	data, err := json.Marshal(events.WebhookReceived{
-		Vendor: v.Name, EventType: eventType, DeliveryID: delivery, ReceivedAt: now.UTC(),
-		Headers: keptHeaders(v, h), Body: body,
-	})
+// event builds the webhook.received event of a delivery.
+func (rc *Receiver) event(v Vendor, h http.Header, body []byte, eventType, delivery string, now time.Time) (events.Envelope, error) {
+	env, err := events.NewWithID(EventID(v.Name, delivery), events.TypeWebhookReceived, v.Name,
+		events.WebhookSubject(v.Name, eventType), now, events.WebhookReceived{
+			Vendor: v.Name, EventType: eventType, DeliveryID: delivery, ReceivedAt: now.UTC(),
+			Headers: keptHeaders(v, h), Body: body,
+		})
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: encode event: %w", err)
+		return events.Envelope{}, fmt.Errorf("webhooks: %w", err)
 	}
-	env := events.Envelope{
-		SpecVersion: events.SpecVersion, ID: EventID(v.Name, delivery), Source: "tokenrelay/" + v.Name,
-		Type: events.TypeWebhookReceived, Subject: subject, Time: now.UTC(),
-		DataContentType: "application/json", Data: data,
-	}
-	raw, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("webhooks: encode envelope: %w", err)
-	}
-	msg := nats.NewMsg(rc.d.SubjectPrefix + subject)
-	msg.Data = raw
-	msg.Header.Set(jetstream.MsgIDHeader, env.ID)
-	return msg, nil
+	return env, nil
 }
 
 // EventID is the event id (and Nats-Msg-Id) of a vendor's delivery: the

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/internal/lease"
 )
 
 // The lease as internal/testenv takes it (testenv does not export these):
@@ -37,25 +39,12 @@ const (
 	leasePoll = 250 * time.Millisecond
 )
 
-var renewLease = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`)
-
-var releaseLease = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0`)
-
 // DB is a leased Redis database. The lease is renewed in the background
 // until Release.
 type DB struct {
 	number int
 	lock   *redis.Client
-	key    string
-	owner  string
+	lease  *lease.Lease
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -83,14 +72,14 @@ func Lease(ctx context.Context, addr, program string, want int) (*DB, error) {
 	deadline := time.Now().Add(leaseWait)
 	for {
 		for _, db := range candidates {
-			key := fmt.Sprintf(leaseKeyFormat, db)
-			ok, err := lock.SetNX(ctx, key, owner, leaseTTL).Result()
+			ls := lease.New(lock, fmt.Sprintf(leaseKeyFormat, db), owner, leaseTTL)
+			got, err := ls.Acquire(ctx)
 			if err != nil {
 				_ = lock.Close()
 				return nil, fmt.Errorf("lease redis db %d: %w", db, err)
 			}
-			if ok {
-				l := &DB{number: db, lock: lock, key: key, owner: owner, stop: make(chan struct{})}
+			if got == lease.Taken {
+				l := &DB{number: db, lock: lock, lease: ls, stop: make(chan struct{})}
 				l.wg.Go(l.keep)
 				return l, nil
 			}
@@ -123,7 +112,7 @@ func (l *DB) keep() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = renewLease.Run(ctx, l.lock, []string{l.key}, l.owner, leaseTTL.Milliseconds()).Err()
+			_, _ = l.lease.Renew(ctx)
 			cancel()
 		}
 	}
@@ -137,7 +126,7 @@ func (l *DB) Release() {
 		l.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = releaseLease.Run(ctx, l.lock, []string{l.key}, l.owner).Err()
+		_ = l.lease.Release(ctx)
 		_ = l.lock.Close()
 	})
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // Notification types (SubscriptionStatus.type).
@@ -281,16 +283,9 @@ func integer64(raw json.RawMessage) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a non-negative integer64", truncate(s, 32))
+		return 0, fmt.Errorf("%q is not a non-negative integer64", secret.Elide(s, 32))
 	}
 	return v, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // SplitReference splits "Patient/123" (or an absolute
