@@ -47,7 +47,10 @@ func TestSyncKilledMidPageResumesFromCursor(t *testing.T) {
 	stopFirst()
 	w.worker()
 
-	evs := w.waitEnd("big", 50*time.Second)
+	// Usually seconds; generous because the page in flight comes back
+	// through asynq (requeued at the first worker's shutdown, or recovered
+	// by asynq a minute or two later if that requeue is lost under load).
+	evs := w.waitEnd("big", 150*time.Second)
 	last := evs[len(evs)-1]
 	require.Equal(t, events.TypeSyncCompleted, last.Type, "%s: %s", last.Class, last.Message)
 	require.Equal(t, pages, last.Pages)
