@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -32,9 +33,11 @@ type WorkerOptions struct {
 	// Concurrency is how many tasks run at once (default 20: the work is
 	// mostly waiting on vendors).
 	Concurrency int
-	// TaskCheckInterval is how often an idle worker looks for new tasks
-	// (asynq's default 1s). Tokens that live seconds, as in the dev mode
-	// and tests, want 50ms.
+	// TaskCheckInterval is how often an idle worker looks for new tasks;
+	// default 50ms. A sync has one page in flight, so each page waits up
+	// to this long for a worker: at asynq's own default (1s) a sync used
+	// 22.6% of a 500-per-minute account, at 10ms 99.2% (bench/syncs,
+	// BENCHMARKS.md). The cost is an idle worker's polls of Redis.
 	TaskCheckInterval time.Duration
 	// HTTPClient is used for vendor calls (nil: a default).
 	HTTPClient *http.Client
@@ -110,7 +113,7 @@ func RunWorker(ctx context.Context, env *Env, o WorkerOptions) error {
 		Concurrency:       o.Concurrency,
 		Queues:            jobs.Queues,
 		StrictPriority:    true,
-		TaskCheckInterval: o.TaskCheckInterval,
+		TaskCheckInterval: cmp.Or(o.TaskCheckInterval, 50*time.Millisecond),
 		// Retries of infrastructure failures; vendor failures are scheduled
 		// by the store, not retried by asynq.
 		DelayedTaskCheckInterval: time.Second,
