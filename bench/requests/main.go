@@ -11,7 +11,12 @@
 //     -over, above the vendor's);
 //   - throughput (c): -tput-n requests against a sandbox without a limit,
 //     through tokenrelay and through a plain Go HTTP client loop of the same
-//     concurrency; the ratio of the two.
+//     concurrency; the ratio of the two, and the Redis round trips per
+//     request job end to end (submit, feeder, asynq, handler, outcome:
+//     every command or pipeline on the one client they all share);
+//   - memory: -mem-n requests submitted and left queued (no feeder): the
+//     bytes per queued request by MEMORY USAGE of the database's keys, and
+//     what a million would take.
 //
 // It prints the results as Markdown, and with -out writes them to a file.
 package main
@@ -42,6 +47,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/roundtrips"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/policy"
@@ -56,12 +62,12 @@ import (
 )
 
 type options struct {
-	n, limit, over, workers, concurrency, tputN int
-	window, budgetLease, budgetSlack            time.Duration
-	budgetReserve                               float64
-	vendorSlack                                 time.Duration
-	phases                                      map[string]bool
-	redisAddr, out                              string
+	n, limit, over, workers, concurrency, tputN, memN int
+	window, budgetLease, budgetSlack                  time.Duration
+	budgetReserve                                     float64
+	vendorSlack                                       time.Duration
+	phases                                            map[string]bool
+	redisAddr, out                                    string
 }
 
 func main() {
@@ -74,11 +80,12 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
 	flag.IntVar(&o.tputN, "tput-n", 5000, "requests of the throughput phase")
+	flag.IntVar(&o.memN, "mem-n", 10000, "requests of the memory phase")
 	flag.DurationVar(&o.budgetLease, "budget-lease", 0, "budget.Options.Lease (0: the budget's default, window/100)")
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
-	flag.StringVar(&phases, "phases", "known,unknown,throughput", "phases to run")
+	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
 	flag.Parse()
@@ -106,6 +113,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer rdb.FlushDB(context.Background())
+	trips := roundtrips.New(".")
+	rdb.AddHook(trips)
 
 	var md strings.Builder
 	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
@@ -116,6 +125,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "| Limit | Configured | Requests | Completed | Wall time | Achieved rate | Share of limit | 429s | 429 share | Largest window | Budget waits | Slot reuse late p50 / mean |")
 		fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
+	var budgetTrips []string
 	for _, c := range []struct {
 		phase      string
 		configured int
@@ -126,10 +136,13 @@ func run(ctx context.Context, o options) error {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
 			return err
 		}
+		trips.Snapshot()
 		r, err := budgetPhase(ctx, rdb, o, c.configured)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.phase, err)
 		}
+		t := trips.Snapshot()
+		budgetTrips = append(budgetTrips, fmt.Sprintf("%s: %.2f per job (%d)", c.phase, float64(t.Total())/float64(o.n), t.Total()))
 		row := fmt.Sprintf("| %s (%d per %s) | %d | %d | %d | %s | %.1f/s | **%.1f%%** | %d | %.2f%% | %d | %.0f | %s / %s |",
 			c.phase, o.limit, o.window, c.configured, o.n, r.completed, r.wall.Round(time.Millisecond), r.rate, 100*r.share,
 			r.limited, 100*float64(r.limited)/float64(o.n), r.maxWindow, r.waits,
@@ -137,11 +150,15 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, row)
 		fmt.Fprintln(os.Stderr, row)
 	}
+	if len(budgetTrips) > 0 {
+		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included; see (c) for the breakdown): %s.\n", strings.Join(budgetTrips, "; "))
+	}
 	if o.phases["throughput"] {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
 			return err
 		}
-		relay, plain, err := throughputPhase(ctx, rdb, o)
+		trips.Snapshot()
+		relay, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
@@ -150,6 +167,35 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
 		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", relay, relay/plain)
+		n := o.tputN
+		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
+			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
+			float64(submitTrips.Total()+runTrips.Total())/float64(n))
+		fmt.Fprintln(&md, "| step | round trip | count | per job |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, r := range submitTrips.Rows(n) {
+			fmt.Fprintln(&md, "| submit "+r)
+		}
+		for _, r := range runTrips.Rows(n) {
+			fmt.Fprintln(&md, "| run "+r)
+		}
+	}
+	if o.phases["memory"] {
+		if err := rdb.FlushDB(ctx).Err(); err != nil {
+			return err
+		}
+		m, err := memoryPhase(ctx, rdb, o)
+		if err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+		per := float64(m.after-m.before) / float64(o.memN)
+		fmt.Fprintf(&md, "\n#### Memory of queued requests\n\n%d GET Patient requests submitted through requests.Submitter and left queued (no feeder, no workers). MEMORY USAGE (SAMPLES 0) of every key of the database before and after: %d B → %d B, **%.0f B per queued request**, so a million would take **%.0f MB** (INFO used_memory, server-wide on a shared Redis: %+d B, %.0f B per request).\n",
+			o.memN, m.before, m.after, per, per*1e6/1e6, m.usedAfter-m.usedBefore, float64(m.usedAfter-m.usedBefore)/float64(o.memN))
+		fmt.Fprintln(&md, "\n| key | type | MEMORY USAGE | per request |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, k := range m.keys {
+			fmt.Fprintf(&md, "| `%s` | %s | %d B | %.0f B |\n", k.name, k.typ, k.bytes, float64(k.bytes)/float64(o.memN))
+		}
 	}
 	fmt.Print(md.String())
 	if o.out != "" {
@@ -297,7 +343,7 @@ func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 func (w *world) wait(ctx context.Context, n int) (adminclient.BatchStatus, error) {
 	batches := requests.NewBatches(w.rdb, prefix, nil)
 	for {
-		st, err := batches.Status(ctx, vendor, "clinic-1", "bench")
+		st, err := batches.Status(roundtrips.Skip(ctx), vendor, "clinic-1", "bench")
 		if err != nil {
 			return st, err
 		}
@@ -389,10 +435,13 @@ func testutilSum(c *prometheus.CounterVec) float64 {
 	return sum
 }
 
-func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, plain float64, err error) {
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (relay, plain float64, submitTrips, runTrips roundtrips.Counts, err error) {
+	fail := func(err error) (float64, float64, roundtrips.Counts, roundtrips.Counts, error) {
+		return 0, 0, nil, nil, err
+	}
 	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	defer w.srv.Close()
 	senders := o.workers * o.concurrency
@@ -400,7 +449,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, 
 	// Plain: the same requests with the token in hand, senders at a time.
 	cred, err := w.store.CurrentToken(ctx, "clinic-1")
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var next atomic.Int64
@@ -432,25 +481,141 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, 
 	wg.Wait()
 	plain = float64(o.tputN) / time.Since(start).Seconds()
 	if failed.Load() > 0 {
-		return 0, 0, fmt.Errorf("plain loop: %d requests failed", failed.Load())
+		return fail(fmt.Errorf("plain loop: %d requests failed", failed.Load()))
 	}
 
+	trips.Snapshot()
 	if err := w.submit(ctx, o.tputN); err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
+	submitTrips = trips.Snapshot()
 	start = time.Now()
 	stop, err := w.start(ctx, o)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	st, err := w.wait(ctx, o.tputN)
+	runTrips = trips.Snapshot()
 	stop()
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	if st.Done != int64(o.tputN) {
-		return 0, 0, fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN)
+		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
 	relay = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
-	return relay, plain, nil
+	return relay, plain, submitTrips, runTrips, nil
+}
+
+type keyMemory struct {
+	name, typ string
+	bytes     int64
+}
+
+type memoryResult struct {
+	before, after, usedBefore, usedAfter int64
+	keys                                 []keyMemory
+}
+
+// memoryPhase submits o.memN requests without workers and measures what
+// they hold in Redis.
+func memoryPhase(ctx context.Context, rdb *redis.Client, o options) (memoryResult, error) {
+	var m memoryResult
+	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
+	if err != nil {
+		return m, err
+	}
+	defer w.srv.Close()
+	before, err := keyUsage(ctx, rdb)
+	if err != nil {
+		return m, err
+	}
+	if m.usedBefore, err = usedMemory(ctx, rdb); err != nil {
+		return m, err
+	}
+	if err := w.submit(ctx, o.memN); err != nil {
+		return m, err
+	}
+	if m.usedAfter, err = usedMemory(ctx, rdb); err != nil {
+		return m, err
+	}
+	after, err := keyUsage(ctx, rdb)
+	if err != nil {
+		return m, err
+	}
+	for _, k := range before {
+		m.before += k.bytes
+	}
+	old := map[string]int64{}
+	for _, k := range before {
+		old[k.name] = k.bytes
+	}
+	// Keys grouped by their name with ids cut off (the request hashes are
+	// one row).
+	groups := map[string]*keyMemory{}
+	for _, k := range after {
+		m.after += k.bytes
+		name := k.name
+		if i := strings.LastIndex(name, ":"); i >= 0 && len(name)-i > 20 {
+			name = name[:i+1] + "<id>"
+		}
+		g := groups[name]
+		if g == nil {
+			g = &keyMemory{name: name, typ: k.typ}
+			groups[name] = g
+		}
+		g.bytes += k.bytes - old[k.name]
+	}
+	for _, g := range groups {
+		if g.bytes > 0 {
+			m.keys = append(m.keys, *g)
+		}
+	}
+	sort.Slice(m.keys, func(i, j int) bool { return m.keys[i].bytes > m.keys[j].bytes })
+	return m, nil
+}
+
+// keyUsage lists every key of the database with MEMORY USAGE (SAMPLES 0).
+func keyUsage(ctx context.Context, rdb *redis.Client) ([]keyMemory, error) {
+	ctx = roundtrips.Skip(ctx)
+	var out []keyMemory
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	var names []string
+	for iter.Next(ctx) {
+		names = append(names, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(names); i += 500 {
+		batch := names[i:min(i+500, len(names))]
+		p := rdb.Pipeline()
+		usage := make([]*redis.IntCmd, len(batch))
+		types := make([]*redis.StatusCmd, len(batch))
+		for j, k := range batch {
+			usage[j] = p.MemoryUsage(ctx, k, 0)
+			types[j] = p.Type(ctx, k)
+		}
+		_, _ = p.Exec(ctx)
+		for j, k := range batch {
+			out = append(out, keyMemory{name: k, typ: types[j].Val(), bytes: usage[j].Val()})
+		}
+	}
+	return out, nil
+}
+
+// usedMemory is INFO memory's used_memory (server-wide).
+func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+	info, err := rdb.Info(roundtrips.Skip(ctx), "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			var n int64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, errors.New("no used_memory in INFO memory")
 }
