@@ -52,7 +52,7 @@ const (
 type options struct {
 	resources, count, limit, workers, concurrency int
 	windows                                       []time.Duration
-	vendorSlack                                   time.Duration
+	vendorSlack, taskCheck                        time.Duration
 	redisAddr, out                                string
 }
 
@@ -66,6 +66,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback)")
+	flag.DurationVar(&o.taskCheck, "task-check-interval", 10*time.Millisecond, "asynq's TaskCheckInterval in the workers (the worker role's default is asynq's 1s)")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
 	flag.Parse()
@@ -100,8 +101,8 @@ func run(ctx context.Context, o options) error {
 	var md strings.Builder
 	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
 		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.Number())
-	fmt.Fprintf(&md, "One full sync of %d Patients in pages of %d (%d pages, one in flight at a time) against a sandbox Halaxy account limited to %d per sliding window, the vendor configured with the same limit; %d worker processes × concurrency %d, one feeder. From the sandbox's record of the requests its window judged: share of limit = accepted / (first-to-last span + one window) over limit / window (as bench/requests (b); a run of two windows' worth paced evenly scores at most 2/3 on it); rate over the run = (accepted - 1) / first-to-last span over limit / window; largest window = the most accepted in any sliding window. Round trips: every command or pipeline on the one Redis client all parts share, per page.\n\n",
-		o.resources, o.count, (o.resources+o.count-1)/o.count, o.limit, o.workers, o.concurrency)
+	fmt.Fprintf(&md, "One full sync of %d Patients in pages of %d (%d pages, one in flight at a time) against a sandbox Halaxy account limited to %d per sliding window, the vendor configured with the same limit; %d worker processes × concurrency %d (asynq TaskCheckInterval %s), one feeder. From the sandbox's record of the requests its window judged: share of limit = accepted / (first-to-last span + one window) over limit / window (as bench/requests (b); a run of two windows' worth paced evenly scores at most 2/3 on it); rate over the run = (accepted - 1) / first-to-last span over limit / window; largest window = the most accepted in any sliding window. Round trips: every command or pipeline on the one Redis client all parts share, per page.\n\n",
+		o.resources, o.count, (o.resources+o.count-1)/o.count, o.limit, o.workers, o.concurrency, o.taskCheck)
 	fmt.Fprintln(&md, "| Window | Pages | Resources | Wall time | Pages/s | Share of limit | Rate over the run | 429s | Largest window | Round trips per page |")
 	fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, win := range o.windows {
@@ -196,7 +197,7 @@ func syncRun(ctx context.Context, rdb *redis.Client, o options, window time.Dura
 		srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
 			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
-			TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 250 * time.Millisecond,
+			TaskCheckInterval: o.taskCheck, DelayedTaskCheckInterval: 250 * time.Millisecond,
 			LogLevel: asynq.FatalLevel,
 		})
 		if err := srv.Start(mux); err != nil {
