@@ -28,10 +28,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/signal"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -39,26 +37,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
-	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/relay"
 	"github.com/tokenrelay/tokenrelay/bench/internal/roundtrips"
-	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
-	"github.com/tokenrelay/tokenrelay/internal/policy"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
-	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
-	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
-	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
 type options struct {
@@ -102,23 +91,15 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	lease, err := benchdb.Lease(ctx, o.redisAddr, "bench-requests", -1)
+	trips := roundtrips.New(".")
+	rdb, db, done, err := relay.Redis(ctx, o.redisAddr, "bench-requests", trips)
 	if err != nil {
 		return err
 	}
-	defer lease.Release()
-	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.Number(), PoolSize: 64})
-	defer rdb.Close()
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		return err
-	}
-	defer rdb.FlushDB(context.Background())
-	trips := roundtrips.New(".")
-	rdb.AddHook(trips)
+	defer done()
 
 	var md strings.Builder
-	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
-		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.Number())
+	md.WriteString(relay.Machine(o.redisAddr, db))
 	if o.phases["known"] || o.phases["unknown"] {
 		fmt.Fprintf(&md, "#### (b) Achieved rate at a compressed window\n\n%d requests of one Halaxy credential (sandbox: %d per sliding %s), %d worker processes × concurrency %d (each with its own budget), one feeder. Achieved rate = accepted requests / (first-to-last span + one window): a sliding window admits at most limit requests per window, so n requests need at least n / limit windows; share = that rate over limit / window. The largest window and the 429s are from the sandbox's record of the requests it answered.\n\n",
 			o.n, o.limit, o.window, o.workers, o.concurrency)
@@ -158,7 +139,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		trips.Snapshot()
-		relay, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
+		jobRate, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
@@ -166,7 +147,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
-		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", relay, relay/plain)
+		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain)
 		n := o.tputN
 		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
 			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
@@ -204,68 +185,20 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-const (
-	prefix    = "bench:"
-	vendor    = "halaxy-bench"
-	userAgent = "tokenrelay bench (bench@tokenrelay.invalid)"
-)
-
 // world is one phase's tokenrelay and sandbox.
 type world struct {
-	rdb     *redis.Client
-	sb      *sandbox.Sandbox
-	srv     *httptest.Server
-	vendors map[string]config.Vendor
-	store   *store.Store
-	refresh *jobs.RefreshHandler
-	sub     *requests.Submitter
+	*relay.World
 	// budgetMetrics count the budget's refusals (a worker's take told to
 	// wait: the request went back to asynq).
 	budgetMetrics *budget.Metrics
 }
 
 func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window time.Duration, configured int, vendorSlack time.Duration) (*world, error) {
-	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: sandboxLimit, HalaxyRateWindow: window})
-	srv := httptest.NewServer(sb.Handler())
-	v := config.Vendor{Name: vendor, Kind: config.KindHalaxy, BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent,
-		MaxTokenLifetime: config.Duration(15 * time.Minute)}
-	if configured > 0 {
-		v.RateLimit = config.RateLimit{Limit: configured, Per: config.Duration(window), Slack: config.Duration(vendorSlack)}
-	}
-	kr, err := seal.NewKeyring(make([]byte, seal.KeySize))
+	w, err := relay.New(ctx, rdb, relay.Options{SandboxLimit: sandboxLimit, SandboxWindow: window, Configured: configured, Slack: vendorSlack})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: kr})
-	if err != nil {
-		return nil, err
-	}
-	adapter, err := halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: userAgent})
-	if err != nil {
-		return nil, err
-	}
-	refresh, err := jobs.NewRefreshHandler(jobs.RefreshDeps{Store: st, Vendor: func(string) (jobs.Vendor, bool) {
-		return jobs.Vendor{Tokens: adapter, MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3, Jitter: -1}}, true
-	}})
-	if err != nil {
-		return nil, err
-	}
-	vendors := map[string]config.Vendor{vendor: v}
-	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors, Keyring: kr})
-	if err != nil {
-		return nil, err
-	}
-	w := &world{rdb: rdb, sb: sb, srv: srv, vendors: vendors, store: st, refresh: refresh, sub: sub,
-		budgetMetrics: budget.NewMetrics()}
-	sb.AddClient("client-1", "secret-1")
-	if _, err := st.Upsert(ctx, store.NewCredential{ID: "clinic-1", Vendor: vendor, ClientID: "client-1",
-		Keys: store.Keys{ClientSecret: secret.New("secret-1")}}); err != nil {
-		return nil, err
-	}
-	if err := refresh.Handle(ctx, jobs.Refresh{Credential: "clinic-1", Generation: 0}); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return &world{World: w, budgetMetrics: budget.NewMetrics()}, nil
 }
 
 // submit submits n GET Patient requests in one batch, 8 at a time.
@@ -278,9 +211,9 @@ func (w *world) submit(ctx context.Context, n int) error {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
-				r := jobs.NewRequest("clinic-1", http.MethodGet, "Patient")
+				r := jobs.NewRequest(relay.Credential, http.MethodGet, "Patient")
 				r.Batch = "bench"
-				if _, err := w.sub.Submit(ctx, r); err != nil {
+				if _, err := w.Sub.Submit(ctx, r); err != nil {
 					errs <- err
 					return
 				}
@@ -294,56 +227,18 @@ func (w *world) submit(ctx context.Context, n int) error {
 
 // start runs the workers and the feeder until the returned stop.
 func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
-	var stops []func()
-	stop = func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-	}
-	newBudget := func() *budget.Budget {
-		return budget.New(w.rdb, budget.Options{Prefix: prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
-			PriorityReserve: o.budgetReserve})
-	}
-	for range o.workers {
-		b := newBudget()
-		h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.rdb, Prefix: prefix, Credentials: w.store,
-			Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Logger: zerolog.Nop(), Keyring: w.store.Keyring()})
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		mux := asynq.NewServeMux()
-		mux.Handle(jobs.TypeVendorRequest, h)
-		srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
-			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
-			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
-			TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 250 * time.Millisecond,
-			LogLevel: asynq.FatalLevel,
-		})
-		if err := srv.Start(mux); err != nil {
-			stop()
-			return nil, err
-		}
-		stops = append(stops, func() { srv.Shutdown(); _ = b.Close(context.Background()) })
-	}
-	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: newBudget(), Vendors: w.vendors,
-		Enqueuer: asynq.NewClientFromRedisClient(w.rdb), BulkReserve: o.budgetReserve, Keyring: w.store.Keyring()})
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.Run(fctx) }()
-	stops = append(stops, func() { cancel(); <-done })
-	return stop, nil
+	return w.Start(ctx, relay.StartOptions{Workers: o.workers, Concurrency: o.concurrency, BulkReserve: o.budgetReserve,
+		Budget: func() *budget.Budget {
+			return budget.New(w.RDB, budget.Options{Prefix: relay.Prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
+				PriorityReserve: o.budgetReserve})
+		}})
 }
 
 // wait waits for the batch to finish and returns its status.
 func (w *world) wait(ctx context.Context, n int) (adminclient.BatchStatus, error) {
-	batches := requests.NewBatches(w.rdb, prefix, nil)
+	batches := requests.NewBatches(w.RDB, relay.Prefix, nil)
 	for {
-		st, err := batches.Status(roundtrips.Skip(ctx), vendor, "clinic-1", "bench")
+		st, err := batches.Status(roundtrips.Skip(ctx), relay.Vendor, relay.Credential, "bench")
 		if err != nil {
 			return st, err
 		}
@@ -374,7 +269,7 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 	if err != nil {
 		return budgetResult{}, err
 	}
-	defer w.srv.Close()
+	defer w.Close()
 	if err := w.submit(ctx, o.n); err != nil {
 		return budgetResult{}, err
 	}
@@ -388,15 +283,7 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 		return budgetResult{}, err
 	}
 	// The sandbox's own record of the requests its window judged.
-	var acc []time.Time
-	refused := 0
-	for _, h := range w.sb.RateRecord("client-1") {
-		if h.Accepted {
-			acc = append(acc, h.At)
-		} else {
-			refused++ // answered 429 by the window
-		}
-	}
+	acc, refused := w.RateRecord()
 	if len(acc) < 2 {
 		return budgetResult{}, errors.New("the sandbox accepted fewer than 2 requests")
 	}
@@ -435,7 +322,7 @@ func testutilSum(c *prometheus.CounterVec) float64 {
 	return sum
 }
 
-func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (relay, plain float64, submitTrips, runTrips roundtrips.Counts, err error) {
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (jobRate, plain float64, submitTrips, runTrips roundtrips.Counts, err error) {
 	fail := func(err error) (float64, float64, roundtrips.Counts, roundtrips.Counts, error) {
 		return 0, 0, nil, nil, err
 	}
@@ -443,11 +330,11 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	if err != nil {
 		return fail(err)
 	}
-	defer w.srv.Close()
+	defer w.Close()
 	senders := o.workers * o.concurrency
 
 	// Plain: the same requests with the token in hand, senders at a time.
-	cred, err := w.store.CurrentToken(ctx, "clinic-1")
+	cred, err := w.Store.CurrentToken(ctx, relay.Credential)
 	if err != nil {
 		return fail(err)
 	}
@@ -461,10 +348,10 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(o.tputN) {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.vendors[vendor].BaseURL+"Patient?_count=10", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Vendors[relay.Vendor].BaseURL+"Patient?_count=10", nil)
 				req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
 				req.Header.Set("Accept", "application/fhir+json")
-				req.Header.Set("User-Agent", userAgent)
+				req.Header.Set("User-Agent", relay.UserAgent)
 				resp, err := hc.Do(req)
 				if err != nil {
 					failed.Add(1)
@@ -503,8 +390,8 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	if st.Done != int64(o.tputN) {
 		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
-	relay = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
-	return relay, plain, submitTrips, runTrips, nil
+	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	return jobRate, plain, submitTrips, runTrips, nil
 }
 
 type keyMemory struct {
@@ -525,7 +412,7 @@ func memoryPhase(ctx context.Context, rdb *redis.Client, o options) (memoryResul
 	if err != nil {
 		return m, err
 	}
-	defer w.srv.Close()
+	defer w.Close()
 	before, err := keyUsage(ctx, rdb)
 	if err != nil {
 		return m, err

@@ -14,39 +14,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/relay"
 	"github.com/tokenrelay/tokenrelay/bench/internal/roundtrips"
-	"github.com/tokenrelay/tokenrelay/config"
-	"github.com/tokenrelay/tokenrelay/internal/budget"
-	"github.com/tokenrelay/tokenrelay/internal/policy"
-	"github.com/tokenrelay/tokenrelay/internal/requests"
-	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
-	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/syncs"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
-	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
-)
-
-const (
-	prefix    = "bench:"
-	vendor    = "halaxy-bench"
-	userAgent = "tokenrelay bench (bench@tokenrelay.invalid)"
-	cred      = "clinic-1"
 )
 
 type options struct {
@@ -87,20 +68,15 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	lease, err := benchdb.Lease(ctx, o.redisAddr, "bench-syncs", -1)
+	trips := roundtrips.New(".")
+	rdb, db, done, err := relay.Redis(ctx, o.redisAddr, "bench-syncs", trips)
 	if err != nil {
 		return err
 	}
-	defer lease.Release()
-	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.Number(), PoolSize: 64})
-	defer rdb.Close()
-	defer rdb.FlushDB(context.Background())
-	trips := roundtrips.New(".")
-	rdb.AddHook(trips)
+	defer done()
 
 	var md strings.Builder
-	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
-		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.Number())
+	md.WriteString(relay.Machine(o.redisAddr, db))
 	fmt.Fprintf(&md, "One full sync of %d Patients in pages of %d (%d pages, one in flight at a time) against a sandbox Halaxy account limited to %d per sliding window, the vendor configured with the same limit; %d worker processes × concurrency %d (asynq TaskCheckInterval %s), one feeder. From the sandbox's record of the requests its window judged: share of limit = accepted / (first-to-last span + one window) over limit / window (as bench/requests (b); a run of two windows' worth paced evenly scores at most 2/3 on it); rate over the run = (accepted - 1) / first-to-last span over limit / window; largest window = the most accepted in any sliding window. Round trips: every command or pipeline on the one Redis client all parts share, per page.\n\n",
 		o.resources, o.count, (o.resources+o.count-1)/o.count, o.limit, o.workers, o.concurrency, o.taskCheck)
 	fmt.Fprintln(&md, "| Window | Pages | Resources | Wall time | Pages/s | Share of limit | Rate over the run | 429s | Largest window | Round trips per page |")
@@ -141,82 +117,24 @@ type result struct {
 }
 
 func syncRun(ctx context.Context, rdb *redis.Client, o options, window time.Duration) (result, error) {
-	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: o.limit, HalaxyRateWindow: window, RealTokenLifetime: time.Hour})
-	sb.SetFHIRResources(o.resources)
-	srv := httptest.NewServer(sb.Handler())
-	defer srv.Close()
-	v := config.Vendor{Name: vendor, Kind: config.KindHalaxy, BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent,
-		MaxTokenLifetime: config.Duration(15 * time.Minute),
-		RateLimit:        config.RateLimit{Limit: o.limit, Per: config.Duration(window), Slack: config.Duration(o.vendorSlack)}}
-	kr, err := seal.NewKeyring(make([]byte, seal.KeySize))
+	w, err := relay.New(ctx, rdb, relay.Options{SandboxLimit: o.limit, SandboxWindow: window, Configured: o.limit,
+		Slack: o.vendorSlack, Resources: o.resources, TokenLifetime: time.Hour})
 	if err != nil {
 		return result{}, err
 	}
-	st, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: kr})
+	defer w.Close()
+	runner, err := syncs.New(syncs.Deps{Redis: rdb, Prefix: relay.Prefix, Submitter: w.Sub, Credentials: w.Store, Vendors: w.Vendors,
+		Keyring: w.Keyring(), Logger: zerolog.Nop()})
 	if err != nil {
 		return result{}, err
 	}
-	adapter, err := halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: userAgent})
+	stop, err := w.Start(ctx, relay.StartOptions{Workers: o.workers, Concurrency: o.concurrency, TaskCheckInterval: o.taskCheck, Pages: runner})
 	if err != nil {
 		return result{}, err
 	}
-	refresh, err := jobs.NewRefreshHandler(jobs.RefreshDeps{Store: st, Vendor: func(string) (jobs.Vendor, bool) {
-		return jobs.Vendor{Tokens: adapter, MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3, Jitter: -1}}, true
-	}})
-	if err != nil {
-		return result{}, err
-	}
-	vendors := map[string]config.Vendor{vendor: v}
-	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors, Keyring: kr})
-	if err != nil {
-		return result{}, err
-	}
-	runner, err := syncs.New(syncs.Deps{Redis: rdb, Prefix: prefix, Submitter: sub, Credentials: st, Vendors: vendors, Keyring: kr,
-		Logger: zerolog.Nop()})
-	if err != nil {
-		return result{}, err
-	}
-	sb.AddClient("client-1", "secret-1")
-	if _, err := st.Upsert(ctx, store.NewCredential{ID: cred, Vendor: vendor, ClientID: "client-1",
-		Keys: store.Keys{ClientSecret: secret.New("secret-1")}}); err != nil {
-		return result{}, err
-	}
-	if err := refresh.Handle(ctx, jobs.Refresh{Credential: cred, Generation: 0}); err != nil {
-		return result{}, err
-	}
+	defer stop()
 
-	for range o.workers {
-		b := budget.New(rdb, budget.Options{Prefix: prefix})
-		h, err := requests.NewHandler(requests.HandlerDeps{Redis: rdb, Prefix: prefix, Credentials: st, Refresh: refresh.Handle,
-			Budget: b, Vendors: vendors, Logger: zerolog.Nop(), Keyring: kr, Pages: runner})
-		if err != nil {
-			return result{}, err
-		}
-		mux := asynq.NewServeMux()
-		mux.Handle(jobs.TypeVendorRequest, h)
-		srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
-			RetryDelayFunc: requests.RetryDelay, IsFailure: requests.IsFailure,
-			TaskCheckInterval: o.taskCheck, DelayedTaskCheckInterval: 250 * time.Millisecond,
-			LogLevel: asynq.FatalLevel,
-		})
-		if err := srv.Start(mux); err != nil {
-			return result{}, err
-		}
-		defer func() { srv.Shutdown(); _ = b.Close(context.Background()) }()
-	}
-	fb := budget.New(rdb, budget.Options{Prefix: prefix})
-	f, err := requests.NewFeeder(requests.FeederOptions{Redis: rdb, Prefix: prefix, Budget: fb, Vendors: vendors,
-		Enqueuer: asynq.NewClientFromRedisClient(rdb), Logger: zerolog.Nop(), Keyring: kr})
-	if err != nil {
-		return result{}, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.Run(fctx) }()
-	defer func() { cancel(); <-done; _ = fb.Close(context.Background()) }()
-
-	s := jobs.NewSync(cred, "Patient", jobs.SyncFull)
+	s := jobs.NewSync(relay.Credential, "Patient", jobs.SyncFull)
 	s.ID, s.Query = "bench-sync", jobs.Query{"_count": {fmt.Sprint(o.count)}}
 	start := time.Now()
 	if _, err := runner.Start(ctx, s); err != nil {
@@ -228,7 +146,7 @@ func syncRun(ctx context.Context, rdb *redis.Client, o options, window time.Dura
 		errClass, message string
 	}
 	for {
-		ss, err := runner.Status(roundtrips.Skip(ctx), vendor, cred, s.ID)
+		ss, err := runner.Status(roundtrips.Skip(ctx), relay.Vendor, relay.Credential, s.ID)
 		if err != nil {
 			return result{}, err
 		}
@@ -246,15 +164,7 @@ func syncRun(ctx context.Context, rdb *redis.Client, o options, window time.Dura
 	if status.state != "completed" || status.resources != o.resources {
 		return result{}, fmt.Errorf("sync %s after %d pages, %d resources: %s %s", status.state, status.pages, status.resources, status.errClass, status.message)
 	}
-	var acc []time.Time
-	refused := 0
-	for _, h := range sb.RateRecord("client-1") {
-		if h.Accepted {
-			acc = append(acc, h.At)
-		} else {
-			refused++
-		}
-	}
+	acc, refused := w.RateRecord()
 	if len(acc) < 2 {
 		return result{}, errors.New("the sandbox accepted fewer than 2 requests")
 	}
