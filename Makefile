@@ -9,7 +9,7 @@ FUZZTIME  ?= 2m
 VERSION   ?= dev
 GO_TAGS   ?=
 
-.PHONY: run test test-tracing test-short image image-test bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-tokenget bench-shard chaos lint build fuzz fuzz-short services clean
+.PHONY: run test test-tracing test-short image image-test bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-syncs bench-tokenget bench-shard chaos lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay-dev
@@ -70,7 +70,7 @@ services:
 
 # Every load run, one after another (about 25 minutes); each also has its
 # own target and flags variable.
-bench: bench-pipeline bench-fleet bench-budget bench-requests bench-webhooks bench-tokenget bench-shard
+bench: bench-pipeline bench-fleet bench-budget bench-requests bench-syncs bench-webhooks bench-tokenget bench-shard
 
 # Issue 2: 100,000 credentials through the real pipeline, against bare asynq.
 bench-pipeline: services
@@ -90,9 +90,15 @@ bench-webhooks: services
 	$(GO) run ./bench/webhooks $(WEBHOOKFLAGS)
 
 # Benchmarks (b) and (c) of issue 4: request jobs' achieved rate at a
-# compressed window, and their throughput against a plain HTTP loop.
+# compressed window, and their throughput against a plain HTTP loop; with
+# issue 11's Redis round trips per request job and bytes per queued request.
 bench-requests: services
 	$(GO) run ./bench/requests $(REQUESTFLAGS)
+
+# Issue 11: a 100,000-resource sync in pages of 100 against an account
+# limited to 500 per sliding window (6 s compressed, then the real minute).
+bench-syncs: services
+	$(GO) run ./bench/syncs $(SYNCFLAGS)
 
 # Issue 12: token.get p50/p99 in normal running and during Redis stalls
 # (CLIENT PAUSE on a redis-server of its own), against the service as it was.

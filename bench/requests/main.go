@@ -11,7 +11,12 @@
 //     -over, above the vendor's);
 //   - throughput (c): -tput-n requests against a sandbox without a limit,
 //     through tokenrelay and through a plain Go HTTP client loop of the same
-//     concurrency; the ratio of the two.
+//     concurrency; the ratio of the two, and the Redis round trips per
+//     request job end to end (submit, feeder, asynq, handler, outcome:
+//     every command or pipeline on the one client they all share);
+//   - memory: -mem-n requests submitted and left queued (no feeder): the
+//     bytes per queued request by MEMORY USAGE of the database's keys, and
+//     what a million would take.
 //
 // It prints the results as Markdown, and with -out writes them to a file.
 package main
@@ -23,10 +28,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/signal"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -34,34 +37,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
-	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
-	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/bench/internal/relay"
+	"github.com/tokenrelay/tokenrelay/bench/internal/roundtrips"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
-	"github.com/tokenrelay/tokenrelay/internal/policy"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
-	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/slidingwindow"
-	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/jobs"
-	"github.com/tokenrelay/tokenrelay/secret"
-	"github.com/tokenrelay/tokenrelay/vendors/halaxy"
-	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
 type options struct {
-	n, limit, over, workers, concurrency, tputN int
-	window, budgetLease, budgetSlack            time.Duration
-	budgetReserve                               float64
-	vendorSlack                                 time.Duration
-	phases                                      map[string]bool
-	redisAddr, out                              string
+	n, limit, over, workers, concurrency, tputN, memN int
+	window, budgetLease, budgetSlack                  time.Duration
+	budgetReserve                                     float64
+	vendorSlack                                       time.Duration
+	phases                                            map[string]bool
+	redisAddr, out                                    string
 }
 
 func main() {
@@ -74,11 +69,12 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
 	flag.IntVar(&o.tputN, "tput-n", 5000, "requests of the throughput phase")
+	flag.IntVar(&o.memN, "mem-n", 10000, "requests of the memory phase")
 	flag.DurationVar(&o.budgetLease, "budget-lease", 0, "budget.Options.Lease (0: the budget's default, window/100)")
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
-	flag.StringVar(&phases, "phases", "known,unknown,throughput", "phases to run")
+	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
 	flag.Parse()
@@ -95,27 +91,22 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	lease, err := benchdb.Lease(ctx, o.redisAddr, "bench-requests", -1)
+	trips := roundtrips.New(".")
+	rdb, db, done, err := relay.Redis(ctx, o.redisAddr, "bench-requests", trips)
 	if err != nil {
 		return err
 	}
-	defer lease.Release()
-	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DB: lease.Number(), PoolSize: 64})
-	defer rdb.Close()
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		return err
-	}
-	defer rdb.FlushDB(context.Background())
+	defer done()
 
 	var md strings.Builder
-	fmt.Fprintf(&md, "Machine: %d CPUs (%s), Go %s; Redis %s DB %d; shared with the other engineers' builds and tests.\n\n",
-		runtime.NumCPU(), runtime.GOARCH, runtime.Version(), o.redisAddr, lease.Number())
+	md.WriteString(relay.Machine(o.redisAddr, db))
 	if o.phases["known"] || o.phases["unknown"] {
 		fmt.Fprintf(&md, "#### (b) Achieved rate at a compressed window\n\n%d requests of one Halaxy credential (sandbox: %d per sliding %s), %d worker processes × concurrency %d (each with its own budget), one feeder. Achieved rate = accepted requests / (first-to-last span + one window): a sliding window admits at most limit requests per window, so n requests need at least n / limit windows; share = that rate over limit / window. The largest window and the 429s are from the sandbox's record of the requests it answered.\n\n",
 			o.n, o.limit, o.window, o.workers, o.concurrency)
 		fmt.Fprintln(&md, "| Limit | Configured | Requests | Completed | Wall time | Achieved rate | Share of limit | 429s | 429 share | Largest window | Budget waits | Slot reuse late p50 / mean |")
 		fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
+	var budgetTrips []string
 	for _, c := range []struct {
 		phase      string
 		configured int
@@ -126,10 +117,13 @@ func run(ctx context.Context, o options) error {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
 			return err
 		}
+		trips.Snapshot()
 		r, err := budgetPhase(ctx, rdb, o, c.configured)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.phase, err)
 		}
+		t := trips.Snapshot()
+		budgetTrips = append(budgetTrips, fmt.Sprintf("%s: %.2f per job (%d)", c.phase, float64(t.Total())/float64(o.n), t.Total()))
 		row := fmt.Sprintf("| %s (%d per %s) | %d | %d | %d | %s | %.1f/s | **%.1f%%** | %d | %.2f%% | %d | %.0f | %s / %s |",
 			c.phase, o.limit, o.window, c.configured, o.n, r.completed, r.wall.Round(time.Millisecond), r.rate, 100*r.share,
 			r.limited, 100*float64(r.limited)/float64(o.n), r.maxWindow, r.waits,
@@ -137,11 +131,15 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, row)
 		fmt.Fprintln(os.Stderr, row)
 	}
+	if len(budgetTrips) > 0 {
+		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included; see (c) for the breakdown): %s.\n", strings.Join(budgetTrips, "; "))
+	}
 	if o.phases["throughput"] {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
 			return err
 		}
-		relay, plain, err := throughputPhase(ctx, rdb, o)
+		trips.Snapshot()
+		jobRate, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
@@ -149,7 +147,36 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
-		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", relay, relay/plain)
+		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain)
+		n := o.tputN
+		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
+			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
+			float64(submitTrips.Total()+runTrips.Total())/float64(n))
+		fmt.Fprintln(&md, "| step | round trip | count | per job |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, r := range submitTrips.Rows(n) {
+			fmt.Fprintln(&md, "| submit "+r)
+		}
+		for _, r := range runTrips.Rows(n) {
+			fmt.Fprintln(&md, "| run "+r)
+		}
+	}
+	if o.phases["memory"] {
+		if err := rdb.FlushDB(ctx).Err(); err != nil {
+			return err
+		}
+		m, err := memoryPhase(ctx, rdb, o)
+		if err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+		per := float64(m.after-m.before) / float64(o.memN)
+		fmt.Fprintf(&md, "\n#### Memory of queued requests\n\n%d GET Patient requests submitted through requests.Submitter and left queued (no feeder, no workers). MEMORY USAGE (SAMPLES 0) of every key of the database before and after: %d B → %d B, **%.0f B per queued request**, so a million would take **%.0f MB** (INFO used_memory, server-wide on a shared Redis: %+d B, %.0f B per request).\n",
+			o.memN, m.before, m.after, per, per*1e6/1e6, m.usedAfter-m.usedBefore, float64(m.usedAfter-m.usedBefore)/float64(o.memN))
+		fmt.Fprintln(&md, "\n| key | type | MEMORY USAGE | per request |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, k := range m.keys {
+			fmt.Fprintf(&md, "| `%s` | %s | %d B | %.0f B |\n", k.name, k.typ, k.bytes, float64(k.bytes)/float64(o.memN))
+		}
 	}
 	fmt.Print(md.String())
 	if o.out != "" {
@@ -158,68 +185,20 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-const (
-	prefix    = "bench:"
-	vendor    = "halaxy-bench"
-	userAgent = "tokenrelay bench (bench@tokenrelay.invalid)"
-)
-
 // world is one phase's tokenrelay and sandbox.
 type world struct {
-	rdb     *redis.Client
-	sb      *sandbox.Sandbox
-	srv     *httptest.Server
-	vendors map[string]config.Vendor
-	store   *store.Store
-	refresh *jobs.RefreshHandler
-	sub     *requests.Submitter
+	*relay.World
 	// budgetMetrics count the budget's refusals (a worker's take told to
 	// wait: the request went back to asynq).
 	budgetMetrics *budget.Metrics
 }
 
 func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window time.Duration, configured int, vendorSlack time.Duration) (*world, error) {
-	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: sandboxLimit, HalaxyRateWindow: window})
-	srv := httptest.NewServer(sb.Handler())
-	v := config.Vendor{Name: vendor, Kind: config.KindHalaxy, BaseURL: srv.URL + sandbox.HalaxyPath, UserAgent: userAgent,
-		MaxTokenLifetime: config.Duration(15 * time.Minute)}
-	if configured > 0 {
-		v.RateLimit = config.RateLimit{Limit: configured, Per: config.Duration(window), Slack: config.Duration(vendorSlack)}
-	}
-	kr, err := seal.NewKeyring(make([]byte, seal.KeySize))
+	w, err := relay.New(ctx, rdb, relay.Options{SandboxLimit: sandboxLimit, SandboxWindow: window, Configured: configured, Slack: vendorSlack})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: kr})
-	if err != nil {
-		return nil, err
-	}
-	adapter, err := halaxy.New(halaxy.Options{BaseURL: v.BaseURL, UserAgent: userAgent})
-	if err != nil {
-		return nil, err
-	}
-	refresh, err := jobs.NewRefreshHandler(jobs.RefreshDeps{Store: st, Vendor: func(string) (jobs.Vendor, bool) {
-		return jobs.Vendor{Tokens: adapter, MaxLifetime: 15 * time.Minute, Renewal: policy.Renewal{At: 2.0 / 3, Jitter: -1}}, true
-	}})
-	if err != nil {
-		return nil, err
-	}
-	vendors := map[string]config.Vendor{vendor: v}
-	sub, err := requests.NewSubmitter(requests.SubmitterOptions{Redis: rdb, Prefix: prefix, Credentials: st, Vendors: vendors, Keyring: kr})
-	if err != nil {
-		return nil, err
-	}
-	w := &world{rdb: rdb, sb: sb, srv: srv, vendors: vendors, store: st, refresh: refresh, sub: sub,
-		budgetMetrics: budget.NewMetrics()}
-	sb.AddClient("client-1", "secret-1")
-	if _, err := st.Upsert(ctx, store.NewCredential{ID: "clinic-1", Vendor: vendor, ClientID: "client-1",
-		Keys: store.Keys{ClientSecret: secret.New("secret-1")}}); err != nil {
-		return nil, err
-	}
-	if err := refresh.Handle(ctx, jobs.Refresh{Credential: "clinic-1", Generation: 0}); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return &world{World: w, budgetMetrics: budget.NewMetrics()}, nil
 }
 
 // submit submits n GET Patient requests in one batch, 8 at a time.
@@ -232,9 +211,9 @@ func (w *world) submit(ctx context.Context, n int) error {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
-				r := jobs.NewRequest("clinic-1", http.MethodGet, "Patient")
+				r := jobs.NewRequest(relay.Credential, http.MethodGet, "Patient")
 				r.Batch = "bench"
-				if _, err := w.sub.Submit(ctx, r); err != nil {
+				if _, err := w.Sub.Submit(ctx, r); err != nil {
 					errs <- err
 					return
 				}
@@ -248,56 +227,18 @@ func (w *world) submit(ctx context.Context, n int) error {
 
 // start runs the workers and the feeder until the returned stop.
 func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
-	var stops []func()
-	stop = func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-	}
-	newBudget := func() *budget.Budget {
-		return budget.New(w.rdb, budget.Options{Prefix: prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
-			PriorityReserve: o.budgetReserve})
-	}
-	for range o.workers {
-		b := newBudget()
-		h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.rdb, Prefix: prefix, Credentials: w.store,
-			Refresh: w.refresh.Handle, Budget: b, Vendors: w.vendors, Logger: zerolog.Nop(), Keyring: w.store.Keyring()})
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		mux := asynq.NewServeMux()
-		mux.Handle(jobs.TypeVendorRequest, h)
-		srv := asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
-			Concurrency: o.concurrency, Queues: jobs.Queues, StrictPriority: true,
-			RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
-			TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 250 * time.Millisecond,
-			LogLevel: asynq.FatalLevel,
-		})
-		if err := srv.Start(mux); err != nil {
-			stop()
-			return nil, err
-		}
-		stops = append(stops, func() { srv.Shutdown(); _ = b.Close(context.Background()) })
-	}
-	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: newBudget(), Vendors: w.vendors,
-		Enqueuer: asynq.NewClientFromRedisClient(w.rdb), BulkReserve: o.budgetReserve, Keyring: w.store.Keyring()})
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.Run(fctx) }()
-	stops = append(stops, func() { cancel(); <-done })
-	return stop, nil
+	return w.Start(ctx, relay.StartOptions{Workers: o.workers, Concurrency: o.concurrency, BulkReserve: o.budgetReserve,
+		Budget: func() *budget.Budget {
+			return budget.New(w.RDB, budget.Options{Prefix: relay.Prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
+				PriorityReserve: o.budgetReserve})
+		}})
 }
 
 // wait waits for the batch to finish and returns its status.
 func (w *world) wait(ctx context.Context, n int) (adminclient.BatchStatus, error) {
-	batches := requests.NewBatches(w.rdb, prefix, nil)
+	batches := requests.NewBatches(w.RDB, relay.Prefix, nil)
 	for {
-		st, err := batches.Status(ctx, vendor, "clinic-1", "bench")
+		st, err := batches.Status(roundtrips.Skip(ctx), relay.Vendor, relay.Credential, "bench")
 		if err != nil {
 			return st, err
 		}
@@ -328,7 +269,7 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 	if err != nil {
 		return budgetResult{}, err
 	}
-	defer w.srv.Close()
+	defer w.Close()
 	if err := w.submit(ctx, o.n); err != nil {
 		return budgetResult{}, err
 	}
@@ -342,15 +283,7 @@ func budgetPhase(ctx context.Context, rdb *redis.Client, o options, configured i
 		return budgetResult{}, err
 	}
 	// The sandbox's own record of the requests its window judged.
-	var acc []time.Time
-	refused := 0
-	for _, h := range w.sb.RateRecord("client-1") {
-		if h.Accepted {
-			acc = append(acc, h.At)
-		} else {
-			refused++ // answered 429 by the window
-		}
-	}
+	acc, refused := w.RateRecord()
 	if len(acc) < 2 {
 		return budgetResult{}, errors.New("the sandbox accepted fewer than 2 requests")
 	}
@@ -389,18 +322,21 @@ func testutilSum(c *prometheus.CounterVec) float64 {
 	return sum
 }
 
-func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, plain float64, err error) {
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (jobRate, plain float64, submitTrips, runTrips roundtrips.Counts, err error) {
+	fail := func(err error) (float64, float64, roundtrips.Counts, roundtrips.Counts, error) {
+		return 0, 0, nil, nil, err
+	}
 	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
-	defer w.srv.Close()
+	defer w.Close()
 	senders := o.workers * o.concurrency
 
 	// Plain: the same requests with the token in hand, senders at a time.
-	cred, err := w.store.CurrentToken(ctx, "clinic-1")
+	cred, err := w.Store.CurrentToken(ctx, relay.Credential)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var next atomic.Int64
@@ -412,10 +348,10 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, 
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(o.tputN) {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.vendors[vendor].BaseURL+"Patient?_count=10", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Vendors[relay.Vendor].BaseURL+"Patient?_count=10", nil)
 				req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
 				req.Header.Set("Accept", "application/fhir+json")
-				req.Header.Set("User-Agent", userAgent)
+				req.Header.Set("User-Agent", relay.UserAgent)
 				resp, err := hc.Do(req)
 				if err != nil {
 					failed.Add(1)
@@ -432,25 +368,141 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options) (relay, 
 	wg.Wait()
 	plain = float64(o.tputN) / time.Since(start).Seconds()
 	if failed.Load() > 0 {
-		return 0, 0, fmt.Errorf("plain loop: %d requests failed", failed.Load())
+		return fail(fmt.Errorf("plain loop: %d requests failed", failed.Load()))
 	}
 
+	trips.Snapshot()
 	if err := w.submit(ctx, o.tputN); err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
+	submitTrips = trips.Snapshot()
 	start = time.Now()
 	stop, err := w.start(ctx, o)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	st, err := w.wait(ctx, o.tputN)
+	runTrips = trips.Snapshot()
 	stop()
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	if st.Done != int64(o.tputN) {
-		return 0, 0, fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN)
+		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
-	relay = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
-	return relay, plain, nil
+	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	return jobRate, plain, submitTrips, runTrips, nil
+}
+
+type keyMemory struct {
+	name, typ string
+	bytes     int64
+}
+
+type memoryResult struct {
+	before, after, usedBefore, usedAfter int64
+	keys                                 []keyMemory
+}
+
+// memoryPhase submits o.memN requests without workers and measures what
+// they hold in Redis.
+func memoryPhase(ctx context.Context, rdb *redis.Client, o options) (memoryResult, error) {
+	var m memoryResult
+	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
+	if err != nil {
+		return m, err
+	}
+	defer w.Close()
+	before, err := keyUsage(ctx, rdb)
+	if err != nil {
+		return m, err
+	}
+	if m.usedBefore, err = usedMemory(ctx, rdb); err != nil {
+		return m, err
+	}
+	if err := w.submit(ctx, o.memN); err != nil {
+		return m, err
+	}
+	if m.usedAfter, err = usedMemory(ctx, rdb); err != nil {
+		return m, err
+	}
+	after, err := keyUsage(ctx, rdb)
+	if err != nil {
+		return m, err
+	}
+	for _, k := range before {
+		m.before += k.bytes
+	}
+	old := map[string]int64{}
+	for _, k := range before {
+		old[k.name] = k.bytes
+	}
+	// Keys grouped by their name with ids cut off (the request hashes are
+	// one row).
+	groups := map[string]*keyMemory{}
+	for _, k := range after {
+		m.after += k.bytes
+		name := k.name
+		if i := strings.LastIndex(name, ":"); i >= 0 && len(name)-i > 20 {
+			name = name[:i+1] + "<id>"
+		}
+		g := groups[name]
+		if g == nil {
+			g = &keyMemory{name: name, typ: k.typ}
+			groups[name] = g
+		}
+		g.bytes += k.bytes - old[k.name]
+	}
+	for _, g := range groups {
+		if g.bytes > 0 {
+			m.keys = append(m.keys, *g)
+		}
+	}
+	sort.Slice(m.keys, func(i, j int) bool { return m.keys[i].bytes > m.keys[j].bytes })
+	return m, nil
+}
+
+// keyUsage lists every key of the database with MEMORY USAGE (SAMPLES 0).
+func keyUsage(ctx context.Context, rdb *redis.Client) ([]keyMemory, error) {
+	ctx = roundtrips.Skip(ctx)
+	var out []keyMemory
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	var names []string
+	for iter.Next(ctx) {
+		names = append(names, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(names); i += 500 {
+		batch := names[i:min(i+500, len(names))]
+		p := rdb.Pipeline()
+		usage := make([]*redis.IntCmd, len(batch))
+		types := make([]*redis.StatusCmd, len(batch))
+		for j, k := range batch {
+			usage[j] = p.MemoryUsage(ctx, k, 0)
+			types[j] = p.Type(ctx, k)
+		}
+		_, _ = p.Exec(ctx)
+		for j, k := range batch {
+			out = append(out, keyMemory{name: k, typ: types[j].Val(), bytes: usage[j].Val()})
+		}
+	}
+	return out, nil
+}
+
+// usedMemory is INFO memory's used_memory (server-wide).
+func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+	info, err := rdb.Info(roundtrips.Skip(ctx), "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			var n int64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, errors.New("no used_memory in INFO memory")
 }
