@@ -54,13 +54,7 @@ func TestRunWholePipelineInProcess(t *testing.T) {
 		s := out.String()
 		return strings.Contains(s, "webhook.received ") && strings.Contains(s, "request.completed ")
 	}, 30*time.Second, 50*time.Millisecond, "the live view should show relayed webhooks and their fetches:\n%s", out.String())
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev mode did not stop within 30s of Ctrl-C")
-	}
+	stopRun(t, cancel, done)
 	require.Contains(t, out.String(), "stopped cleanly")
 	require.Contains(t, out.String(), "clinic-01")
 	require.Contains(t, out.String(), "patient-04")
@@ -136,6 +130,12 @@ func TestRunSendsTracesWhereTold(t *testing.T) {
 		return strings.Contains(out.String(), "traces (each renewal one trace): http://127.0.0.1:1/search")
 	},
 		10*time.Second, 50*time.Millisecond, "the view should print where the traces are:\n%s", out.String())
+	stopRun(t, cancel, done)
+}
+
+// stopRun is Ctrl-C: Run must return nil within 30 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:

@@ -7,7 +7,6 @@
 package jaegerdev
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -67,7 +65,14 @@ func Start(ctx context.Context) (*Jaeger, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("jaeger: %w", err)
 	}
-	out := &lockedBuffer{}
+	// Its output goes to a file, quoted if it fails to start.
+	out, err := os.Create(filepath.Join(dir, "jaeger.log"))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	defer out.Close()
+	output := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 	j.cmd = exec.Command(bin, "--config", "file:"+conf)
 	j.cmd.Stdout, j.cmd.Stderr = out, out
 	if err := j.cmd.Start(); err != nil {
@@ -86,16 +91,18 @@ func Start(ctx context.Context) (*Jaeger, error) {
 		}
 		select {
 		case <-j.exited:
+			err := fmt.Errorf("jaeger exited at start:\n%s", output())
 			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("jaeger exited at start:\n%s", out.String())
+			return nil, err
 		case <-ctx.Done():
 			j.Stop()
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			err := fmt.Errorf("jaeger did not answer within 60 s:\n%s", output())
 			j.Stop()
-			return nil, fmt.Errorf("jaeger did not answer within 60 s:\n%s", out.String())
+			return nil, err
 		}
 	}
 }
@@ -228,24 +235,6 @@ func freePorts(n int) ([]int, error) {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
 	return ports, nil
-}
-
-// lockedBuffer collects Jaeger's output, to quote when it fails to start.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Span is a span as Jaeger's API returns it.
