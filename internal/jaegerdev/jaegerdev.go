@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -75,6 +76,9 @@ func Start(ctx context.Context) (*Jaeger, error) {
 	output := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 	j.cmd = exec.Command(bin, "--config", "file:"+conf)
 	j.cmd.Stdout, j.cmd.Stderr = out, out
+	// A process group of its own: a terminal's Ctrl-C reaches only the
+	// program that started Jaeger, which flushes its spans before Stop.
+	j.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := j.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start jaeger: %w", err)
