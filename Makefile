@@ -9,10 +9,15 @@ FUZZTIME  ?= 2m
 VERSION   ?= dev
 GO_TAGS   ?=
 
-.PHONY: run test test-tracing test-short image image-test bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-syncs bench-tokenget bench-shard chaos lint build fuzz fuzz-short services clean
+.PHONY: run run-traced test test-tracing test-short image image-test bench bench-pipeline bench-fleet bench-budget bench-webhooks bench-requests bench-syncs bench-tokenget bench-shard chaos lint build fuzz fuzz-short services clean
 
 run:
 	$(GO) run ./cmd/tokenrelay-dev
+
+# make run with every renewal traced into a Jaeger of its own (built from
+# tools/jaeger the first time); its address is printed in the live view.
+run-traced:
+	$(GO) run ./cmd/tokenrelay-dev -traces
 
 test: services
 	$(GO) vet $(PKGS)

@@ -38,6 +38,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchtrace"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 var allPhases = []string{"reference", "pipeline", "memory", "capacity", "steps", "schedcost", "kservices"}
@@ -71,6 +73,7 @@ type options struct {
 	kScale       float64
 	kHours       float64
 	kEvery       time.Duration
+	trace        benchtrace.Mode
 	args         []string
 }
 
@@ -127,6 +130,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.kScale, "k-scale", 100, "time compression of the kservices phase (100: an hour takes 36 s)")
 	fs.Float64Var(&o.kHours, "k-hours", 3, "simulated hours of the kservices phase")
 	fs.DurationVar(&o.kEvery, "k-every", 30*time.Second, "simulated time between two API requests of one service")
+	traceMode := fs.String("trace", "off", "tracing: off, or on at this sampling percentage (1, 100), exporting over OTLP to a Jaeger the benchmark starts")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -148,6 +152,9 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-phases: memory is measured after the pipeline phase; add pipeline")
 	}
 	var err error
+	if o.trace, err = benchtrace.Parse(*traceMode); err != nil {
+		return nil, err
+	}
 	if o.schedSizes, err = intList(*sizes); err != nil {
 		return nil, fmt.Errorf("-sched-sizes: %w", err)
 	}
@@ -228,12 +235,35 @@ func bench(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := zerolog.New(logf).Level(lvl).With().Timestamp().Logger()
+	log := zerolog.New(logf).Level(lvl).Hook(tracing.LogHook{}).With().Timestamp().Logger()
+
+	collector, err := benchtrace.Start(ctx, o.trace)
+	if err != nil {
+		return err
+	}
+	defer collector.Stop()
+	if collector != nil {
+		for _, kv := range collector.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			os.Setenv(k, v)
+		}
+	}
+	flushTraces, err := tracing.Setup(ctx, "tokenrelay-bench", os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = flushTraces(context.Background())
+		if collector != nil {
+			services, err := collector.Services()
+			progress("tracing %s: jaeger received spans from %v (%v)", o.trace, services, err)
+		}
+	}()
 
 	res := &results{Machine: describeMachine(ctx, admin, nc), Opts: o, Started: started.UTC(),
 		Command: strings.TrimSpace("go run ./bench/pipeline " + strings.Join(o.args, " "))}
-	progress("redis db %d (leased), nats %s, logs in %s; %d CPUs, load average %s",
-		lease.Number(), res.Machine.NATSVersion, o.logFile, res.Machine.NProc, res.Machine.LoadAvg)
+	progress("redis db %d (leased), nats %s, logs in %s; %d CPUs, load average %s; tracing %s",
+		lease.Number(), res.Machine.NATSVersion, o.logFile, res.Machine.NProc, res.Machine.LoadAvg, o.trace)
 
 	idle := func(phase string) {
 		if o.waitIdle <= 0 {

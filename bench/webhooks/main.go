@@ -44,8 +44,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/benchtrace"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/internal/webhooks"
 	"github.com/tokenrelay/tokenrelay/internal/webhooks/verify"
 	"github.com/tokenrelay/tokenrelay/secret"
@@ -62,9 +64,10 @@ var (
 	redisAddr = flag.String("redis", "127.0.0.1:6379", "Redis address")
 	natsURL   = flag.String("nats", "nats://127.0.0.1:4222", "NATS URL")
 	// Set by the parent for the server process.
-	redisDB = flag.Int("redis-db", 0, "server: Redis database")
-	subject = flag.String("subject-prefix", "", "server: subject prefix")
-	profile = flag.String("cpuprofile", "", "write the server process's CPU profile here")
+	redisDB  = flag.Int("redis-db", 0, "server: Redis database")
+	subject  = flag.String("subject-prefix", "", "server: subject prefix")
+	traceArg = flag.String("trace", "off", "tracing of the server process: off, or on at this sampling percentage (1, 100), exporting over OTLP to a Jaeger the benchmark starts")
+	profile  = flag.String("cpuprofile", "", "write the server process's CPU profile here")
 )
 
 // benchSecret signs every delivery.
@@ -99,6 +102,11 @@ func serve(ctx context.Context) error {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
+	flushTraces, err := tracing.Setup(ctx, "tokenrelay-webhooks-bench", os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = flushTraces(context.Background()) }()
 	rdb := redis.NewClient(&redis.Options{Addr: *redisAddr, DB: *redisDB, PoolSize: 4 * runtime.GOMAXPROCS(0) * 10})
 	defer rdb.Close()
 	nc, err := nats.Connect(*natsURL)
@@ -173,6 +181,15 @@ type phaseResult struct {
 }
 
 func run(ctx context.Context) error {
+	traceMode, err := benchtrace.Parse(*traceArg)
+	if err != nil {
+		return err
+	}
+	collector, err := benchtrace.Start(ctx, traceMode)
+	if err != nil {
+		return err
+	}
+	defer collector.Stop()
 	lease, err := benchdb.Lease(ctx, *redisAddr, "bench-webhooks", -1)
 	if err != nil {
 		return err
@@ -208,6 +225,9 @@ func run(ctx context.Context) error {
 	cmd := exec.CommandContext(srvCtx, self, "-role=server", "-redis", *redisAddr, "-redis-db", strconv.Itoa(lease.Number()),
 		"-nats", *natsURL, "-subject-prefix", prefix, "-cpuprofile", *profile)
 	cmd.Stderr = os.Stderr
+	if collector != nil {
+		cmd.Env = append(os.Environ(), collector.Env...)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -233,8 +253,8 @@ func run(ctx context.Context) error {
 	if *rate > 0 {
 		offered = fmt.Sprintf("offered %d/s (latency from each request's scheduled time)", *rate)
 	}
-	fmt.Printf("load: %d keep-alive connections, %s, ~%d-byte bodies, every %dth a redelivery; %s warm-up + %s per phase\n\n",
-		*conns, offered, *bodySize, *dupEvery, *warmup, *duration)
+	fmt.Printf("load: %d keep-alive connections, %s, ~%d-byte bodies, every %dth a redelivery; %s warm-up + %s per phase; tracing %s\n\n",
+		*conns, offered, *bodySize, *dupEvery, *warmup, *duration, traceMode)
 
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -261,6 +281,12 @@ func run(ctx context.Context) error {
 		results = append(results, r)
 	}
 	report(results)
+	if collector != nil {
+		cancel()
+		_ = cmd.Wait()
+		services, err := collector.Services()
+		fmt.Printf("tracing %s: jaeger received spans from %v (%v)\n", traceMode, services, err)
+	}
 	return nil
 }
 

@@ -5,7 +5,11 @@
 // operator's tokenrelay, so that the operator CLI (and the image) links
 // neither miniredis, nor nats-server, nor the sandbox.
 //
-//	tokenrelay-dev [-credentials N] [-token-lifetime D] [-demo=false] [-log FILE]
+// With -traces (make run-traced) it also starts a Jaeger (built from
+// tools/jaeger into the user cache the first time, which takes minutes),
+// sends every renewal's trace to it and prints its address.
+//
+//	tokenrelay-dev [-credentials N] [-token-lifetime D] [-demo=false] [-log FILE] [-traces]
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/internal/devmode"
+	"github.com/tokenrelay/tokenrelay/internal/jaegerdev"
 )
 
 func main() {
@@ -32,18 +37,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lifetime := fs.Duration("token-lifetime", 9*time.Second, "how long sandbox tokens really live")
 	demo := fs.Bool("demo", true, "inject an outage and a revocation now and then")
 	logFile := fs.String("log", "", "log file (default: tokenrelay-dev.log in the temp dir)")
+	traces := fs.Bool("traces", false, "start a Jaeger (built from tools/jaeger the first time) and send the pipeline's traces to it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tracesURL := ""
+	if *traces {
+		fmt.Fprintln(stderr, "tokenrelay-dev: starting Jaeger (the first time it is built from tools/jaeger, which takes minutes)")
+		j, err := jaegerdev.Start(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "tokenrelay-dev: %v\n", err)
+			return 1
+		}
+		defer j.Stop()
+		// The OTLP exporter reads its endpoint from the environment, as
+		// a deployed tokenrelay's does.
+		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", j.OTLPEndpoint)
+		os.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+		tracesURL = j.SearchURL()
+		fmt.Fprintf(stderr, "tokenrelay-dev: traces at %s\n", tracesURL)
+	}
 	live := false
 	if f, ok := stdout.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil {
 			live = fi.Mode()&os.ModeCharDevice != 0 // a terminal: redraw in place
 		}
 	}
-	err := devmode.Run(ctx, devmode.Options{Credentials: *n, TokenLifetime: *lifetime, Out: stdout, Live: live, LogFile: *logFile, Demo: *demo})
+	err := devmode.Run(ctx, devmode.Options{Credentials: *n, TokenLifetime: *lifetime, Out: stdout, Live: live, LogFile: *logFile, Demo: *demo, TracesURL: tracesURL})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenrelay-dev: %v\n", err)
 		return 1

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/app"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/internal/web/httpserver"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
@@ -62,6 +63,12 @@ type Options struct {
 	// it (webhook.received) and fetches the patient through the shared
 	// budget (request.completed). Default 4s; negative: no webhooks.
 	WebhookEvery time.Duration
+	// TracesURL, if set, is where the traces can be seen (a Jaeger
+	// search page), printed with the other addresses. Traces are sent
+	// wherever the OTEL_* variables read through Lookup say (see
+	// internal/tracing); cmd/tokenrelay-dev -traces starts a Jaeger and
+	// names it.
+	TracesURL string
 }
 
 // Run runs the dev pipeline until ctx ends.
@@ -92,7 +99,12 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("devmode: log file: %w", err)
 	}
 	defer logf.Close()
-	log := zerolog.New(logf).With().Timestamp().Logger()
+	log := zerolog.New(logf).Hook(tracing.LogHook{}).With().Timestamp().Logger()
+	flushTraces, err := tracing.Setup(ctx, "tokenrelay-dev", func(k string) string { v, _ := o.Lookup(k); return v })
+	if err != nil {
+		return fmt.Errorf("devmode: %w", err)
+	}
+	defer func() { _ = flushTraces(context.Background()) }()
 
 	redisURL, stopRedis, err := startRedis(o.Lookup)
 	if err != nil {
@@ -177,13 +189,16 @@ func Run(ctx context.Context, o Options) error {
 	if o.Demo {
 		go demo(runCtx, sb, cfg)
 	}
-	if hx := cfg.Vendors["halaxy-au"]; hx.Webhooks.Verify != "" {
+	if hx := cfg.Vendors["halaxy-au"]; o.WebhookEvery > 0 && hx.Webhooks.Verify != "" {
 		go pushWebhooks(runCtx, "http://"+httpAddr+"/webhooks/halaxy-au", webhookToken, o.WebhookEvery, log)
 	}
 
 	footer := fmt.Sprintf("redis %s · nats %s · sandbox %s · worker http://%s/healthz\nlogs: %s · subscribe: nats sub -s %s 'token.renewed.>'",
 		redactURL(redisURL), natsURL, sandboxURL, httpAddr, o.LogFile, natsURL)
 	footer += fmt.Sprintf("\noperator pages: http://%s/ui/ (admin token %s) · queues: http://%s/asynqmon/", httpAddr, o.AdminToken, httpAddr)
+	if o.TracesURL != "" {
+		footer += "\ntraces (each renewal one trace): " + o.TracesURL
+	}
 	view := time.NewTicker(min(500*time.Millisecond, o.SummaryEvery))
 	defer view.Stop()
 	lastSummary := time.Time{}

@@ -1,15 +1,22 @@
 package devmode
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tokenrelay/tokenrelay/internal/store"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
@@ -47,13 +54,7 @@ func TestRunWholePipelineInProcess(t *testing.T) {
 		s := out.String()
 		return strings.Contains(s, "webhook.received ") && strings.Contains(s, "request.completed ")
 	}, 30*time.Second, 50*time.Millisecond, "the live view should show relayed webhooks and their fetches:\n%s", out.String())
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev mode did not stop within 30s of Ctrl-C")
-	}
+	stopRun(t, cancel, done)
 	require.Contains(t, out.String(), "stopped cleanly")
 	require.Contains(t, out.String(), "clinic-01")
 	require.Contains(t, out.String(), "patient-04")
@@ -84,4 +85,62 @@ func TestRenderShowsStateExpiryAndLastEvent(t *testing.T) {
 	require.Contains(t, lines[4], "(gen 7)")
 	require.Contains(t, b.String(), "key.revoked 1")
 	require.Contains(t, b.String(), "token.renewed 9")
+}
+
+// TestRunSendsTracesWhereTold is make run-traced without the Jaeger: with
+// OTEL_EXPORTER_OTLP_ENDPOINT naming a collector, renewals' spans reach
+// it over OTLP/HTTP and the view prints where the traces can be seen.
+func TestRunSendsTracesWhereTold(t *testing.T) {
+	var mu sync.Mutex
+	var received []byte
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/traces" {
+			mu.Lock()
+			received = append(received, body...)
+			mu.Unlock()
+		}
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	out := &testenv.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			Credentials: 2, TokenLifetime: 2 * time.Second, Out: out, SummaryEvery: 200 * time.Millisecond, WebhookEvery: -1,
+			LogFile: filepath.Join(t.TempDir(), "dev.log"), TracesURL: "http://127.0.0.1:1/search",
+			Lookup: func(k string) (string, bool) {
+				if k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+					return collector.URL, true
+				}
+				return "", false
+			},
+		})
+	}()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return bytes.Contains(received, []byte("scheduler.enqueue")) && bytes.Contains(received, []byte("jobs.refresh")) &&
+			bytes.Contains(received, []byte("tokenrelay-dev"))
+	}, 60*time.Second, 50*time.Millisecond, "renewals' spans should reach the OTLP endpoint")
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "traces (each renewal one trace): http://127.0.0.1:1/search")
+	},
+		10*time.Second, 50*time.Millisecond, "the view should print where the traces are:\n%s", out.String())
+	stopRun(t, cancel, done)
+}
+
+// stopRun is Ctrl-C: Run must return nil within 30 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev mode did not stop within 30s of Ctrl-C")
+	}
 }

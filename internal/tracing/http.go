@@ -13,8 +13,10 @@ import (
 // request made with a context holding a span becomes a client span: its
 // method, host and status, nothing else. Not the path or the query (they
 // can name a patient), not a header (they carry credentials), not a body.
-// No trace header is sent to the vendor. Requests made outside any span
-// are not traced.
+// No trace header is sent to the vendor. Requests made outside any span,
+// or inside one that is not sampled, are not traced: their span would be
+// dropped anyway, and starting it was a third of tracing's cost to a
+// renewal at 1 % sampling (issue 14).
 func Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -25,7 +27,7 @@ func Transport(base http.RoundTripper) http.RoundTripper {
 type transport struct{ base http.RoundTripper }
 
 func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !trace.SpanContextFromContext(req.Context()).IsValid() {
+	if !trace.SpanContextFromContext(req.Context()).IsSampled() {
 		return t.base.RoundTrip(req)
 	}
 	ctx, span := Tracer().Start(req.Context(), "HTTP "+req.Method, trace.WithSpanKind(trace.SpanKindClient),

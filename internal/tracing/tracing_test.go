@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -113,4 +115,33 @@ func TestLogLinesNameTheSpan(t *testing.T) {
 	require.Equal(t, sc.TraceID().String(), inside["trace_id"])
 	require.Equal(t, sc.SpanID().String(), inside["span_id"])
 	require.NotContains(t, outside, "trace_id")
+}
+
+// TestTransportTracesSampledRequestsOnly: a vendor request inside a sampled
+// span is a client span; inside a span the sampler dropped (99 renewals in
+// 100 at 1 %) it is the request alone and leaves no span. (That the dropped
+// case also starts no span, which the SDK would drop, is a saving measured
+// by bench/pipeline -trace 1, not visible here.)
+func TestTransportTracesSampledRequestsOnly(t *testing.T) {
+	rec := recorder(t)
+	vendor := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer vendor.Close()
+	client := &http.Client{Transport: tracing.Transport(nil)}
+	get := func(ctx context.Context) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, vendor.URL+"/token", nil)
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+
+	ctx, parent := tracing.Tracer().Start(context.Background(), "vendor.token")
+	get(ctx)
+	parent.End()
+	require.Len(t, rec.Ended(), 2)
+	require.Equal(t, "HTTP GET", rec.Ended()[0].Name())
+
+	dropped := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})
+	get(trace.ContextWithSpanContext(context.Background(), dropped))
+	require.Len(t, rec.Ended(), 2, "a request under an unsampled span starts no span")
 }
