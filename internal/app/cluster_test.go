@@ -90,8 +90,18 @@ func TestPipelineThroughASentinelFailover(t *testing.T) {
 		require.Eventually(t, func() bool { return p.sandbox.TotalTokenCalls() > calls }, 30*time.Second, 5*time.Millisecond,
 			"a token call should come")
 		rs.KillMasterAndFailOver(t)
-	})
+	}, sentinelLostClaims)
 }
+
+// sentinelLostClaims is how many extra token calls a Sentinel failover may
+// cost: Redis replicates asynchronously, so a claim the killed master
+// acknowledged may never reach the replica it promotes; another worker then
+// claims that generation again and calls the vendor a second time (the
+// first worker's commit is refused as stale: no event is duplicated, as
+// checkRenewals shows). At most the calls in flight at the kill (4).
+// Closing the window needs the claim acknowledged by a replica (WAIT), not
+// done yet.
+const sentinelLostClaims = 4
 
 // TestPipelineOnARedisCluster runs the pipeline, and request jobs through
 // the shared budget, on a Redis Cluster of three masters: every script and
@@ -154,7 +164,7 @@ func TestPipelineOnARedisCluster(t *testing.T) {
 // twice more, that the stream holds exactly one token.renewed per
 // generation and no event twice, and that the vendor saw exactly one token
 // call per generation: no process was killed, so none is excused.
-func (p *pipeline) renewThrough(fault func()) {
+func (p *pipeline) renewThrough(fault func(), lostClaims ...int) {
 	t := p.t
 	t.Helper()
 	sched := p.scheduler()
@@ -180,11 +190,22 @@ func (p *pipeline) renewThrough(fault func()) {
 	sched.stop(t)
 	sums := p.summaries()
 	require.Len(t, sums, len(p.cfg.Credentials))
+	excused := 0
+	if len(lostClaims) > 0 {
+		excused = lostClaims[0]
+	}
+	extra := 0
 	for _, c := range p.cfg.Credentials {
 		s := sums[c.ID]
 		require.Equal(t, store.StateActive, s.State, "credential %s: %s", c.ID, s.LastError)
-		require.Equal(t, int(s.Generation), p.sandbox.TokenCalls(c.ClientID), "credential %s: token calls vs renewals", c.ID)
+		calls := p.sandbox.TokenCalls(c.ClientID)
+		require.GreaterOrEqual(t, calls, int(s.Generation), "credential %s: token calls vs renewals", c.ID)
+		extra += calls - int(s.Generation)
+		if excused == 0 {
+			require.Equal(t, int(s.Generation), calls, "credential %s: token calls vs renewals", c.ID)
+		}
 	}
+	require.LessOrEqual(t, extra, excused, "token calls beyond one per renewal")
 	p.checkRenewals(p.readStream(p.inspect.JS), sums)
 }
 

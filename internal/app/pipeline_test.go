@@ -48,8 +48,9 @@ func TestPipelineRenewsExactlyOnce(t *testing.T) {
 	t.Logf("the sandbox accepted %d requests of the users; token errors: %v", users.Accepted.Load(), users.Errors())
 	// The tokens were really used. (How often depends on the machine: about
 	// 14,000 requests on a quiet 2-core one, 700 with three such runs at
-	// once.)
-	require.Greater(t, users.Accepted.Load(), int64(credentials/2), "requests the sandbox accepted")
+	// once, 215 in a CI run at load average 15; the bound only says that
+	// tokens reached their users and worked.)
+	require.Greater(t, users.Accepted.Load(), int64(credentials/10), "requests the sandbox accepted")
 	for _, w := range workers[:2] {
 		w.stop(t)
 	}

@@ -96,14 +96,16 @@ func TestKeepRenewsUntilTaken(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := testenv.RedisPrefix(t)
 	key := prefix + "lease"
-	a := lease.New(rdb, key, "a", 150*time.Millisecond)
+	// A TTL long enough that a loaded CI machine (-race, two cores) still
+	// renews in time; 150 ms failed there once.
+	a := lease.New(rdb, key, "a", 600*time.Millisecond)
 	_, err := a.Acquire(ctx)
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
 	go func() { done <- a.Keep(ctx, nil) }()
 	// Kept alive past several TTLs.
-	deadline := time.Now().Add(600 * time.Millisecond)
+	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		require.Equal(t, "a", rdb.Get(ctx, key).Val())
 		time.Sleep(20 * time.Millisecond)
