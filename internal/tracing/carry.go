@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -83,4 +84,32 @@ func (c natsCarrier) Keys() []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// ExtractHeaders is [ExtractNATS] for a message's headers as a NATS micro
+// request gives them (micro.Headers converts to nats.Header).
+func ExtractHeaders(ctx context.Context, h nats.Header) context.Context {
+	if len(h) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, natsCarrier(h))
+}
+
+// ReplyHeaders are the headers of a reply carrying ctx's trace context (nil
+// when ctx holds no span), for micro.WithHeaders.
+func ReplyHeaders(ctx context.Context) nats.Header {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	h := nats.Header{}
+	otel.GetTextMapPropagator().Inject(ctx, natsCarrier(h))
+	return h
+}
+
+// StartServer starts the server span of a NATS request/reply endpoint
+// named name: a child of the trace context in the request's headers h
+// (the caller's span), when it carries one.
+func StartServer(ctx context.Context, name string, h nats.Header, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return Tracer().Start(ExtractHeaders(ctx, h), name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(append(attrs, attribute.String("messaging.system", "nats"))...))
 }
