@@ -150,6 +150,11 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v, ok := rc.d.Vendors[name]
 	var o outcome
 	label := name
+	if !ok {
+		name = unknownVendorLabel
+	}
+	ctx, span := traceReceive(r, name)
+	defer func() { endReceive(span, o) }()
 	switch {
 	case !ok:
 		label = unknownVendorLabel
@@ -160,7 +165,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		o = outcome{status: http.StatusMethodNotAllowed, label: OutcomeMalformed, message: "use POST"}
 	default:
-		o = rc.receive(r.Context(), v, w, r)
+		o = rc.receive(ctx, v, w, r)
 	}
 	rc.answer(w, o)
 	rc.d.Metrics.delivery(label, o.label, time.Since(start).Seconds())
@@ -216,7 +221,10 @@ func (rc *Receiver) receive(ctx context.Context, v Vendor, w http.ResponseWriter
 			return o
 		}
 	}
-	if err := v.Verifier.Verify(r.Header, body, now); err != nil {
+	vspan := traceVerify(ctx)
+	err = v.Verifier.Verify(r.Header, body, now)
+	endVerify(vspan, err)
+	if err != nil {
 		switch {
 		case errors.Is(err, verify.ErrStale):
 			return outcome{status: http.StatusUnauthorized, label: OutcomeStale,
@@ -267,7 +275,9 @@ func (rc *Receiver) relay(ctx context.Context, v Vendor, h http.Header, body []b
 		return outcome{status: http.StatusInternalServerError, label: OutcomeMalformed, message: "cannot build the event", err: err}
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, rc.d.PublishTimeout)
+	pubCtx, pspan := tracePublish(pubCtx, msg)
 	ack, err := rc.d.JetStream.PublishMsg(pubCtx, msg)
+	endPublish(pspan, err)
 	cancel()
 	if err != nil {
 		return unavailable("event stream unavailable", err)
