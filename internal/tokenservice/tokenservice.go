@@ -41,8 +41,8 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
-	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // Identity of the micro service, as seen by `nats micro ls` and $SRV.INFO.
