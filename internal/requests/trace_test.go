@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/internal/tracing/tracingtest"
 	"github.com/tokenrelay/tokenrelay/jobs"
@@ -93,4 +97,41 @@ func TestRequestJobIsOneTrace(t *testing.T) {
 	cred, err := w.store.CurrentToken(context.Background(), "clinic-1")
 	require.NoError(t, err)
 	tracingtest.RequireNothingOf(t, rec, phi, cred.Token.AccessToken.Reveal(), "secret-clinic-1", "Patient/")
+}
+
+// A submission on NATS continues its submitter's trace: request.submit's
+// server span is the caller's child, the submission its child, and the
+// reply's headers name the server span.
+func TestSubmitOnNATSContinuesTheCallersTrace(t *testing.T) {
+	rec := tracingtest.Record(t)
+	w := setup(t, setupOptions{})
+	w.addCredential("clinic-1")
+	nc, _, _ := testenv.NATS(t)
+	subjects := testenv.Unique("t") + "."
+	svc, err := requests.NewService(nc, w.sub, requests.ServiceOptions{SubjectPrefix: subjects})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Stop() })
+
+	ctx, caller := tracing.Tracer().Start(context.Background(), "caller")
+	msg := nats.NewMsg(subjects + requests.SubjectSubmit)
+	msg.Data = []byte(`{"id":"traced-1","credential":"clinic-1","method":"GET","path":"Patient/PHI-x"}`)
+	tracing.InjectNATS(ctx, msg)
+	reply, err := nc.RequestMsg(msg, 5*time.Second)
+	require.NoError(t, err)
+	caller.End()
+	require.Contains(t, string(reply.Data), `"accepted":true`)
+
+	traceID := trace.SpanContextFromContext(ctx).TraceID()
+	var spans map[string][]sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		spans = tracingtest.InTrace(rec, traceID)
+		return len(spans[requests.SubjectSubmit]) == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	server := spans[requests.SubjectSubmit][0]
+	require.Equal(t, trace.SpanContextFromContext(ctx).SpanID(), server.Parent().SpanID())
+	require.Len(t, spans["requests.submit"], 1)
+	require.Equal(t, server.SpanContext().SpanID(), spans["requests.submit"][0].Parent().SpanID())
+	replySC := trace.SpanContextFromContext(tracing.ExtractNATS(context.Background(), reply))
+	require.Equal(t, server.SpanContext().SpanID(), replySC.SpanID(), "the reply names the server span: %v", reply.Header)
+	tracingtest.RequireNothingOf(t, rec, "PHI-x")
 }
