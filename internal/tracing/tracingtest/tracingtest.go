@@ -80,15 +80,3 @@ func RequireNothingOf(t testing.TB, rec *tracetest.SpanRecorder, forbidden ...st
 		}
 	}
 }
-
-// Parent returns the span of spans that is s's parent, or nil.
-func Parent(s sdktrace.ReadOnlySpan, spans map[string][]sdktrace.ReadOnlySpan) sdktrace.ReadOnlySpan {
-	for _, list := range spans {
-		for _, p := range list {
-			if p.SpanContext().SpanID() == s.Parent().SpanID() {
-				return p
-			}
-		}
-	}
-	return nil
-}
