@@ -151,13 +151,12 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var o outcome
 	label := name
 	if !ok {
-		name = unknownVendorLabel
+		label = unknownVendorLabel
 	}
-	ctx, span := traceReceive(r, name)
+	ctx, span := traceReceive(r, label)
 	defer func() { endReceive(span, o) }()
 	switch {
 	case !ok:
-		label = unknownVendorLabel
 		o = outcome{status: http.StatusNotFound, label: OutcomeUnknownVendor, message: "no webhooks are accepted for this vendor"}
 	case r.Method == http.MethodGet:
 		o = rc.handshakeQuery(v, r.URL.Query())
