@@ -138,11 +138,7 @@ var (
 // nothing when it refuses.
 func (s *Submitter) Submit(ctx context.Context, r jobs.Request) (out jobs.Request, err error) {
 	ctx, span := traceSubmit(ctx)
-	defer func() {
-		span.SetAttributes(requestAttrs(out)...)
-		tracing.Fail(span, err)
-		span.End()
-	}()
+	defer func() { endSubmit(span, out, err) }()
 	now := s.o.Clock()
 	r, account, err := s.validate(ctx, r, now)
 	if err != nil {

@@ -2,9 +2,11 @@ package requests
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
@@ -36,6 +38,20 @@ func requestAttrs(r jobs.Request) []attribute.KeyValue {
 // traceSubmit starts the span of a submission, a child of ctx's.
 func traceSubmit(ctx context.Context) (context.Context, trace.Span) {
 	return tracing.Tracer().Start(ctx, "requests.submit", trace.WithSpanKind(trace.SpanKindProducer))
+}
+
+// endSubmit ends a submission's span; a refusal is recorded by its code
+// alone (its message may quote the request's path).
+func endSubmit(span trace.Span, r jobs.Request, err error) {
+	span.SetAttributes(requestAttrs(r)...)
+	if err != nil {
+		code := CodeUnavailable
+		if se := (*SubmitError)(nil); errors.As(err, &se) {
+			code = se.Code
+		}
+		span.SetStatus(codes.Error, code)
+	}
+	span.End()
 }
 
 // submissionKey holds, in a run's context, its submission's trace context:

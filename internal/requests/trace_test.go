@@ -133,5 +133,9 @@ func TestSubmitOnNATSContinuesTheCallersTrace(t *testing.T) {
 	require.Equal(t, server.SpanContext().SpanID(), spans["requests.submit"][0].Parent().SpanID())
 	replySC := trace.SpanContextFromContext(tracing.ExtractNATS(context.Background(), reply))
 	require.Equal(t, server.SpanContext().SpanID(), replySC.SpanID(), "the reply names the server span: %v", reply.Header)
+	// A refusal's span says why by its code, not by its message (which
+	// quotes the path).
+	_, err = w.sub.Submit(ctx, jobs.NewRequest("clinic-1", http.MethodGet, "/Patient/PHI-x"))
+	require.ErrorContains(t, err, "PHI-x")
 	tracingtest.RequireNothingOf(t, rec, "PHI-x")
 }
