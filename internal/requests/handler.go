@@ -201,9 +201,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	ctx, span := traceRun(ctx, r, tc, retried)
-	defer span.End()
 	err = h.Handle(ctx, r)
-	tracing.Fail(span, err)
+	endRun(span, err)
 	return err
 }
 

@@ -66,6 +66,18 @@ func traceRun(ctx context.Context, r jobs.Request, tc tracing.Carrier, retried i
 		trace.WithAttributes(append(requestAttrs(r), tracing.AttrAttempt.Int(retried))...))
 }
 
+// endRun ends a run's span: a wait (*RetryAt: for a token, a 429 pause)
+// is no failure, and says why; any other error fails the span with the
+// text asynq keeps (it names no path, query or body).
+func endRun(span trace.Span, err error) {
+	if wait := (*RetryAt)(nil); errors.As(err, &wait) {
+		span.SetAttributes(attribute.String("tokenrelay.wait", wait.Reason))
+	} else {
+		tracing.Fail(span, err)
+	}
+	span.End()
+}
+
 // submission is the trace context of the submission of the request whose
 // run ctx belongs to.
 func submission(ctx context.Context) tracing.Carrier {
