@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing/natsprop"
 )
 
 // Defaults of the options.
@@ -101,6 +104,9 @@ type fetch struct {
 	waiters int          // callers waiting on it, guarded by TokenSource.mu (for tests)
 	tok     oauth2.Token // set before done is closed
 	err     error        // set before done is closed
+	// caller is the trace context of the caller that started the fetch:
+	// its token.get request carries it (shared callers ride along).
+	caller trace.SpanContext
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)
@@ -177,7 +183,7 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	}
 	f := s.inflight
 	if f == nil {
-		f = s.startFetchLocked()
+		f = s.startFetchLocked(trace.SpanContextFromContext(ctx))
 	}
 	f.waiters++
 	s.mu.Unlock()
@@ -248,12 +254,13 @@ func (s *TokenSource) onRenewed(m *nats.Msg) {
 		return // nobody has asked for a token yet: nothing to prefetch
 	}
 	s.cur.staleAt = time.Time{} // kept only as a fallback while valid
-	s.startFetchLocked()
+	// The prefetch continues the renewal's trace (the event's headers).
+	s.startFetchLocked(trace.SpanContextFromContext(natsprop.Extract(context.Background(), m.Header)))
 }
 
 // startFetchLocked starts a request in the background; s.mu is held.
-func (s *TokenSource) startFetchLocked() *fetch {
-	f := &fetch{done: make(chan struct{}), epoch: s.epoch}
+func (s *TokenSource) startFetchLocked(caller trace.SpanContext) *fetch {
+	f := &fetch{done: make(chan struct{}), epoch: s.epoch, caller: caller}
 	s.inflight = f
 	s.wg.Add(1)
 	go func() {
@@ -267,7 +274,7 @@ func (s *TokenSource) startFetchLocked() *fetch {
 func (s *TokenSource) run(f *fetch) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
 	defer cancel()
-	reply, err := s.request(ctx)
+	reply, err := s.request(trace.ContextWithSpanContext(ctx, f.caller))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -295,9 +302,12 @@ func (s *TokenSource) run(f *fetch) {
 	}
 }
 
-// request asks the relay for the token once.
+// request asks the relay for the token once, with ctx's trace context (if
+// any) in the request's headers: the relay's span is the caller's child.
 func (s *TokenSource) request(ctx context.Context) (TokenReply, error) {
-	msg, err := s.nc.RequestWithContext(ctx, s.subject, nil)
+	req := nats.NewMsg(s.subject)
+	natsprop.Inject(ctx, req.Header)
+	msg, err := s.nc.RequestMsgWithContext(ctx, req)
 	if err != nil {
 		return TokenReply{}, fmt.Errorf("%w: request on %s: %w", ErrUnavailable, s.subject, err)
 	}

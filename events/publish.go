@@ -61,7 +61,9 @@ func Publish(ctx context.Context, js Publisher, subjectPrefix string, env Envelo
 	if err != nil {
 		return nil, err
 	}
+	ctx, span := startPublish(ctx, msg)
 	ack, err := js.PublishMsg(ctx, msg)
+	endSpan(span, err)
 	if err != nil {
 		return nil, fmt.Errorf("events: publish %s %s: %w", env.Type, env.ID, err)
 	}

@@ -35,6 +35,19 @@ func tracePublish(ctx context.Context, msg *nats.Msg) trace.Span {
 	return span
 }
 
+// startPublish starts the publish span of a message published directly
+// (not through the outbox), as a child of ctx's span, and puts its
+// context in msg's headers; under no span it is a no-op span.
+func startPublish(ctx context.Context, msg *nats.Msg) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	ctx, span := tracing.Tracer().Start(ctx, "events.publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject)))
+	tracing.InjectNATS(ctx, msg)
+	return ctx, span
+}
+
 // endSpan ends a publish span, recording err if the publish failed.
 func endSpan(span trace.Span, err error) {
 	tracing.Fail(span, err)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // TypeVendorRequest is the type name of a vendor request task.
@@ -184,6 +186,10 @@ type SealedRequest struct {
 	Credential string `json:"credential"`
 	Batch      string `json:"batch,omitempty"`
 	Sealed     string `json:"sealed"`
+	// Trace is the trace context of the request's submission, when tracing
+	// is on: each run of its task is a child of that span (never of an
+	// earlier run). Ids only; it is not sealed.
+	Trace tracing.Carrier `json:"trace,omitempty"`
 }
 
 // RequestTaskID is the asynq task id of a request.

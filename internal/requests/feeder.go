@@ -259,6 +259,7 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
 			continue // stays in releasing: recover enqueues it
 		}
+		traceRelease(ctx, r, release)
 		ids = append(ids, r.ID)
 	}
 	if len(ids) > 0 {

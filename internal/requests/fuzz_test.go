@@ -97,11 +97,11 @@ func FuzzDecodeRequest(f *testing.F) {
 				t.Fatalf("accepted header %s", name)
 			}
 		}
-		queued, err := sealRequest(kr, v)
+		queued, err := sealRequest(kr, v, nil)
 		if err != nil {
 			t.Fatalf("seal: %v", err)
 		}
-		opened, err := openRequest(kr, []byte(queued))
+		opened, _, err := openRequest(kr, []byte(queued))
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}

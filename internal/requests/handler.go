@@ -21,6 +21,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/vendors"
@@ -131,7 +132,7 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 		d.Account = AccountFor(d.Vendors)
 	}
 	if d.HTTPClient == nil {
-		d.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
+		d.HTTPClient = &http.Client{Transport: tracing.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second})}
 	}
 	if d.Bucket == "" {
 		d.Bucket = DefaultBucket
@@ -194,11 +195,15 @@ func (h *Handler) start(ctx context.Context, r jobs.Request) (rec record, cancel
 // the keyring, or a plain jobs.Request enqueued before requests were sealed.
 // A payload that does not open fails without retries.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	r, err := openRequest(h.d.Keyring, t.Payload())
+	r, tc, err := openRequest(h.d.Keyring, t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	return h.Handle(ctx, r)
+	retried, _ := asynq.GetRetryCount(ctx)
+	ctx, span := traceRun(ctx, r, tc, retried)
+	err = h.Handle(ctx, r)
+	endRun(span, err)
+	return err
 }
 
 // Handle runs one request.
@@ -237,7 +242,9 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 			return h.wait(ctx, r, rec, err)
 		}
 		lim := budget.LimitOf(v)
+		bspan := traceBudget(ctx, account)
 		ok, retryAt, err := h.d.Budget.Take(ctx, account, lim, budget.Bulk)
+		endBudget(bspan, ok, retryAt, h.d.Clock(), err)
 		h.unpend(account, r.ID)
 		if err != nil {
 			return fmt.Errorf("requests: take budget of %s: %w", account, err)
@@ -368,7 +375,7 @@ func (h *Handler) requeue(ctx context.Context, r jobs.Request, rec record, accou
 		return h.fail(ctx, r, rec, "deadline", 0, fmt.Sprintf("the budget has no room before %s, after the deadline %s",
 			retryAt.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339)))
 	}
-	payload, err := sealRequest(h.d.Keyring, r)
+	payload, err := sealRequest(h.d.Keyring, r, submission(ctx))
 	if err != nil {
 		return fmt.Errorf("requests: %w", err)
 	}

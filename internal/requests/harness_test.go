@@ -202,6 +202,8 @@ type outcome struct {
 	Batch   string `json:"batch"`
 	Dup     string `json:"duplicate_of"`
 	Raw     json.RawMessage
+	// TraceParent is the event's trace context (its traceparent).
+	TraceParent string
 }
 
 // outcomes reads every request event in the outbox, in order.
@@ -219,7 +221,7 @@ func (w *world) outcomes() []outcome {
 		if !strings.HasPrefix(env.Type, "request.") {
 			continue
 		}
-		o := outcome{Subject: env.Subject, Type: env.Type, Raw: env.Data}
+		o := outcome{Subject: env.Subject, Type: env.Type, Raw: env.Data, TraceParent: env.TraceParent}
 		require.NoError(w.t, json.Unmarshal(env.Data, &o))
 		out = append(out, o)
 	}

@@ -48,6 +48,7 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 	if err != nil {
 		return err
 	}
+	ev = ev.Traced(ctx)
 	if err := h.transition(ctx, r, rec, "done", &ev); err != nil {
 		return err
 	}
@@ -68,6 +69,7 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 	if err != nil {
 		return err
 	}
+	ev = ev.Traced(ctx)
 	state, outcome := "failed", OutcomeFailed
 	if class == "cancelled" {
 		state, outcome = "cancelled", OutcomeCancelled

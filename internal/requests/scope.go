@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -57,8 +58,9 @@ func idemAAD(vendor, credential, key string) []byte {
 	return seal.Bind("idempotency", vendor, credential, key)
 }
 
-// sealRequest returns the queued form of r (jobs.SealedRequest as JSON).
-func sealRequest(kr *seal.Keyring, r jobs.Request) (string, error) {
+// sealRequest returns the queued form of r (jobs.SealedRequest as JSON),
+// carrying its submission's trace context tc.
+func sealRequest(kr *seal.Keyring, r jobs.Request, tc tracing.Carrier) (string, error) {
 	raw, err := json.Marshal(r)
 	if err != nil {
 		return "", fmt.Errorf("encode request %s: %w", r.ID, err)
@@ -67,7 +69,7 @@ func sealRequest(kr *seal.Keyring, r jobs.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("seal request %s: %w", r.ID, err)
 	}
-	out, err := json.Marshal(jobs.SealedRequest{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Sealed: sealed})
+	out, err := json.Marshal(jobs.SealedRequest{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Sealed: sealed, Trace: tc})
 	if err != nil {
 		return "", fmt.Errorf("encode request %s: %w", r.ID, err)
 	}
@@ -76,33 +78,34 @@ func sealRequest(kr *seal.Keyring, r jobs.Request) (string, error) {
 
 // openRequest reads a queued request or task payload: a jobs.SealedRequest,
 // opened with kr, or (queued before requests were sealed) a plain
-// jobs.Request. Errors never quote the payload.
-func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, error) {
+// jobs.Request; and its submission's trace context. Errors never quote the
+// payload.
+func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrier, error) {
 	var sr jobs.SealedRequest
 	if err := json.Unmarshal(payload, &sr); err != nil {
-		return jobs.Request{}, fmt.Errorf("requests: request payload is not JSON: %w", err)
+		return jobs.Request{}, nil, fmt.Errorf("requests: request payload is not JSON: %w", err)
 	}
 	var r jobs.Request
 	if sr.Sealed == "" {
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return r, fmt.Errorf("requests: request payload: %w", err)
+			return r, nil, fmt.Errorf("requests: request payload: %w", err)
 		}
-		return r, nil
+		return r, sr.Trace, nil
 	}
 	if kr == nil {
-		return r, errors.New("requests: request payload is sealed and no keyring is configured")
+		return r, nil, errors.New("requests: request payload is sealed and no keyring is configured")
 	}
 	raw, err := kr.Open(sr.Sealed, requestAAD(sr.ID, sr.Vendor, sr.Credential, sr.Batch))
 	if err != nil {
-		return r, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
+		return r, nil, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return r, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
+		return r, nil, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
 	}
 	if r.ID != sr.ID || r.Vendor != sr.Vendor || r.Credential != sr.Credential || r.Batch != sr.Batch {
-		return r, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
+		return r, nil, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
 	}
-	return r, nil
+	return r, sr.Trace, nil
 }
 
 // BatchKey is the Redis key of the record of the batch id of a credential,

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -106,7 +107,10 @@ func NewJSONService(nc *nats.Conn, spec ServiceSpec, o ServiceOptions, answer fu
 	h := micro.HandlerFunc(func(req micro.Request) {
 		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 		defer cancel()
-		_ = req.RespondJSON(answer(ctx, req.Data()))
+		ctx, span := tracing.StartServer(ctx, spec.Subject, nats.Header(req.Headers()))
+		defer span.End()
+		// The reply carries this span's context: the submission's parent.
+		_ = req.RespondJSON(answer(ctx, req.Data()), micro.WithHeaders(micro.Headers(tracing.ReplyHeaders(ctx))))
 	})
 	err = svc.AddEndpoint(spec.Endpoint, natsinbox.Guard(spec.Name, o.InboxPrefix, o.Logger, h),
 		micro.WithEndpointSubject(o.SubjectPrefix+spec.Subject), micro.WithEndpointQueueGroup(o.QueueGroup))

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/budget"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -135,13 +136,15 @@ var (
 // Submit validates r and queues it; it returns the request as accepted (with
 // its id and submission time filled in) or a *SubmitError, and queues
 // nothing when it refuses.
-func (s *Submitter) Submit(ctx context.Context, r jobs.Request) (jobs.Request, error) {
+func (s *Submitter) Submit(ctx context.Context, r jobs.Request) (out jobs.Request, err error) {
+	ctx, span := traceSubmit(ctx)
+	defer func() { endSubmit(span, out, err) }()
 	now := s.o.Clock()
 	r, account, err := s.validate(ctx, r, now)
 	if err != nil {
 		return r, err
 	}
-	payload, err := sealRequest(s.o.Keyring, r)
+	payload, err := sealRequest(s.o.Keyring, r, tracing.Inject(ctx))
 	if err != nil {
 		return r, &SubmitError{Code: CodeUnavailable, Message: "the request could not be sealed; try again", Err: err}
 	}

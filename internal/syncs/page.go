@@ -226,7 +226,7 @@ func (r *Runner) commit(ctx context.Context, rec record, sp spec, n int, p page,
 		}
 		data.BodyRef = &events.ObjectRef{Bucket: r.d.Bucket, Name: name, Size: len(p.resources), Digest: info.Digest}
 	}
-	pageEv, err := r.event(events.TypeSyncPage, rec, "page-"+strconv.Itoa(n), now, data)
+	pageEv, err := r.event(ctx, events.TypeSyncPage, rec, "page-"+strconv.Itoa(n), now, data)
 	if err != nil {
 		return "", err
 	}
@@ -241,7 +241,7 @@ func (r *Runner) commit(ctx context.Context, rec record, sp spec, n int, p page,
 	final, doneEv, mark := "0", []string{"", "", ""}, ""
 	if p.next == "" {
 		final = "1"
-		doneEv, err = r.event(events.TypeSyncCompleted, rec, "completed", now,
+		doneEv, err = r.event(ctx, events.TypeSyncCompleted, rec, "completed", now,
 			events.SyncCompleted{SyncID: rec.id, Pages: n, Resources: next.Resources, Mark: next.Mark.UTC()})
 		if err != nil {
 			return "", err
@@ -262,7 +262,7 @@ func (r *Runner) commit(ctx context.Context, rec record, sp spec, n int, p page,
 // end stops a running sync with its sync.failed event, once.
 func (r *Runner) end(ctx context.Context, rec record, state, class, msg string, cur cursor) error {
 	now := r.d.Clock()
-	ev, err := r.event(events.TypeSyncFailed, rec, "failed", now,
+	ev, err := r.event(ctx, events.TypeSyncFailed, rec, "failed", now,
 		events.SyncFailed{SyncID: rec.id, Class: class, Message: msg, Cursor: cur.SyncCursor})
 	if err != nil {
 		return err
@@ -286,12 +286,14 @@ func (r *Runner) end(ctx context.Context, rec record, state, class, msg string, 
 
 // event builds a sync event with an id derived from the sync and what it
 // says (a re-publish is deduplicated), sealed for the outbox: id,
-// subject, sealed event.
-func (r *Runner) event(typ string, rec record, what string, now time.Time, data any) ([]string, error) {
+// subject, sealed event. It carries ctx's trace context (the page
+// request's run), so the relay publishes it under the sync's trace.
+func (r *Runner) event(ctx context.Context, typ string, rec record, what string, now time.Time, data any) ([]string, error) {
 	env, err := events.New(typ, rec.vendor, rec.credential, now, data)
 	if err != nil {
 		return nil, err
 	}
+	env = env.Traced(ctx)
 	env.ID = "sync-" + rec.id + "-" + what
 	values, err := events.SealOutboxEntry(r.d.Keyring, env)
 	if err != nil {

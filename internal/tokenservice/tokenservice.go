@@ -42,6 +42,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/internal/natsinbox"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // Identity of the micro service, as seen by `nats micro ls` and $SRV.INFO.
@@ -238,6 +239,8 @@ func (h *handler) handle(req micro.Request) {
 // serve answers one request.
 func (h *handler) serve(req micro.Request) {
 	vendor, credential, ok := h.parse(req.Subject())
+	ctx, span := traceServe(req, vendor, credential)
+	defer span.End()
 	var reply client.TokenReply
 	source := "store"
 	if ok {
@@ -252,7 +255,8 @@ func (h *handler) serve(req micro.Request) {
 	} else {
 		log = log.Str("outcome", reply.Error)
 	}
-	if err := h.respond(req.Reply(), reply); err != nil {
+	endServe(span, reply)
+	if err := h.respond(ctx, req.Reply(), reply); err != nil {
 		h.opts.Logger.Warn().Err(err).Str("vendor", vendor).Str("credential", credential).Msg("token reply not sent")
 	}
 	log.Msg("token request")
@@ -366,7 +370,10 @@ var errorHeaderCodes = map[string]string{
 // another goroutine that is a data race. So micro's stats count the
 // requests but not the errors; an error reply still carries micro's error
 // headers, for the tools that read them.
-func (h *handler) respond(inbox string, reply client.TokenReply) error {
+//
+// The reply's headers carry the trace context of the service's span (the
+// caller's child).
+func (h *handler) respond(ctx context.Context, inbox string, reply client.TokenReply) error {
 	body, err := json.Marshal(reply)
 	if err != nil {
 		return err
@@ -379,5 +386,6 @@ func (h *handler) respond(inbox string, reply client.TokenReply) error {
 		}
 		msg.Header = nats.Header{micro.ErrorHeader: {reply.Message}, micro.ErrorCodeHeader: {code}}
 	}
+	tracing.InjectNATS(ctx, msg)
 	return h.nc.PublishMsg(msg)
 }

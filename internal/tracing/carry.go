@@ -2,12 +2,14 @@ package tracing
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tokenrelay/tokenrelay/internal/tracing/natsprop"
 )
 
 // Carrier is the trace context as it travels inside a payload (an asynq
@@ -51,36 +53,39 @@ func InjectNATS(ctx context.Context, msg *nats.Msg) {
 	if msg.Header == nil {
 		msg.Header = nats.Header{}
 	}
-	otel.GetTextMapPropagator().Inject(ctx, natsCarrier(msg.Header))
+	natsprop.Inject(ctx, msg.Header)
 }
 
 // ExtractNATS returns ctx carrying the span named by msg's headers as its
 // remote parent.
 func ExtractNATS(ctx context.Context, msg *nats.Msg) context.Context {
-	if msg == nil || len(msg.Header) == 0 {
+	if msg == nil {
 		return ctx
 	}
-	return otel.GetTextMapPropagator().Extract(ctx, natsCarrier(msg.Header))
+	return natsprop.Extract(ctx, msg.Header)
 }
 
-// natsCarrier writes header names as the W3C spells them (traceparent,
-// tracestate: NATS headers are case-sensitive, and other languages'
-// propagators look for those exact names) and reads either spelling.
-type natsCarrier nats.Header
-
-func (c natsCarrier) Get(key string) string {
-	if v := nats.Header(c).Get(key); v != "" {
-		return v
-	}
-	return http.Header(c).Get(key)
+// ExtractHeaders is [ExtractNATS] for a message's headers as a NATS micro
+// request gives them (micro.Headers converts to nats.Header).
+func ExtractHeaders(ctx context.Context, h nats.Header) context.Context {
+	return natsprop.Extract(ctx, h)
 }
 
-func (c natsCarrier) Set(key, value string) { c[key] = []string{value} }
-
-func (c natsCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
+// ReplyHeaders are the headers of a reply carrying ctx's trace context (nil
+// when ctx holds no span), for micro.WithHeaders.
+func ReplyHeaders(ctx context.Context) nats.Header {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
 	}
-	return keys
+	h := nats.Header{}
+	natsprop.Inject(ctx, h)
+	return h
+}
+
+// StartServer starts the server span of a NATS request/reply endpoint
+// named name: a child of the trace context in the request's headers h
+// (the caller's span), when it carries one.
+func StartServer(ctx context.Context, name string, h nats.Header, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return Tracer().Start(ExtractHeaders(ctx, h), name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(append(attrs, attribute.String("messaging.system", "nats"))...))
 }

@@ -130,6 +130,14 @@ const (
 	AttrVendor     = attribute.Key("tokenrelay.vendor")
 	AttrCredential = attribute.Key("tokenrelay.credential")
 	AttrGeneration = attribute.Key("tokenrelay.generation")
+	AttrRequest    = attribute.Key("tokenrelay.request")
+	AttrSync       = attribute.Key("tokenrelay.sync")
+	AttrAttempt    = attribute.Key("tokenrelay.attempt")
+	// AttrBudgetGranted and AttrBudgetWait describe a take of a vendor
+	// account's rate budget: whether it granted a permit, and when not,
+	// how long (milliseconds) the request waits for the next one.
+	AttrBudgetGranted = attribute.Key("tokenrelay.budget.granted")
+	AttrBudgetWait    = attribute.Key("tokenrelay.budget.wait_ms")
 )
 
 // Fail records err on span and marks it failed; a nil err does nothing.

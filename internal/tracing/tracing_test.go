@@ -11,25 +11,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
+	"github.com/tokenrelay/tokenrelay/internal/tracing/tracingtest"
 )
 
 // recorder installs an in-memory provider and the propagator for one test.
-func recorder(t *testing.T) *tracetest.SpanRecorder {
-	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	t.Cleanup(func() { otel.SetTracerProvider(prev) })
-	_, err := tracing.Setup(context.Background(), "test", func(string) string { return "" })
-	require.NoError(t, err)
-	return rec
-}
+var recorder = tracingtest.Record
 
 func TestEnabledOnlyWhenAnExporterIsNamed(t *testing.T) {
 	env := func(kv ...string) func(string) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
@@ -83,15 +84,18 @@ type fetchLog struct {
 	mu   sync.Mutex
 	list []webhooks.Fetch
 	fail bool
+	// spans are the span contexts each fetch was enqueued under.
+	spans []trace.SpanContext
 }
 
-func (f *fetchLog) Fetch(_ context.Context, x webhooks.Fetch) error {
+func (f *fetchLog) Fetch(ctx context.Context, x webhooks.Fetch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
 		return context.DeadlineExceeded
 	}
 	f.list = append(f.list, x)
+	f.spans = append(f.spans, trace.SpanContextFromContext(ctx))
 	return nil
 }
 
@@ -211,8 +215,10 @@ func joinSpace(s []string) string {
 type stored struct {
 	subject string
 	msgID   string
-	env     events.Envelope
-	data    events.WebhookReceived
+	// traceparent is the message's trace header.
+	traceparent string
+	env         events.Envelope
+	data        events.WebhookReceived
 }
 
 func (r *rig) stored() []stored {
@@ -230,7 +236,7 @@ func (r *rig) stored() []stored {
 			continue
 		}
 		var st stored
-		st.subject, st.msgID = m.Subject, m.Header.Get(jetstream.MsgIDHeader)
+		st.subject, st.msgID, st.traceparent = m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Header.Get("traceparent")
 		require.NoError(r.t, json.Unmarshal(m.Data, &st.env))
 		require.NoError(r.t, st.env.Validate())
 		if st.env.Type == events.TypeWebhookReceived {

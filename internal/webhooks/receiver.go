@@ -142,9 +142,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v, ok := rc.d.Vendors[name]
 	var o outcome
 	label := name
+	if !ok {
+		label = unknownVendorLabel
+	}
+	ctx, span := traceReceive(r, label)
+	defer func() { endReceive(span, o) }()
 	switch {
 	case !ok:
-		label = unknownVendorLabel
 		o = outcome{status: http.StatusNotFound, label: OutcomeUnknownVendor, message: "no webhooks are accepted for this vendor"}
 	case r.Method == http.MethodGet:
 		o = rc.handshakeQuery(v, r.URL.Query())
@@ -152,7 +156,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		o = outcome{status: http.StatusMethodNotAllowed, label: OutcomeMalformed, message: "use POST"}
 	default:
-		o = rc.receive(r.Context(), v, w, r)
+		o = rc.receive(ctx, v, w, r)
 	}
 	rc.answer(w, o)
 	rc.d.Metrics.delivery(label, o.label, time.Since(start).Seconds())
@@ -208,7 +212,10 @@ func (rc *Receiver) receive(ctx context.Context, v Vendor, w http.ResponseWriter
 			return o
 		}
 	}
-	if err := v.Verifier.Verify(r.Header, body, now); err != nil {
+	vspan := traceVerify(ctx)
+	err = v.Verifier.Verify(r.Header, body, now)
+	endVerify(vspan, err)
+	if err != nil {
 		switch {
 		case errors.Is(err, verify.ErrStale):
 			return outcome{status: http.StatusUnauthorized, label: OutcomeStale,
@@ -259,7 +266,7 @@ func (rc *Receiver) relay(ctx context.Context, v Vendor, h http.Header, body []b
 		return outcome{status: http.StatusInternalServerError, label: OutcomeMalformed, message: "cannot build the event", err: err}
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, rc.d.PublishTimeout)
-	ack, err := events.Publish(pubCtx, rc.d.JetStream, rc.d.SubjectPrefix, env)
+	ack, err := events.Publish(pubCtx, rc.d.JetStream, rc.d.SubjectPrefix, env.Traced(ctx))
 	cancel()
 	if err != nil {
 		return unavailable("event stream unavailable", err)
