@@ -57,6 +57,10 @@ func (s *state) seenKey(vendor, delivery string) string {
 	return s.prefix + "seen:" + vendor + ":" + hashID(delivery)
 }
 
+func (s *state) liveKey(vendor string) string { return s.prefix + "live:" + vendor }
+
+func (s *state) fetchesKey(vendor string) string { return s.prefix + "fetches:" + vendor }
+
 // markSeen records relayed deliveries for their windows, and their
 // vendors' liveness, in one round trip.
 func (s *state) markSeen(ctx context.Context, rs ...markRequest) error {
@@ -64,7 +68,7 @@ func (s *state) markSeen(ctx context.Context, rs ...markRequest) error {
 		for _, r := range rs {
 			p.Set(ctx, s.seenKey(r.vendor, r.delivery), "1", r.window)
 			if s.liveDue(r.vendor, r.now) {
-				p.Set(ctx, s.prefix+"live:"+r.vendor, r.now.UnixMilli(), 0)
+				p.Set(ctx, s.liveKey(r.vendor), r.now.UnixMilli(), 0)
 			}
 		}
 		return nil
@@ -92,7 +96,7 @@ func (s *state) touch(ctx context.Context, vendor string, now time.Time) error {
 	if !s.liveDue(vendor, now) {
 		return nil
 	}
-	if err := s.rdb.Set(ctx, s.prefix+"live:"+vendor, now.UnixMilli(), 0).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.liveKey(vendor), now.UnixMilli(), 0).Err(); err != nil {
 		return fmt.Errorf("webhooks: record liveness: %w", err)
 	}
 	return nil
@@ -100,7 +104,7 @@ func (s *state) touch(ctx context.Context, vendor string, now time.Time) error {
 
 // lastLive is the vendor's last delivery or heartbeat; zero when none.
 func (s *state) lastLive(ctx context.Context, vendor string) (time.Time, error) {
-	ms, err := s.rdb.Get(ctx, s.prefix+"live:"+vendor).Int64()
+	ms, err := s.rdb.Get(ctx, s.liveKey(vendor)).Int64()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return time.Time{}, nil
@@ -113,7 +117,7 @@ func (s *state) lastLive(ctx context.Context, vendor string) (time.Time, error) 
 // startLive sets the vendor's liveness to now if it has none, so that a
 // vendor never heard from counts as silent from the first look on.
 func (s *state) startLive(ctx context.Context, vendor string, now time.Time) error {
-	if err := s.rdb.SetNX(ctx, s.prefix+"live:"+vendor, now.UnixMilli(), 0).Err(); err != nil {
+	if err := s.rdb.SetNX(ctx, s.liveKey(vendor), now.UnixMilli(), 0).Err(); err != nil {
 		return fmt.Errorf("webhooks: start liveness: %w", err)
 	}
 	return nil
@@ -225,7 +229,7 @@ func (s *state) takeFetches(ctx context.Context, vendor string, n, limit int, pe
 	if n <= 0 {
 		return 0, nil
 	}
-	ms, err := takeFetchesScript.Run(ctx, s.rdb, []string{s.prefix + "fetches:" + vendor},
+	ms, err := takeFetchesScript.Run(ctx, s.rdb, []string{s.fetchesKey(vendor)},
 		now.UnixMilli(), per.Milliseconds(), limit, n, rand.Text()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: take from the fetch rate: %w", err)
