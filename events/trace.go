@@ -28,16 +28,14 @@ func tracePublish(ctx context.Context, msg *nats.Msg) trace.Span {
 	if json.Unmarshal(msg.Data, &tc) != nil || tc.TraceParent == "" {
 		return trace.SpanFromContext(context.Background())
 	}
-	ctx = Envelope{TraceParent: tc.TraceParent, TraceState: tc.TraceState}.TraceContext(ctx)
-	ctx, span := tracing.Tracer().Start(ctx, "events.publish", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject)))
-	tracing.InjectNATS(ctx, msg)
+	_, span := startPublish(Envelope{TraceParent: tc.TraceParent, TraceState: tc.TraceState}.TraceContext(ctx), msg)
 	return span
 }
 
-// startPublish starts the publish span of a message published directly
-// (not through the outbox), as a child of ctx's span, and puts its
-// context in msg's headers; under no span it is a no-op span.
+// startPublish starts the publish span of msg as a child of ctx's span
+// (for a message published directly, the caller's; for the relay, the
+// event's producer) and puts its context in msg's headers; under no span
+// it is a no-op span.
 func startPublish(ctx context.Context, msg *nats.Msg) (context.Context, trace.Span) {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, trace.SpanFromContext(ctx)

@@ -350,7 +350,11 @@ func (h *RefreshHandler) renewOne(ctx context.Context, cred store.Credential, ow
 		ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret, PrivateKey: cred.PrivateKey,
 		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: refreshToken(cred),
 	})
-	tracing.Fail(span, err)
+	if err != nil {
+		// The span gets what the store would: the vendor's words scrubbed of
+		// every spelling of this credential's secrets (see fail).
+		tracing.Fail(span, errors.New(cred.Scrubber().Scrub(err.Error())))
+	}
 	span.End()
 	cancel()
 	if err != nil {
