@@ -164,8 +164,8 @@ func NewRequestTask(r Request) (*asynq.Task, error) {
 }
 
 // NewRequestTaskPayload builds the task of request id with an encoded
-// payload as it is: a Request, or a SealedRequest (what the feeder
-// releases), with NewRequestTask's options.
+// payload as it is: a Request, or a request as package requests queues it
+// and the feeder releases it (sealed), with NewRequestTask's options.
 func NewRequestTaskPayload(id string, payload []byte) *asynq.Task {
 	return asynq.NewTask(TypeVendorRequest, payload,
 		asynq.Queue(QueueDefault),
@@ -175,11 +175,13 @@ func NewRequestTaskPayload(id string, payload []byte) *asynq.Task {
 	)
 }
 
-// SealedRequest is a Request as it waits in Redis and travels as its
-// task's payload: what the queue's scripts and the feeder need in clear
-// (its id, vendor, credential and batch), the whole request (path, query,
-// headers, body: patient data) sealed with the master key (package seal),
-// bound to those four. Package requests seals and opens it.
+// SealedRequest is the JSON form in which a Request waited in Redis and
+// travelled as its task's payload before package requests queued requests
+// in a binary form (a third of the size): what the queue's scripts and the
+// feeder need in clear (its id, vendor, credential and batch), the whole
+// request (path, query, headers, body: patient data) sealed with the
+// master key (package seal), bound to those four. Package requests still
+// reads it (entries queued before an upgrade) and no longer writes it.
 type SealedRequest struct {
 	ID         string `json:"id"`
 	Vendor     string `json:"vendor"`

@@ -170,7 +170,7 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("memory: %w", err)
 		}
 		per := float64(m.after-m.before) / float64(o.memN)
-		fmt.Fprintf(&md, "\n#### Memory of queued requests\n\n%d GET Patient requests submitted through requests.Submitter and left queued (no feeder, no workers). MEMORY USAGE (SAMPLES 0) of every key of the database before and after: %d B → %d B, **%.0f B per queued request**, so a million would take **%.0f MB** (INFO used_memory, server-wide on a shared Redis: %+d B, %.0f B per request).\n",
+		fmt.Fprintf(&md, "\n#### Memory of queued requests\n\n%d GET Patient?_count=10 requests submitted through requests.Submitter and left queued (no feeder, no workers). MEMORY USAGE (SAMPLES 0) of every key of the database before and after: %d B → %d B, **%.0f B per queued request**, so a million would take **%.0f MB** (INFO used_memory, server-wide on a shared Redis: %+d B, %.0f B per request).\n",
 			o.memN, m.before, m.after, per, per*1e6/1e6, m.usedAfter-m.usedBefore, float64(m.usedAfter-m.usedBefore)/float64(o.memN))
 		fmt.Fprintln(&md, "\n| key | type | MEMORY USAGE | per request |")
 		fmt.Fprintln(&md, "|---|---|---|---|")
@@ -191,6 +191,8 @@ type world struct {
 	// budgetMetrics count the budget's refusals (a worker's take told to
 	// wait: the request went back to asynq).
 	budgetMetrics *budget.Metrics
+	// query is the submitted requests' query (nil: none).
+	query jobs.Query
 }
 
 func newWorld(ctx context.Context, rdb *redis.Client, sandboxLimit int, window time.Duration, configured int, vendorSlack time.Duration) (*world, error) {
@@ -213,6 +215,7 @@ func (w *world) submit(ctx context.Context, n int) error {
 			for next.Add(1) <= int64(n) {
 				r := jobs.NewRequest(relay.Credential, http.MethodGet, "Patient")
 				r.Batch = "bench"
+				r.Query = w.query
 				if _, err := w.Sub.Submit(ctx, r); err != nil {
 					errs <- err
 					return
@@ -404,8 +407,12 @@ type memoryResult struct {
 	keys                                 []keyMemory
 }
 
-// memoryPhase submits o.memN requests without workers and measures what
-// they hold in Redis.
+// memQuery is the memory phase's requests' query: a short one, as a page
+// of a search would have.
+var memQuery = jobs.Query{"_count": {"10"}}
+
+// memoryPhase submits o.memN requests (GET Patient?_count=10) without
+// workers and measures what they hold in Redis.
 func memoryPhase(ctx context.Context, rdb *redis.Client, o options) (memoryResult, error) {
 	var m memoryResult
 	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
@@ -413,6 +420,7 @@ func memoryPhase(ctx context.Context, rdb *redis.Client, o options) (memoryResul
 		return m, err
 	}
 	defer w.Close()
+	w.query = memQuery
 	before, err := keyUsage(ctx, rdb)
 	if err != nil {
 		return m, err

@@ -46,7 +46,7 @@
 //
 // A request, its batch and its idempotency key belong to one (vendor,
 // credential); patient data kept in Redis is sealed (see scope.go): the
-// queued request and its task payload (jobs.SealedRequest), the outcome
+// queued request and its task payload (entry.go), the outcome
 // under an idempotency key, and the outcome event in the outbox
 // (events.SealOutboxEntry, opened by the relay as it publishes). asynq's
 // error text of a retried request names its failure class and status, not
@@ -60,9 +60,9 @@
 // <cb> is a credential's batch, the hash of its vendor and credential and
 // the batch id (scopedBatch):
 //
-//	P r:<id>              hash    a request's state, batch, account, vendor, credential, attempts
+//	P r:<id>              hash    a request's state (and, once it runs, its releases, attempts...)
 //	P b:<cb>              hash    a batch's counts, times and cancel flag
-//	P q:<account>:<cb>    list    requests waiting to be released (sealed)
+//	P q:<account>:<cb>    list    requests waiting to be released (sealed, binary: entry.go)
 //	P ring:<account>      list    the account's batches with requests waiting
 //	P accounts            hash    accounts with requests waiting -> vendor
 //	P pending:<account>   zset    released, budget not yet taken (id -> ms)

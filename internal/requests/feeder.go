@@ -2,7 +2,6 @@ package requests
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -236,8 +235,8 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 }
 
 // enqueue makes tasks of released payloads, then forgets them as released.
-// A payload (a jobs.SealedRequest) becomes its task's payload as it is:
-// only the worker that runs it opens it.
+// A payload (a queued request's entry, entry.go) becomes its task's payload
+// as it is: only the worker that runs it opens it.
 func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
 	if len(items) == 0 {
 		return nil
@@ -246,15 +245,15 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 	var errs []error
 	for _, entry := range items {
 		release, item, _ := strings.Cut(entry, "|")
-		var r jobs.SealedRequest
-		if err := json.Unmarshal([]byte(item), &r); err != nil || r.ID == "" {
-			errs = append(errs, fmt.Errorf("requests: released payload has no id: %v", err))
+		r, err := readEntry([]byte(item))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("requests: released payload: %w", err))
 			continue
 		}
 		task := jobs.NewRequestTaskPayload(r.ID, []byte(item))
 		// The task id names the release: the same release enqueued twice
 		// (by recover) is one task; a release after a hand-back is a new one.
-		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
+		_, err = f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
 			continue // stays in releasing: recover enqueues it
@@ -307,12 +306,13 @@ func (f *Feeder) drainCancelled(ctx context.Context) error {
 			return fmt.Errorf("requests: read cancelled queue: %w", err)
 		}
 		for _, item := range items {
-			// The id, vendor, credential and batch are in clear, in the
-			// sealed form as in a plain request; nothing else is needed.
-			var r jobs.Request
-			if json.Unmarshal([]byte(item), &r) != nil {
+			// The id, vendor, credential and batch are in clear in the
+			// entry (in every form); nothing else is needed.
+			e, err := readEntry([]byte(item))
+			if err != nil {
 				continue
 			}
+			r := jobs.Request{ID: e.ID, Vendor: e.Vendor, Credential: e.Credential, Batch: e.Batch}
 			if err := cancelQueued(ctx, f.o.Redis, f.o.Keyring, f.keys, f.outbox, r, f.o.Clock()); err != nil {
 				return err
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
-	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // fuzzCredentials knows clinic-1 (active) and gone (revoked).
@@ -109,9 +108,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		if got, _ := json.Marshal(opened); !bytes.Equal(want, got) {
 			t.Fatalf("sealed request opens to another:\n%s\n%s", want, got)
 		}
-		var clear jobs.SealedRequest
-		if err := json.Unmarshal([]byte(queued), &clear); err != nil || clear.ID != v.ID {
-			t.Fatalf("queued form: %v", err)
+		clear, err := readEntry([]byte(queued))
+		if err != nil || clear.ID != v.ID || clear.Vendor != v.Vendor || clear.Credential != v.Credential || clear.Batch != v.Batch {
+			t.Fatalf("queued form: %+v %v", clear, err)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
@@ -138,9 +139,9 @@ func TestFeederStoppedMidReleaseLosesNothing(t *testing.T) {
 	for range ids {
 		item, err := w.rdb.LPop(ctx, queues[0]).Result()
 		require.NoError(t, err)
-		var r jobs.Request
-		require.NoError(t, json.Unmarshal([]byte(item), &r))
-		require.NoError(t, w.rdb.HSet(ctx, prefix+"req:releasing:"+account, r.ID, "1|"+item).Err())
+		id, err := requests.EntryID(item)
+		require.NoError(t, err)
+		require.NoError(t, w.rdb.HSet(ctx, prefix+"req:releasing:"+account, id, "1|"+item).Err())
 	}
 	require.NoError(t, w.rdb.Del(ctx, prefix+"req:ring:"+account, prefix+"req:accounts").Err())
 	w.worker(2)

@@ -3,12 +3,8 @@ package requests
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
-	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -28,7 +24,7 @@ import (
 //
 // What is kept of a request that may hold patient data is sealed with the
 // master key (package seal), bound to the request: the queued request and
-// its task payload (jobs.SealedRequest), the outcome under an idempotency
+// its task payload (entry.go), the outcome under an idempotency
 // key, and the outcome event in the outbox (events.SealOutboxEntry).
 
 // scope names a (vendor, credential) in Redis keys: 24 hex digits of the
@@ -48,7 +44,9 @@ func scopedBatch(vendor, credential, batch string) string {
 // objectName is where an answer body too large for its event is stored.
 func objectName(r jobs.Request) string { return r.Vendor + "/" + r.Credential + "/" + r.ID }
 
-// requestAAD binds a sealed request to its id, vendor, credential and batch.
+// requestAAD binds a request sealed in the JSON form (jobs.SealedRequest,
+// queued before the binary form of entry.go) to its id, vendor, credential
+// and batch.
 func requestAAD(id, vendor, credential, batch string) []byte {
 	return seal.Bind("request", vendor, credential, id, batch)
 }
@@ -56,56 +54,6 @@ func requestAAD(id, vendor, credential, batch string) []byte {
 // idemAAD binds a sealed outcome to its idempotency key's scope.
 func idemAAD(vendor, credential, key string) []byte {
 	return seal.Bind("idempotency", vendor, credential, key)
-}
-
-// sealRequest returns the queued form of r (jobs.SealedRequest as JSON),
-// carrying its submission's trace context tc.
-func sealRequest(kr *seal.Keyring, r jobs.Request, tc tracing.Carrier) (string, error) {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return "", fmt.Errorf("encode request %s: %w", r.ID, err)
-	}
-	sealed, err := kr.Seal(raw, requestAAD(r.ID, r.Vendor, r.Credential, r.Batch))
-	if err != nil {
-		return "", fmt.Errorf("seal request %s: %w", r.ID, err)
-	}
-	out, err := json.Marshal(jobs.SealedRequest{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Sealed: sealed, Trace: tc})
-	if err != nil {
-		return "", fmt.Errorf("encode request %s: %w", r.ID, err)
-	}
-	return string(out), nil
-}
-
-// openRequest reads a queued request or task payload: a jobs.SealedRequest,
-// opened with kr, or (queued before requests were sealed) a plain
-// jobs.Request; and its submission's trace context. Errors never quote the
-// payload.
-func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrier, error) {
-	var sr jobs.SealedRequest
-	if err := json.Unmarshal(payload, &sr); err != nil {
-		return jobs.Request{}, nil, fmt.Errorf("requests: request payload is not JSON: %w", err)
-	}
-	var r jobs.Request
-	if sr.Sealed == "" {
-		if err := json.Unmarshal(payload, &r); err != nil {
-			return r, nil, fmt.Errorf("requests: request payload: %w", err)
-		}
-		return r, sr.Trace, nil
-	}
-	if kr == nil {
-		return r, nil, errors.New("requests: request payload is sealed and no keyring is configured")
-	}
-	raw, err := kr.Open(sr.Sealed, requestAAD(sr.ID, sr.Vendor, sr.Credential, sr.Batch))
-	if err != nil {
-		return r, nil, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return r, nil, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
-	}
-	if r.ID != sr.ID || r.Vendor != sr.Vendor || r.Credential != sr.Credential || r.Batch != sr.Batch {
-		return r, nil, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
-	}
-	return r, sr.Trace, nil
 }
 
 // BatchKey is the Redis key of the record of the batch id of a credential,

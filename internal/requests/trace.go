@@ -16,7 +16,7 @@ import (
 // A request job is one trace: its submission's span (requests.submit, a
 // child of the caller's: the request.submit message's headers, the admin
 // API's request, a sync page's run) is carried beside the sealed request
-// (jobs.SealedRequest.Trace) through the queue, the feeder's release
+// (the clear part of its queue entry, entry.go) through the queue, the feeder's release
 // (requests.release) and every run of its task (jobs.request, each a child
 // of the submission, whether asynq retries it or the feeder releases it
 // again after a hand-back). A run's budget take (requests.budget), its
@@ -87,7 +87,7 @@ func submission(ctx context.Context) tracing.Carrier {
 
 // traceRelease records the feeder's release of a queued request as a span
 // of the request's trace (nothing when it carries none).
-func traceRelease(ctx context.Context, sr jobs.SealedRequest, release string) {
+func traceRelease(ctx context.Context, sr entry, release string) {
 	if len(sr.Trace) == 0 {
 		return
 	}

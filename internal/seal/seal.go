@@ -5,7 +5,7 @@
 //
 //	v1.<kid>.<base64url(nonce | ciphertext+tag)>
 //
-// where kid is the first 8 hex digits of the SHA-256 of the key that sealed
+// or the same in bytes (binary.go), where kid is the first 8 hex digits of the SHA-256 of the key that sealed
 // it. The key id is what makes master-key rotation possible: a Keyring seals
 // with its current key and opens with whichever of its keys (current or old)
 // the value names, so values sealed under the old key stay readable until
@@ -62,8 +62,9 @@ type Keyring struct {
 }
 
 type key struct {
-	id   string
-	aead cipher.AEAD
+	id    string
+	rawID [binaryKidLen]byte // id as bytes, for the binary form
+	aead  cipher.AEAD
 }
 
 // NewKeyring builds a keyring that seals with current and opens values
@@ -103,7 +104,11 @@ func newKey(raw []byte) (*key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &key{id: KeyID(raw), aead: aead}, nil
+	k := &key{id: KeyID(raw), aead: aead}
+	if _, err := hex.Decode(k.rawID[:], []byte(k.id)); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // KeyID is the id of a key as it appears in sealed values: the first 8 hex

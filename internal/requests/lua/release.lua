@@ -34,7 +34,12 @@ while #out < n do
     if not item then
       redis.call('LREM', ring, 0, member)
     else
-      local id = cjson.decode(item)['id']
+      local id
+      if string.byte(item, 1) == 123 then -- '{': queued before the binary form
+        id = cjson.decode(item)['id']
+      else -- 0x01, the id's length, the id (entry.go)
+        id = string.sub(item, 3, 2 + string.byte(item, 2))
+      end
       local entry = redis.call('HINCRBY', rprefix .. id, 'releases', 1) .. '|' .. item
       redis.call('HSET', releasing, id, entry)
       redis.call('ZADD', pending, now, id)

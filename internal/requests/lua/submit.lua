@@ -17,7 +17,9 @@ end
 if has_batch == '1' and redis.call('HGET', batch, 'cancel') then
   return 'CANCELLED'
 end
-redis.call('HSET', req, 'state', 'queued', 'batch', batch_id, 'account', account, 'vendor', vendor, 'credential', credential)
+-- The state alone: the entry holds the id, vendor, credential and batch,
+-- and the fields of a running request are written as it runs.
+redis.call('HSET', req, 'state', 'queued')
 redis.call('EXPIRE', req, ttl)
 redis.call('RPUSH', queue, payload)
 if not redis.call('LPOS', ring, member) then
