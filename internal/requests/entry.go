@@ -41,8 +41,8 @@ const entryBinary = 0x01
 // version of its encoding.
 const sealedFormat = 0x01
 
-// entry is the clear part of a queued request.
-type entry struct {
+// entryHead is the clear part of a queued request.
+type entryHead struct {
 	ID, Vendor, Credential, Batch string
 	Trace                         tracing.Carrier
 }
@@ -50,7 +50,7 @@ type entry struct {
 // queuedAAD binds a queued request's sealed part to its id, vendor,
 // credential and batch. Its domain is not requestAAD's (the JSON form's), so
 // a ciphertext of one form never opens as the other.
-func queuedAAD(e entry) []byte {
+func queuedAAD(e entryHead) []byte {
 	return seal.Bind("request/bin", e.Vendor, e.Credential, e.ID, e.Batch)
 }
 
@@ -60,7 +60,7 @@ func sealRequest(kr *seal.Keyring, r jobs.Request, tc tracing.Carrier) (string, 
 	if len(r.ID) == 0 || len(r.ID) > 255 {
 		return "", fmt.Errorf("encode request: id of %d bytes (1 to 255)", len(r.ID))
 	}
-	e := entry{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Trace: tc}
+	e := entryHead{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Trace: tc}
 	b := make([]byte, 0, 128+len(r.Path)+len(r.Body))
 	b = append(b, entryBinary, byte(len(r.ID)))
 	b = append(b, r.ID...)
@@ -104,16 +104,16 @@ func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrie
 
 // readEntry returns the clear part of a queued request in any form, without
 // opening it.
-func readEntry(payload []byte) (entry, error) {
+func readEntry(payload []byte) (entryHead, error) {
 	if len(payload) > 0 && payload[0] == '{' {
 		var sr jobs.SealedRequest // a plain jobs.Request has the same names
 		if err := json.Unmarshal(payload, &sr); err != nil {
-			return entry{}, fmt.Errorf("requests: request payload is not JSON: %w", err)
+			return entryHead{}, fmt.Errorf("requests: request payload is not JSON: %w", err)
 		}
 		if sr.ID == "" {
-			return entry{}, errors.New("requests: request payload has no id")
+			return entryHead{}, errors.New("requests: request payload has no id")
 		}
-		return entry{ID: sr.ID, Vendor: sr.Vendor, Credential: sr.Credential, Batch: sr.Batch, Trace: sr.Trace}, nil
+		return entryHead{ID: sr.ID, Vendor: sr.Vendor, Credential: sr.Credential, Batch: sr.Batch, Trace: sr.Trace}, nil
 	}
 	e, _, err := decodeEntry(payload)
 	return e, err
@@ -154,18 +154,18 @@ var errEntry = errors.New("requests: malformed request payload")
 
 // decodeEntry splits a binary entry into its clear part and its sealed
 // part.
-func decodeEntry(b []byte) (entry, []byte, error) {
+func decodeEntry(b []byte) (entryHead, []byte, error) {
 	if len(b) < 2 || b[0] != entryBinary || int(b[1]) > len(b)-2 || b[1] == 0 {
-		return entry{}, nil, errEntry
+		return entryHead{}, nil, errEntry
 	}
-	e := entry{ID: string(b[2 : 2+b[1]])}
+	e := entryHead{ID: string(b[2 : 2+b[1]])}
 	d := decoder{b: b[2+b[1]:]}
 	e.Vendor = d.string()
 	e.Credential = d.string()
 	e.Batch = d.string()
 	e.Trace = d.pairs()
 	if d.err != nil {
-		return entry{}, nil, fmt.Errorf("%w (request %s)", errEntry, e.ID)
+		return entryHead{}, nil, fmt.Errorf("%w (request %s)", errEntry, e.ID)
 	}
 	return e, d.b, nil
 }

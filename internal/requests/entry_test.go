@@ -57,7 +57,7 @@ func TestQueuedEntryOpensToTheRequest(t *testing.T) {
 
 		clear, err := readEntry([]byte(queued))
 		require.NoError(t, err, name)
-		require.Equal(t, entry{ID: c.r.ID, Vendor: c.r.Vendor, Credential: c.r.Credential, Batch: c.r.Batch, Trace: c.tc}, clear, name)
+		require.Equal(t, entryHead{ID: c.r.ID, Vendor: c.r.Vendor, Credential: c.r.Credential, Batch: c.r.Batch, Trace: c.tc}, clear, name)
 	}
 }
 
@@ -106,7 +106,7 @@ func TestMovedEntryDoesNotOpen(t *testing.T) {
 	require.NoError(t, err)
 	e, sealed, err := decodeEntry([]byte(queued))
 	require.NoError(t, err)
-	for name, moved := range map[string]entry{
+	for name, moved := range map[string]entryHead{
 		"another id":         {ID: "p-2", Vendor: e.Vendor, Credential: e.Credential, Batch: e.Batch},
 		"another vendor":     {ID: e.ID, Vendor: "healthsync", Credential: e.Credential, Batch: e.Batch},
 		"another credential": {ID: e.ID, Vendor: e.Vendor, Credential: "clinic-b", Batch: e.Batch},
@@ -162,7 +162,7 @@ func TestJSONEntryStillOpens(t *testing.T) {
 		require.Equal(t, r, got)
 		clear, err := readEntry(payload)
 		require.NoError(t, err)
-		require.Equal(t, entry{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch}, clear)
+		require.Equal(t, entryHead{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch}, clear)
 	}
 	// A JSON entry's ciphertext re-pointed at another credential does not open.
 	var sr jobs.SealedRequest

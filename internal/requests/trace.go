@@ -87,7 +87,7 @@ func submission(ctx context.Context) tracing.Carrier {
 
 // traceRelease records the feeder's release of a queued request as a span
 // of the request's trace (nothing when it carries none).
-func traceRelease(ctx context.Context, sr entry, release string) {
+func traceRelease(ctx context.Context, sr entryHead, release string) {
 	if len(sr.Trace) == 0 {
 		return
 	}

@@ -4,8 +4,9 @@
 -- KEYS[1] request hash r:<id>   KEYS[2] queue list q:<account>:<member>
 -- KEYS[3] ring list ring:<account>   KEYS[4] accounts hash (account -> vendor)
 -- KEYS[5] batch hash b:<batch> (a key never written when there is no batch)
--- ARGV    payload (sealed), account, member, batch, now, ttl seconds,
---         has batch (1/0), vendor, credential
+-- ARGV    payload (the sealed entry, entry.go), account, member, batch
+--         (unused), now, ttl seconds, has batch (1/0), vendor, credential
+--         (unused)
 -- Returns 'OK', 'DUPLICATE' (the id was submitted before, by this or any
 -- other credential: an id is never reused) or 'CANCELLED'.
 local req, queue, ring, accounts, batch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
