@@ -78,19 +78,19 @@ type world struct {
 // setup is a world of a Halaxy vendor.
 func setup(t *testing.T, d syncs.Deps) *world {
 	t.Helper()
-	return setupVendor(t, d, halaxyFlavour, config.RateLimit{Limit: 100000, Per: config.Duration(time.Minute)})
+	return setupVendor(t, d, halaxyFlavour, config.RateLimit{Limit: 100000, Per: config.Duration(time.Minute)}, 0)
 }
 
-// setupVendor is a world of a vendor of flavour fl with our rate limit lim.
-// The sandbox's data set was last changed a minute before the test, so
+// setupVendor is a world of a vendor of flavour fl with our rate limit lim
+// and the sandbox's window of HealthSync's plans (0: an hour). The sandbox's data set was last changed a minute before the test, so
 // that a mark taken from a clock of whole seconds (HealthSync's Date) is
 // after it.
-func setupVendor(t *testing.T, d syncs.Deps, fl flavour, lim config.RateLimit) *world {
+func setupVendor(t *testing.T, d syncs.Deps, fl flavour, lim config.RateLimit, hsWindow time.Duration) *world {
 	t.Helper()
 	_, rdb := testenv.RedisDB(t)
 	var behind atomic.Int64
 	behind.Store(int64(time.Minute))
-	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: -1, RealTokenLifetime: time.Hour,
+	sb := sandbox.New(sandbox.Options{HalaxyRateLimit: -1, RealTokenLifetime: time.Hour, HealthSyncRateWindow: hsWindow,
 		Clock: func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }})
 	behind.Store(0)
 	sb.SetHealthSyncPlan(hsAccount, -1)
@@ -203,7 +203,8 @@ func (w *world) start(id, mode string, count string) {
 	require.NoError(w.t, err)
 }
 
-// syncEvent is one sync event read from the outbox.
+// syncEvent is one sync event read from the outbox (or, with Request set,
+// a request job's outcome event).
 type syncEvent struct {
 	Type      string
 	Subject   string
@@ -216,10 +217,13 @@ type syncEvent struct {
 	Message   string            `json:"message"`
 	Cursor    events.SyncCursor `json:"cursor"`
 	Mark      time.Time         `json:"mark"`
+	Request   string            `json:"id"`
+	Batch     string            `json:"batch"`
 }
 
-// events reads the sync events of id in the outbox, in order.
-func (w *world) events(id string) []syncEvent {
+// outbox reads every sync and request event in the outbox, in order. A
+// sync's pages publish no request event.
+func (w *world) outbox() []syncEvent {
 	w.t.Helper()
 	msgs, err := w.rdb.XRange(context.Background(), events.OutboxKey(prefix), "-", "+").Result()
 	require.NoError(w.t, err)
@@ -230,14 +234,28 @@ func (w *world) events(id string) []syncEvent {
 		require.NoError(w.t, err)
 		var env events.Envelope
 		require.NoError(w.t, json.Unmarshal(raw, &env))
-		require.False(w.t, strings.HasPrefix(env.Type, "request."), "a sync's pages publish no request event")
-		if !strings.HasPrefix(env.Type, "sync.") {
+		request := strings.HasPrefix(env.Type, "request.")
+		if !request && !strings.HasPrefix(env.Type, "sync.") {
 			continue
 		}
-		require.False(w.t, strings.HasPrefix(event, "{"), "sync events are sealed at rest")
+		require.False(w.t, strings.HasPrefix(event, "{"), "events are sealed at rest")
 		e := syncEvent{Type: env.Type, Subject: env.Subject}
 		require.NoError(w.t, json.Unmarshal(env.Data, &e))
-		if e.SyncID == id {
+		if !request {
+			e.Request, e.Batch = "", ""
+		}
+		require.False(w.t, request && strings.HasPrefix(e.Request, "sync."), "a sync's pages publish no request event")
+		out = append(out, e)
+	}
+	return out
+}
+
+// events reads the sync events of id in the outbox, in order.
+func (w *world) events(id string) []syncEvent {
+	w.t.Helper()
+	var out []syncEvent
+	for _, e := range w.outbox() {
+		if e.SyncID == id && e.Request == "" {
 			out = append(out, e)
 		}
 	}

@@ -28,7 +28,7 @@ func TestFullThenIncrementalOfEachKind(t *testing.T) {
 	for _, fl := range []flavour{healthSyncFlavour, portalFlavour} {
 		t.Run(string(fl.kind), func(t *testing.T) {
 			t.Parallel()
-			w := setupVendor(t, syncs.Deps{Overlap: time.Millisecond}, fl, config.RateLimit{})
+			w := setupVendor(t, syncs.Deps{Overlap: time.Millisecond}, fl, config.RateLimit{}, 0)
 			const n, count = 250, 50
 			w.sb.SetFHIRResources(n)
 			changed := rand.Perm(n)[:40]
