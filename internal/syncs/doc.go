@@ -55,5 +55,7 @@
 //
 //	P s:<id>       hash    a sync's state, counts, times, sealed search, cursor and error
 //	P all          zset    sync ids by start time (operator pages)
+//	P running:<v>  zset    vendor v's running sync ids by last page (the
+//	                       tokenrelay_syncs_running gauge, Runner.Running)
 //	P mark:<hash>  string  a search's high-water mark (RFC 3339)
 package syncs
