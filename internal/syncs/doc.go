@@ -35,10 +35,10 @@
 // page of a run was served (the Bundle's meta.lastUpdated, else the Date
 // header), never a worker's. It is written with the last page's commit,
 // so it moves only when a run reaches the end. An incremental run asks
-// _lastUpdated=gt<mark - Deps.Overlap> (HealthSync: updated_since), so
-// what changed while the previous run paged is fetched again; duplicates
-// carry the resource's meta.versionId and lastUpdated for consumers to
-// drop. With no mark yet, an incremental run is a full one.
+// _lastUpdated=gt<mark - Deps.Overlap> (or its kind's own filter,
+// kind.Spec.Since: HealthSync's updated_since), so what changed while the
+// previous run paged is fetched again; duplicates carry the resource's
+// version (FHIR meta.versionId and lastUpdated) for consumers to drop. With no mark yet, an incremental run is a full one.
 //
 // # Ending, cancelling, trust
 //

@@ -265,7 +265,8 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 			if first.Query == nil {
 				first.Query = jobs.Query{}
 			}
-			name, value := sinceParam(v.Kind, mark.Add(-r.d.Overlap))
+			spec, _ := v.Spec()
+			name, value := spec.Since(mark.Add(-r.d.Overlap))
 			first.Query[name] = []string{value}
 		}
 	}
@@ -307,14 +308,6 @@ func defaultBatch(id string) string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return "sync-" + hex.EncodeToString(sum[:12])
-}
-
-// sinceParam is the filter asking a vendor's search for what changed after t.
-func sinceParam(kind config.Kind, t time.Time) (name, value string) {
-	if kind == config.KindHealthSync {
-		return "updated_since", t.UTC().Format(time.RFC3339Nano)
-	}
-	return "_lastUpdated", "gt" + t.UTC().Format(time.RFC3339Nano)
 }
 
 // pageRequestID is the id of the request job fetching page n of a sync.
