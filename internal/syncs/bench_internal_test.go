@@ -111,7 +111,7 @@ func benchPage(base string) []byte {
 				"name": []map[string]any{{"use": "official", "family": "Test" + id, "given": []string{"Pat"}}}}}
 	}
 	raw, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": 100000,
-		"meta": map[string]string{"lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)},
+		"meta":  map[string]string{"lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)},
 		"link":  []map[string]string{{"relation": "next", "url": fmt.Sprintf("%sPatient?_count=100&_after=%d", base, 1100)}},
 		"entry": entries})
 	return raw
