@@ -44,11 +44,11 @@ func (f *fakeSyncs) Start(_ context.Context, s jobs.Sync) (jobs.Sync, error) {
 	return s, nil
 }
 
-func (f *fakeSyncs) Status(_ context.Context, vendor, credential, id string) (any, error) {
+func (f *fakeSyncs) Status(_ context.Context, vendor, credential, id string) (adminclient.SyncStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if vendor != f.st.Vendor || credential != f.st.Credential || id != f.st.ID {
-		return nil, syncs.ErrNotFound
+		return adminclient.SyncStatus{}, syncs.ErrNotFound
 	}
 	f.st.Pages++
 	f.st.Resources += 100
@@ -59,9 +59,9 @@ func (f *fakeSyncs) Status(_ context.Context, vendor, credential, id string) (an
 	return f.st, nil
 }
 
-func (f *fakeSyncs) Cancel(ctx context.Context, vendor, credential, id string) (any, error) {
+func (f *fakeSyncs) Cancel(ctx context.Context, vendor, credential, id string) (adminclient.SyncStatus, error) {
 	if _, err := f.Status(ctx, vendor, credential, id); err != nil {
-		return nil, err
+		return adminclient.SyncStatus{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

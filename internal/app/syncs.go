@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
+	"github.com/tokenrelay/tokenrelay/internal/metrics"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/internal/syncs"
 	"github.com/tokenrelay/tokenrelay/internal/web/admin"
@@ -40,8 +41,9 @@ func newSyncJobs(env *Env, sub *requests.Submitter, objects syncs.Objects, log z
 	return &syncJobs{env: env, log: log, runner: r, metrics: m}, nil
 }
 
+// registerMetrics registers the sync counters and the running-syncs gauge.
 func (s *syncJobs) registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range s.metrics.Collectors() {
+	for _, c := range append(s.metrics.Collectors(), metrics.NewSyncs(s.runner)) {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("app: sync metrics: %w", err)
 		}
@@ -78,10 +80,10 @@ func (a syncAdmin) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 	return a.r.Start(ctx, s)
 }
 func (a syncAdmin) Decode(body []byte) (jobs.Sync, error) { return syncs.DecodeSync(body) }
-func (a syncAdmin) Status(ctx context.Context, vendor, credential, id string) (any, error) {
+func (a syncAdmin) Status(ctx context.Context, vendor, credential, id string) (adminclient.SyncStatus, error) {
 	return a.r.Status(ctx, vendor, credential, id)
 }
-func (a syncAdmin) Cancel(ctx context.Context, vendor, credential, id string) (any, error) {
+func (a syncAdmin) Cancel(ctx context.Context, vendor, credential, id string) (adminclient.SyncStatus, error) {
 	return a.r.Cancel(ctx, vendor, credential, id)
 }
 

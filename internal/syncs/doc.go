@@ -35,10 +35,10 @@
 // page of a run was served (the Bundle's meta.lastUpdated, else the Date
 // header), never a worker's. It is written with the last page's commit,
 // so it moves only when a run reaches the end. An incremental run asks
-// _lastUpdated=gt<mark - Deps.Overlap> (HealthSync: updated_since), so
-// what changed while the previous run paged is fetched again; duplicates
-// carry the resource's meta.versionId and lastUpdated for consumers to
-// drop. With no mark yet, an incremental run is a full one.
+// _lastUpdated=gt<mark - Deps.Overlap> (or its kind's own filter,
+// kind.Spec.Since: HealthSync's updated_since), so what changed while the
+// previous run paged is fetched again; duplicates carry the resource's
+// version (FHIR meta.versionId and lastUpdated) for consumers to drop. With no mark yet, an incremental run is a full one.
 //
 // # Ending, cancelling, trust
 //
@@ -55,5 +55,7 @@
 //
 //	P s:<id>       hash    a sync's state, counts, times, sealed search, cursor and error
 //	P all          zset    sync ids by start time (operator pages)
+//	P running:<v>  zset    vendor v's running sync ids by last page (the
+//	                       tokenrelay_syncs_running gauge, Runner.Running)
 //	P mark:<hash>  string  a search's high-water mark (RFC 3339)
 package syncs

@@ -250,9 +250,9 @@ func (r *Runner) commit(ctx context.Context, rec record, sp spec, n int, p page,
 			mark = next.Mark.UTC().Format(time.RFC3339Nano)
 		}
 	}
-	res, err := scriptCommit.Run(ctx, r.d.Redis, []string{r.keys.sync(rec.id), r.outbox, sp.MarkKey},
+	res, err := scriptCommit.Run(ctx, r.d.Redis, []string{r.keys.sync(rec.id), r.outbox, sp.MarkKey, r.keys.running(rec.vendor)},
 		n, sealedCursor, p.count, total, now.UnixMilli(), pageEv[0], pageEv[1], pageEv[2],
-		final, doneEv[0], doneEv[1], doneEv[2], mark, int64(r.d.TTL/time.Second)).Text()
+		final, doneEv[0], doneEv[1], doneEv[2], mark, int64(r.d.TTL/time.Second), rec.id).Text()
 	if err != nil {
 		return "", fmt.Errorf("syncs: commit page %d of %s: %w", n, rec.id, err)
 	}
@@ -271,8 +271,8 @@ func (r *Runner) end(ctx context.Context, rec record, state, class, msg string, 
 	if err != nil {
 		return err
 	}
-	res, err := scriptEnd.Run(ctx, r.d.Redis, []string{r.keys.sync(rec.id), r.outbox},
-		state, class, sealedMsg, now.UnixMilli(), ev[0], ev[1], ev[2], int64(r.d.TTL/time.Second)).Text()
+	res, err := scriptEnd.Run(ctx, r.d.Redis, []string{r.keys.sync(rec.id), r.outbox, r.keys.running(rec.vendor)},
+		state, class, sealedMsg, now.UnixMilli(), ev[0], ev[1], ev[2], int64(r.d.TTL/time.Second), rec.id).Text()
 	if err != nil {
 		return fmt.Errorf("syncs: end %s: %w", rec.id, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
@@ -86,6 +87,28 @@ func (r *Runner) List(ctx context.Context, limit int) ([]adminclient.SyncStatus,
 	}
 	if len(gone) > 0 {
 		_ = r.d.Redis.ZRem(ctx, r.keys.all(), gone...).Err() // expired records
+	}
+	return out, nil
+}
+
+// Running counts the running syncs of each configured vendor (every
+// vendor is named, 0 when it has none), for the metrics. A sync whose
+// record expired without ending (none of its pages moved for Deps.TTL) is
+// no longer counted.
+func (r *Runner) Running(ctx context.Context) (map[string]int, error) {
+	stale := strconv.FormatInt(r.d.Clock().Add(-r.d.TTL).UnixMilli(), 10)
+	p := r.d.Redis.Pipeline()
+	counts := make(map[string]*redis.IntCmd, len(r.d.Vendors))
+	for name := range r.d.Vendors {
+		p.ZRemRangeByScore(ctx, r.keys.running(name), "-inf", "("+stale)
+		counts[name] = p.ZCard(ctx, r.keys.running(name))
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("syncs: count running syncs: %w", err)
+	}
+	out := make(map[string]int, len(counts))
+	for name, c := range counts {
+		out[name] = int(c.Val())
 	}
 	return out, nil
 }

@@ -150,6 +150,9 @@ type keys struct{ p string }
 func (k keys) sync(id string) string { return k.p + "s:" + id }
 func (k keys) all() string           { return k.p + "all" }
 
+// running is the zset of a vendor's running syncs, by when each last moved.
+func (k keys) running(vendor string) string { return k.p + "running:" + vendor }
+
 // mark is the key of the high-water mark of a credential's search: its
 // resource and query, without the paging and filter parameters a run
 // adds, so that "Patient?_count=50" and "Patient?_count=100" share one.
@@ -262,7 +265,8 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 			if first.Query == nil {
 				first.Query = jobs.Query{}
 			}
-			name, value := sinceParam(v.Kind, mark.Add(-r.d.Overlap))
+			spec, _ := v.Spec()
+			name, value := spec.Since(mark.Add(-r.d.Overlap))
 			first.Query[name] = []string{value}
 		}
 	}
@@ -271,7 +275,7 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 		return s, &Error{Code: CodeUnavailable, Message: "the sync could not be sealed; try again", Err: err}
 	}
 	now := r.d.Clock()
-	res, err := scriptStart.Run(ctx, r.d.Redis, []string{r.keys.sync(s.ID), r.keys.all()},
+	res, err := scriptStart.Run(ctx, r.d.Redis, []string{r.keys.sync(s.ID), r.keys.all(), r.keys.running(s.Vendor)},
 		s.ID, s.Vendor, s.Credential, s.Resource, s.Mode, s.Batch, sealedSpec, now.UnixMilli(), int64(r.d.TTL/time.Second)).Text()
 	switch {
 	case err != nil:
@@ -284,6 +288,7 @@ func (r *Runner) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 		// tried again. The page is queued: the sync runs.)
 		_ = r.d.Redis.Del(context.WithoutCancel(ctx), r.keys.sync(s.ID)).Err()
 		_ = r.d.Redis.ZRem(context.WithoutCancel(ctx), r.keys.all(), s.ID).Err()
+		_ = r.d.Redis.ZRem(context.WithoutCancel(ctx), r.keys.running(s.Vendor), s.ID).Err()
 		return s, err
 	}
 	r.d.Metrics.started(s.Vendor, s.Mode)
@@ -303,14 +308,6 @@ func defaultBatch(id string) string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return "sync-" + hex.EncodeToString(sum[:12])
-}
-
-// sinceParam is the filter asking a vendor's search for what changed after t.
-func sinceParam(kind config.Kind, t time.Time) (name, value string) {
-	if kind == config.KindHealthSync {
-		return "updated_since", t.UTC().Format(time.RFC3339Nano)
-	}
-	return "_lastUpdated", "gt" + t.UTC().Format(time.RFC3339Nano)
 }
 
 // pageRequestID is the id of the request job fetching page n of a sync.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/metrics"
 	"github.com/tokenrelay/tokenrelay/internal/syncs"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
@@ -307,4 +309,46 @@ func TestLinkHeaderPaging(t *testing.T) {
 	require.True(t, last.Mark.Equal(served), "the mark is the vendor's Date: %s", last.Mark)
 	got, _ := delivered(t, evs)
 	require.Len(t, got, 25)
+}
+
+// tokenrelay_syncs_running counts each vendor's syncs from their start to
+// their end, however they end (completed, cancelled, failed), whichever
+// process reads it.
+func TestRunningSyncsGauge(t *testing.T) {
+	t.Parallel()
+	w := setup(t, syncs.Deps{MaxPages: 2})
+	w.sb.SetFHIRResources(100)
+	gauge := metrics.NewSyncs(w.runner)
+	expect := func(n int) {
+		t.Helper()
+		want := fmt.Sprintf(`
+# HELP tokenrelay_syncs_running Syncs running now (started, not yet completed, failed or cancelled), by vendor.
+# TYPE tokenrelay_syncs_running gauge
+tokenrelay_syncs_running{vendor=%q} %d
+`, vendorName, n)
+		require.NoError(t, testutil.CollectAndCompare(gauge, strings.NewReader(want)))
+	}
+	expect(0)
+	hold, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.gate.set(func(_ int, r *http.Request) bool {
+		if r.URL.Query().Get("_count") == "10" { // held's first page waits
+			once.Do(func() { close(hold); <-release })
+		}
+		return true
+	})
+	w.start("held", jobs.SyncFull, "10")
+	w.start("capped", jobs.SyncFull, "50")
+	w.start("whole", jobs.SyncFull, "100")
+	expect(3)
+	w.worker()
+	<-hold
+	w.waitEnd("whole", 20*time.Second)
+	w.waitEnd("capped", 20*time.Second) // two pages of 50 are the cap
+	expect(1)
+	_, err := w.runner.Cancel(context.Background(), vendorName, credID, "held")
+	require.NoError(t, err)
+	close(release)
+	w.waitEnd("held", 20*time.Second)
+	expect(0)
 }

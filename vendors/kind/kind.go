@@ -61,6 +61,10 @@ type Spec struct {
 	BudgetPerClient bool
 	// MediaType is what its API takes and gives ("" : application/json).
 	MediaType string
+	// SinceParam is the search parameter an incremental sync asks for
+	// what changed after an instant with, written without a prefix ("":
+	// FHIR's _lastUpdated=gt<instant>). See Since.
+	SinceParam string
 
 	// Rotation is how its keys are rotated (NoRotation: they cannot be),
 	// in RotatingModes only (none listed: in every mode). RotateEvery is
@@ -181,6 +185,17 @@ func (s Spec) RotatesIn(mode string) Rotation {
 		return NoRotation
 	}
 	return s.Rotation
+}
+
+// Since is the search parameter asking the kind's API for what changed
+// after t, and its value: FHIR's _lastUpdated=gt<instant>, or the kind's
+// SinceParam=<instant> (RFC 3339, UTC, to the nanosecond).
+func (s Spec) Since(t time.Time) (name, value string) {
+	at := t.UTC().Format(time.RFC3339Nano)
+	if s.SinceParam != "" {
+		return s.SinceParam, at
+	}
+	return "_lastUpdated", "gt" + at
 }
 
 // CredentialsIn returns the credential fields of mode, and whether they

@@ -2,6 +2,7 @@ package kind_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -91,4 +92,21 @@ func TestCredentialsIn(t *testing.T) {
 	c, byMode = hs.CredentialsIn(string(healthsync.ModeOAuth))
 	require.True(t, byMode)
 	require.Equal(t, kind.Credentials{ClientID: kind.Needed, ClientSecret: kind.Optional, RefreshToken: kind.Needed}, c)
+}
+
+// TestSince: FHIR kinds are asked _lastUpdated=gt<instant>, HealthSync
+// updated_since=<instant>.
+func TestSince(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 7, 4, 5, 6, 7000000, time.FixedZone("AEDT", 11*3600))
+	for name, want := range map[string][2]string{
+		halaxy.Kind:     {"_lastUpdated", "gt2026-12-06T17:05:06.007Z"},
+		fhirportal.Kind: {"_lastUpdated", "gt2026-12-06T17:05:06.007Z"},
+		healthsync.Kind: {"updated_since", "2026-12-06T17:05:06.007Z"},
+	} {
+		s, ok := kind.Lookup(name)
+		require.True(t, ok)
+		n, v := s.Since(at)
+		require.Equal(t, want, [2]string{n, v}, name)
+	}
 }

@@ -85,6 +85,8 @@ var specs = []Spec{
 		},
 		// HealthSync counts requests per plan and hour.
 		FixedWindow: true,
+		// Its records are not FHIR: GET records?updated_since=<RFC 3339>.
+		SinceParam: "updated_since",
 		// Only API keys are rotated, every 90 days as HealthSync advises.
 		Rotation:       RotateAPIKeys,
 		RotatingModes:  []string{string(healthsync.ModeAPIKey)},

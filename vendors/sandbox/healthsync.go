@@ -8,9 +8,10 @@ package sandbox
 //
 //   - An account is a HealthSync organisation. Its plan allows a number of
 //     API requests per fixed clock hour (Plus 100 by default,
-//     SetHealthSyncPlan); every authenticated API request of the account
-//     counts, whatever key or token it carries, key management included
-//     (the OAuth token endpoint does not). Answers carry X-RateLimit-Limit,
+//     SetHealthSyncPlan; Options.HealthSyncRateWindow compresses the
+//     hour); every authenticated API request of the account counts,
+//     whatever key or token it carries, key management included (the
+//     OAuth token endpoint does not). Answers carry X-RateLimit-Limit,
 //     X-RateLimit-Remaining and X-RateLimit-Reset (unix seconds of the end
 //     of the hour); past the limit, 429 with Retry-After (seconds to the
 //     reset). The sandbox clock drives the windows.
@@ -84,7 +85,8 @@ const HealthSyncPath = "/healthsync/v1/"
 const DefaultHealthSyncPlanLimit = 100
 
 // HealthSyncRateWindow is the length of HealthSync's fixed rate windows,
-// aligned on the clock's hours.
+// aligned on the clock's hours (Options.HealthSyncRateWindow may shorten
+// it).
 const HealthSyncRateWindow = time.Hour
 
 const (
@@ -169,10 +171,10 @@ type hsAccess struct {
 	family  *hsFamily // nil for a service-account token
 }
 
-func newHealthSyncSandbox(s *Sandbox) *healthSyncSandbox {
+func newHealthSyncSandbox(s *Sandbox, window time.Duration) *healthSyncSandbox {
 	return &healthSyncSandbox{
 		s:       s,
-		limits:  newHSFixedWindow(DefaultHealthSyncPlanLimit, HealthSyncRateWindow),
+		limits:  newHSFixedWindow(DefaultHealthSyncPlanLimit, window),
 		keys:    make(map[string]*hsKey),
 		keyIDs:  make(map[string]*hsKey),
 		grants:  make(map[string]*hsGrant),

@@ -71,6 +71,11 @@ type Options struct {
 	HalaxyRateLimit int
 	// HalaxyRateWindow is the window of HalaxyRateLimit. Default 1m.
 	HalaxyRateWindow time.Duration
+	// HealthSyncRateWindow is the length of HealthSync's fixed plan
+	// windows, aligned on the clock's multiples of it (a whole number of
+	// seconds, as X-RateLimit-Reset counts). Default HealthSyncRateWindow
+	// (an hour); shorter compresses time for tests and benchmarks.
+	HealthSyncRateWindow time.Duration
 	// Logger gets the sandbox's log lines (requests at debug level). Default:
 	// no logging.
 	Logger zerolog.Logger
@@ -152,6 +157,9 @@ func New(opts Options) *Sandbox {
 	if opts.HalaxyRateWindow <= 0 {
 		opts.HalaxyRateWindow = DefaultHalaxyRateWindow
 	}
+	if opts.HealthSyncRateWindow <= 0 {
+		opts.HealthSyncRateWindow = HealthSyncRateWindow
+	}
 	s := &Sandbox{
 		clock:        opts.Clock,
 		log:          opts.Logger.With().Str("component", "sandbox").Logger(),
@@ -168,7 +176,7 @@ func New(opts Options) *Sandbox {
 	s.oauth2 = flavor{api: apiOAuth2, base: OAuth2Path}
 	s.redox = newRedoxSandbox(s)
 	s.redoxLegacy = newRedoxLegacySandbox(s)
-	s.healthSync = newHealthSyncSandbox(s)
+	s.healthSync = newHealthSyncSandbox(s, opts.HealthSyncRateWindow)
 	s.healthSync.limits.book = s.rates
 	s.fhirPortal = newFHIRPortalSandbox(s)
 	s.handler = s.routes()

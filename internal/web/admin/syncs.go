@@ -6,17 +6,18 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // SyncJobs is what the admin API needs of syncs (package syncs). Status
-// and Cancel answer the sync's status as the API writes it
-// (adminclient.SyncStatus), or a *requests.SubmitError coded not_found.
+// and Cancel answer the sync's status, or a *requests.SubmitError coded
+// not_found.
 type SyncJobs interface {
 	Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error)
-	Status(ctx context.Context, vendor, credential, id string) (any, error)
-	Cancel(ctx context.Context, vendor, credential, id string) (any, error)
+	Status(ctx context.Context, vendor, credential, id string) (adminclient.SyncStatus, error)
+	Cancel(ctx context.Context, vendor, credential, id string) (adminclient.SyncStatus, error)
 	// Decode reads a sync's JSON strictly (syncs.DecodeSync).
 	Decode(body []byte) (jobs.Sync, error)
 }
@@ -58,7 +59,7 @@ func (a *api) startSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.d.Logger.Info().Str("sync", s.ID).Str("vendor", s.Vendor).Str("credential", s.Credential).Msg("admin: sync started")
-	writeJSON(w, http.StatusAccepted, requests.Accepted{ID: s.ID, Accepted: true})
+	writeJSON(w, http.StatusAccepted, adminclient.SyncAccepted{ID: s.ID, Accepted: true})
 }
 
 // syncStatus is GET /admin/syncs/{id}?vendor=V&credential=C.
