@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/internal/store"
@@ -89,4 +90,31 @@ func TestReplicaAcks(t *testing.T) {
 	mu.Lock()
 	require.Empty(t, shortfalls)
 	mu.Unlock()
+}
+
+// TestReplicaAcksOnACluster runs a claim with Replication.MinAcks 1 on a
+// Redis Cluster of masters without replicas: the script runs on the master
+// of the keys' slot, and no replica acknowledges it, so it is refused.
+// (That WAIT goes to that same master matters only with replicas, which
+// testenv's clusters do not have: see connFor.)
+func TestReplicaAcksOnACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	t.Parallel()
+	rc := testenv.StartRedisCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	const prefix = "{t}:"
+	b := newBundle(t, rdb, prefix)
+	acked, err := store.New(rdb, store.Options{Prefix: prefix, Keyring: b.ring, Clock: b.clock.Now,
+		Replication: store.Replication{MinAcks: 1, Timeout: 20 * time.Millisecond}})
+	require.NoError(t, err)
+	b.add(t, "c1")
+
+	_, err = acked.Claim(b.ctx, "c1", 0, "w1", lease)
+	require.ErrorIs(t, err, store.ErrNotReplicated)
+	owner, err := rc.MasterOf(t, prefix).Client(t).HGet(b.ctx, prefix+"cred:c1", "claim_owner").Result()
+	require.NoError(t, err)
+	require.Equal(t, "w1", owner, "the claim should have run on the slot's master")
 }
