@@ -82,8 +82,9 @@ func (s *Store) runAcked(ctx context.Context, op string, script *redis.Script, k
 		return failed(err)
 	}
 	// EVALSHA first, as Run does; on NOSCRIPT (a Redis that has not seen
-	// the script, such as a replica just promoted) EVAL. The pipeline's
-	// WAIT after a NOSCRIPT waits for nothing and is sent again.
+	// the script, such as a replica just promoted) EVAL. The WAIT after a
+	// NOSCRIPT covers only the connection's earlier writes; the one after
+	// EVAL is the one that counts.
 	cmd, wait := evalAndWait(ctx, conn, script.EvalSha, keys, args, r)
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		cmd, wait = evalAndWait(ctx, conn, script.Eval, keys, args, r)
@@ -115,8 +116,9 @@ func evalAndWait(ctx context.Context, conn pipeliner, eval func(context.Context,
 	// the caller reads from cmd and wait.
 	_, _ = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
 		cmd = eval(ctx, p, keys, args...)
-		// Pipeliner has no Wait method: WAIT numreplicas timeout(ms).
-		wait = p.Do(ctx, "WAIT", r.MinAcks, r.Timeout.Milliseconds())
+		// Pipeliner has no Wait method: WAIT numreplicas timeout(ms), where
+		// 0 would mean for ever.
+		wait = p.Do(ctx, "WAIT", r.MinAcks, max(r.Timeout.Milliseconds(), 1))
 		return nil
 	})
 	return cmd, wait
