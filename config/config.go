@@ -72,6 +72,22 @@ type Redis struct {
 	// TLS adds a CA and a client certificate to a rediss:// connection
 	// (rediss:// alone uses the system's roots). Default: none.
 	TLS TLS `yaml:"tls"`
+	// MinReplicaAcks is how many replicas must acknowledge the writes that
+	// fence vendor calls (a renewal's claim before the token call, the
+	// commit of the token it got, the steps of a key rotation) before a
+	// worker acts on them: Redis replicates asynchronously, and a claim
+	// the master acknowledged but a failover lost would let a second
+	// worker call the vendor for the same renewal. A write too few
+	// replicas acknowledge within ReplicaAckTimeout is not acted on (the
+	// vendor is not called; the renewal is tried again once the claim's
+	// lease ends). Set it to 1 behind Sentinel or on a Redis Cluster with
+	// replicas; it costs a replica round trip per claim and commit, and no
+	// renewal goes through while fewer replicas are up. Default 0: no wait
+	// (a standalone Redis, which has no replica).
+	MinReplicaAcks int `yaml:"min_replica_acks"`
+	// ReplicaAckTimeout bounds the wait for MinReplicaAcks replicas; at
+	// most 2s and a fifth of scheduler.claim_lease. Default: 1s.
+	ReplicaAckTimeout Duration `yaml:"replica_ack_timeout"`
 }
 
 // RedisSentinel locates a Redis master through Sentinel.
@@ -536,6 +552,10 @@ const (
 	DefaultRefreshAt      = 2.0 / 3.0
 	DefaultRefreshJitter  = 0.1
 )
+
+// DefaultReplicaAckTimeout is what redis.replica_ack_timeout 0 stands for
+// (store.DefaultReplicaAckTimeout).
+const DefaultReplicaAckTimeout = Duration(time.Second)
 
 // SetDefaults fills every zero field with its default, names each vendor
 // after its key, and adds the trailing "/" to base URLs and "." to the

@@ -293,7 +293,7 @@ var failures = []struct {
 	want  string
 }{
 	{"unknown field", "unknown_field.yaml", nil, nil,
-		`line 3: redis.urll: unknown field "urll"; did you mean "url"? (allowed: url, prefix, sentinel, cluster, tls)`},
+		`line 3: redis.urll: unknown field "urll"; did you mean "url"? (allowed: url, prefix, sentinel, cluster, tls, min_replica_acks, replica_ack_timeout)`},
 	{"unknown nested field", "unknown_field_nested.yaml", nil, nil,
 		`line 8: vendors.halaxy-au.webhooks.signature_header: unknown field "signature_header" (allowed: verify, secret, previous_secrets, header, accept_unverified, max_body, tolerance, dedup_window, fetch_credential, polling, max_fetches_per_delivery, fetch_rate, max_catch_up)`},
 	{"missing secret", "missing_secret.yaml", nil, []string{"CSECRET"},

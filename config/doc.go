@@ -21,6 +21,11 @@
 // redis+cluster://[user:password@]host:port,host:port (rediss+… for TLS);
 // Parse turns it into the redis:// URL and the redis.sentinel or
 // redis.cluster fields.
+// Behind Sentinel (or on a Redis Cluster with replicas), set
+// redis.min_replica_acks to 1: the writes that fence vendor calls then
+// wait for a replica (Redis WAIT, redis.replica_ack_timeout), so that a
+// failover cannot lose a claim and cost a second token call; see
+// deployments/README.md for what it costs.
 //
 // Anything wrong refuses to start: Parse and Load report every problem at
 // once in a *ValidationError, one line each, naming the field path (and its

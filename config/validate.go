@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -99,6 +100,36 @@ func (c *Config) validateRedis(p *problems) {
 	checkURL(p, "redis.url", c.Redis.URL, []string{"redis", "rediss"}, example)
 	if c.Redis.Prefix == "" {
 		p.add("redis.prefix", `must not be empty (e.g. "tokenrelay:")`)
+	}
+	c.validateReplicaAcks(p)
+}
+
+// MaxReplicaAckTimeout is the longest redis.replica_ack_timeout: WAIT
+// holds a Redis connection meanwhile, and the client gives up reading an
+// answer after 3 s.
+const MaxReplicaAckTimeout = Duration(2 * time.Second)
+
+// validateReplicaAcks checks redis.min_replica_acks and
+// redis.replica_ack_timeout: the wait for replicas comes out of the claim
+// before the vendor is called, so it must leave the call its time.
+func (c *Config) validateReplicaAcks(p *problems) {
+	if c.Redis.MinReplicaAcks < 0 {
+		p.add("redis.min_replica_acks", "must not be negative (replicas; 0, the default, waits for none; 1 behind Sentinel)")
+	}
+	t := c.Redis.ReplicaAckTimeout
+	if t == 0 {
+		t = DefaultReplicaAckTimeout
+	}
+	switch {
+	case t < 0:
+		p.add("redis.replica_ack_timeout", "must not be negative (e.g. 1s; 0 for the default 1s)")
+	case c.Redis.MinReplicaAcks <= 0:
+	case t > MaxReplicaAckTimeout:
+		p.add("redis.replica_ack_timeout", "%s is longer than %s, after which the Redis client gives up on the answer: use e.g. 1s",
+			time.Duration(t), time.Duration(MaxReplicaAckTimeout))
+	case c.Scheduler.ClaimLease > 0 && t > c.Scheduler.ClaimLease/5:
+		p.add("redis.replica_ack_timeout", "%s is more than a fifth of scheduler.claim_lease (%s): the wait comes out of the time a claim leaves for the vendor call; shorten it or lengthen the lease",
+			time.Duration(t), time.Duration(c.Scheduler.ClaimLease))
 	}
 }
 

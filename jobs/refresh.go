@@ -159,6 +159,7 @@ func (h *RefreshHandler) HandleBatch(ctx context.Context, b RefreshBatch) error 
 	deadline := h.callDeadline()
 	claims, err := h.d.Store.ClaimBatch(ctx, items, owner, h.d.ClaimLease)
 	if err != nil {
+		h.unreplicated(items, err)
 		return fmt.Errorf("jobs: claim batch: %w", err)
 	}
 	results := make(chan batchResult, len(claims))
@@ -304,7 +305,21 @@ func (h *RefreshHandler) skip(it store.Due, claimErr error) error {
 			Msg("refresh already in progress elsewhere")
 		return nil
 	default:
+		h.unreplicated([]store.Due{it}, claimErr)
 		return fmt.Errorf("jobs: claim %s: %w", it.ID, claimErr)
+	}
+}
+
+// unreplicated logs a claim that too few Redis replicas acknowledged
+// (redis.min_replica_acks): a failover could lose it, so the vendor is not
+// called on it; the renewal is tried again once the claim's lease ends.
+func (h *RefreshHandler) unreplicated(items []store.Due, claimErr error) {
+	if !errors.Is(claimErr, store.ErrNotReplicated) {
+		return
+	}
+	for _, it := range items {
+		h.d.Logger.Warn().Str("credential", it.ID).Int64("generation", it.Generation).Err(claimErr).
+			Msg("claim not acknowledged by enough Redis replicas; vendor not called, renewal put off until the claim ends")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -39,6 +40,10 @@ type Env struct {
 	// natsClosed is closed when the NATS connection is (nil in an Env
 	// built by hand).
 	natsClosed chan struct{}
+	// replicaShortfalls counts the store's writes too few replicas
+	// acknowledged (redis.min_replica_acks), for the worker's /metrics
+	// (nil in an Env built by hand).
+	replicaShortfalls *prometheus.CounterVec
 }
 
 // Connect opens the connections a process needs. Redis must answer at once
@@ -100,14 +105,18 @@ func Connect(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Env,
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: master key: %w", err)
 	}
-	st, err := store.New(rdb, store.Options{Prefix: cfg.Redis.Prefix, Keyring: keyring})
+	shortfalls := newReplicaShortfalls()
+	st, err := store.New(rdb, store.Options{Prefix: cfg.Redis.Prefix, Keyring: keyring, Replication: store.Replication{
+		MinAcks: cfg.Redis.MinReplicaAcks, Timeout: time.Duration(cfg.Redis.ReplicaAckTimeout),
+		Shortfall: func(op string) { shortfalls.WithLabelValues(op).Inc() },
+	}})
 	if err != nil {
 		nc.Close()
 		_ = rdb.Close()
 		return nil, fmt.Errorf("app: store: %w", err)
 	}
 	return &Env{Config: cfg, Logger: log, Redis: rdb, redisConnOpt: rc.Asynq, NATS: nc, natsClosed: natsClosed,
-		JS: js, Store: st, Clock: time.Now}, nil
+		JS: js, Store: st, Clock: time.Now, replicaShortfalls: shortfalls}, nil
 }
 
 // natsDrainWait bounds how long Close waits for the NATS connection to

@@ -55,7 +55,24 @@ func workerRegistry(env *Env) (*prometheus.Registry, error) {
 	); err != nil {
 		return nil, fmt.Errorf("app: metrics: %w", err)
 	}
+	if env.replicaShortfalls != nil {
+		if err := reg.Register(env.replicaShortfalls); err != nil {
+			return nil, fmt.Errorf("app: metrics: %w", err)
+		}
+	}
 	return reg, nil
+}
+
+// newReplicaShortfalls is tokenrelay_store_replica_ack_shortfalls_total:
+// the writes that fence vendor calls (store.Replication) that fewer
+// replicas than redis.min_replica_acks acknowledged in time, by operation.
+// Each is a renewal (or rotation step) put off, never a vendor call made
+// on an unsafe claim; a steady rise means a replica is down or far behind.
+func newReplicaShortfalls() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Name: "store_replica_ack_shortfalls_total",
+		Help: "Writes that fence vendor calls (claim, commit_renewal, rotation steps) acknowledged by fewer replicas than redis.min_replica_acks within redis.replica_ack_timeout; not acted on, tried again later.",
+	}, []string{"op"})
 }
 
 // readyHandler answers /readyz: 200 when Redis answers, NATS is connected

@@ -100,7 +100,7 @@ func (s *Store) claim(ctx context.Context, items []Due, owner string, lease time
 		keys = append(keys, s.credKey(it.ID))
 		args = append(args, it.ID, it.Generation)
 	}
-	replies, err := scriptClaim.Run(ctx, s.rdb, keys, args...).Slice()
+	replies, err := s.runAcked(ctx, opClaim, scriptClaim, keys, args...).Slice()
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func (s *Store) CommitRenewals(ctx context.Context, commits []RenewalCommit) ([]
 	if len(sent) == 0 {
 		return errs, nil
 	}
-	replies, err := scriptCommitRenewal.Run(ctx, s.rdb, keys, args...).Slice()
+	replies, err := s.runAcked(ctx, opCommitRenewal, scriptCommitRenewal, keys, args...).Slice()
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,9 @@ type Options struct {
 	// Clock tells the time; every time the store writes comes from it
 	// (never from Redis TIME). Default time.Now.
 	Clock func() time.Time
+	// Replication makes the writes that fence vendor calls wait for
+	// replicas (see Replication). Default: none waits.
+	Replication Replication
 }
 
 // Store keeps credentials in Redis; see the package doc for the layout. It
@@ -47,6 +50,8 @@ type Store struct {
 	creds  string // set of every id
 	due    string // zset id -> next refresh
 	outbox string // events stream
+	// replication is Options.Replication, its defaults filled.
+	replication Replication
 	// testBeforeSwap, set by tests only, runs between a re-seal's read
 	// and its swap, where a concurrent writer can strike.
 	testBeforeSwap func()
@@ -66,14 +71,21 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.Replication.MinAcks < 0 {
+		return nil, fmt.Errorf("store: Options.Replication.MinAcks is %d; it cannot be negative", opts.Replication.MinAcks)
+	}
+	if opts.Replication.Timeout <= 0 {
+		opts.Replication.Timeout = DefaultReplicaAckTimeout
+	}
 	return &Store{
-		rdb:    rdb,
-		ring:   opts.Keyring,
-		now:    opts.Clock,
-		prefix: opts.Prefix,
-		creds:  credsKey(opts.Prefix),
-		due:    dueKey(opts.Prefix),
-		outbox: events.OutboxKey(opts.Prefix),
+		rdb:         rdb,
+		ring:        opts.Keyring,
+		now:         opts.Clock,
+		prefix:      opts.Prefix,
+		creds:       credsKey(opts.Prefix),
+		due:         dueKey(opts.Prefix),
+		outbox:      events.OutboxKey(opts.Prefix),
+		replication: opts.Replication,
 	}, nil
 }
 

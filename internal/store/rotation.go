@@ -194,7 +194,7 @@ func (s *Store) BeginRotationFor(ctx context.Context, id, owner string, lease ti
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	now := s.now()
-	reply, err := scriptRotateBegin.Run(ctx, s.rdb, []string{s.credKey(id), s.rotKey(id)},
+	reply, err := s.runAcked(ctx, opBeginRotation, scriptRotateBegin, []string{s.credKey(id), s.rotKey(id)},
 		hex.EncodeToString(b[:]), owner, ms(now), ms(now.Add(lease)), req.ID, resumeOnly(req.ResumeOnly)).Slice()
 	if err != nil {
 		return Rotation{}, fmt.Errorf("store: begin rotation %s: %w", id, err)
@@ -284,7 +284,7 @@ func (s *Store) AdvanceRotation(ctx context.Context, r *Rotation, owner string, 
 	set(rOldPub, c.OldPublic)
 	set(rNewPub, c.NewPublic)
 	set(rLastError, secret.Truncate(c.LastError, maxErrorLen))
-	reply, err := scriptRotateAdvance.Run(ctx, s.rdb, []string{s.rotKey(r.Credential)}, args...).Slice()
+	reply, err := s.runAcked(ctx, opAdvanceRotation, scriptRotateAdvance, []string{s.rotKey(r.Credential)}, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("store: advance rotation %s: %w", r.Credential, err)
 	}
@@ -371,7 +371,7 @@ func (s *Store) SwitchRotation(ctx context.Context, r *Rotation, owner string, g
 		}
 		args = append(args, evArgs...)
 	}
-	reply, err := scriptRotateSwitch.Run(ctx, s.rdb, []string{s.credKey(id), s.rotKey(id), s.due, s.outbox}, args...).Slice()
+	reply, err := s.runAcked(ctx, opSwitchRotation, scriptRotateSwitch, []string{s.credKey(id), s.rotKey(id), s.due, s.outbox}, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("store: switch rotation %s: %w", id, err)
 	}
@@ -404,7 +404,7 @@ func (s *Store) FinishRotation(ctx context.Context, r *Rotation, owner string, t
 		}
 		args = append(args, evArgs...)
 	}
-	reply, err := scriptRotateFinish.Run(ctx, s.rdb, []string{s.rotKey(r.Credential), s.rotateDueKey(), s.outbox}, args...).Slice()
+	reply, err := s.runAcked(ctx, opFinishRotation, scriptRotateFinish, []string{s.rotKey(r.Credential), s.rotateDueKey(), s.outbox}, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("store: finish rotation %s: %w", r.Credential, err)
 	}

@@ -20,6 +20,11 @@
 // TIME). The hash fields are listed in fields.go and the scripts in lua/.
 // On Redis Cluster, give a prefix with a hash tag ("{tokenrelay}:") so that
 // all of these keys share one slot, as the scripts need.
+//
+// Behind Sentinel or on a Cluster with replicas, Options.Replication makes
+// the writes that fence vendor calls (claims, the commit of an issued
+// token, the steps of a key rotation) wait for replicas with WAIT, so that
+// a failover cannot lose a claim a worker has acted on (replicas.go).
 package store
 
 import (
