@@ -13,6 +13,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -97,7 +98,7 @@ func FuzzDecodeRequest(f *testing.F) {
 				t.Fatalf("accepted header %s", name)
 			}
 		}
-		queued, err := sealRequest(kr, v, nil)
+		queued, err := sealRequest(kr, v, tracing.Carrier{})
 		if err != nil {
 			t.Fatalf("seal: %v", err)
 		}

@@ -83,27 +83,27 @@ func sealRequest(kr *seal.Keyring, r jobs.Request, tc tracing.Carrier) (string, 
 func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrier, error) {
 	var sr jobs.SealedRequest
 	if err := json.Unmarshal(payload, &sr); err != nil {
-		return jobs.Request{}, nil, fmt.Errorf("requests: request payload is not JSON: %w", err)
+		return jobs.Request{}, tracing.Carrier{}, fmt.Errorf("requests: request payload is not JSON: %w", err)
 	}
 	var r jobs.Request
 	if sr.Sealed == "" {
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return r, nil, fmt.Errorf("requests: request payload: %w", err)
+			return r, tracing.Carrier{}, fmt.Errorf("requests: request payload: %w", err)
 		}
 		return r, sr.Trace, nil
 	}
 	if kr == nil {
-		return r, nil, errors.New("requests: request payload is sealed and no keyring is configured")
+		return r, tracing.Carrier{}, errors.New("requests: request payload is sealed and no keyring is configured")
 	}
 	raw, err := kr.Open(sr.Sealed, requestAAD(sr.ID, sr.Vendor, sr.Credential, sr.Batch))
 	if err != nil {
-		return r, nil, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return r, nil, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
 	}
 	if r.ID != sr.ID || r.Vendor != sr.Vendor || r.Credential != sr.Credential || r.Batch != sr.Batch {
-		return r, nil, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
 	}
 	return r, sr.Trace, nil
 }
