@@ -20,6 +20,12 @@
 // answer as fresh as the store whenever the store is up: a revocation
 // whose event was missed, or a state set by an operator, is seen at once.
 //
+// Each request is a token.get span, a child of the caller's (its request's
+// trace headers). A reply's traceparent header names the renewal that
+// produced the token (store.Credential.RenewalTrace, kept in the cache with
+// the token), when that renewal was sampled, so that the consumer's span
+// can link to it (client.RenewalLink).
+//
 // It answers only to reply inboxes (Options.InboxPrefix): a request naming
 // any other reply subject is dropped and logged, so that no requester can
 // make it publish a token on an event subject or anywhere else.
