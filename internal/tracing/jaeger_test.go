@@ -22,6 +22,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/app"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -182,6 +183,10 @@ credentials:
 	// A consumer's token.get: the token names the renewal that produced it
 	// (its store.commit span), and the service's span, in the consumer's
 	// trace, holds no token either.
+	// (A consumer installs the W3C propagator, as any otel program does;
+	// Setup with no exporter named does only that.)
+	_, err = tracing.Setup(ctx, "consumer", func(string) string { return "" })
+	require.NoError(t, err)
 	ts, err := client.NewTokenSource(nc, "portal", "clinic-1", client.WithSubjectPrefix(subjects))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ts.Close() })
