@@ -1,13 +1,17 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
+	"github.com/tokenrelay/tokenrelay/internal/tracing/tracingtest"
 )
 
 // The relay reads an event's trace context from the envelope's own
@@ -41,4 +45,28 @@ func TestEnvelopeTraceReadsTheEnvelopeOnly(t *testing.T) {
 	for _, bad := range []string{`{"traceparent":"00-\u0030"}`, `{"traceparent":`, `{"traceparent":"unterminated`} {
 		require.Equal(t, tracing.Carrier{}, envelopeTrace([]byte(bad)), bad)
 	}
+}
+
+// An event of a renewal the sampler dropped still carries its trace in the
+// NATS headers (W3C propagation: the flags say unsampled), and no publish
+// span is made for it; a sampled one is published under a span of its own.
+func TestUnsampledEventsCarryTheirTraceWithoutASpan(t *testing.T) {
+	rec := tracingtest.Record(t)
+	dropped := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0xa}, SpanID: trace.SpanID{0xb}, Remote: true})
+	tc := tracing.Inject(trace.ContextWithRemoteSpanContext(context.Background(), dropped))
+	msg := newMsg("token.renewed.v.c", "id-1", []byte(`{}`))
+	endSpan(tracePublish(context.Background(), msg, tc), nil)
+	require.Equal(t, tc.TraceParent, msg.Header.Get("traceparent"))
+	require.True(t, strings.HasSuffix(tc.TraceParent, "-00"))
+	require.Empty(t, rec.Ended())
+
+	ctx, producer := tracing.Tracer().Start(context.Background(), "store.commit")
+	producer.End()
+	msg = newMsg("token.renewed.v.c", "id-2", []byte(`{}`))
+	endSpan(tracePublish(context.Background(), msg, tracing.Inject(ctx)), nil)
+	require.Len(t, rec.Ended(), 2)
+	publish := rec.Ended()[1]
+	require.Equal(t, "events.publish", publish.Name())
+	require.Equal(t, producer.SpanContext().SpanID(), publish.Parent().SpanID())
+	require.Equal(t, tracing.Carrier{TraceParent: msg.Header.Get("traceparent")}.SpanContext().SpanID(), publish.SpanContext().SpanID())
 }
