@@ -38,6 +38,14 @@
 // share a NATS server apart. The prefix is prepended as is, so it usually
 // ends with a dot ("tenant-a.").
 //
+// # Tracing
+//
+// TokenContext sends ctx's W3C trace context with the request, so the
+// relay's token.get span is the caller's child. A token comes back naming
+// the relay's renewal that produced it, when the relay traced (sampled)
+// it: RenewalLink(tok) is a trace.Link for the span of the work that uses
+// the token.
+//
 // # Errors
 //
 // Token wraps ErrNotFound, ErrRevoked, ErrExpired or ErrUnavailable with the

@@ -274,7 +274,7 @@ func (s *TokenSource) startFetchLocked(caller trace.SpanContext) *fetch {
 func (s *TokenSource) run(f *fetch) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
 	defer cancel()
-	reply, err := s.request(trace.ContextWithSpanContext(ctx, f.caller))
+	reply, renewal, err := s.request(trace.ContextWithSpanContext(ctx, f.caller))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,6 +296,9 @@ func (s *TokenSource) run(f *fetch) {
 		return
 	}
 	f.tok = oauth2.Token{AccessToken: reply.AccessToken, TokenType: reply.TokenType, Expiry: reply.ExpiresAt}
+	if renewal != "" {
+		f.tok = *f.tok.WithExtra(map[string]any{ExtraRenewalTrace: renewal})
+	}
 	if current {
 		s.cur = &cached{tok: f.tok, gen: reply.Generation, staleAt: staleAt(now, reply.ExpiresAt, s.opts.margin)}
 		s.gen = reply.Generation
@@ -304,18 +307,25 @@ func (s *TokenSource) run(f *fetch) {
 
 // request asks the relay for the token once, with ctx's trace context (if
 // any) in the request's headers: the relay's span is the caller's child.
-func (s *TokenSource) request(ctx context.Context) (TokenReply, error) {
+// renewal is the reply's traceparent header: the renewal that produced the
+// token, when the relay traced it.
+func (s *TokenSource) request(ctx context.Context) (reply TokenReply, renewal string, err error) {
 	req := nats.NewMsg(s.subject)
 	natsprop.Inject(ctx, req.Header)
 	msg, err := s.nc.RequestMsgWithContext(ctx, req)
 	if err != nil {
-		return TokenReply{}, fmt.Errorf("%w: request on %s: %w", ErrUnavailable, s.subject, err)
+		return TokenReply{}, "", fmt.Errorf("%w: request on %s: %w", ErrUnavailable, s.subject, err)
 	}
-	var reply TokenReply
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return TokenReply{}, fmt.Errorf("%w: unreadable reply on %s: %w", ErrUnavailable, s.subject, err)
+		return TokenReply{}, "", fmt.Errorf("%w: unreadable reply on %s: %w", ErrUnavailable, s.subject, err)
 	}
-	return reply, reply.Err()
+	if err := reply.Err(); err != nil {
+		return reply, "", err
+	}
+	if renewalLink(msg.Header.Get("traceparent")).SpanContext.IsValid() {
+		renewal = msg.Header.Get("traceparent")
+	}
+	return reply, renewal, nil
 }
 
 func (s *TokenSource) wrap(err error) error {

@@ -63,21 +63,19 @@ type Envelope struct {
 // no span).
 func (e Envelope) Traced(ctx context.Context) Envelope {
 	c := tracing.Inject(ctx)
-	e.TraceParent, e.TraceState = c["traceparent"], c["tracestate"]
+	e.TraceParent, e.TraceState = c.TraceParent, c.TraceState
 	return e
+}
+
+// Trace is the trace context e carries (the zero Carrier when none).
+func (e Envelope) Trace() tracing.Carrier {
+	return tracing.Carrier{TraceParent: e.TraceParent, TraceState: e.TraceState}
 }
 
 // TraceContext returns ctx carrying the span that produced e as its remote
 // parent (ctx itself when e carries none).
 func (e Envelope) TraceContext(ctx context.Context) context.Context {
-	if e.TraceParent == "" {
-		return ctx
-	}
-	c := tracing.Carrier{"traceparent": e.TraceParent}
-	if e.TraceState != "" {
-		c["tracestate"] = e.TraceState
-	}
-	return c.Extract(ctx)
+	return e.Trace().Extract(ctx)
 }
 
 // NATSSubject is the NATS subject an event of this type about one

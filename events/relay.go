@@ -389,7 +389,7 @@ func (r *Relay) relayBatch(ctx context.Context, msgs []redis.XMessage) error {
 			break
 		}
 		msg := newMsg(r.subjectPrefix+e.subject, e.id, e.event)
-		span := tracePublish(ctx, msg)
+		span := tracePublish(ctx, msg, e.trace)
 		fut, err := r.pub.PublishMsgAsync(msg, jetstream.WithStallWait(r.ackTimeout))
 		if errors.Is(err, nats.ErrMaxPayload) {
 			endSpan(span, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // entry is a well-formed outbox entry.
@@ -24,6 +25,7 @@ type entry struct {
 	id      string
 	subject string
 	event   []byte
+	trace   tracing.Carrier // the event's traceparent and tracestate
 }
 
 // deadEntry is an outbox entry on its way to the dead letter.
@@ -66,6 +68,7 @@ func parseEntry(m redis.XMessage, kr *seal.Keyring) (entry, string) {
 	case !json.Valid(e.event):
 		return e, "event is not JSON"
 	}
+	e.trace = envelopeTrace(e.event)
 	return e, ""
 }
 

@@ -255,10 +255,13 @@ func (r batchResult) traced(span trace.Span) {
 // scheduler's enqueue span (carried in the task), on every attempt asynq
 // makes, never of an earlier attempt.
 func traceRefresh(ctx context.Context, it Refresh) (context.Context, trace.Span) {
-	retried, _ := asynq.GetRetryCount(ctx)
-	return tracing.Tracer().Start(it.Trace.Extract(ctx), "jobs.refresh", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(tracing.AttrCredential.String(it.Credential), tracing.AttrGeneration.Int64(it.Generation),
-			attribute.Int("asynq.retry_count", retried)))
+	ctx, span := tracing.Start(it.Trace.Extract(ctx), "jobs.refresh", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		retried, _ := asynq.GetRetryCount(ctx)
+		span.SetAttributes(tracing.AttrCredential.String(it.Credential), tracing.AttrGeneration.Int64(it.Generation),
+			attribute.Int("asynq.retry_count", retried))
+	}
+	return ctx, span
 }
 
 // commitTries is how often the commit of a failure is tried when Redis
@@ -359,8 +362,10 @@ func (h *RefreshHandler) renewOne(ctx context.Context, cred store.Credential, ow
 	// vendor has issued must be stored, or the next attempt would be a
 	// second token call for this renewal. It is bounded by the claim.
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	callCtx, span := tracing.Tracer().Start(callCtx, "vendor.token", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(tracing.AttrVendor.String(cred.Vendor)))
+	callCtx, span := tracing.Start(callCtx, "vendor.token", trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrVendor.String(cred.Vendor))
+	}
 	tok, err := v.Tokens.Token(callCtx, vendors.Credential{
 		ID: cred.ID, ClientID: cred.ClientID, ClientSecret: cred.ClientSecret, PrivateKey: cred.PrivateKey,
 		KeyID: cred.KeyID, APIKey: cred.APIKey, RefreshToken: refreshToken(cred),

@@ -36,7 +36,7 @@ func (p *pendingRenewal) startCommit() {
 	if p.span == nil || p.commitSpan != nil {
 		return
 	}
-	ctx, span := tracing.Tracer().Start(trace.ContextWithSpan(context.Background(), p.span), "store.commit")
+	ctx, span := tracing.Start(trace.ContextWithSpan(context.Background(), p.span), "store.commit")
 	p.commitSpan = span
 	p.commit.Event = p.commit.Event.Traced(ctx)
 }

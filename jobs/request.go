@@ -191,7 +191,7 @@ type SealedRequest struct {
 	// Trace is the trace context of the request's submission, when tracing
 	// is on: each run of its task is a child of that span (never of an
 	// earlier run). Ids only; it is not sealed.
-	Trace tracing.Carrier `json:"trace,omitempty"`
+	Trace tracing.Carrier `json:"trace,omitzero"`
 }
 
 // RequestTaskID is the asynq task id of a request.

@@ -62,7 +62,7 @@ type Refresh struct {
 	Generation int64  `json:"generation"`
 	// Trace is the trace context of the scheduler's claim and enqueue of
 	// this renewal, when tracing is on: the worker's spans are its children.
-	Trace tracing.Carrier `json:"trace,omitempty"`
+	Trace tracing.Carrier `json:"trace,omitzero"`
 }
 
 // Kind implements Payload.

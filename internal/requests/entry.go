@@ -67,7 +67,8 @@ func sealRequest(kr *seal.Keyring, r jobs.Request, tc tracing.Carrier) (string, 
 	b = appendString(b, r.Vendor)
 	b = appendString(b, r.Credential)
 	b = appendString(b, r.Batch)
-	b = appendPairs(b, tc)
+	b = appendString(b, tc.TraceParent)
+	b = appendString(b, tc.TraceState)
 	b, err := kr.AppendSeal(b, appendSealedPart(nil, r), queuedAAD(e))
 	if err != nil {
 		return "", fmt.Errorf("seal request %s: %w", r.ID, err)
@@ -86,18 +87,18 @@ func openRequest(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrie
 	}
 	e, sealed, err := decodeEntry(payload)
 	if err != nil {
-		return jobs.Request{}, nil, err
+		return jobs.Request{}, tracing.Carrier{}, err
 	}
 	if kr == nil {
-		return jobs.Request{}, nil, errors.New("requests: request payload is sealed and no keyring is configured")
+		return jobs.Request{}, tracing.Carrier{}, errors.New("requests: request payload is sealed and no keyring is configured")
 	}
 	plain, err := kr.OpenBinary(sealed, queuedAAD(e))
 	if err != nil {
-		return jobs.Request{}, nil, fmt.Errorf("requests: open request %s: %w", e.ID, err)
+		return jobs.Request{}, tracing.Carrier{}, fmt.Errorf("requests: open request %s: %w", e.ID, err)
 	}
 	r := jobs.Request{ID: e.ID, Vendor: e.Vendor, Credential: e.Credential, Batch: e.Batch}
 	if err := decodeSealedPart(plain, &r); err != nil {
-		return jobs.Request{}, nil, fmt.Errorf("requests: sealed request %s: %w", e.ID, err)
+		return jobs.Request{}, tracing.Carrier{}, fmt.Errorf("requests: sealed request %s: %w", e.ID, err)
 	}
 	return r, e.Trace, nil
 }
@@ -123,27 +124,27 @@ func readEntry(payload []byte) (entryHead, error) {
 func openJSON(kr *seal.Keyring, payload []byte) (jobs.Request, tracing.Carrier, error) {
 	var sr jobs.SealedRequest
 	if err := json.Unmarshal(payload, &sr); err != nil {
-		return jobs.Request{}, nil, fmt.Errorf("requests: request payload is not JSON: %w", err)
+		return jobs.Request{}, tracing.Carrier{}, fmt.Errorf("requests: request payload is not JSON: %w", err)
 	}
 	var r jobs.Request
 	if sr.Sealed == "" {
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return r, nil, fmt.Errorf("requests: request payload: %w", err)
+			return r, tracing.Carrier{}, fmt.Errorf("requests: request payload: %w", err)
 		}
 		return r, sr.Trace, nil
 	}
 	if kr == nil {
-		return r, nil, errors.New("requests: request payload is sealed and no keyring is configured")
+		return r, tracing.Carrier{}, errors.New("requests: request payload is sealed and no keyring is configured")
 	}
 	raw, err := kr.Open(sr.Sealed, requestAAD(sr.ID, sr.Vendor, sr.Credential, sr.Batch))
 	if err != nil {
-		return r, nil, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: open request %s: %w", sr.ID, err)
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return r, nil, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: sealed request %s: %w", sr.ID, err)
 	}
 	if r.ID != sr.ID || r.Vendor != sr.Vendor || r.Credential != sr.Credential || r.Batch != sr.Batch {
-		return r, nil, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
+		return r, tracing.Carrier{}, fmt.Errorf("requests: sealed request %s does not match its payload", sr.ID)
 	}
 	return r, sr.Trace, nil
 }
@@ -163,7 +164,8 @@ func decodeEntry(b []byte) (entryHead, []byte, error) {
 	e.Vendor = d.string()
 	e.Credential = d.string()
 	e.Batch = d.string()
-	e.Trace = d.pairs()
+	e.Trace.TraceParent = d.string()
+	e.Trace.TraceState = d.string()
 	if d.err != nil {
 		return entryHead{}, nil, fmt.Errorf("%w (request %s)", errEntry, e.ID)
 	}

@@ -38,7 +38,7 @@ func TestQueuedEntryOpensToTheRequest(t *testing.T) {
 		tc tracing.Carrier
 	}{
 		"GET, no batch":       {r: jobs.Request{ID: "a", Vendor: "v", Credential: "c", Method: "GET", Path: "Patient", SubmittedAt: submitted}},
-		"every field":         {r: full, tc: tracing.Carrier{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+		"every field":         {r: full, tc: tracing.Carrier{TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
 		"bytes body":          {r: jobs.Request{ID: "b", Vendor: "v", Credential: "c", Method: "PUT", Path: "Binary/1"}.WithBytesBody([]byte{0, 1, 0xff})},
 		"deadline UTC":        {r: jobs.Request{ID: "d", Vendor: "v", Credential: "c", Method: "GET", Path: "x", Deadline: submitted.Add(time.Hour)}},
 		"deadline local time": {r: jobs.Request{ID: "e", Vendor: "v", Credential: "c", Method: "GET", Path: "x", Deadline: submitted.Local()}},
@@ -70,7 +70,7 @@ func TestQueuedEntryIsSmall(t *testing.T) {
 	kr := testKeyring(t)
 	r := jobs.NewRequest("clinic-1", http.MethodGet, "Patient")
 	r.Vendor, r.Batch, r.Query, r.SubmittedAt = "halaxy-bench", "bench", jobs.Query{"_count": {"10"}}, time.Now().UTC()
-	queued, err := sealRequest(kr, r, nil)
+	queued, err := sealRequest(kr, r, tracing.Carrier{})
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(queued), 145, "the queued entry grew")
 }
@@ -85,7 +85,7 @@ func TestQueuedEntryHoldsNoPatientDataInClear(t *testing.T) {
 	r := jobs.Request{ID: "p-1", Vendor: "halaxy-au", Credential: "clinic-1", Method: http.MethodPost, Path: "Patient/" + phi,
 		Query: jobs.Query{"name": {phi}}, Headers: map[string]string{"X-Patient": phi}, IdempotencyKey: phi,
 		Body: json.RawMessage(`{"name":"` + phi + `"}`), Batch: "nightly"}
-	queued, err := sealRequest(kr, r, nil)
+	queued, err := sealRequest(kr, r, tracing.Carrier{})
 	require.NoError(t, err)
 	for _, form := range []string{phi, base64.StdEncoding.EncodeToString([]byte(phi))[:20], base64.URLEncoding.EncodeToString([]byte(phi))[:20]} {
 		require.NotContains(t, queued, form)
@@ -102,7 +102,7 @@ func TestMovedEntryDoesNotOpen(t *testing.T) {
 	t.Parallel()
 	kr := testKeyring(t)
 	r := jobs.Request{ID: "p-1", Vendor: "halaxy-au", Credential: "clinic-a", Method: http.MethodGet, Path: "Patient/1", Batch: "nightly"}
-	queued, err := sealRequest(kr, r, nil)
+	queued, err := sealRequest(kr, r, tracing.Carrier{})
 	require.NoError(t, err)
 	e, sealed, err := decodeEntry([]byte(queued))
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestMovedEntryDoesNotOpen(t *testing.T) {
 		"another batch":      {ID: e.ID, Vendor: e.Vendor, Credential: e.Credential, Batch: ""},
 	} {
 		target := jobs.Request{ID: moved.ID, Vendor: moved.Vendor, Credential: moved.Credential, Batch: moved.Batch}
-		other, err := sealRequest(kr, target, nil)
+		other, err := sealRequest(kr, target, tracing.Carrier{})
 		require.NoError(t, err)
 		_, otherSealed, err := decodeEntry([]byte(other))
 		require.NoError(t, err)
@@ -132,7 +132,7 @@ func TestMovedEntryDoesNotOpen(t *testing.T) {
 func TestBadEntryIsRefused(t *testing.T) {
 	t.Parallel()
 	kr := testKeyring(t)
-	queued, err := sealRequest(kr, jobs.Request{ID: "p-1", Vendor: "v", Credential: "c", Method: "GET", Path: "Patient/secret-path"}, nil)
+	queued, err := sealRequest(kr, jobs.Request{ID: "p-1", Vendor: "v", Credential: "c", Method: "GET", Path: "Patient/secret-path"}, tracing.Carrier{})
 	require.NoError(t, err)
 	for _, bad := range []string{"", "\x01", "\x01\x00", "\x01\x05p-1", queued[:10], queued[:len(queued)-1], "\x02" + queued[1:], "not json"} {
 		_, _, err := openRequest(kr, []byte(bad))
@@ -141,7 +141,7 @@ func TestBadEntryIsRefused(t *testing.T) {
 	}
 	_, _, err = openRequest(nil, []byte(queued))
 	require.Error(t, err, "a sealed payload opened without a keyring")
-	_, err = sealRequest(kr, jobs.Request{ID: strings.Repeat("i", 256)}, nil)
+	_, err = sealRequest(kr, jobs.Request{ID: strings.Repeat("i", 256)}, tracing.Carrier{})
 	require.Error(t, err)
 }
 
@@ -187,7 +187,7 @@ func FuzzOpenEntry(f *testing.F) {
 	r := jobs.Request{ID: "p-1", Vendor: "halaxy-au", Credential: "clinic-1", Method: http.MethodPost, Path: "Patient",
 		Query: jobs.Query{"a": {"b"}}, Headers: map[string]string{"X": "y"}, Body: json.RawMessage(`{}`), Batch: "n",
 		Deadline: time.Date(2099, 1, 1, 0, 0, 0, 0, time.FixedZone("", 3600)), SubmittedAt: time.Now().UTC()}
-	queued, err := sealRequest(kr, r, tracing.Carrier{"traceparent": "00-x"})
+	queued, err := sealRequest(kr, r, tracing.Carrier{TraceParent: "00-x"})
 	require.NoError(f, err)
 	f.Add([]byte(queued))
 	f.Add(mustLegacy(f, kr, r))

@@ -13,6 +13,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/internal/store"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
 // fuzzCredentials knows clinic-1 (active) and gone (revoked).
@@ -96,7 +97,7 @@ func FuzzDecodeRequest(f *testing.F) {
 				t.Fatalf("accepted header %s", name)
 			}
 		}
-		queued, err := sealRequest(kr, v, nil)
+		queued, err := sealRequest(kr, v, tracing.Carrier{})
 		if err != nil {
 			t.Fatalf("seal: %v", err)
 		}

@@ -88,7 +88,7 @@ func submission(ctx context.Context) tracing.Carrier {
 // traceRelease records the feeder's release of a queued request as a span
 // of the request's trace (nothing when it carries none).
 func traceRelease(ctx context.Context, sr entryHead, release string) {
-	if len(sr.Trace) == 0 {
+	if sr.Trace.IsZero() {
 		return
 	}
 	_, span := tracing.Tracer().Start(sr.Trace.Extract(context.WithoutCancel(ctx)), "requests.release",

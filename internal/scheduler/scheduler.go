@@ -264,10 +264,13 @@ func (s *Scheduler) enqueue(ctx context.Context, due []store.Due, claimedAt, lea
 	)
 	items := make([]jobs.Refresh, len(due))
 	spans := make([]trace.Span, len(due))
+	// Attributes only on the spans the sampler keeps (tracing.Start).
+	start := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(claimedAt)}
 	for i, d := range due {
-		sctx, span := tracing.Tracer().Start(context.WithoutCancel(ctx), "scheduler.enqueue", trace.WithNewRoot(),
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(claimedAt),
-			trace.WithAttributes(tracing.AttrCredential.String(d.ID), tracing.AttrGeneration.Int64(d.Generation)))
+		sctx, span := tracing.Tracer().Start(context.WithoutCancel(ctx), "scheduler.enqueue", start...)
+		if span.IsRecording() {
+			span.SetAttributes(tracing.AttrCredential.String(d.ID), tracing.AttrGeneration.Int64(d.Generation))
+		}
 		spans[i] = span
 		items[i] = jobs.Refresh{Credential: d.ID, Generation: d.Generation, Trace: tracing.Inject(sctx)}
 	}

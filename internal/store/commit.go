@@ -60,7 +60,7 @@ func (s *Store) CommitRenewals(ctx context.Context, commits []RenewalCommit) ([]
 	}
 	keys := make([]string, 2, 2+len(commits))
 	keys[0], keys[1] = s.due, s.outbox
-	args := make([]any, 1, 1+14*len(commits))
+	args := make([]any, 1, 1+15*len(commits))
 	args[0] = ms(s.now())
 	sent := make([]int, 0, len(commits)) // index in commits of each renewal sent
 	for i, c := range commits {
@@ -116,7 +116,7 @@ func (s *Store) fillVendors(ctx context.Context, commits []RenewalCommit) ([]Ren
 	return commits, nil
 }
 
-// renewalArgs are the 14 script arguments of one renewal (see
+// renewalArgs are the 15 script arguments of one renewal (see
 // lua/commit_renewal.lua).
 func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	r := c.Renewal
@@ -141,8 +141,19 @@ func (s *Store) renewalArgs(c RenewalCommit) ([]any, error) {
 	return []any{
 		c.ID, c.Owner, c.Generation, c.Generation + 1, c.Vendor, access, r.Token.TokenType,
 		ms(r.Token.IssuedAt), ms(r.Token.ExpiresAt), refresh,
-		ms(r.NextRefresh), c.Event.ID, c.Event.Subject, string(evJSON),
+		ms(r.NextRefresh), c.Event.ID, c.Event.Subject, string(evJSON), renewalTrace(c.Event),
 	}, nil
+}
+
+// renewalTrace is the traceparent kept with a renewal's token: its event's
+// (the renewal's store.commit span), when that renewal was sampled. An
+// unsampled renewal's trace is in no backend, so it is not worth its 55
+// bytes per credential.
+func renewalTrace(ev events.Envelope) string {
+	if !ev.Trace().Sampled() {
+		return ""
+	}
+	return ev.TraceParent
 }
 
 // CommitFailure records a failed refresh, provided owner still holds the

@@ -32,13 +32,17 @@ const (
 	fClaimUntil   = "claim_until" // unix ms
 	fCreatedAt    = "created_at"  // unix ms
 	fUpdatedAt    = "updated_at"  // unix ms
+	// fTrace is the W3C traceparent of the renewal that committed the
+	// token, when tracing sampled it (absent otherwise): token.get hands
+	// it out with the token.
+	fTrace = "trace"
 )
 
 // tokenFields are what CurrentToken reads: no client secret, no refresh
 // token, so that the hot path opens one sealed value.
 var tokenFields = []string{
 	fVendor, fClientID, fState, fGen, fAccessToken, fTokenType, fIssuedAt, fExpiresAt,
-	fNextRefresh, fFailures, fLastClass, fLastError, fCreatedAt, fUpdatedAt,
+	fNextRefresh, fFailures, fLastClass, fLastError, fCreatedAt, fUpdatedAt, fTrace,
 }
 
 // summaryFields are what Scan reads: nothing sealed.
@@ -169,12 +173,13 @@ func (f fields) credential(id string) (Credential, error) {
 			IssuedAt:  sum.IssuedAt,
 			ExpiresAt: sum.ExpiresAt,
 		},
-		NextRefresh: sum.NextRefresh,
-		Failures:    sum.Failures,
-		LastClass:   sum.LastClass,
-		LastError:   sum.LastError,
-		CreatedAt:   created,
-		UpdatedAt:   sum.UpdatedAt,
+		NextRefresh:  sum.NextRefresh,
+		Failures:     sum.Failures,
+		LastClass:    sum.LastClass,
+		LastError:    sum.LastError,
+		CreatedAt:    created,
+		UpdatedAt:    sum.UpdatedAt,
+		RenewalTrace: f[fTrace],
 	}, nil
 }
 

@@ -119,6 +119,11 @@ type Credential struct {
 	LastError string // secret-free message of the last failure
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// RenewalTrace is the W3C traceparent of the renewal that committed the
+	// current token (its store.commit span), kept only when tracing sampled
+	// that renewal, so that whoever receives the token can link to the
+	// trace that produced it; "" otherwise. Read by CurrentToken.
+	RenewalTrace string
 }
 
 // Summary is a credential without its secrets, for views and listings.

@@ -38,6 +38,9 @@ type entry struct {
 	tokenType string
 	expiresAt time.Time
 	gen       int64 // generation of the sealed token
+	// trace is the traceparent of the renewal that committed the token
+	// (store.Credential.RenewalTrace), "" when it was not sampled.
+	trace string
 	// knownGen is the highest generation heard of (token.renewed, key.revoked).
 	knownGen int64
 	// revoked: the credential is revoked (by the store or a key.revoked
@@ -51,6 +54,7 @@ type cached struct {
 	tokenType   string
 	expiresAt   time.Time
 	gen         int64
+	trace       string
 	revoked     bool
 }
 
@@ -93,7 +97,7 @@ func (c *cache) getLocked(k cacheKey, create bool) *entry {
 
 // put records a token read from the store, unless a newer generation is
 // already known.
-func (c *cache) put(k cacheKey, accessToken, tokenType string, expiresAt time.Time, gen int64) {
+func (c *cache) put(k cacheKey, accessToken, tokenType string, expiresAt time.Time, gen int64, trace string) {
 	sealed, err := c.kr.Seal([]byte(accessToken), k.aad(gen))
 	if err != nil {
 		return // no cache entry is a lost optimisation, not an error
@@ -104,7 +108,7 @@ func (c *cache) put(k cacheKey, accessToken, tokenType string, expiresAt time.Ti
 	if gen < e.knownGen || (e.revoked && gen <= e.knownGen) || gen < e.gen {
 		return
 	}
-	*e = entry{key: k, sealed: sealed, tokenType: tokenType, expiresAt: expiresAt, gen: gen, knownGen: gen}
+	*e = entry{key: k, sealed: sealed, tokenType: tokenType, expiresAt: expiresAt, gen: gen, trace: trace, knownGen: gen}
 }
 
 // putRevoked records that the store says the credential is revoked.
@@ -184,7 +188,7 @@ func (c *cache) get(k cacheKey, now time.Time) (cached, bool) {
 		c.mu.Unlock()
 		return cached{}, false
 	}
-	got := cached{tokenType: e.tokenType, expiresAt: e.expiresAt, gen: e.gen}
+	got := cached{tokenType: e.tokenType, expiresAt: e.expiresAt, gen: e.gen, trace: e.trace}
 	sealed := e.sealed
 	c.mu.Unlock()
 	plain, err := c.kr.Open(sealed, k.aad(got.gen))

@@ -56,6 +56,6 @@ func (h *handler) remember(k cacheKey, cred store.Credential, err error) {
 	case cred.Generation == 0 || cred.Token.AccessToken.IsZero() || cred.State == store.StateExpired:
 		h.cache.drop(k)
 	default:
-		h.cache.put(k, cred.Token.AccessToken.Reveal(), cred.Token.TokenType, cred.Token.ExpiresAt, cred.Generation)
+		h.cache.put(k, cred.Token.AccessToken.Reveal(), cred.Token.TokenType, cred.Token.ExpiresAt, cred.Generation, cred.RenewalTrace)
 	}
 }

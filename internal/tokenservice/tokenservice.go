@@ -20,6 +20,12 @@
 // answer as fresh as the store whenever the store is up: a revocation
 // whose event was missed, or a state set by an operator, is seen at once.
 //
+// Each request is a token.get span, a child of the caller's (its request's
+// trace headers). A reply's traceparent header names the renewal that
+// produced the token (store.Credential.RenewalTrace, kept in the cache with
+// the token), when that renewal was sampled, so that the consumer's span
+// can link to it (client.RenewalLink).
+//
 // It answers only to reply inboxes (Options.InboxPrefix): a request naming
 // any other reply subject is dropped and logged, so that no requester can
 // make it publish a token on an event subject or anywhere else.
@@ -239,15 +245,13 @@ func (h *handler) handle(req micro.Request) {
 // serve answers one request.
 func (h *handler) serve(req micro.Request) {
 	vendor, credential, ok := h.parse(req.Subject())
-	ctx, span := traceServe(req, vendor, credential)
+	_, span := traceServe(req, vendor, credential)
 	defer span.End()
-	var reply client.TokenReply
-	source := "store"
+	a := answer{reply: client.TokenReply{Error: client.CodeNotFound, Message: "malformed token subject"}, source: "store"}
 	if ok {
-		reply, source = h.answer(vendor, credential)
-	} else {
-		reply = client.TokenReply{Error: client.CodeNotFound, Message: "malformed token subject"}
+		a = h.answer(vendor, credential)
 	}
+	reply, source := a.reply, a.source
 
 	log := h.opts.Logger.Debug().Str("vendor", vendor).Str("credential", credential).Str("source", source)
 	if reply.Error == "" {
@@ -255,8 +259,8 @@ func (h *handler) serve(req micro.Request) {
 	} else {
 		log = log.Str("outcome", reply.Error)
 	}
-	endServe(span, reply)
-	if err := h.respond(ctx, req.Reply(), reply); err != nil {
+	endServe(span, a)
+	if err := h.respond(req.Reply(), a); err != nil {
 		h.opts.Logger.Warn().Err(err).Str("vendor", vendor).Str("credential", credential).Msg("token reply not sent")
 	}
 	log.Msg("token request")
@@ -276,9 +280,18 @@ func (h *handler) parse(subject string) (vendor, credential string, ok bool) {
 	return vendor, credential, true
 }
 
-// answer reads the credential and decides the reply; source says whether
-// it came from the store or the cache.
-func (h *handler) answer(vendor, credential string) (client.TokenReply, string) {
+// answer is a reply to a token request.
+type answer struct {
+	reply client.TokenReply
+	// renewal is the trace context of the renewal that produced the token
+	// answered (zero for an error reply, or when that renewal was not
+	// sampled).
+	renewal tracing.Carrier
+	source  string // "store" or "cache"
+}
+
+// answer reads the credential and decides the reply.
+func (h *handler) answer(vendor, credential string) answer {
 	k := cacheKey{vendor, credential}
 	f := h.read(k)
 	if h.cache != nil {
@@ -287,7 +300,7 @@ func (h *handler) answer(vendor, credential string) (client.TokenReply, string) 
 		// to succeed ends the outage.
 		if h.storeDown.Load() {
 			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
-				return cachedReply(c), "cache"
+				return cachedAnswer(c)
 			}
 		}
 		stall := time.NewTimer(h.opts.StallTimeout)
@@ -297,7 +310,7 @@ func (h *handler) answer(vendor, credential string) (client.TokenReply, string) 
 		case <-stall.C:
 			h.storeDown.Store(true)
 			if c, ok := h.cache.get(k, h.opts.Clock()); ok {
-				return cachedReply(c), "cache"
+				return cachedAnswer(c)
 			}
 			<-f.done
 		}
@@ -306,10 +319,15 @@ func (h *handler) answer(vendor, credential string) (client.TokenReply, string) 
 	}
 	if f.err != nil && !errors.Is(f.err, store.ErrNotFound) && h.cache != nil {
 		if c, ok := h.cache.get(k, h.opts.Clock()); ok {
-			return cachedReply(c), "cache"
+			return cachedAnswer(c)
 		}
 	}
-	return h.decide(vendor, credential, f.cred, f.err), "store"
+	reply := h.decide(vendor, credential, f.cred, f.err)
+	a := answer{reply: reply, source: "store"}
+	if reply.Error == "" {
+		a.renewal = tracing.Carrier{TraceParent: f.cred.RenewalTrace}
+	}
+	return a
 }
 
 // decide turns a store read into the reply.
@@ -344,15 +362,15 @@ var (
 	revoked     = client.TokenReply{Error: client.CodeRevoked, Message: "credential revoked by the vendor, reconnect it"}
 )
 
-// cachedReply is the reply for what the cache answered.
-func cachedReply(c cached) client.TokenReply {
+// cachedAnswer is the answer for what the cache holds.
+func cachedAnswer(c cached) answer {
 	if c.revoked {
-		return revoked
+		return answer{reply: revoked, source: "cache"}
 	}
-	return client.TokenReply{
+	return answer{reply: client.TokenReply{
 		AccessToken: c.accessToken, TokenType: c.tokenType,
 		ExpiresAt: c.expiresAt.UTC(), Generation: c.gen,
-	}
+	}, renewal: tracing.Carrier{TraceParent: c.trace}, source: "cache"}
 }
 
 // Header codes of the error replies (micro's Nats-Service-Error-Code),
@@ -371,9 +389,12 @@ var errorHeaderCodes = map[string]string{
 // requests but not the errors; an error reply still carries micro's error
 // headers, for the tools that read them.
 //
-// The reply's headers carry the trace context of the service's span (the
-// caller's child).
-func (h *handler) respond(ctx context.Context, inbox string, reply client.TokenReply) error {
+// The reply's headers carry the trace context of the renewal that produced
+// the token (traceparent), when tracing sampled it: the consumer's span
+// links to it (client.RenewalLink). The service's own span is the
+// caller's child; the caller has that trace already.
+func (h *handler) respond(inbox string, a answer) error {
+	reply := a.reply
 	body, err := json.Marshal(reply)
 	if err != nil {
 		return err
@@ -386,6 +407,11 @@ func (h *handler) respond(ctx context.Context, inbox string, reply client.TokenR
 		}
 		msg.Header = nats.Header{micro.ErrorHeader: {reply.Message}, micro.ErrorCodeHeader: {code}}
 	}
-	tracing.InjectNATS(ctx, msg)
+	if a.renewal.SpanContext().IsValid() {
+		if msg.Header == nil {
+			msg.Header = nats.Header{}
+		}
+		msg.Header.Set("traceparent", a.renewal.TraceParent)
+	}
 	return h.nc.PublishMsg(msg)
 }

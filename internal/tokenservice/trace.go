@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
 )
 
@@ -22,12 +21,20 @@ func traceServe(req micro.Request, vendor, credential string) (context.Context, 
 }
 
 // endServe records the reply's outcome on the span: the generation handed
-// out, or the error code.
-func endServe(span trace.Span, reply client.TokenReply) {
+// out and a link to the renewal that produced the token (when sampled), or
+// the error code.
+func endServe(span trace.Span, a answer) {
+	if !span.IsRecording() {
+		return
+	}
+	reply := a.reply
 	if reply.Error != "" {
 		span.SetAttributes(attribute.String("tokenrelay.outcome", reply.Error))
 		span.SetStatus(codes.Error, reply.Error)
 		return
 	}
 	span.SetAttributes(attribute.String("tokenrelay.outcome", "token"), tracing.AttrGeneration.Int64(reply.Generation))
+	if sc := a.renewal.SpanContext(); sc.IsValid() {
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("tokenrelay.link", "renewal")}})
+	}
 }

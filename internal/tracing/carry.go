@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -13,36 +12,82 @@ import (
 )
 
 // Carrier is the trace context as it travels inside a payload (an asynq
-// task, an outbox entry): the W3C traceparent and tracestate fields. It is
-// empty (and omitted from JSON) when no sampled span was active.
-type Carrier map[string]string
+// task, an outbox entry, a stored token): the W3C traceparent and
+// tracestate. It is the zero Carrier (omitted from JSON with omitzero)
+// when no span was active. It is a struct, not a map: it is built and read
+// on every renewal, sampled or not (issue 14), and its JSON is the same
+// {"traceparent": …, "tracestate": …} object a map gave.
+type Carrier struct {
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
+}
 
-// Inject returns the trace context of ctx's span, or nil when there is none.
+// w3c is the propagator of a Carrier: the W3C trace context alone (no
+// baggage travels in a payload).
+var w3c propagation.TraceContext
+
+// Inject returns the trace context of ctx's span, or the zero Carrier when
+// there is none.
 func Inject(ctx context.Context) Carrier {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return nil
+	var c Carrier
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		w3c.Inject(ctx, &c)
 	}
-	c := propagation.MapCarrier{}
-	otel.GetTextMapPropagator().Inject(ctx, c)
-	if len(c) == 0 {
-		return nil
+	return c
+}
+
+// IsZero reports whether c carries no trace context.
+func (c Carrier) IsZero() bool { return c.TraceParent == "" }
+
+// Sampled reports whether c names a span that was sampled (recorded and
+// exported): one worth linking to.
+func (c Carrier) Sampled() bool { return c.SpanContext().IsSampled() }
+
+// SpanContext is the span c names (invalid when c is zero or malformed).
+func (c Carrier) SpanContext() trace.SpanContext {
+	if c.IsZero() {
+		return trace.SpanContext{}
 	}
-	return Carrier(c)
+	return trace.SpanContextFromContext(w3c.Extract(context.Background(), &c))
 }
 
 // Extract returns ctx carrying c's span as its remote parent.
 func (c Carrier) Extract(ctx context.Context) context.Context {
-	if len(c) == 0 {
+	if c.IsZero() {
 		return ctx
 	}
-	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(c))
+	return w3c.Extract(ctx, &c)
 }
 
 // Link is a link to c's span, for work that follows from it without being
 // its child (a retry of a finished attempt, an event relayed later).
 func (c Carrier) Link() trace.Link {
-	return trace.LinkFromContext(c.Extract(context.Background()))
+	return trace.Link{SpanContext: c.SpanContext()}
 }
+
+// Get implements propagation.TextMapCarrier.
+func (c *Carrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.TraceParent
+	case "tracestate":
+		return c.TraceState
+	}
+	return ""
+}
+
+// Set implements propagation.TextMapCarrier.
+func (c *Carrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c.TraceParent = value
+	case "tracestate":
+		c.TraceState = value
+	}
+}
+
+// Keys implements propagation.TextMapCarrier.
+func (c *Carrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // InjectNATS writes ctx's trace context into a NATS message's headers,
 // creating them if needed.
@@ -84,8 +129,13 @@ func ReplyHeaders(ctx context.Context) nats.Header {
 
 // StartServer starts the server span of a NATS request/reply endpoint
 // named name: a child of the trace context in the request's headers h
-// (the caller's span), when it carries one.
+// (the caller's span), when it carries one. attrs are set only on a span
+// that records.
 func StartServer(ctx context.Context, name string, h nats.Header, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return Tracer().Start(ExtractHeaders(ctx, h), name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(append(attrs, attribute.String("messaging.system", "nats"))...))
+	ctx, span := Start(ExtractHeaders(ctx, h), name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(attrs...)
+		span.SetAttributes(attribute.String("messaging.system", "nats"))
+	}
+	return ctx, span
 }

@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"strconv"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -56,3 +58,47 @@ func (e errNoURL) Error() string {
 	}
 	return "request failed"
 }
+
+// Handler wraps h so that each request it serves is a server span named
+// route (the mux pattern, e.g. "POST /admin/requests"): a child of the
+// caller's span when the request's traceparent header names one, else the
+// root of a new trace, so that work submitted over HTTP starts its trace
+// there. The span records the method, the route and the status: not the
+// path's values, the query, a header or the body. The response carries the
+// span's traceparent header, as a NATS reply does, so that the caller can
+// link to what it started.
+func Handler(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		if trace.SpanContextFromContext(ctx).IsValid() {
+			w3c.Inject(ctx, propagation.HeaderCarrier(w.Header()))
+		}
+		if !span.IsRecording() {
+			h.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route))
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, strconv.Itoa(sw.status))
+		}
+	})
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -16,10 +16,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokenrelay/tokenrelay/client"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/app"
 	"github.com/tokenrelay/tokenrelay/internal/testenv"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/vendors/sandbox"
 )
 
@@ -63,7 +66,7 @@ func TestRenewalIsOneTraceInJaeger(t *testing.T) {
 	sb.AddClient("cid-clinic-1", clientSecret)
 
 	db, _ := testenv.RedisDB(t)
-	_, js, _ := testenv.NATS(t)
+	nc, js, _ := testenv.NATS(t)
 	stream := strings.ToUpper(testenv.Unique("TRACE_"))
 	subjects := testenv.Unique("tr") + "."
 	conf := filepath.Join(t.TempDir(), "tokenrelay.yaml")
@@ -177,6 +180,36 @@ credentials:
 			require.NotContains(t, string(raw), spelling, "a secret reached a span")
 		}
 	}
+	// A consumer's token.get: the token names the renewal that produced it
+	// (its store.commit span), and the service's span, in the consumer's
+	// trace, holds no token either.
+	// (A consumer installs the W3C propagator, as any otel program does;
+	// Setup with no exporter named does only that.)
+	_, err = tracing.Setup(ctx, "consumer", func(string) string { return "" })
+	require.NoError(t, err)
+	ts, err := client.NewTokenSource(nc, "portal", "clinic-1", client.WithSubjectPrefix(subjects))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ts.Close() })
+	consumer := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID(randomBytes16()), SpanID: trace.SpanID{1},
+		TraceFlags: trace.FlagsSampled, Remote: true})
+	tok, err := ts.TokenContext(trace.ContextWithRemoteSpanContext(ctx, consumer))
+	require.NoError(t, err)
+	link, ok := client.RenewalLink(tok)
+	require.True(t, ok, "the token should name its renewal")
+	require.Equal(t, traceID, link.SpanContext.TraceID().String(), "the token's link is to the renewal's trace")
+	require.Equal(t, byName["store.commit"].SpanID, link.SpanContext.SpanID().String())
+	var getRaw []byte
+	require.Eventually(t, func() bool {
+		var got []testenv.JaegerSpan
+		got, getRaw, err = jaeger.Trace(consumer.TraceID().String())
+		return err == nil && len(got) > 0
+	}, 30*time.Second, 200*time.Millisecond, "Jaeger should hold the token.get span in the consumer's trace")
+	require.Contains(t, string(getRaw), "token.get")
+	forbidden = append(forbidden, tok.AccessToken)
+	for _, f := range forbidden {
+		require.NotContains(t, string(getRaw), f, "a secret reached the token.get span")
+	}
+
 	// Log lines written inside a span name it.
 	require.Contains(t, logs["worker"].String(), `"trace_id":"`+traceID+`"`, "the worker's renewal log line should carry the trace id")
 }
@@ -187,4 +220,10 @@ func names(spans []testenv.JaegerSpan) []string {
 		out = append(out, s.Service+"/"+s.OperationName)
 	}
 	return out
+}
+
+func randomBytes16() [16]byte {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return b
 }

@@ -8,7 +8,7 @@
 // What a span may carry: ids, vendor and credential names, generations,
 // counts, durations, HTTP methods, hosts, paths and statuses. Never a
 // secret, a token, a query string or a body: the vendor HTTP client's spans
-// are built with [HTTPClientOptions], which drop everything else.
+// are made by [Transport], which drops everything else.
 package tracing
 
 import (
@@ -48,6 +48,27 @@ func Tracer() trace.Tracer {
 	t := p.Tracer(ScopeName)
 	lastTracer.Store(&providerTracer{provider: p, tracer: t})
 	return t
+}
+
+// Start starts a span named name as a child of ctx's span, as
+// Tracer().Start does, except under a span the sampler dropped: there it
+// starts nothing and returns ctx and that span, which records nothing. A
+// child of a dropped span would be dropped too (tokenrelay's sampler is
+// parent-based: OTEL_TRACES_SAMPLER's default, and parentbased_* are the
+// ones to deploy), and the trace context it propagates is the same trace,
+// still unsampled. Starting and dropping those spans was most of tracing's
+// cost to the 99 renewals in 100 that 1 % sampling leaves out (issue 14).
+// Roots (trace.WithNewRoot) go to Tracer().Start: the sampler decides.
+//
+// Build a span's attributes only when it records (span.IsRecording), not
+// as options to Start, for the same reason.
+func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
+		if span := trace.SpanFromContext(ctx); !span.IsRecording() {
+			return ctx, span
+		}
+	}
+	return Tracer().Start(ctx, name, opts...)
 }
 
 // providerTracer is a provider and the tracer it gave for [ScopeName]

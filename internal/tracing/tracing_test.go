@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -45,13 +46,13 @@ func TestCarrierSurvivesAPayload(t *testing.T) {
 	rec := recorder(t)
 	ctx, parent := tracing.Tracer().Start(context.Background(), "enqueue")
 	raw, err := json.Marshal(struct {
-		Trace tracing.Carrier `json:"trace,omitempty"`
+		Trace tracing.Carrier `json:"trace,omitzero"`
 	}{tracing.Inject(ctx)})
 	require.NoError(t, err)
 	parent.End()
 
 	var got struct {
-		Trace tracing.Carrier `json:"trace,omitempty"`
+		Trace tracing.Carrier `json:"trace,omitzero"`
 	}
 	require.NoError(t, json.Unmarshal(raw, &got))
 	_, child := tracing.Tracer().Start(got.Trace.Extract(context.Background()), "run")
@@ -63,9 +64,9 @@ func TestCarrierSurvivesAPayload(t *testing.T) {
 	require.Equal(t, spans[0].SpanContext().SpanID(), spans[1].Parent().SpanID())
 
 	// No span, no carrier: payloads stay as they were.
-	require.Nil(t, tracing.Inject(context.Background()))
+	require.True(t, tracing.Inject(context.Background()).IsZero())
 	raw, err = json.Marshal(struct {
-		Trace tracing.Carrier `json:"trace,omitempty"`
+		Trace tracing.Carrier `json:"trace,omitzero"`
 	}{tracing.Inject(context.Background())})
 	require.NoError(t, err)
 	require.JSONEq(t, `{}`, string(raw))
@@ -133,4 +134,43 @@ func TestTransportTracesSampledRequestsOnly(t *testing.T) {
 	dropped := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})
 	get(trace.ContextWithSpanContext(context.Background(), dropped))
 	require.Len(t, rec.Ended(), 2, "a request under an unsampled span starts no span")
+}
+
+// A task queued before the carrier became a struct (a JSON object of the
+// W3C header names) is read as before.
+func TestCarrierReadsTheMapForm(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	var got struct {
+		Trace tracing.Carrier `json:"trace,omitzero"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(`{"trace":{"traceparent":"`+tp+`","tracestate":"a=b","baggage":"k=v"}}`), &got))
+	require.Equal(t, tracing.Carrier{TraceParent: tp, TraceState: "a=b"}, got.Trace)
+	sc := got.Trace.SpanContext()
+	require.True(t, sc.IsSampled())
+	require.Equal(t, "0af7651916cd43dd8448eb211c80319c", sc.TraceID().String())
+	require.Equal(t, "a=b", sc.TraceState().String())
+}
+
+// Under a span the sampler dropped, tracing.Start starts no span (its
+// child would be dropped too) and the trace context is the dropped span's:
+// the same trace travels on, unsampled. Under a sampled span, or none, it
+// starts one.
+func TestStartUnderADroppedSpanStartsNone(t *testing.T) {
+	rec := recorder(t)
+	dropped := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Remote: true})
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), dropped)
+	cctx, span := tracing.Start(ctx, "child")
+	require.False(t, span.IsRecording())
+	require.Equal(t, dropped, trace.SpanContextFromContext(cctx))
+	span.End()
+	require.Empty(t, rec.Ended())
+	require.Equal(t, dropped.TraceID().String(), strings.Split(tracing.Inject(cctx).TraceParent, "-")[1])
+
+	pctx, parent := tracing.Tracer().Start(context.Background(), "parent")
+	_, child := tracing.Start(pctx, "child")
+	require.True(t, child.IsRecording())
+	child.End()
+	parent.End()
+	require.Len(t, rec.Ended(), 2)
+	require.Equal(t, rec.Ended()[1].SpanContext().SpanID(), rec.Ended()[0].Parent().SpanID())
 }

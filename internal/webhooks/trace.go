@@ -24,24 +24,33 @@ import (
 // signatures).
 
 // traceReceive starts the server span of one delivery, a new root linked
-// to the trace context the sender's headers name, if any.
+// to the trace context the sender's headers name, if any. Its attributes
+// and link are added only when the sampler keeps it (issue 14: the cost at
+// 1 % is that of the 99 deliveries in 100 it drops).
 func traceReceive(r *http.Request, vendor string) (context.Context, trace.Span) {
-	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(tracing.AttrVendor.String(vendor), attribute.String("http.request.method", r.Method))}
+	ctx, span := tracing.Tracer().Start(r.Context(), "webhooks.receive", receiveStart...)
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	span.SetAttributes(tracing.AttrVendor.String(vendor), attribute.String("http.request.method", r.Method))
 	if r.Header.Get("traceparent") != "" {
 		sender := otel.GetTextMapPropagator().Extract(context.Background(), propagation.HeaderCarrier(r.Header))
 		if l := trace.LinkFromContext(sender, attribute.Bool("tokenrelay.untrusted", true)); l.SpanContext.IsValid() {
-			opts = append(opts, trace.WithLinks(l))
+			span.AddLink(l)
 		}
 	}
-	return tracing.Tracer().Start(r.Context(), "webhooks.receive", opts...)
+	return ctx, span
 }
+
+var receiveStart = []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer)}
 
 // endReceive ends a delivery's span with its outcome.
 func endReceive(span trace.Span, o outcome) {
-	span.SetAttributes(attribute.String("tokenrelay.outcome", o.label), attribute.Int("http.response.status_code", o.status))
-	if o.status >= 500 {
-		span.SetStatus(codes.Error, strconv.Itoa(o.status)+" "+o.label)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tokenrelay.outcome", o.label), attribute.Int("http.response.status_code", o.status))
+		if o.status >= 500 {
+			span.SetStatus(codes.Error, strconv.Itoa(o.status)+" "+o.label)
+		}
 	}
 	span.End()
 }
@@ -50,14 +59,16 @@ func endReceive(span trace.Span, o outcome) {
 // ends it, failed when the delivery is refused (without the verifier's
 // words).
 func traceVerify(ctx context.Context) trace.Span {
-	_, span := tracing.Tracer().Start(ctx, "webhooks.verify")
+	_, span := tracing.Start(ctx, "webhooks.verify")
 	return span
 }
 
 func endVerify(span trace.Span, err error) {
-	span.SetAttributes(attribute.Bool("tokenrelay.verified", err == nil))
-	if err != nil {
-		span.SetStatus(codes.Error, "refused")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Bool("tokenrelay.verified", err == nil))
+		if err != nil {
+			span.SetStatus(codes.Error, "refused")
+		}
 	}
 	span.End()
 }

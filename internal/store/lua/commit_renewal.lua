@@ -5,10 +5,11 @@
 --
 -- KEYS[1] due zset   KEYS[2] outbox stream   then the cred hash of each
 --         renewal, in order
--- ARGV    now, then 14 per renewal: id, owner, gen, next gen, vendor the
+-- ARGV    now, then 15 per renewal: id, owner, gen, next gen, vendor the
 --         tokens are sealed for, sealed access token, token type, issued
 --         at, expires at, sealed refresh token ('' keeps the old one), next
---         refresh, event id, event subject, event JSON
+--         refresh, event id, event subject, event JSON, the renewal's
+--         traceparent ('' when it was not sampled: the field goes)
 -- Returns one status per renewal, in order: 'OK', 'NOTFOUND' or 'STALE'
 -- (also when the credential's vendor is no longer the one the tokens are
 -- sealed for: they would not open); nothing is written for a renewal
@@ -29,9 +30,9 @@ end
 
 local out = {}
 for i = 3, #KEYS do
-  local cred, a = KEYS[i], 2 + (i - 3) * 14
+  local cred, a = KEYS[i], 2 + (i - 3) * 15
   local id, owner, gen, next_gen, vendor, access, token_type, issued, expires,
-        refresh, next_refresh, ev_id, ev_subject, ev_json = unpack(ARGV, a, a + 13)
+        refresh, next_refresh, ev_id, ev_subject, ev_json, trace = unpack(ARGV, a, a + 14)
   local refused = fence(cred, gen, owner)
   if not refused and redis.call('HGET', cred, 'vendor') ~= vendor then
     refused = {'STALE'}
@@ -47,6 +48,7 @@ for i = 3, #KEYS do
     put(set, del, 'token_type', token_type)
     put(set, del, 'issued_at', issued)
     put(set, del, 'expires_at', expires)
+    put(set, del, 'trace', trace)
     if refresh ~= '' then
       put(set, del, 'refresh_token', refresh)
     end

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -28,7 +29,9 @@ const maxRequestBody = requests.DefaultMaxBody*4/3 + 64<<10
 // one (vendor, credential): its status and cancel name them in the query,
 // ?vendor=V&credential=C, and see or stop only that credential's batch.
 func (a *api) requestRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /admin/requests", a.submitRequest)
+	// A request submitted here starts its trace here (or continues the
+	// caller's): requests.submit and the job's spans are its children.
+	mux.Handle("POST /admin/requests", tracing.Handler("POST /admin/requests", http.HandlerFunc(a.submitRequest)))
 	mux.HandleFunc("GET /admin/batches/{id}", withID(a.batchStatus))
 	mux.HandleFunc("POST /admin/batches/{id}/cancel", withID(a.cancelBatch))
 }

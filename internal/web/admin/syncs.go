@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -26,7 +27,7 @@ type SyncJobs interface {
 // status and cancel name them in the query, ?vendor=V&credential=C, and
 // see or stop only that credential's sync.
 func (a *api) syncRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /admin/syncs", a.startSync)
+	mux.Handle("POST /admin/syncs", tracing.Handler("POST /admin/syncs", http.HandlerFunc(a.startSync)))
 	mux.HandleFunc("GET /admin/syncs/{id}", withID(a.syncStatus))
 	mux.HandleFunc("POST /admin/syncs/{id}/cancel", withID(a.cancelSync))
 }
