@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokenrelay/tokenrelay/adminclient"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/internal/tracing"
 	"github.com/tokenrelay/tokenrelay/internal/tracing/tracingtest"
@@ -29,8 +30,12 @@ func (f ctxSyncs) Start(ctx context.Context, s jobs.Sync) (jobs.Sync, error) {
 	s.ID = "sync-1"
 	return s, nil
 }
-func (ctxSyncs) Status(context.Context, string, string, string) (any, error) { return nil, nil }
-func (ctxSyncs) Cancel(context.Context, string, string, string) (any, error) { return nil, nil }
+func (ctxSyncs) Status(context.Context, string, string, string) (adminclient.SyncStatus, error) {
+	return adminclient.SyncStatus{}, nil
+}
+func (ctxSyncs) Cancel(context.Context, string, string, string) (adminclient.SyncStatus, error) {
+	return adminclient.SyncStatus{}, nil
+}
 func (ctxSyncs) Decode(body []byte) (jobs.Sync, error) {
 	if !strings.Contains(string(body), "Patient") {
 		return jobs.Sync{}, errors.New("not a sync")
