@@ -34,6 +34,7 @@ const (
 	DefaultPendingTimeout = 30 * time.Second
 	DefaultFeedInterval   = 10 * time.Millisecond
 	DefaultFeederLease    = 5 * time.Second
+	DefaultGroupSize      = 16
 )
 
 // FeederOptions configure a Feeder. Redis, Budget, Vendors and Enqueuer are
@@ -60,6 +61,11 @@ type FeederOptions struct {
 	// LeaseTTL is the active feeder's lease (one feeder releases at a
 	// time; the others stand by). Default 5s.
 	LeaseTTL time.Duration
+	// GroupSize is the most requests one task carries (group.go): the
+	// requests released in one pass are enqueued in groups of at most this
+	// many, in the order of their release. Default 16; 1: a task per
+	// request.
+	GroupSize int
 	Logger   zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
@@ -98,6 +104,9 @@ func NewFeeder(o FeederOptions) (*Feeder, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultFeederLease
+	}
+	if o.GroupSize <= 0 {
+		o.GroupSize = DefaultGroupSize
 	}
 	if o.BulkReserve == 0 {
 		o.BulkReserve = 0.01
@@ -235,15 +244,54 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	return len(items) == room, nil
 }
 
-// enqueue makes tasks of released payloads, then forgets them as released.
-// A payload (a jobs.SealedRequest) becomes its task's payload as it is:
-// only the worker that runs it opens it.
+// enqueue makes tasks of released payloads, in groups of at most
+// GroupSize (one task each; group.go), then forgets them as released. A
+// payload (a jobs.SealedRequest) goes into its task as it is: only the
+// worker that runs it opens it.
 func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
+	return f.enqueueGroups(ctx, account, items, f.o.GroupSize)
+}
+
+// enqueueGroups enqueues items in groups of at most size. A task's id
+// names its first request's release, as a task of a single request
+// would: the same release enqueued twice (by recover) is one task; a
+// release after a hand-back is a new one.
+func (f *Feeder) enqueueGroups(ctx context.Context, account string, items []string, size int) error {
 	if len(items) == 0 {
 		return nil
 	}
 	ids := make([]string, 0, len(items))
 	var errs []error
+	var group []groupEntry
+	var srs []jobs.SealedRequest
+	flush := func() {
+		if len(group) == 0 {
+			return
+		}
+		first := srs[0]
+		var task *asynq.Task
+		if len(group) == 1 {
+			task = jobs.NewRequestTaskPayload(first.ID, []byte(group[0].Entry))
+		} else {
+			payload, err := encodeGroup(group)
+			if err != nil {
+				errs = append(errs, err)
+				group, srs = group[:0], srs[:0]
+				return // stays in releasing: recover enqueues it
+			}
+			task = jobs.NewRequestTaskPayload(first.ID, payload)
+		}
+		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(first.ID)+":"+group[0].Release))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			errs = append(errs, fmt.Errorf("requests: enqueue %s and %d more: %w", first.ID, len(group)-1, err))
+		} else {
+			for i, sr := range srs {
+				traceRelease(ctx, sr, group[i].Release)
+				ids = append(ids, sr.ID)
+			}
+		}
+		group, srs = group[:0], srs[:0]
+	}
 	for _, entry := range items {
 		release, item, _ := strings.Cut(entry, "|")
 		var r jobs.SealedRequest
@@ -251,17 +299,13 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 			errs = append(errs, fmt.Errorf("requests: released payload has no id: %v", err))
 			continue
 		}
-		task := jobs.NewRequestTaskPayload(r.ID, []byte(item))
-		// The task id names the release: the same release enqueued twice
-		// (by recover) is one task; a release after a hand-back is a new one.
-		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
-			continue // stays in releasing: recover enqueues it
+		group = append(group, groupEntry{Release: release, Entry: item})
+		srs = append(srs, r)
+		if len(group) >= size {
+			flush()
 		}
-		traceRelease(ctx, r, release)
-		ids = append(ids, r.ID)
 	}
+	flush()
 	if len(ids) > 0 {
 		if err := f.o.Redis.HDel(ctx, f.keys.releasing(account), ids...).Err(); err != nil {
 			errs = append(errs, fmt.Errorf("requests: forget released: %w", err))
@@ -271,8 +315,10 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 }
 
 // recover enqueues what a feeder released and may not have enqueued before
-// it stopped. A request enqueued twice runs once: its task id is its own,
-// and a request that has ended is not run again.
+// it stopped, a task per request (the groups it was released in are not
+// known). A request enqueued twice runs once when its first task has
+// ended: a request that has ended is not run again; the first request of
+// a group has the group's task id.
 func (f *Feeder) recover(ctx context.Context) error {
 	iter := f.o.Redis.Scan(ctx, 0, f.keys.releasingPrefix()+"*", 100).Iterator()
 	var errs []error
@@ -287,7 +333,7 @@ func (f *Feeder) recover(ctx context.Context) error {
 		for _, item := range m {
 			items = append(items, item)
 		}
-		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items))
+		errs = append(errs, f.enqueueGroups(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items, 1))
 	}
 	errs = append(errs, iter.Err())
 	return errors.Join(errs...)
@@ -338,7 +384,7 @@ func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyri
 		return err
 	}
 	r.IdempotencyKey = "" // the key is not this request's to settle
-	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL)
+	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL, false)
 }
 
 // room is how many more requests the account's budget has room for now

@@ -87,14 +87,15 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 // under the idempotency key.
 func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
 	return transition(ctx, h.d.Redis, h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
-		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL)
+		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL, false)
 }
 
-// transition runs transition.lua; attempts < 0 leaves the count as is. The
+// transition runs transition.lua; attempts < 0 leaves the count as is;
+// moved says the request leaves its group for a task of its own. The
 // event and the idempotency outcome are sealed with kr (they may quote
 // patient data).
 func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
-	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
+	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration, moved bool) error {
 	evID, evSubject, evJSON, outcome := "", "", "", ""
 	if ev != nil {
 		values, err := events.SealOutboxEntry(kr, *ev)
@@ -116,10 +117,14 @@ func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring
 	if attempts >= 0 {
 		n = strconv.Itoa(attempts)
 	}
+	mv := "0"
+	if moved {
+		mv = "1"
+	}
 	err := scriptTransition.Run(ctx, rdb,
 		[]string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
 			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
-		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n).Err()
+		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n, mv).Err()
 	if err != nil {
 		return fmt.Errorf("requests: mark %s %s: %w", r.ID, state, err)
 	}

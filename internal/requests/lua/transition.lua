@@ -9,10 +9,12 @@
 -- KEYS[5] pending:<account> (the request leaves it: past its budget take)
 -- ARGV    state, now, has batch (1/0), event id, subject, event json (or ''),
 --         idempotency outcome (or ''), idempotency ttl seconds, id,
---         attempts ('' to leave as is)
+--         attempts ('' to leave as is), moved ('1': the request leaves its
+--         group for a task of its own, so a re-run of the group's task
+--         leaves it alone: its release number moves on)
 -- Returns 'OK', or 'FINAL' when the request had already ended.
 local req, batch, outbox, idem, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts = unpack(ARGV)
+local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts, moved = unpack(ARGV)
 
 redis.call('ZREM', pending, id)
 
@@ -23,6 +25,9 @@ if final[old] then
 end
 if attempts ~= '' then
   redis.call('HSET', req, 'attempts', attempts)
+end
+if moved == '1' then
+  redis.call('HINCRBY', req, 'releases', 1)
 end
 if old == state then
   return 'OK'
