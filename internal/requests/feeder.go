@@ -66,7 +66,7 @@ type FeederOptions struct {
 	// many, in the order of their release. Default 16; 1: a task per
 	// request.
 	GroupSize int
-	Logger   zerolog.Logger
+	Logger    zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Keyring seals the outcome events of the requests of cancelled

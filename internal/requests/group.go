@@ -181,7 +181,7 @@ type pauseRead struct {
 func newGroup(h *Handler, ms []groupMember) *group {
 	g := &group{h: h, entries: make(map[string]groupEntry, len(ms)), accounts: make(map[string]string, len(ms)),
 		tokens: map[string]store.Credential{},
-		locks: map[string]*sync.Mutex{}, paused: map[string]time.Time{}, pauses: map[string]*pauseRead{},
+		locks:  map[string]*sync.Mutex{}, paused: map[string]time.Time{}, pauses: map[string]*pauseRead{},
 		left: len(ms), passed: make(map[string]bool, len(ms)), taken: map[string][]string{}}
 	for _, m := range ms {
 		g.entries[m.r.ID] = m.entry
