@@ -235,7 +235,8 @@ func (h *Handler) start(ctx context.Context, rs []startOne) ([]started, error) {
 // does not open fails without retries.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if g, ok := decodeGroup(t.Payload()); ok {
-		return h.handleGroup(ctx, t.ResultWriter().TaskID(), g)
+		id, _ := asynq.GetTaskID(ctx)
+		return h.handleGroup(ctx, id, g)
 	}
 	r, tc, err := openRequest(h.d.Keyring, t.Payload())
 	if err != nil {
