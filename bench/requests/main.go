@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,8 @@ import (
 
 type options struct {
 	n, limit, over, workers, concurrency, tputN, memN int
+	groupSize, maxInFlight, groupConcurrency          int
+	cpuProfile                                        string
 	window, budgetLease, budgetSlack                  time.Duration
 	budgetReserve                                     float64
 	vendorSlack                                       time.Duration
@@ -74,6 +77,10 @@ func main() {
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
+	flag.IntVar(&o.groupSize, "group", 0, "the feeder's GroupSize: requests per task (0: its default, 16)")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 64)")
+	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
@@ -84,6 +91,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/requests:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/requests:", err)
 		os.Exit(1)
@@ -228,6 +246,7 @@ func (w *world) submit(ctx context.Context, n int) error {
 // start runs the workers and the feeder until the returned stop.
 func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 	return w.Start(ctx, relay.StartOptions{Workers: o.workers, Concurrency: o.concurrency, BulkReserve: o.budgetReserve,
+		GroupSize: o.groupSize, MaxInFlight: o.maxInFlight, GroupConcurrency: o.groupConcurrency,
 		Budget: func() *budget.Budget {
 			return budget.New(w.RDB, budget.Options{Prefix: relay.Prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
 				PriorityReserve: o.budgetReserve})
