@@ -125,7 +125,8 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 			if sem != nil {
 				defer func() { <-sem }()
 			}
-			mctx, span := traceRun(ctx, m.r, m.tc, retried)
+			defer g.memberDone()
+			mctx, span := traceRun(context.WithValue(ctx, groupKey{}, g), m.r, m.tc, retried)
 			err := h.run(mctx, m.r, st[i], g)
 			endRun(span, err)
 			var wait *jobs.RetryAt
@@ -168,6 +169,84 @@ type group struct {
 	left   int
 	passed map[string]bool
 	taken  map[string][]string
+	// running counts the requests still running; batch holds the
+	// transitions of those that ended and wait to be written together;
+	// full wakes the one that writes them when all running have ended.
+	running int
+	batch   []commitCall
+	full    chan struct{}
+}
+
+// commitCall is one request's transition waiting to be written.
+type commitCall struct {
+	step step
+	done chan error
+}
+
+// commitWindow is the longest a request's transition waits for the
+// others of its group to end with it.
+const commitWindow = 5 * time.Millisecond
+
+// groupKey holds, in a request's context, the group it runs in.
+type groupKey struct{}
+
+// groupOf is the group the request whose run ctx belongs to runs in (nil:
+// a task of its own).
+func groupOf(ctx context.Context) *group {
+	g, _ := ctx.Value(groupKey{}).(*group)
+	return g
+}
+
+// commit writes a request's transition together with those of the other
+// requests of the group that end within commitWindow of it (or once every
+// running request of the group has ended): one round trip for them all.
+// The first to arrive writes the lot; each gets the outcome.
+func (g *group) commit(ctx context.Context, t step) error {
+	c := commitCall{step: t, done: make(chan error, 1)}
+	g.mu.Lock()
+	g.batch = append(g.batch, c)
+	lead := len(g.batch) == 1
+	g.kickLocked()
+	g.mu.Unlock()
+	if lead {
+		select {
+		case <-g.full:
+		case <-time.After(commitWindow):
+		case <-ctx.Done():
+		}
+		g.mu.Lock()
+		batch := g.batch
+		g.batch = nil
+		g.mu.Unlock()
+		steps := make([]step, len(batch))
+		for i, b := range batch {
+			steps[i] = b.step
+		}
+		err := runTransitions(context.WithoutCancel(ctx), g.h.d.Redis, steps...)
+		for _, b := range batch {
+			b.done <- err
+		}
+	}
+	return <-c.done
+}
+
+// memberDone records that a request of the group stopped running.
+func (g *group) memberDone() {
+	g.mu.Lock()
+	g.running--
+	g.kickLocked()
+	g.mu.Unlock()
+}
+
+// kickLocked wakes the writer of the waiting transitions when every
+// running request's is among them. g.mu is held.
+func (g *group) kickLocked() {
+	if len(g.batch) > 0 && len(g.batch) >= g.running {
+		select {
+		case g.full <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // pauseRead is the one read of an account's pause for a group.
@@ -182,7 +261,8 @@ func newGroup(h *Handler, ms []groupMember) *group {
 	g := &group{h: h, entries: make(map[string]groupEntry, len(ms)), accounts: make(map[string]string, len(ms)),
 		tokens: map[string]store.Credential{},
 		locks:  map[string]*sync.Mutex{}, paused: map[string]time.Time{}, pauses: map[string]*pauseRead{},
-		left: len(ms), passed: make(map[string]bool, len(ms)), taken: map[string][]string{}}
+		left: len(ms), passed: make(map[string]bool, len(ms)), taken: map[string][]string{},
+		running: len(ms), full: make(chan struct{}, 1)}
 	for _, m := range ms {
 		g.entries[m.r.ID] = m.entry
 		g.accounts[m.r.ID] = h.d.Account(m.r.Vendor, m.r.Credential)

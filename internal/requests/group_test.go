@@ -47,7 +47,7 @@ func TestGroupRunAgainSendsOnlyWhatIsStillItsOwn(t *testing.T) {
 	var tasks []*asynq.Task
 	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.rdb, Prefix: prefix, Budget: w.budget(), Vendors: w.vendors,
 		Enqueuer: enqueueFunc(func(task *asynq.Task) error { tasks = append(tasks, task); return nil }),
-		Logger: w.log, Keyring: w.kr})
+		Logger:   w.log, Keyring: w.kr})
 	require.NoError(t, err)
 	_, err = f.Feed(ctx)
 	require.NoError(t, err)

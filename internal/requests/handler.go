@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -125,6 +126,17 @@ type Handler struct {
 	keys   keys
 	outbox string
 	send   map[string]*vendors.Sender
+	// paused holds, per account, the end of the last 429's pause this
+	// process met (the budget holds it for every process; this is checked
+	// between a request's take and its send).
+	paused sync.Map
+}
+
+// pausedUntil is the end of the last 429's pause of account met here.
+func (h *Handler) pausedUntil(account string) time.Time {
+	v, _ := h.paused.Load(account)
+	t, _ := v.(time.Time)
+	return t
 }
 
 // NewHandler checks d, fills its defaults and returns the handler.
@@ -312,8 +324,20 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		if !ok {
 			return h.requeue(ctx, r, rec, account, retryAt)
 		}
+		// A 429 met since the take (by a request sent beside this one)
+		// holds this one back too: the permit is spent, the vendor spared.
+		if until := h.pausedUntil(account); until.After(h.d.Clock()) {
+			return h.requeue(ctx, r, rec, account, until)
+		}
 		rec.attempts++
 		ans, callErr := h.call(ctx, r, v, cred)
+		if ans.Status == http.StatusTooManyRequests {
+			// Held here at once, before the budget records the pause for
+			// every worker: the requests sent beside this one stop now.
+			until := h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
+			g.pause(account, until)
+			h.paused.Store(account, until)
+		}
 		if callErr == nil || callErr.Status != 0 {
 			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
 			if err != nil {
@@ -324,6 +348,7 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 					paused = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
 				}
 				g.pause(account, paused)
+				h.paused.Store(account, paused)
 				h.d.Metrics.outcome(r.Vendor, OutcomeRateLimited)
 				return h.wait(ctx, r, rec, &jobs.RetryAt{At: paused, Reason: "rate_limited"}, g)
 			}
