@@ -28,7 +28,9 @@ import (
 // of an account without a limit of ours once, takes each request's permit
 // just before its send (the budget hands them out from its local lease),
 // tells the feeder in one step that the group is past its takes, sends
-// the requests side by side and ends each with its own transition.
+// the requests side by side, and writes the outcomes of those that end
+// within a few milliseconds of each other in one transition.lua call
+// (commit).
 //
 // What must wait leaves the group on its own, and the rest go on: a
 // request the budget has no permit for goes back to the feeder's queue
