@@ -124,7 +124,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "| Limit | Configured | Requests | Completed | Wall time | Achieved rate | Share of limit | 429s | 429 share | Largest window | Budget waits | Slot reuse late p50 / mean |")
 		fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
-	var budgetTrips []string
+	var budgetTrips, budgetRows []string
 	for _, c := range []struct {
 		phase      string
 		configured int
@@ -142,6 +142,9 @@ func run(ctx context.Context, o options) error {
 		}
 		t := trips.Snapshot()
 		budgetTrips = append(budgetTrips, fmt.Sprintf("%s: %.2f per job (%d)", c.phase, float64(t.Total())/float64(o.n), t.Total()))
+		for _, r := range t.Rows(o.n) {
+			budgetRows = append(budgetRows, "| "+c.phase+" "+r)
+		}
 		row := fmt.Sprintf("| %s (%d per %s) | %d | %d | %d | %s | %.1f/s | **%.1f%%** | %d | %.2f%% | %d | %.0f | %s / %s |",
 			c.phase, o.limit, o.window, c.configured, o.n, r.completed, r.wall.Round(time.Millisecond), r.rate, 100*r.share,
 			r.limited, 100*float64(r.limited)/float64(o.n), r.maxWindow, r.waits,
@@ -150,7 +153,12 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(os.Stderr, row)
 	}
 	if len(budgetTrips) > 0 {
-		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included; see (c) for the breakdown): %s.\n", strings.Join(budgetTrips, "; "))
+		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included): %s.\n\n", strings.Join(budgetTrips, "; "))
+		fmt.Fprintln(&md, "| phase | round trip | count | per job |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, r := range budgetRows {
+			fmt.Fprintln(&md, r)
+		}
 	}
 	if o.phases["throughput"] {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {

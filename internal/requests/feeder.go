@@ -177,13 +177,18 @@ func (f *Feeder) Run(ctx context.Context) error {
 // whether it released a full share somewhere (more may be ready at once).
 // Run calls it; tests may call it directly.
 func (f *Feeder) Feed(ctx context.Context) (bool, error) {
-	if err := f.drainCancelled(ctx); err != nil {
-		return false, err
-	}
-	accounts, err := f.o.Redis.HGetAll(ctx, f.keys.accounts()).Result()
-	if err != nil {
+	// The cancelled queues and the accounts with requests waiting, in one
+	// round trip.
+	p := f.o.Redis.Pipeline()
+	cancelled := p.SMembers(ctx, f.keys.cancelling())
+	listed := p.HGetAll(ctx, f.keys.accounts())
+	if _, err := p.Exec(ctx); err != nil {
 		return false, fmt.Errorf("requests: list accounts: %w", err)
 	}
+	if err := f.drainCancelled(ctx, cancelled.Val()); err != nil {
+		return false, err
+	}
+	accounts := listed.Val()
 	busy := false
 	var errs []error
 	for account, vendor := range accounts {
@@ -202,13 +207,13 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	delete(f.hold, account)
 	pending := f.keys.pending(account)
 	cutoff := now.Add(-f.o.PendingTimeout).UnixMilli()
-	if err := f.o.Redis.ZRemRangeByScore(ctx, pending, "-inf", fmt.Sprint(cutoff)).Err(); err != nil {
-		return false, fmt.Errorf("requests: expire pending of %s: %w", account, err)
+	p := f.o.Redis.Pipeline()
+	p.ZRemRangeByScore(ctx, pending, "-inf", fmt.Sprint(cutoff))
+	count := p.ZCard(ctx, pending)
+	if _, err := p.Exec(ctx); err != nil {
+		return false, fmt.Errorf("requests: expire and count pending of %s: %w", account, err)
 	}
-	inFlight, err := f.o.Redis.ZCard(ctx, pending).Result()
-	if err != nil {
-		return false, fmt.Errorf("requests: count pending of %s: %w", account, err)
-	}
+	inFlight := count.Val()
 	room := f.o.MaxInFlight - int(inFlight)
 	if v, ok := f.o.Vendors[vendor]; ok {
 		avail, next, err := f.room(ctx, account, budget.LimitOf(v))
@@ -339,12 +344,12 @@ func (f *Feeder) recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// drainCancelled ends the queued requests of cancelled batches, a few
-// hundred per pass, each with its request.failed (class cancelled) event.
-func (f *Feeder) drainCancelled(ctx context.Context) error {
-	queues, err := f.o.Redis.SMembers(ctx, f.keys.cancelling()).Result()
-	if err != nil || len(queues) == 0 {
-		return err
+// drainCancelled ends the queued requests of the cancelled batches'
+// queues, a few hundred per pass, each with its request.failed (class
+// cancelled) event.
+func (f *Feeder) drainCancelled(ctx context.Context, queues []string) error {
+	if len(queues) == 0 {
+		return nil
 	}
 	const chunk = 200
 	for _, q := range queues {

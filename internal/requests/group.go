@@ -114,8 +114,8 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var sem chan struct{}
-	if h.d.GroupConcurrency > 0 {
-		sem = make(chan struct{}, h.d.GroupConcurrency)
+	if n := h.groupConcurrency(ms[0].r.Vendor); n > 0 {
+		sem = make(chan struct{}, n)
 	}
 	for i, m := range ms {
 		if sem != nil {
@@ -142,6 +142,18 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// groupConcurrency is how many requests of a group of vendor's are sent
+// at once (0: all).
+func (h *Handler) groupConcurrency(vendor string) int {
+	if h.d.GroupConcurrency > 0 {
+		return h.d.GroupConcurrency
+	}
+	if lim := budget.LimitOf(h.d.Vendors[vendor]); lim.Requests > 0 && lim.Per > 0 {
+		return DefaultLimitedConcurrency
+	}
+	return 0
 }
 
 // unreadableID names a group's entry that does not open, for its own task.

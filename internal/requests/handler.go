@@ -56,6 +56,9 @@ const (
 	DefaultTokenMargin    = 5 * time.Second
 	DefaultIdempotencyTTL = 24 * time.Hour
 	DefaultBucket         = "tokenrelay-requests"
+	// DefaultLimitedConcurrency is HandlerDeps.GroupConcurrency's default
+	// for an account with a limit.
+	DefaultLimitedConcurrency = 4
 )
 
 // maxTokenWaits bounds how often a request waits for a usable token (a
@@ -112,7 +115,10 @@ type HandlerDeps struct {
 	Enqueuer Enqueuer
 	// GroupConcurrency bounds how many requests of a group are sent at
 	// once. Default 0: all of them (a group is at most
-	// FeederOptions.GroupSize).
+	// FeederOptions.GroupSize) for an account without a limit of ours,
+	// DefaultLimitedConcurrency for one with a limit, whose permits must
+	// reach the vendor within the budget's slack of being handed out
+	// (many sends at once on a busy machine stretch that).
 	GroupConcurrency int
 	// Keyring opens queued requests and seals what the handler keeps of
 	// their outcomes in Redis (outbox events, idempotency records) with
