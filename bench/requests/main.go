@@ -169,7 +169,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
-		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit, %d concurrent senders each: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write) and a plain Go `net/http` loop with the token in hand.\n\n", o.tputN, o.workers*o.concurrency)
+		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand.\n\n", o.tputN, o.workers*o.concurrency, groupConcurrency(o), o.workers*o.concurrency)
 		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
@@ -419,6 +419,18 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
 	return jobRate, plain, submitTrips, runTrips, nil
+}
+
+// groupConcurrency says how many of a group's requests a slot sends at once.
+func groupConcurrency(o options) string {
+	size := o.groupSize
+	if size <= 0 {
+		size = requests.DefaultGroupSize
+	}
+	if o.groupConcurrency > 0 {
+		return fmt.Sprintf("groups of up to %d, %d at a time", size, o.groupConcurrency)
+	}
+	return fmt.Sprintf("groups of up to %d, all at once", size)
 }
 
 type keyMemory struct {
