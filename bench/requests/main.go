@@ -10,8 +10,9 @@
 //     limit known (configured = the vendor's) and once unknown (configured
 //     -over, above the vendor's);
 //   - throughput (c): -tput-n requests against a sandbox without a limit,
-//     through tokenrelay and through a plain Go HTTP client loop of the same
-//     concurrency; the ratio of the two, and the Redis round trips per
+//     through tokenrelay (whose asynq slots each send a group of requests
+//     side by side) and through a plain Go HTTP client loop of as many
+//     senders as tokenrelay has slots; the ratio of the two, and the Redis round trips per
 //     request job end to end (submit, feeder, asynq, handler, outcome:
 //     every command or pipeline on the one client they all share);
 //   - memory: -mem-n requests submitted and left queued (no feeder): the
