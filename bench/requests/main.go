@@ -79,7 +79,7 @@ func main() {
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
 	flag.IntVar(&o.groupSize, "group", 0, "the feeder's GroupSize: requests per task (0: its default, 16)")
-	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 64)")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 256)")
 	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")

@@ -30,7 +30,7 @@ var _ Enqueuer = (*asynq.Client)(nil)
 
 // Defaults of FeederOptions.
 const (
-	DefaultMaxInFlight    = 64
+	DefaultMaxInFlight    = 256
 	DefaultPendingTimeout = 30 * time.Second
 	DefaultFeedInterval   = 10 * time.Millisecond
 	DefaultFeederLease    = 5 * time.Second
@@ -47,7 +47,11 @@ type FeederOptions struct {
 	Vendors  map[string]config.Vendor
 	Enqueuer Enqueuer
 	// MaxInFlight bounds, per account, the requests released to asynq that
-	// have not yet taken their budget. Default 64.
+	// have not yet taken their budget (with a limit, the budget's room
+	// bounds them too). Default 256: sixteen groups of GroupSize, enough to
+	// keep the asynq slots of a few workers busy (64, four groups, left
+	// eight slots idle three quarters of the time); a batch submitted later
+	// waits behind at most that many.
 	MaxInFlight int
 	// PendingTimeout is how long a released request counts as not yet past
 	// its budget take (a worker that died holding it). Default 30s.
