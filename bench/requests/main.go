@@ -10,8 +10,9 @@
 //     limit known (configured = the vendor's) and once unknown (configured
 //     -over, above the vendor's);
 //   - throughput (c): -tput-n requests against a sandbox without a limit,
-//     through tokenrelay and through a plain Go HTTP client loop of the same
-//     concurrency; the ratio of the two, and the Redis round trips per
+//     through tokenrelay (whose asynq slots each send a group of requests
+//     side by side) and through a plain Go HTTP client loop of as many
+//     senders as tokenrelay has slots; the ratio of the two, and the Redis round trips per
 //     request job end to end (submit, feeder, asynq, handler, outcome:
 //     every command or pipeline on the one client they all share);
 //   - memory: -mem-n requests submitted and left queued (no feeder): the
@@ -30,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +54,8 @@ import (
 
 type options struct {
 	n, limit, over, workers, concurrency, tputN, memN int
+	groupSize, maxInFlight, groupConcurrency          int
+	cpuProfile                                        string
 	window, budgetLease, budgetSlack                  time.Duration
 	budgetReserve                                     float64
 	vendorSlack                                       time.Duration
@@ -74,6 +78,10 @@ func main() {
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
+	flag.IntVar(&o.groupSize, "group", 0, "the feeder's GroupSize: requests per task (0: its default, 16)")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 256)")
+	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
@@ -84,6 +92,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/requests:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/requests:", err)
 		os.Exit(1)
@@ -106,7 +125,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "| Limit | Configured | Requests | Completed | Wall time | Achieved rate | Share of limit | 429s | 429 share | Largest window | Budget waits | Slot reuse late p50 / mean |")
 		fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
-	var budgetTrips []string
+	var budgetTrips, budgetRows []string
 	for _, c := range []struct {
 		phase      string
 		configured int
@@ -124,6 +143,9 @@ func run(ctx context.Context, o options) error {
 		}
 		t := trips.Snapshot()
 		budgetTrips = append(budgetTrips, fmt.Sprintf("%s: %.2f per job (%d)", c.phase, float64(t.Total())/float64(o.n), t.Total()))
+		for _, r := range t.Rows(o.n) {
+			budgetRows = append(budgetRows, "| "+c.phase+" "+r)
+		}
 		row := fmt.Sprintf("| %s (%d per %s) | %d | %d | %d | %s | %.1f/s | **%.1f%%** | %d | %.2f%% | %d | %.0f | %s / %s |",
 			c.phase, o.limit, o.window, c.configured, o.n, r.completed, r.wall.Round(time.Millisecond), r.rate, 100*r.share,
 			r.limited, 100*float64(r.limited)/float64(o.n), r.maxWindow, r.waits,
@@ -132,7 +154,12 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(os.Stderr, row)
 	}
 	if len(budgetTrips) > 0 {
-		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included; see (c) for the breakdown): %s.\n", strings.Join(budgetTrips, "; "))
+		fmt.Fprintf(&md, "\nRedis round trips per request job, end to end (submit to outcome, budget waits and asynq retries included): %s.\n\n", strings.Join(budgetTrips, "; "))
+		fmt.Fprintln(&md, "| phase | round trip | count | per job |")
+		fmt.Fprintln(&md, "|---|---|---|---|")
+		for _, r := range budgetRows {
+			fmt.Fprintln(&md, r)
+		}
 	}
 	if o.phases["throughput"] {
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
@@ -143,7 +170,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
-		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit, %d concurrent senders each: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write) and a plain Go `net/http` loop with the token in hand.\n\n", o.tputN, o.workers*o.concurrency)
+		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand.\n\n", o.tputN, o.workers*o.concurrency, groupConcurrency(o), o.workers*o.concurrency)
 		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
@@ -231,6 +258,7 @@ func (w *world) submit(ctx context.Context, n int) error {
 // start runs the workers and the feeder until the returned stop.
 func (w *world) start(ctx context.Context, o options) (stop func(), err error) {
 	return w.Start(ctx, relay.StartOptions{Workers: o.workers, Concurrency: o.concurrency, BulkReserve: o.budgetReserve,
+		GroupSize: o.groupSize, MaxInFlight: o.maxInFlight, GroupConcurrency: o.groupConcurrency,
 		Budget: func() *budget.Budget {
 			return budget.New(w.RDB, budget.Options{Prefix: relay.Prefix, Metrics: w.budgetMetrics, Lease: o.budgetLease, Slack: o.budgetSlack,
 				PriorityReserve: o.budgetReserve})
@@ -395,6 +423,18 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
 	return jobRate, plain, submitTrips, runTrips, nil
+}
+
+// groupConcurrency says how many of a group's requests a slot sends at once.
+func groupConcurrency(o options) string {
+	size := o.groupSize
+	if size <= 0 {
+		size = requests.DefaultGroupSize
+	}
+	if o.groupConcurrency > 0 {
+		return fmt.Sprintf("groups of up to %d, %d at a time", size, o.groupConcurrency)
+	}
+	return fmt.Sprintf("groups of up to %d, all at once", size)
 }
 
 type keyMemory struct {

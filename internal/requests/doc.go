@@ -21,6 +21,18 @@
 // FeederOptions.MaxInFlight at once. A new batch joins the ring and gets
 // every other slot from then on; the big one keeps the rest.
 //
+// # Tasks carry groups
+//
+// The feeder puts the requests it releases together (of one account, at
+// most FeederOptions.GroupSize, 16 by default) into one task of type
+// vendor:request on the default queue, so that asynq's enqueue, dequeue and
+// done are paid once per group; the handler runs them side by side, starts
+// them in one step, reads each credential's token once, and writes the
+// outcomes of those that end together in one step. A request that must wait
+// leaves its group on its own, and the others go on (group.go). With the
+// submission (one step, credential check included) a request costs about
+// two Redis round trips end to end (BENCHMARKS.md, issue 11).
+//
 // # Running a request
 //
 // The Handler checks that the request is still wanted (not done already,
@@ -33,7 +45,8 @@
 // budget has room (asynq schedules retries to the whole second, too coarse to
 // keep a compressed window full). What must wait longer, a 429's pause or a
 // token being refreshed, goes back to asynq as a *jobs.RetryAt error
-// (jobs.RetryDelay and jobs.IsFailure read it). Neither is a failure or holds a worker. A 401 brings one
+// (jobs.RetryDelay and jobs.IsFailure read it); a request of a group goes to a
+// task of its own, due then. Neither is a failure or holds a worker. A 401 brings one
 // refresh and one retry; 5xx, 408, timeouts and resets back off exponentially
 // with jitter up to jobs.RequestMaxRetry; other 4xx fail at once. The
 // outcome event (request.completed/request.failed) is written to the Redis

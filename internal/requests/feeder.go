@@ -29,10 +29,11 @@ var _ Enqueuer = (*asynq.Client)(nil)
 
 // Defaults of FeederOptions.
 const (
-	DefaultMaxInFlight    = 64
+	DefaultMaxInFlight    = 256
 	DefaultPendingTimeout = 30 * time.Second
 	DefaultFeedInterval   = 10 * time.Millisecond
 	DefaultFeederLease    = 5 * time.Second
+	DefaultGroupSize      = 16
 )
 
 // FeederOptions configure a Feeder. Redis, Budget, Vendors and Enqueuer are
@@ -45,7 +46,11 @@ type FeederOptions struct {
 	Vendors  map[string]config.Vendor
 	Enqueuer Enqueuer
 	// MaxInFlight bounds, per account, the requests released to asynq that
-	// have not yet taken their budget. Default 64.
+	// have not yet taken their budget (with a limit, the budget's room
+	// bounds them too). Default 256: sixteen groups of GroupSize, enough to
+	// keep the asynq slots of a few workers busy (64, four groups, left
+	// eight slots idle three quarters of the time); a batch submitted later
+	// waits behind at most that many.
 	MaxInFlight int
 	// PendingTimeout is how long a released request counts as not yet past
 	// its budget take (a worker that died holding it). Default 30s.
@@ -59,7 +64,12 @@ type FeederOptions struct {
 	// LeaseTTL is the active feeder's lease (one feeder releases at a
 	// time; the others stand by). Default 5s.
 	LeaseTTL time.Duration
-	Logger   zerolog.Logger
+	// GroupSize is the most requests one task carries (group.go): the
+	// requests released in one pass are enqueued in groups of at most this
+	// many, in the order of their release. Default 16; 1: a task per
+	// request.
+	GroupSize int
+	Logger    zerolog.Logger
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Keyring seals the outcome events of the requests of cancelled
@@ -97,6 +107,9 @@ func NewFeeder(o FeederOptions) (*Feeder, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultFeederLease
+	}
+	if o.GroupSize <= 0 {
+		o.GroupSize = DefaultGroupSize
 	}
 	if o.BulkReserve == 0 {
 		o.BulkReserve = 0.01
@@ -167,13 +180,18 @@ func (f *Feeder) Run(ctx context.Context) error {
 // whether it released a full share somewhere (more may be ready at once).
 // Run calls it; tests may call it directly.
 func (f *Feeder) Feed(ctx context.Context) (bool, error) {
-	if err := f.drainCancelled(ctx); err != nil {
-		return false, err
-	}
-	accounts, err := f.o.Redis.HGetAll(ctx, f.keys.accounts()).Result()
-	if err != nil {
+	// The cancelled queues and the accounts with requests waiting, in one
+	// round trip.
+	p := f.o.Redis.Pipeline()
+	cancelled := p.SMembers(ctx, f.keys.cancelling())
+	listed := p.HGetAll(ctx, f.keys.accounts())
+	if _, err := p.Exec(ctx); err != nil {
 		return false, fmt.Errorf("requests: list accounts: %w", err)
 	}
+	if err := f.drainCancelled(ctx, cancelled.Val()); err != nil {
+		return false, err
+	}
+	accounts := listed.Val()
 	busy := false
 	var errs []error
 	for account, vendor := range accounts {
@@ -192,13 +210,13 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	delete(f.hold, account)
 	pending := f.keys.pending(account)
 	cutoff := now.Add(-f.o.PendingTimeout).UnixMilli()
-	if err := f.o.Redis.ZRemRangeByScore(ctx, pending, "-inf", fmt.Sprint(cutoff)).Err(); err != nil {
-		return false, fmt.Errorf("requests: expire pending of %s: %w", account, err)
+	p := f.o.Redis.Pipeline()
+	p.ZRemRangeByScore(ctx, pending, "-inf", fmt.Sprint(cutoff))
+	count := p.ZCard(ctx, pending)
+	if _, err := p.Exec(ctx); err != nil {
+		return false, fmt.Errorf("requests: expire and count pending of %s: %w", account, err)
 	}
-	inFlight, err := f.o.Redis.ZCard(ctx, pending).Result()
-	if err != nil {
-		return false, fmt.Errorf("requests: count pending of %s: %w", account, err)
-	}
+	inFlight := count.Val()
 	room := f.o.MaxInFlight - int(inFlight)
 	if v, ok := f.o.Vendors[vendor]; ok {
 		avail, next, err := f.room(ctx, account, budget.LimitOf(v))
@@ -234,15 +252,54 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 	return len(items) == room, nil
 }
 
-// enqueue makes tasks of released payloads, then forgets them as released.
-// A payload (a queued request's entry, entry.go) becomes its task's payload
-// as it is: only the worker that runs it opens it.
+// enqueue makes tasks of released payloads, in groups of at most
+// GroupSize (one task each; group.go), then forgets them as released. A
+// payload (a queued request's entry, entry.go) goes into its task as it
+// is: only the worker that runs it opens it.
 func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
+	return f.enqueueGroups(ctx, account, items, f.o.GroupSize)
+}
+
+// enqueueGroups enqueues items in groups of at most size. A task's id
+// names its first request's release, as a task of a single request
+// would: the same release enqueued twice (by recover) is one task; a
+// release after a hand-back is a new one.
+func (f *Feeder) enqueueGroups(ctx context.Context, account string, items []string, size int) error {
 	if len(items) == 0 {
 		return nil
 	}
 	ids := make([]string, 0, len(items))
 	var errs []error
+	var group []groupEntry
+	var srs []entryHead
+	flush := func() {
+		if len(group) == 0 {
+			return
+		}
+		first := srs[0]
+		var task *asynq.Task
+		if len(group) == 1 {
+			task = jobs.NewRequestTaskPayload(first.ID, group[0].Entry)
+		} else {
+			payload, err := encodeGroup(group)
+			if err != nil {
+				errs = append(errs, err)
+				group, srs = group[:0], srs[:0]
+				return // stays in releasing: recover enqueues it
+			}
+			task = jobs.NewRequestTaskPayload(first.ID, payload)
+		}
+		_, err := f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(first.ID)+":"+group[0].Release))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			errs = append(errs, fmt.Errorf("requests: enqueue %s and %d more: %w", first.ID, len(group)-1, err))
+		} else {
+			for i, sr := range srs {
+				traceRelease(ctx, sr, group[i].Release)
+				ids = append(ids, sr.ID)
+			}
+		}
+		group, srs = group[:0], srs[:0]
+	}
 	for _, entry := range items {
 		release, item, _ := strings.Cut(entry, "|")
 		r, err := readEntry([]byte(item))
@@ -250,17 +307,13 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 			errs = append(errs, fmt.Errorf("requests: released payload: %w", err))
 			continue
 		}
-		task := jobs.NewRequestTaskPayload(r.ID, []byte(item))
-		// The task id names the release: the same release enqueued twice
-		// (by recover) is one task; a release after a hand-back is a new one.
-		_, err = f.o.Enqueuer.EnqueueContext(ctx, task, asynq.TaskID(jobs.RequestTaskID(r.ID)+":"+release))
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			errs = append(errs, fmt.Errorf("requests: enqueue %s: %w", r.ID, err))
-			continue // stays in releasing: recover enqueues it
+		group = append(group, groupEntry{Release: release, Entry: []byte(item)})
+		srs = append(srs, r)
+		if len(group) >= size {
+			flush()
 		}
-		traceRelease(ctx, r, release)
-		ids = append(ids, r.ID)
 	}
+	flush()
 	if len(ids) > 0 {
 		if err := f.o.Redis.HDel(ctx, f.keys.releasing(account), ids...).Err(); err != nil {
 			errs = append(errs, fmt.Errorf("requests: forget released: %w", err))
@@ -270,8 +323,10 @@ func (f *Feeder) enqueue(ctx context.Context, account string, items []string) er
 }
 
 // recover enqueues what a feeder released and may not have enqueued before
-// it stopped. A request enqueued twice runs once: its task id is its own,
-// and a request that has ended is not run again.
+// it stopped, a task per request (the groups it was released in are not
+// known). A request enqueued twice runs once when its first task has
+// ended: a request that has ended is not run again; the first request of
+// a group has the group's task id.
 func (f *Feeder) recover(ctx context.Context) error {
 	iter := f.o.Redis.Scan(ctx, 0, f.keys.releasingPrefix()+"*", 100).Iterator()
 	var errs []error
@@ -286,18 +341,18 @@ func (f *Feeder) recover(ctx context.Context) error {
 		for _, item := range m {
 			items = append(items, item)
 		}
-		errs = append(errs, f.enqueue(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items))
+		errs = append(errs, f.enqueueGroups(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items, 1))
 	}
 	errs = append(errs, iter.Err())
 	return errors.Join(errs...)
 }
 
-// drainCancelled ends the queued requests of cancelled batches, a few
-// hundred per pass, each with its request.failed (class cancelled) event.
-func (f *Feeder) drainCancelled(ctx context.Context) error {
-	queues, err := f.o.Redis.SMembers(ctx, f.keys.cancelling()).Result()
-	if err != nil || len(queues) == 0 {
-		return err
+// drainCancelled ends the queued requests of the cancelled batches'
+// queues, a few hundred per pass, each with its request.failed (class
+// cancelled) event.
+func (f *Feeder) drainCancelled(ctx context.Context, queues []string) error {
+	if len(queues) == 0 {
+		return nil
 	}
 	const chunk = 200
 	for _, q := range queues {
@@ -338,7 +393,7 @@ func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyri
 		return err
 	}
 	r.IdempotencyKey = "" // the key is not this request's to settle
-	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL)
+	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL, false)
 }
 
 // room is how many more requests the account's budget has room for now

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -55,6 +56,9 @@ const (
 	DefaultTokenMargin    = 5 * time.Second
 	DefaultIdempotencyTTL = 24 * time.Hour
 	DefaultBucket         = "tokenrelay-requests"
+	// DefaultLimitedConcurrency is HandlerDeps.GroupConcurrency's default
+	// for an account with a limit.
+	DefaultLimitedConcurrency = 4
 )
 
 // maxTokenWaits bounds how often a request waits for a usable token (a
@@ -106,6 +110,16 @@ type HandlerDeps struct {
 	Pages Pages
 	// Clock defaults to time.Now.
 	Clock func() time.Time
+	// Enqueuer enqueues the task of its own of a request that leaves its
+	// group to wait (group.go). Default: an asynq client on Redis.
+	Enqueuer Enqueuer
+	// GroupConcurrency bounds how many requests of a group are sent at
+	// once. Default 0: all of them (a group is at most
+	// FeederOptions.GroupSize) for an account without a limit of ours,
+	// DefaultLimitedConcurrency for one with a limit, whose permits must
+	// reach the vendor within the budget's slack of being handed out
+	// (many sends at once on a busy machine stretch that).
+	GroupConcurrency int
 	// Keyring opens queued requests and seals what the handler keeps of
 	// their outcomes in Redis (outbox events, idempotency records) with
 	// the master key. Required; the Submitter's.
@@ -118,6 +132,17 @@ type Handler struct {
 	keys   keys
 	outbox string
 	send   map[string]*vendors.Sender
+	// paused holds, per account, the end of the last 429's pause this
+	// process met (the budget holds it for every process; this is checked
+	// between a request's take and its send).
+	paused sync.Map
+}
+
+// pausedUntil is the end of the last 429's pause of account met here.
+func (h *Handler) pausedUntil(account string) time.Time {
+	v, _ := h.paused.Load(account)
+	t, _ := v.(time.Time)
+	return t
 }
 
 // NewHandler checks d, fills its defaults and returns the handler.
@@ -155,6 +180,9 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 	if d.Clock == nil {
 		d.Clock = time.Now
 	}
+	if d.Enqueuer == nil {
+		d.Enqueuer = asynq.NewClientFromRedisClient(d.Redis)
+	}
 	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{}}
 	for name, v := range d.Vendors {
 		h.send[name] = vendors.NewSender(name, d.HTTPClient, d.Clock, v.UserAgent)
@@ -169,32 +197,65 @@ type record struct {
 	attempts  int
 }
 
-// start reads the request as this run picks it up and marks it running,
-// unless it has ended or its batch is cancelled (one round trip).
-func (h *Handler) start(ctx context.Context, r jobs.Request) (rec record, cancelled bool, err error) {
-	hasBatch := "0"
-	if r.Batch != "" {
-		hasBatch = "1"
+// started is one request as start.lua found it.
+type started struct {
+	rec       record
+	cancelled bool
+}
+
+// startOne is a release to start: the request, and the feeder's release
+// number its task carries it under ("" for a task of its own).
+type startOne struct {
+	r       jobs.Request
+	release string
+}
+
+// start reads requests as this run picks them up and marks each running,
+// unless it has ended, its batch is cancelled or it has moved on (state
+// "moved"): one round trip for a whole group.
+func (h *Handler) start(ctx context.Context, rs []startOne) ([]started, error) {
+	keys := make([]string, 0, 2*len(rs))
+	args := make([]any, 0, 1+2*len(rs))
+	args = append(args, h.d.Clock().UnixMilli())
+	for _, s := range rs {
+		hasBatch := "0"
+		if s.r.Batch != "" {
+			hasBatch = "1"
+		}
+		keys = append(keys, h.keys.request(s.r.ID), h.keys.batch(s.r.Vendor, s.r.Credential, s.r.Batch))
+		args = append(args, hasBatch, s.release)
 	}
-	vals, err := scriptStart.Run(ctx, h.d.Redis, []string{h.keys.request(r.ID), h.keys.batch(r.Vendor, r.Credential, r.Batch)},
-		hasBatch, h.d.Clock().UnixMilli()).Slice()
-	if err != nil || len(vals) != 4 {
-		return record{}, false, fmt.Errorf("requests: start request %s: %v %w", r.ID, vals, err)
+	vals, err := scriptStart.Run(ctx, h.d.Redis, keys, args...).Slice()
+	if err != nil || len(vals) != len(rs) {
+		return nil, fmt.Errorf("requests: start %d request(s) (first %s): %d answers: %w", len(rs), rs[0].r.ID, len(vals), err)
 	}
-	rec = record{state: str(vals[0]), refreshed: -1}
-	if s := str(vals[1]); s != "" {
-		rec.refreshed, _ = strconv.ParseInt(s, 10, 64)
+	out := make([]started, len(rs))
+	for i, v := range vals {
+		f, _ := v.([]any)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("requests: start request %s: unexpected answer", rs[i].r.ID)
+		}
+		rec := record{state: str(f[0]), refreshed: -1}
+		if s := str(f[1]); s != "" {
+			rec.refreshed, _ = strconv.ParseInt(s, 10, 64)
+		}
+		rec.attempts, _ = strconv.Atoi(str(f[2]))
+		n, _ := f[3].(int64)
+		out[i] = started{rec: rec, cancelled: n == 1}
 	}
-	rec.attempts, _ = strconv.Atoi(str(vals[2]))
-	n, _ := vals[3].(int64)
-	return rec, n == 1, nil
+	return out, nil
 }
 
 // ProcessTask runs one request task (asynq.Handler, registered for
-// jobs.TypeVendorRequest): its payload is a jobs.SealedRequest, opened with
-// the keyring, or a plain jobs.Request enqueued before requests were sealed.
-// A payload that does not open fails without retries.
+// jobs.TypeVendorRequest): its payload is a group of released requests
+// (see group.go), a jobs.SealedRequest, opened with the keyring, or a
+// plain jobs.Request enqueued before requests were sealed. A payload that
+// does not open fails without retries.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	if g, ok := decodeGroup(t.Payload()); ok {
+		id, _ := asynq.GetTaskID(ctx)
+		return h.handleGroup(ctx, id, g)
+	}
 	r, tc, err := openRequest(h.d.Keyring, t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
@@ -208,18 +269,31 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // Handle runs one request.
 func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
-	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
-	rec, cancelled, err := h.start(ctx, r)
+	st, err := h.start(ctx, []startOne{{r: r}})
 	if err != nil {
 		return err
 	}
+	return h.run(ctx, r, st[0], nil)
+}
+
+// run runs one started request, alone (g nil) or in group g. What must
+// wait comes back as a *jobs.RetryAt or *jobs.Transient: alone, for asynq
+// to run the task again then; in a group, once the request has been handed
+// to a task of its own (group.go).
+func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group) error {
+	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
+	rec := st.rec
 	switch rec.state {
-	case "done", "failed", "cancelled":
-		log.Debug().Str("state", rec.state).Msg("request already ended; nothing to do")
+	case "done", "failed", "cancelled", "moved":
+		log.Debug().Str("state", rec.state).Msg("request already ended or moved on; nothing to do")
+		g.pass(r.ID, false)
 		return nil
 	}
+	if g != nil {
+		defer g.pass(r.ID, false) // ended before its take
+	}
 	account := h.d.Account(r.Vendor, r.Credential)
-	if cancelled {
+	if st.cancelled {
 		return h.fail(ctx, r, rec, "cancelled", 0, "the batch was cancelled before the request ran")
 	}
 	now := h.d.Clock()
@@ -231,29 +305,45 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 		return h.fail(ctx, r, rec, "invalid", 0, fmt.Sprintf("vendor %q is not configured", r.Vendor))
 	}
 	if r.IdempotencyKey != "" {
-		if done, err := h.idempotent(ctx, r); done || err != nil {
+		if done, err := h.idempotent(ctx, r, g); done || err != nil {
 			return err
 		}
 	}
 	// One send, and one more after a 401 has brought a new token.
 	for {
-		cred, err := h.token(ctx, r, rec)
+		cred, err := g.token(ctx, h, r, rec)
 		if err != nil {
-			return h.wait(ctx, r, rec, err)
+			return h.wait(ctx, r, rec, err, g)
 		}
 		lim := budget.LimitOf(v)
 		bspan := traceBudget(ctx, account)
-		ok, retryAt, err := h.d.Budget.Take(ctx, account, lim, budget.Bulk)
+		ok, retryAt, err := g.take(ctx, h, account, lim)
 		endBudget(bspan, ok, retryAt, h.d.Clock(), err)
-		h.unpend(account, r.ID)
+		if g == nil {
+			h.unpend(account, r.ID)
+		} else {
+			g.pass(r.ID, ok && err == nil)
+		}
 		if err != nil {
 			return fmt.Errorf("requests: take budget of %s: %w", account, err)
 		}
 		if !ok {
 			return h.requeue(ctx, r, rec, account, retryAt)
 		}
+		// A 429 met since the take (by a request sent beside this one)
+		// holds this one back too: the permit is spent, the vendor spared.
+		if until := h.pausedUntil(account); until.After(h.d.Clock()) {
+			return h.requeue(ctx, r, rec, account, until)
+		}
 		rec.attempts++
 		ans, callErr := h.call(ctx, r, v, cred)
+		if ans.Status == http.StatusTooManyRequests {
+			// Held here at once, before the budget records the pause for
+			// every worker: the requests sent beside this one stop now.
+			until := h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
+			g.pause(account, until)
+			h.paused.Store(account, until)
+		}
 		if callErr == nil || callErr.Status != 0 {
 			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
 			if err != nil {
@@ -263,13 +353,15 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 				if paused.IsZero() {
 					paused = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
 				}
+				g.pause(account, paused)
+				h.paused.Store(account, paused)
 				h.d.Metrics.outcome(r.Vendor, OutcomeRateLimited)
-				return h.wait(ctx, r, rec, &jobs.RetryAt{At: paused, Reason: "rate_limited"})
+				return h.wait(ctx, r, rec, &jobs.RetryAt{At: paused, Reason: "rate_limited"}, g)
 			}
 		}
 		switch {
 		case callErr != nil, ans.Status >= 500, ans.Status == http.StatusRequestTimeout:
-			return h.transient(ctx, r, rec, ans, callErr, h.scrubber(ctx, cred))
+			return h.transient(ctx, r, rec, ans, callErr, h.scrubber(ctx, cred), g)
 		case ans.Status == http.StatusUnauthorized:
 			if rec.refreshed >= 0 {
 				return h.fail(ctx, r, rec, "unauthorized", ans.Status,
@@ -317,11 +409,7 @@ func (h *Handler) token(ctx context.Context, r jobs.Request, rec record) (store.
 			return cred, errFinal{class: "credential", msg: fmt.Sprintf("credential %q is revoked", r.Credential)}
 		}
 		now := h.d.Clock()
-		lifetime := cred.Token.ExpiresAt.Sub(cred.Token.IssuedAt)
-		margin := min(h.d.TokenMargin, lifetime/4)
-		usable := !cred.Token.AccessToken.IsZero() && cred.Token.ExpiresAt.Sub(now) > margin &&
-			cred.Generation != rec.refreshed
-		if usable {
+		if h.usable(cred, rec, now) {
 			return cred, nil
 		}
 		if try > 0 {
@@ -333,15 +421,24 @@ func (h *Handler) token(ctx context.Context, r jobs.Request, rec record) (store.
 	}
 }
 
+// usable says whether cred's token may be sent now by the request rec: not
+// close to its expiry, and not the generation the vendor refused it with.
+func (h *Handler) usable(cred store.Credential, rec record, now time.Time) bool {
+	lifetime := cred.Token.ExpiresAt.Sub(cred.Token.IssuedAt)
+	margin := min(h.d.TokenMargin, lifetime/4)
+	return !cred.Token.AccessToken.IsZero() && cred.Token.ExpiresAt.Sub(now) > margin && cred.Generation != rec.refreshed
+}
+
 // errFinal ends a request as failed with a class.
 type errFinal struct{ class, msg string }
 
 func (e errFinal) Error() string { return e.class + ": " + e.msg }
 
 // wait hands the task back to asynq until a *RetryAt's time, with the
-// request in the waiting state; an errFinal fails the request; any other
-// error is returned for asynq to retry.
-func (h *Handler) wait(ctx context.Context, r jobs.Request, rec record, err error) error {
+// request in the waiting state (in a group: to a task of its own, due
+// then); an errFinal fails the request; any other error is returned for
+// asynq to retry.
+func (h *Handler) wait(ctx context.Context, r jobs.Request, rec record, err error, g *group) error {
 	var final errFinal
 	if errors.As(err, &final) {
 		return h.fail(ctx, r, rec, final.class, 0, final.msg)
@@ -360,10 +457,23 @@ func (h *Handler) wait(ctx context.Context, r jobs.Request, rec record, err erro
 		return h.fail(ctx, r, rec, "deadline", 0, fmt.Sprintf("the request would wait (%s) until %s, after its deadline %s",
 			wait.Reason, wait.At.UTC().Format(time.RFC3339), r.Deadline.UTC().Format(time.RFC3339)))
 	}
+	return h.park(ctx, r, rec, wait.At, wait, g)
+}
+
+// park leaves the request waiting until at, why saying for what: alone,
+// its task goes back to asynq (why is the task's error); in a group, it is
+// handed to a task of its own due at that time, and leaves the group.
+func (h *Handler) park(ctx context.Context, r jobs.Request, rec record, at time.Time, why error, g *group) error {
+	if g != nil {
+		if err := g.handoff(ctx, h, r, rec, at, why); err != nil {
+			return err
+		}
+		return why
+	}
 	if err := h.transition(ctx, r, rec, "waiting", nil); err != nil {
 		return err
 	}
-	return wait
+	return why
 }
 
 // requeue hands the request back to the feeder when the budget has no
@@ -397,7 +507,7 @@ func (h *Handler) requeue(ctx context.Context, r jobs.Request, rec record, accou
 // transient retries a 5xx, 408, timeout or connection failure with backoff,
 // or fails the request once its retries are spent.
 func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans vendors.Answer, callErr *vendors.Error,
-	sc *secret.Scrubber) error {
+	sc *secret.Scrubber, g *group) error {
 	class, msg := vendors.ClassServer, vendorMessage(ans, sc)
 	if ans.Status == http.StatusRequestTimeout {
 		class = vendors.ClassTimeout
@@ -405,16 +515,17 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 	if callErr != nil {
 		class, msg = callErr.Class, sc.Scrub(callErr.Error())
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, ok := asynq.GetMaxRetry(ctx)
-	if !ok {
-		maxRetry = jobs.RequestMaxRetry
+	// A request run in a group is on its first send: its task's retries
+	// are the group's, not its own.
+	retried, maxRetry := 0, jobs.RequestMaxRetry
+	if g == nil {
+		retried, _ = asynq.GetRetryCount(ctx)
+		if n, ok := asynq.GetMaxRetry(ctx); ok {
+			maxRetry = n
+		}
 	}
 	if retried >= maxRetry {
 		return h.fail(ctx, r, rec, class, ans.Status, msg)
-	}
-	if err := h.transition(ctx, r, rec, "waiting", nil); err != nil {
-		return err
 	}
 	h.d.Metrics.outcome(r.Vendor, OutcomeRetried)
 	var after time.Duration
@@ -424,7 +535,9 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 	// asynq keeps this text in Redis (and shows it in its dashboard): it
 	// names the failure, never the path, query or the vendor's words
 	// (patient data); the request.failed event, sealed, quotes them.
-	return &jobs.Transient{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
+	tr := &jobs.Transient{After: after, Err: fmt.Errorf("requests: request %s: %s (HTTP %d), retrying", r.ID, class, ans.Status)}
+	at := h.d.Clock().Add(jobs.RetryDelay(retried, tr, asynq.NewTask(jobs.TypeVendorRequest, nil)))
+	return h.park(ctx, r, rec, at, tr, g)
 }
 
 // call sends the request once. The *vendors.Error has a Status when an

@@ -50,7 +50,7 @@ func sealOutcome(kr *seal.Keyring, r jobs.Request, o idemOutcome) (string, error
 // not a duplicate of r. When another request of the credential holds it,
 // r is a duplicate: it ends with the first one's outcome (done true), or
 // waits for it while the first one runs.
-func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) {
+func (h *Handler) idempotent(ctx context.Context, r jobs.Request, g *group) (bool, error) {
 	key := h.keys.idempotency(r.Vendor, r.Credential, r.IdempotencyKey)
 	mine, _ := json.Marshal(idemRecord{ID: r.ID})
 	set, err := h.d.Redis.SetNX(ctx, key, mine, h.d.IdempotencyTTL).Result()
@@ -62,7 +62,7 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) 
 	}
 	raw, err := h.d.Redis.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return h.idempotent(ctx, r) // expired in between
+		return h.idempotent(ctx, r, g) // expired in between
 	}
 	if err != nil {
 		return false, fmt.Errorf("requests: idempotency key of %s: %w", r.ID, err)
@@ -76,7 +76,7 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request) (bool, error) 
 	}
 	if first.Sealed == "" {
 		// The first one has not ended: look again in a second.
-		return true, h.wait(ctx, r, record{refreshed: -1}, &jobs.RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"})
+		return true, h.wait(ctx, r, record{refreshed: -1}, &jobs.RetryAt{At: h.d.Clock().Add(time.Second), Reason: "duplicate_in_flight"}, g)
 	}
 	plain, err := h.d.Keyring.Open(first.Sealed, idemAAD(r.Vendor, r.Credential, r.IdempotencyKey))
 	if err != nil {

@@ -84,27 +84,53 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 
 // transition moves the request to state, recording its attempts; a final
 // state writes ev to the outbox in the same step, and stores the outcome
-// under the idempotency key.
+// under the idempotency key. A request run in a group moves together with
+// the others of its group that end at about the same time (group.commit).
 func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
-	return transition(ctx, h.d.Redis, h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
-		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL)
+	t, err := transitionStep(h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
+		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL, false)
+	if err != nil {
+		return err
+	}
+	if g := groupOf(ctx); g != nil {
+		return g.commit(ctx, t)
+	}
+	return runTransitions(ctx, h.d.Redis, t)
 }
 
-// transition runs transition.lua; attempts < 0 leaves the count as is. The
-// event and the idempotency outcome are sealed with kr (they may quote
-// patient data).
+// transition runs transition.lua for one request; attempts < 0 leaves the
+// count as is; moved says the request leaves its group for a task of its
+// own.
 func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
-	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration) error {
+	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration, moved bool) error {
+	t, err := transitionStep(kr, k, outbox, account, r, state, ev, attempts, now, idemTTL, moved)
+	if err != nil {
+		return err
+	}
+	return runTransitions(ctx, rdb, t)
+}
+
+// step is one request's part of a transition.lua call.
+type step struct {
+	id, state string
+	keys      []string
+	args      []any
+}
+
+// transitionStep builds one request's transition. The event and the
+// idempotency outcome are sealed with kr (they may quote patient data).
+func transitionStep(kr *seal.Keyring, k keys, outbox, account string, r jobs.Request, state string, ev *events.Envelope,
+	attempts int, now time.Time, idemTTL time.Duration, moved bool) (step, error) {
 	evID, evSubject, evJSON, outcome := "", "", "", ""
 	if ev != nil {
 		values, err := events.SealOutboxEntry(kr, *ev)
 		if err != nil {
-			return fmt.Errorf("requests: event of %s: %w", r.ID, err)
+			return step{}, fmt.Errorf("requests: event of %s: %w", r.ID, err)
 		}
 		evID, evSubject, evJSON = ev.ID, ev.Subject, values[5].(string)
 		if r.IdempotencyKey != "" {
 			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.Type, Data: ev.Data}); err != nil {
-				return err
+				return step{}, err
 			}
 		}
 	}
@@ -116,12 +142,30 @@ func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring
 	if attempts >= 0 {
 		n = strconv.Itoa(attempts)
 	}
-	err := scriptTransition.Run(ctx, rdb,
-		[]string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
+	mv := "0"
+	if moved {
+		mv = "1"
+	}
+	return step{id: r.ID, state: state,
+		keys: []string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
 			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
-		state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL/time.Second), r.ID, n).Err()
-	if err != nil {
-		return fmt.Errorf("requests: mark %s %s: %w", r.ID, state, err)
+		args: []any{state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL / time.Second), r.ID, n, mv},
+	}, nil
+}
+
+// runTransitions runs transition.lua for steps in one call.
+func runTransitions(ctx context.Context, rdb redis.UniversalClient, steps ...step) error {
+	keys := make([]string, 0, 5*len(steps))
+	args := make([]any, 0, 11*len(steps))
+	for _, t := range steps {
+		keys = append(keys, t.keys...)
+		args = append(args, t.args...)
+	}
+	if err := scriptTransition.Run(ctx, rdb, keys, args...).Err(); err != nil {
+		if len(steps) == 1 {
+			return fmt.Errorf("requests: mark %s %s: %w", steps[0].id, steps[0].state, err)
+		}
+		return fmt.Errorf("requests: mark %d requests (first %s %s): %w", len(steps), steps[0].id, steps[0].state, err)
 	}
 	return nil
 }

@@ -140,3 +140,49 @@ func TestFailures(t *testing.T) {
 	retried := byID[ok[0]]
 	require.Equal(t, "request.completed."+vendorName+".clinic-2", retried.Subject)
 }
+
+// The submitter remembers a credential's vendor, so that a submission is
+// one step in Redis; that step still checks the credential each time: one
+// revoked, deleted or named with another vendor since is refused, and
+// nothing is queued for it.
+func TestSubmissionChecksTheCredentialEveryTime(t *testing.T) {
+	t.Parallel()
+	w := setup(t, setupOptions{})
+	w.addCredential("clinic-1")
+	w.addCredential("clinic-2")
+	ctx := context.Background()
+	for _, id := range []string{"clinic-1", "clinic-2"} {
+		_, err := w.sub.Submit(ctx, jobs.NewRequest(id, http.MethodGet, "Patient")) // vendor remembered
+		require.NoError(t, err)
+	}
+	queued := func() int64 {
+		keys, err := w.rdb.Keys(ctx, prefix+"req:r:*").Result()
+		require.NoError(t, err)
+		return int64(len(keys))
+	}
+	before := queued()
+
+	ev, err := events.New(events.TypeKeyRevoked, vendorName, "clinic-1", time.Now(), events.KeyRevoked{Reason: events.ReasonRevokedByVendor})
+	require.NoError(t, err)
+	require.NoError(t, w.store.Revoke(ctx, "clinic-1", 1, "revoked_by_operator", "test", ev))
+	_, err = w.sub.Submit(ctx, jobs.NewRequest("clinic-1", http.MethodGet, "Patient"))
+	var se *requests.SubmitError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, requests.CodeUnknownCredential, se.Code)
+	require.Contains(t, se.Message, "revoked")
+
+	wrong := jobs.NewRequest("clinic-2", http.MethodGet, "Patient")
+	wrong.Vendor = "other"
+	_, err = w.sub.Submit(ctx, wrong)
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, requests.CodeInvalid, se.Code)
+	require.Contains(t, se.Message, "belongs to vendor")
+
+	require.NoError(t, w.rdb.Del(ctx, w.store.CredentialKey("clinic-2")).Err())
+	_, err = w.sub.Submit(ctx, jobs.NewRequest("clinic-2", http.MethodGet, "Patient"))
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, requests.CodeUnknownCredential, se.Code)
+	require.Contains(t, se.Message, `no credential "clinic-2"`)
+
+	require.Equal(t, before, queued(), "a refused submission queued something")
+}

@@ -19,6 +19,12 @@ func dueKey(prefix string) string { return prefix + "due" }
 // credKey is the hash of one credential.
 func (s *Store) credKey(id string) string { return s.prefix + credKeyInfix + id }
 
+// CredentialKey is the Redis hash of credential id, for another package's
+// script that checks a credential in the same step as its own work
+// (requests' submit.lua): it may read the "vendor" and "state" fields (a
+// credential exists while state is set), and nothing else.
+func (s *Store) CredentialKey(id string) string { return s.credKey(id) }
+
 // rotKey is the hash of one credential's key rotation.
 func (s *Store) rotKey(id string) string { return s.prefix + "rot:" + id }
 

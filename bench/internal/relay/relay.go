@@ -133,6 +133,9 @@ type StartOptions struct {
 	BulkReserve float64
 	// Pages takes syncs' pages (nil: no syncs).
 	Pages requests.Pages
+	// GroupSize and MaxInFlight are the feeder's, GroupConcurrency the
+	// handlers' (0: their defaults).
+	GroupSize, MaxInFlight, GroupConcurrency int
 }
 
 // Start runs the workers and the feeder until the returned stop.
@@ -152,7 +155,8 @@ func (w *World) Start(ctx context.Context, o StartOptions) (stop func(), err err
 	for range o.Workers {
 		b := o.Budget()
 		h, err := requests.NewHandler(requests.HandlerDeps{Redis: w.RDB, Prefix: Prefix, Credentials: w.Store,
-			Refresh: w.Refresh.Handle, Budget: b, Vendors: w.Vendors, Logger: zerolog.Nop(), Keyring: w.Keyring(), Pages: o.Pages})
+			Refresh: w.Refresh.Handle, Budget: b, Vendors: w.Vendors, Logger: zerolog.Nop(), Keyring: w.Keyring(), Pages: o.Pages,
+			GroupConcurrency: o.GroupConcurrency})
 		if err != nil {
 			stop()
 			return nil, err
@@ -173,7 +177,8 @@ func (w *World) Start(ctx context.Context, o StartOptions) (stop func(), err err
 	}
 	fb := o.Budget()
 	f, err := requests.NewFeeder(requests.FeederOptions{Redis: w.RDB, Prefix: Prefix, Budget: fb, Vendors: w.Vendors,
-		Enqueuer: asynq.NewClientFromRedisClient(w.RDB), BulkReserve: o.BulkReserve, Logger: zerolog.Nop(), Keyring: w.Keyring()})
+		Enqueuer: asynq.NewClientFromRedisClient(w.RDB), BulkReserve: o.BulkReserve, Logger: zerolog.Nop(), Keyring: w.Keyring(),
+		GroupSize: o.GroupSize, MaxInFlight: o.MaxInFlight})
 	if err != nil {
 		stop()
 		return nil, err

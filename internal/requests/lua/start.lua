@@ -1,26 +1,39 @@
--- start reads a request as a worker picks it up and, unless it has ended or
--- its batch is cancelled, marks it running (keeping the batch's counts).
+-- start reads requests as a worker picks them up and, unless one has ended,
+-- its batch is cancelled or it has moved on (below), marks it running
+-- (keeping the batch's counts). A task carries one request or a group of
+-- them (one round trip for the group).
 --
--- KEYS[1] r:<id>   KEYS[2] b:<batch> (or a key never written)
--- ARGV    has batch (1/0), now
--- Returns {state before, refreshed generation or '', attempts or '',
--- cancelled 1/0}.
-local req, batch = KEYS[1], KEYS[2]
-local has_batch, now = ARGV[1], ARGV[2]
-
-local f = redis.call('HMGET', req, 'state', 'refreshed', 'attempts')
-local state = f[1] or 'queued'
-local cancelled = 0
-if has_batch == '1' and redis.call('HEXISTS', batch, 'cancel') == 1 then
-  cancelled = 1
-end
+-- KEYS    per request: r:<id>, b:<batch> (or a key never written)
+-- ARGV    now, then per request: has batch (1/0), release ('' or the
+--         feeder's release number the task carries it under)
+-- Returns per request {state before, refreshed generation or '',
+-- attempts or '', cancelled 1/0}. The state is 'moved' when the request
+-- was released again, or handed to a task of its own, since the release
+-- the task names: that task's run, not this one, sends it.
+local now = ARGV[1]
 local final = {done = true, failed = true, cancelled = true}
-if not final[state] and cancelled == 0 and state ~= 'running' then
-  redis.call('HSET', req, 'state', 'running')
-  if has_batch == '1' then
-    redis.call('HINCRBY', batch, state, -1)
-    redis.call('HINCRBY', batch, 'running', 1)
-    redis.call('HSETNX', batch, 'started', now)
+local out = {}
+for i = 1, #KEYS / 2 do
+  local req, batch = KEYS[2 * i - 1], KEYS[2 * i]
+  local has_batch, release = ARGV[2 * i], ARGV[2 * i + 1]
+  local f = redis.call('HMGET', req, 'state', 'refreshed', 'attempts', 'releases')
+  local state = f[1] or 'queued'
+  local cancelled = 0
+  if release ~= '' and not final[state] and f[4] ~= release then
+    state = 'moved'
+  else
+    if has_batch == '1' and redis.call('HEXISTS', batch, 'cancel') == 1 then
+      cancelled = 1
+    end
+    if not final[state] and cancelled == 0 and state ~= 'running' then
+      redis.call('HSET', req, 'state', 'running')
+      if has_batch == '1' then
+        redis.call('HINCRBY', batch, state, -1)
+        redis.call('HINCRBY', batch, 'running', 1)
+        redis.call('HSETNX', batch, 'started', now)
+      end
+    end
   end
+  out[i] = {state, f[2] or '', f[3] or '', cancelled}
 end
-return {state, f[2] or '', f[3] or '', cancelled}
+return out

@@ -4,13 +4,28 @@
 -- KEYS[1] request hash r:<id>   KEYS[2] queue list q:<account>:<member>
 -- KEYS[3] ring list ring:<account>   KEYS[4] accounts hash (account -> vendor)
 -- KEYS[5] batch hash b:<batch> (a key never written when there is no batch)
+-- KEYS[6] the credential's hash in the store (store.CredentialKey), or a
+--         key never written
 -- ARGV    payload (the sealed entry, entry.go), account, member, batch
 --         (unused), now, ttl seconds, has batch (1/0), vendor, credential
---         (unused)
+--         (unused), check credential (1/0)
 -- Returns 'OK', 'DUPLICATE' (the id was submitted before, by this or any
--- other credential: an id is never reused) or 'CANCELLED'.
-local req, queue, ring, accounts, batch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local payload, account, member, batch_id, now, ttl, has_batch, vendor, credential = unpack(ARGV)
+-- other credential: an id is never reused) or 'CANCELLED'; when asked to
+-- check the credential, 'NOCRED' (none), 'REVOKED', or 'VENDOR' (it is
+-- another vendor's).
+local req, queue, ring, accounts, batch, cred = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local payload, account, member, batch_id, now, ttl, has_batch, vendor, credential, check = unpack(ARGV)
+
+if check == '1' then
+  local c = redis.call('HMGET', cred, 'vendor', 'state')
+  if not c[2] or c[2] == '' then
+    return 'NOCRED'
+  elseif c[2] == 'revoked' then
+    return 'REVOKED'
+  elseif c[1] ~= vendor then
+    return 'VENDOR'
+  end
+end
 
 if redis.call('EXISTS', req) == 1 then
   return 'DUPLICATE'

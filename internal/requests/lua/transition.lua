@@ -9,39 +9,56 @@
 -- KEYS[5] pending:<account> (the request leaves it: past its budget take)
 -- ARGV    state, now, has batch (1/0), event id, subject, event json (or ''),
 --         idempotency outcome (or ''), idempotency ttl seconds, id,
---         attempts ('' to leave as is)
--- Returns 'OK', or 'FINAL' when the request had already ended.
-local req, batch, outbox, idem, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts = unpack(ARGV)
-
-redis.call('ZREM', pending, id)
-
+--         attempts ('' to leave as is), moved ('1': the request leaves its
+--         group for a task of its own, so a re-run of the group's task
+--         leaves it alone: its release number moves on)
+-- Several requests may move in one call (the ended requests of a group):
+-- KEYS and ARGV then hold these five keys and eleven arguments for each.
+-- Returns, per request, 'OK', or 'FINAL' when it had already ended.
 local final = {done = true, failed = true, cancelled = true}
-local old = redis.call('HGET', req, 'state') or 'queued'
-if final[old] then
-  return 'FINAL'
-end
-if attempts ~= '' then
-  redis.call('HSET', req, 'attempts', attempts)
-end
-if old == state then
+
+local function step(k, a)
+  local req, batch, outbox, idem, pending = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts, moved =
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
+    ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
+  redis.call('ZREM', pending, id)
+
+  local old = redis.call('HGET', req, 'state') or 'queued'
+  if final[old] then
+    return 'FINAL'
+  end
+  if attempts ~= '' then
+    redis.call('HSET', req, 'attempts', attempts)
+  end
+  if moved == '1' then
+    redis.call('HINCRBY', req, 'releases', 1)
+  end
+  if old == state then
+    return 'OK'
+  end
+  redis.call('HSET', req, 'state', state)
+  if has_batch == '1' then
+    redis.call('HINCRBY', batch, old, -1)
+    redis.call('HINCRBY', batch, state, 1)
+    if state == 'running' then
+      redis.call('HSETNX', batch, 'started', now)
+    end
+    if final[state] then
+      redis.call('HSET', batch, 'last', now)
+    end
+  end
+  if ev_json ~= '' then
+    redis.call('XADD', outbox, '*', 'id', ev_id, 'subject', ev_subject, 'event', ev_json)
+  end
+  if outcome ~= '' then
+    redis.call('SET', idem, outcome, 'EX', idem_ttl)
+  end
   return 'OK'
 end
-redis.call('HSET', req, 'state', state)
-if has_batch == '1' then
-  redis.call('HINCRBY', batch, old, -1)
-  redis.call('HINCRBY', batch, state, 1)
-  if state == 'running' then
-    redis.call('HSETNX', batch, 'started', now)
-  end
-  if final[state] then
-    redis.call('HSET', batch, 'last', now)
-  end
+
+local out = {}
+for i = 0, #KEYS / 5 - 1 do
+  out[i + 1] = step(5 * i, 11 * i)
 end
-if ev_json ~= '' then
-  redis.call('XADD', outbox, '*', 'id', ev_id, 'subject', ev_subject, 'event', ev_json)
-end
-if outcome ~= '' then
-  redis.call('SET', idem, outcome, 'EX', idem_ttl)
-end
-return 'OK'
+return out
