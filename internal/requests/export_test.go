@@ -1,6 +1,7 @@
 package requests
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
@@ -28,3 +29,7 @@ func LegacyEntry(kr *seal.Keyring, r jobs.Request) ([]byte, error) {
 	}
 	return json.Marshal(jobs.SealedRequest{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Sealed: sealed})
 }
+
+// Recover runs the feeder's recovery of released requests it may not have
+// enqueued (what a feeder does as it becomes the active one).
+func (f *Feeder) Recover(ctx context.Context) error { return f.recover(ctx) }

@@ -257,14 +257,18 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 // payload (a queued request's entry, entry.go) goes into its task as it
 // is: only the worker that runs it opens it.
 func (f *Feeder) enqueue(ctx context.Context, account string, items []string) error {
-	return f.enqueueGroups(ctx, account, items, f.o.GroupSize)
+	return f.enqueueGroups(ctx, account, items, f.o.GroupSize, false)
 }
 
 // enqueueGroups enqueues items in groups of at most size. A task's id
 // names its first request's release, as a task of a single request
 // would: the same release enqueued twice (by recover) is one task; a
-// release after a hand-back is a new one.
-func (f *Feeder) enqueueGroups(ctx context.Context, account string, items []string, size int) error {
+// release after a hand-back is a new one. Recovered items (recovered) go
+// one to a task but as groups, whatever the group they were released in:
+// a group's start skips a request another group already runs (start.lua),
+// so a request whose first group's task was enqueued before its feeder
+// died is sent by one of the two, not both.
+func (f *Feeder) enqueueGroups(ctx context.Context, account string, items []string, size int, recovered bool) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -278,7 +282,7 @@ func (f *Feeder) enqueueGroups(ctx context.Context, account string, items []stri
 		}
 		first := srs[0]
 		var task *asynq.Task
-		if len(group) == 1 {
+		if len(group) == 1 && !recovered {
 			task = jobs.NewRequestTaskPayload(first.ID, group[0].Entry)
 		} else {
 			payload, err := encodeGroup(group)
@@ -341,7 +345,7 @@ func (f *Feeder) recover(ctx context.Context) error {
 		for _, item := range m {
 			items = append(items, item)
 		}
-		errs = append(errs, f.enqueueGroups(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items, 1))
+		errs = append(errs, f.enqueueGroups(ctx, strings.TrimPrefix(key, f.keys.releasingPrefix()), items, 1, true))
 	}
 	errs = append(errs, iter.Err())
 	return errors.Join(errs...)

@@ -105,7 +105,7 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 	if len(ms) == 0 {
 		return errors.Join(errs...)
 	}
-	st, err := h.start(ctx, starts)
+	st, err := h.start(ctx, groupOwner(ms), starts)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -154,6 +154,12 @@ func (h *Handler) groupConcurrency(vendor string) int {
 		return DefaultLimitedConcurrency
 	}
 	return 0
+}
+
+// groupOwner names a group's run in start.lua: its first request's id and
+// release, as its task id does (the same in every run of that task).
+func groupOwner(ms []groupMember) string {
+	return ms[0].r.ID + ":" + ms[0].entry.Release
 }
 
 // unreadableID names a group's entry that does not open, for its own task.

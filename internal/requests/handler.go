@@ -212,11 +212,12 @@ type startOne struct {
 
 // start reads requests as this run picks them up and marks each running,
 // unless it has ended, its batch is cancelled or it has moved on (state
-// "moved"): one round trip for a whole group.
-func (h *Handler) start(ctx context.Context, rs []startOne) ([]started, error) {
+// "moved"), or another group runs it (owner: this group's, see groupOwner;
+// "" for a task of one request): one round trip for a whole group.
+func (h *Handler) start(ctx context.Context, owner string, rs []startOne) ([]started, error) {
 	keys := make([]string, 0, 2*len(rs))
-	args := make([]any, 0, 1+2*len(rs))
-	args = append(args, h.d.Clock().UnixMilli())
+	args := make([]any, 0, 2+2*len(rs))
+	args = append(args, h.d.Clock().UnixMilli(), owner)
 	for _, s := range rs {
 		hasBatch := "0"
 		if s.r.Batch != "" {
@@ -269,7 +270,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // Handle runs one request.
 func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
-	st, err := h.start(ctx, []startOne{{r: r}})
+	st, err := h.start(ctx, "", []startOne{{r: r}})
 	if err != nil {
 		return err
 	}

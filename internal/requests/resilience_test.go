@@ -131,7 +131,7 @@ func TestFeederStoppedMidReleaseLosesNothing(t *testing.T) {
 	ids := w.submit("clinic-1", "sync", 3)
 	ctx := context.Background()
 	// What release.lua does before the feeder enqueues: the requests leave
-	// the queue for the releasing hash.
+	// the queue for the releasing hash, under their first release.
 	account := vendorName + "/clinic-1"
 	queues, err := w.rdb.Keys(ctx, prefix+"req:q:"+account+":*.sync").Result() // the credential's batch
 	require.NoError(t, err)
@@ -141,6 +141,7 @@ func TestFeederStoppedMidReleaseLosesNothing(t *testing.T) {
 		require.NoError(t, err)
 		id, err := requests.EntryID(item)
 		require.NoError(t, err)
+		require.NoError(t, w.rdb.HIncrBy(ctx, prefix+"req:r:"+id, "releases", 1).Err())
 		require.NoError(t, w.rdb.HSet(ctx, prefix+"req:releasing:"+account, id, "1|"+item).Err())
 	}
 	require.NoError(t, w.rdb.Del(ctx, prefix+"req:ring:"+account, prefix+"req:accounts").Err())

@@ -4,22 +4,30 @@
 -- them (one round trip for the group).
 --
 -- KEYS    per request: r:<id>, b:<batch> (or a key never written)
--- ARGV    now, then per request: has batch (1/0), release ('' or the
---         feeder's release number the task carries it under)
+-- ARGV    now, the group's owner ('' for a task of one request: its first
+--         request's id and release), then per request: has batch (1/0),
+--         release ('' or the feeder's release number the task carries it
+--         under)
 -- Returns per request {state before, refreshed generation or '',
 -- attempts or '', cancelled 1/0}. The state is 'moved' when the request
 -- was released again, or handed to a task of its own, since the release
--- the task names: that task's run, not this one, sends it.
-local now = ARGV[1]
+-- the task names, or when another group runs it (a feeder that died
+-- between enqueueing a group and forgetting it: its successor enqueues
+-- each of the group's requests again, as a group of one): that task's
+-- run, not this one, sends it. A group's task run again after its worker
+-- died is the same owner and sends what was in flight again.
+local now, owner = ARGV[1], ARGV[2]
 local final = {done = true, failed = true, cancelled = true}
 local out = {}
 for i = 1, #KEYS / 2 do
   local req, batch = KEYS[2 * i - 1], KEYS[2 * i]
-  local has_batch, release = ARGV[2 * i], ARGV[2 * i + 1]
-  local f = redis.call('HMGET', req, 'state', 'refreshed', 'attempts', 'releases')
+  local has_batch, release = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local f = redis.call('HMGET', req, 'state', 'refreshed', 'attempts', 'releases', 'owner')
   local state = f[1] or 'queued'
   local cancelled = 0
   if release ~= '' and not final[state] and f[4] ~= release then
+    state = 'moved'
+  elseif owner ~= '' and state == 'running' and f[5] and f[5] ~= owner then
     state = 'moved'
   else
     if has_batch == '1' and redis.call('HEXISTS', batch, 'cancel') == 1 then
@@ -27,6 +35,9 @@ for i = 1, #KEYS / 2 do
     end
     if not final[state] and cancelled == 0 and state ~= 'running' then
       redis.call('HSET', req, 'state', 'running')
+      if owner ~= '' then
+        redis.call('HSET', req, 'owner', owner)
+      end
       if has_batch == '1' then
         redis.call('HINCRBY', batch, state, -1)
         redis.call('HINCRBY', batch, 'running', 1)
