@@ -155,7 +155,7 @@ func (s *Submitter) Submit(ctx context.Context, r jobs.Request) (out jobs.Reques
 	m := member(r.Vendor, r.Credential, r.Batch)
 	res, err := scriptSubmit.Run(ctx, s.o.Redis,
 		[]string{s.keys.request(r.ID), s.keys.queue(account, m), s.keys.ring(account), s.keys.accounts(),
-			s.keys.batch(r.Vendor, r.Credential, r.Batch)},
+			s.keys.batch(r.Vendor, r.Credential, r.Batch), s.keys.queued()},
 		payload, account, m, r.Batch, now.UnixMilli(), int64(s.o.TTL/time.Second), hasBatch, r.Vendor, r.Credential,
 	).Text()
 	switch {
