@@ -1,6 +1,7 @@
 package requests
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/tokenrelay/tokenrelay/internal/seal"
@@ -28,3 +29,8 @@ func LegacyEntry(kr *seal.Keyring, r jobs.Request) ([]byte, error) {
 	}
 	return json.Marshal(jobs.SealedRequest{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Sealed: sealed})
 }
+
+// Unqueue is the first step of ending the queued requests of a cancelled
+// batch alone (their ids leave the queued set for hashes of their own), as
+// a feeder that stops before ending them leaves it.
+func (f *Feeder) Unqueue(ctx context.Context, rs []jobs.Request) error { return f.unqueue(ctx, rs) }

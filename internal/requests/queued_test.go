@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/requests"
+	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
 // downEnqueuer is an asynq that is down: the feeder releases requests and
@@ -145,4 +146,53 @@ func TestCancelledBatchLeavesTheQueuedSet(t *testing.T) {
 	state, err := w.rdb.HGet(ctx, prefix+"req:r:"+ids[0], "state").Result()
 	require.NoError(t, err)
 	require.Equal(t, "cancelled", state)
+}
+
+// A feeder that stops between taking a cancelled batch's queued ids out of
+// the queued set and ending their requests leaves each id taken (its hash
+// reads queued) and nothing lost: the next pass ends each request once.
+func TestFeederStoppedMidCancelLeavesIDsTaken(t *testing.T) {
+	t.Parallel()
+	w := setup(t, setupOptions{})
+	w.addCredential("clinic-1")
+	ctx := context.Background()
+	ids := w.submit("clinic-1", "nightly", 3)
+	require.NoError(t, w.batches.Cancel(ctx, vendorName, "clinic-1", "nightly"))
+	rs := make([]jobs.Request, len(ids))
+	for i, id := range ids {
+		rs[i] = jobs.Request{ID: id, Vendor: vendorName, Credential: "clinic-1", Batch: "nightly"}
+	}
+	f := w.feederWith(&downEnqueuer{})
+	require.NoError(t, f.Unqueue(ctx, rs))
+	for _, id := range ids {
+		state, err := w.rdb.HGet(ctx, prefix+"req:r:"+id, "state").Result()
+		require.NoError(t, err)
+		require.Equal(t, "queued", state)
+		w.requireDuplicate("clinic-1", id)
+	}
+	st, err := w.batches.Status(ctx, vendorName, "clinic-1", "nightly")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), st.Queued, fmtCounts(st))
+
+	require.Eventually(t, func() bool {
+		_, _ = f.Feed(ctx)
+		return len(w.outcomes()) >= len(ids)
+	}, 10*time.Second, 20*time.Millisecond)
+	got := w.outcomes()
+	require.Len(t, got, len(ids))
+	seen := map[string]bool{}
+	for _, o := range got {
+		require.Equal(t, "cancelled", o.Class)
+		seen[o.ID] = true
+	}
+	require.Len(t, seen, len(ids))
+	st, err = w.batches.Status(ctx, vendorName, "clinic-1", "nightly")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), st.Cancelled, fmtCounts(st))
+	require.Zero(t, st.Queued, fmtCounts(st))
+	for _, id := range ids {
+		ttl, err := w.rdb.TTL(ctx, prefix+"req:r:"+id).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, 24*time.Hour)
+	}
 }
