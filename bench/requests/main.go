@@ -16,8 +16,10 @@
 //     request job end to end (submit, feeder, asynq, handler, outcome:
 //     every command or pipeline on the one client they all share);
 //   - memory: -mem-n requests submitted and left queued (no feeder): the
-//     bytes per queued request by MEMORY USAGE of the database's keys, and
-//     what a million would take.
+//     bytes per queued request by MEMORY USAGE (SAMPLES 0: every element)
+//     of the database's keys, and by INFO used_memory growth (which also
+//     counts each key's keyspace and expiry entries), and what a million
+//     would take.
 //
 // It prints the results as Markdown, and with -out writes them to a file.
 package main

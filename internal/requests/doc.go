@@ -65,15 +65,25 @@
 // error text of a retried request names its failure class and status, not
 // the vendor's words. How long each copy lives: a queued request until it
 // is released (then its task until it ends; asynq keeps an archived task,
-// sealed, up to 90 days); r: and b: records SubmitterOptions.TTL (7 days)
-// from submission; an idempotency outcome HandlerDeps.IdempotencyTTL (24
-// hours); an outbox entry until the relay has published it.
+// sealed, up to 90 days); a b: record SubmitterOptions.TTL (7 days) from
+// its last submission, an r: record FeederOptions.TTL (the same) from the
+// request's first release (or its end, for a request of a cancelled
+// batch); an idempotency outcome HandlerDeps.IdempotencyTTL (24 hours); an
+// outbox entry until the relay has published it.
+//
+// A queued request has no key of its own (a million of them must fit in
+// 300 MB, and a key costs its slot in the keyspace and in the expiry table
+// besides its name): it is its entry in its batch's queue and its id in the
+// queued set, which keeps the id from reuse. Release (or the end of a
+// cancelled batch) moves the id from the set to its r: hash in one step;
+// the scripts read a missing r: hash as queued.
 //
 // Redis layout, under the prefix P (the store's prefix followed by "req:");
 // <cb> is a credential's batch, the hash of its vendor and credential and
 // the batch id (scopedBatch):
 //
-//	P r:<id>              hash    a request's state (and, once it runs, its releases, attempts...)
+//	P r:<id>              hash    a released request's state, releases (and, once it runs, attempts...)
+//	P queued              set     ids of requests queued and never released (they have no r:)
 //	P b:<cb>              hash    a batch's counts, times and cancel flag
 //	P q:<account>:<cb>    list    requests waiting to be released (sealed, binary: entry.go)
 //	P ring:<account>      list    the account's batches with requests waiting

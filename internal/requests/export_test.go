@@ -33,3 +33,8 @@ func LegacyEntry(kr *seal.Keyring, r jobs.Request) ([]byte, error) {
 // Recover runs the feeder's recovery of released requests it may not have
 // enqueued (what a feeder does as it becomes the active one).
 func (f *Feeder) Recover(ctx context.Context) error { return f.recover(ctx) }
+
+// Unqueue is the first step of ending the queued requests of a cancelled
+// batch alone (their ids leave the queued set for hashes of their own), as
+// a feeder that stops before ending them leaves it.
+func (f *Feeder) Unqueue(ctx context.Context, rs []jobs.Request) error { return f.unqueue(ctx, rs) }

@@ -76,6 +76,10 @@ type FeederOptions struct {
 	// batches (the feeder passes queued requests on still sealed).
 	// Required; the Submitter's.
 	Keyring *seal.Keyring
+	// TTL is how long a request's record is kept from its release (or,
+	// for a request of a cancelled batch, from its end): a queued request
+	// has none. The Submitter's TTL; default 7 days.
+	TTL time.Duration
 }
 
 // Feeder releases queued requests into asynq, round robin across each
@@ -116,6 +120,9 @@ func NewFeeder(o FeederOptions) (*Feeder, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
 	}
 	k := newKeys(o.Prefix)
 	return &Feeder{o: o, keys: k, outbox: events.OutboxKey(o.Prefix),
@@ -240,8 +247,8 @@ func (f *Feeder) feedAccount(ctx context.Context, account, vendor string) (bool,
 		return false, nil
 	}
 	items, err := scriptRelease.Run(ctx, f.o.Redis,
-		[]string{f.keys.ring(account), f.keys.accounts(), pending, f.keys.releasing(account), f.keys.cancelling()},
-		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.requestPrefix(),
+		[]string{f.keys.ring(account), f.keys.accounts(), pending, f.keys.releasing(account), f.keys.cancelling(), f.keys.queued()},
+		account, f.keys.queuePrefix(account), f.keys.batchPrefix(), room, now.UnixMilli(), f.keys.requestPrefix(), f.ttl(),
 	).StringSlice()
 	if err != nil {
 		return false, fmt.Errorf("requests: release requests of %s: %w", account, err)
@@ -364,14 +371,18 @@ func (f *Feeder) drainCancelled(ctx context.Context, queues []string) error {
 		if err != nil {
 			return fmt.Errorf("requests: read cancelled queue: %w", err)
 		}
+		// The id, vendor, credential and batch are in clear in the entry
+		// (in every form); nothing else is needed.
+		var ended []jobs.Request
 		for _, item := range items {
-			// The id, vendor, credential and batch are in clear in the
-			// entry (in every form); nothing else is needed.
-			e, err := readEntry([]byte(item))
-			if err != nil {
-				continue
+			if e, err := readEntry([]byte(item)); err == nil {
+				ended = append(ended, jobs.Request{ID: e.ID, Vendor: e.Vendor, Credential: e.Credential, Batch: e.Batch})
 			}
-			r := jobs.Request{ID: e.ID, Vendor: e.Vendor, Credential: e.Credential, Batch: e.Batch}
+		}
+		if err := f.unqueue(ctx, ended); err != nil {
+			return err
+		}
+		for _, r := range ended {
 			if err := cancelQueued(ctx, f.o.Redis, f.o.Keyring, f.keys, f.outbox, r, f.o.Clock()); err != nil {
 				return err
 			}
@@ -387,6 +398,32 @@ func (f *Feeder) drainCancelled(ctx context.Context, queues []string) error {
 	}
 	return nil
 }
+
+// unqueue takes the ids of rs, queued requests about to end unreleased,
+// out of the queued set, each for a hash of its own (unqueue.lua), which
+// keeps the id from reuse once it has ended. Before they end: a feeder
+// stopping in between leaves them queued in their hashes, to end on the
+// next pass.
+func (f *Feeder) unqueue(ctx context.Context, rs []jobs.Request) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ks := make([]string, 0, len(rs)+1)
+	args := make([]any, 0, len(rs)+1)
+	ks = append(ks, f.keys.queued())
+	args = append(args, f.ttl())
+	for _, r := range rs {
+		ks = append(ks, f.keys.request(r.ID))
+		args = append(args, r.ID)
+	}
+	if err := scriptUnqueue.Run(ctx, f.o.Redis, ks, args...).Err(); err != nil {
+		return fmt.Errorf("requests: unqueue %d requests of a cancelled batch: %w", len(rs), err)
+	}
+	return nil
+}
+
+// ttl is FeederOptions.TTL in seconds, as the scripts take it.
+func (f *Feeder) ttl() int64 { return int64(f.o.TTL / time.Second) }
 
 // cancelQueued ends a request that never ran as cancelled.
 func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox string, r jobs.Request, now time.Time) error {

@@ -32,6 +32,10 @@ var (
 	//go:embed lua/cancel.lua
 	cancelLua    string
 	scriptCancel = redis.NewScript(cancelLua)
+
+	//go:embed lua/unqueue.lua
+	unqueueLua    string
+	scriptUnqueue = redis.NewScript(unqueueLua)
 )
 
 // keys names the Redis keys of the package under one prefix.
@@ -61,6 +65,7 @@ func (k keys) pending(account string) string       { return k.p + "pending:" + a
 func (k keys) releasingPrefix() string             { return k.p + "releasing:" }
 func (k keys) releasing(account string) string     { return k.releasingPrefix() + account }
 func (k keys) cancelling() string                  { return k.p + "cancelling" }
+func (k keys) queued() string                      { return k.p + "queued" }
 func (k keys) idempotency(vendor, credential, key string) string {
 	if key == "" {
 		return k.p + "idem:" // never written

@@ -59,9 +59,9 @@ func TestServiceAnswersOnlyInboxes(t *testing.T) {
 		}
 	}
 	require.Empty(t, published, "request.submit answered outside the inboxes")
-	good, err := w.rdb.Keys(context.Background(), prefix+"*good*").Result()
+	queued, err := w.rdb.SMembers(context.Background(), prefix+"req:queued").Result()
 	require.NoError(t, err)
-	require.NotEmpty(t, good, "a submission leaves keys naming its id")
+	require.Equal(t, []string{"good"}, queued, "the submission queued, and only it")
 	keys, err := w.rdb.Keys(context.Background(), prefix+"*bad-*").Result()
 	require.NoError(t, err)
 	require.Empty(t, keys, "a dropped submission was submitted")

@@ -230,7 +230,7 @@ func (s *Submitter) queue(ctx context.Context, r jobs.Request, keyer credentialK
 	m := member(r.Vendor, r.Credential, r.Batch)
 	res, err := scriptSubmit.Run(ctx, s.o.Redis,
 		[]string{s.keys.request(r.ID), s.keys.queue(account, m), s.keys.ring(account), s.keys.accounts(),
-			s.keys.batch(r.Vendor, r.Credential, r.Batch), credKey},
+			s.keys.batch(r.Vendor, r.Credential, r.Batch), credKey, s.keys.queued()},
 		payload, account, m, r.Batch, now.UnixMilli(), int64(s.o.TTL/time.Second), hasBatch, r.Vendor, r.Credential, checkArg,
 	).Text()
 	if err != nil {

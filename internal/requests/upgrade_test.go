@@ -75,4 +75,7 @@ func TestRequestsQueuedBeforeTheBinaryFormStillRun(t *testing.T) {
 	hashes, err := w.rdb.Keys(ctx, prefix+"req:r:*").Result()
 	require.NoError(t, err)
 	require.Len(t, hashes, len(run)+len(stopped))
+	queued, err := w.rdb.SCard(ctx, prefix+"req:queued").Result()
+	require.NoError(t, err)
+	require.Zero(t, queued, "old entries' ids left in the queued set")
 }

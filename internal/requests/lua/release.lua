@@ -2,18 +2,21 @@
 -- batches in turn (round robin), for the feeder to enqueue as tasks. Each is
 -- remembered in the releasing hash until the feeder has enqueued it (so a
 -- feeder that dies in between loses nothing) and in the pending zset until
--- a worker has taken the budget for it. A cancelled batch leaves the ring
--- and goes to the cancelling set, whose requests the feeder ends.
+-- a worker has taken the budget for it. Its id leaves the queued set for
+-- its own hash r:<id> (its release count), kept ttl seconds from its first
+-- release. A cancelled batch leaves the ring and goes to the cancelling
+-- set, whose requests the feeder ends.
 --
 -- KEYS[1] ring:<account>   KEYS[2] accounts hash   KEYS[3] pending zset
--- KEYS[4] releasing hash   KEYS[5] cancelling set
+-- KEYS[4] releasing hash   KEYS[5] cancelling set   KEYS[6] queued set
 -- ARGV    account, queue key prefix (q:<account>:), batch key prefix (b:),
---         n, now, request key prefix (r:)
+--         n, now, request key prefix (r:), ttl seconds of a request's hash
 -- Returns the released requests as "<release number>|<payload>": a request
 -- handed back by a worker is released again under a new task id, since
 -- its first task may still be finishing.
 local ring, accounts, pending, releasing, cancelling = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local account, qprefix, bprefix, n, now, rprefix = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local queued, ttl = KEYS[6], ARGV[7]
 
 local out = {}
 while #out < n do
@@ -40,7 +43,12 @@ while #out < n do
       else -- 0x01, the id's length, the id (entry.go)
         id = string.sub(item, 3, 2 + string.byte(item, 2))
       end
-      local entry = redis.call('HINCRBY', rprefix .. id, 'releases', 1) .. '|' .. item
+      local releases = redis.call('HINCRBY', rprefix .. id, 'releases', 1)
+      if releases == 1 then
+        redis.call('EXPIRE', rprefix .. id, ttl)
+      end
+      redis.call('SREM', queued, id)
+      local entry = releases .. '|' .. item
       redis.call('HSET', releasing, id, entry)
       redis.call('ZADD', pending, now, id)
       out[#out + 1] = entry
