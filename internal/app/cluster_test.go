@@ -322,8 +322,8 @@ func (p *pipeline) renewThrough(fault func()) {
 }
 
 // strandReleasedRequest submits a request with no worker running and
-// moves it, as release.lua does, from its queue to the account's
-// releasing hash, where a feeder that stopped before enqueueing it leaves
+// moves it, as release.lua does, from its queue and the queued set to the
+// account's releasing hash under its first release, where a feeder that stopped before enqueueing it leaves
 // it; node is the Redis node holding the prefix's slot. It returns the
 // request's id.
 func (p *pipeline) strandReleasedRequest(node *redis.Client, prefix string) string {
@@ -344,6 +344,8 @@ func (p *pipeline) strandReleasedRequest(node *redis.Client, prefix string) stri
 	require.Len(t, queues, 1)
 	item, err := node.LPop(ctx, queues[0]).Result()
 	require.NoError(t, err)
+	require.NoError(t, node.SRem(ctx, prefix+"req:queued", r.ID).Err())
+	require.NoError(t, node.HIncrBy(ctx, prefix+"req:r:"+r.ID, "releases", 1).Err())
 	require.NoError(t, node.HSet(ctx, prefix+"req:releasing:"+account, r.ID, "1|"+item).Err())
 	require.NoError(t, node.Del(ctx, prefix+"req:ring:"+account).Err())
 	require.NoError(t, node.HDel(ctx, prefix+"req:accounts", account).Err())
