@@ -178,6 +178,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(&md, "|---|---|---|")
 		fmt.Fprintf(&md, "| plain Go HTTP client loop (before %.0f, after %.0f) | %.0f | 1 |\n", plain.before, plain.after, plain.both)
 		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain.both)
+		fmt.Fprintf(&md, "\nCPU of this process per request (sandbox included, Redis's own not): plain loop %.0f µs, request job %.0f µs (%.2f).\n",
+			float64(plain.cpu.Microseconds()), float64(plain.jobCPU.Microseconds()), float64(plain.cpu)/float64(max(plain.jobCPU, 1)))
 		n := o.tputN
 		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
 			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
@@ -379,7 +381,10 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		return fail(err)
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	plainCPU := time.Duration(0)
 	plainLoop := func() (time.Duration, error) {
+		cpu0 := processCPU()
+		defer func() { plainCPU += processCPU() - cpu0 }()
 		var next atomic.Int64
 		var failed atomic.Int64
 		start := time.Now()
@@ -422,7 +427,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		return fail(err)
 	}
 	submitTrips = trips.Snapshot()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	stop, err := w.start(ctx, o)
 	if err != nil {
 		return fail(err)
@@ -437,18 +442,34 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
 	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	plain.jobCPU = (processCPU() - cpu0) / time.Duration(o.tputN)
 	after, err := plainLoop()
 	if err != nil {
 		return fail(err)
 	}
-	plain = plainRates{before: float64(o.tputN) / before.Seconds(), after: float64(o.tputN) / after.Seconds(),
-		both: float64(2*o.tputN) / (before + after).Seconds()}
+	plain.before, plain.after = float64(o.tputN)/before.Seconds(), float64(o.tputN)/after.Seconds()
+	plain.both = float64(2*o.tputN) / (before + after).Seconds()
+	plain.cpu = plainCPU / time.Duration(2*o.tputN)
 	return jobRate, plain, submitTrips, runTrips, nil
 }
 
 // plainRates are the plain loop's rates before and after tokenrelay's run,
-// and over both (2n over their summed time): the reference of the ratio.
-type plainRates struct{ before, after, both float64 }
+// and over both (2n over their summed time): the reference of the ratio;
+// and the process's CPU time per request of the plain loop and per
+// request job (sandbox included on both sides; Redis's own CPU not).
+type plainRates struct {
+	before, after, both float64
+	cpu, jobCPU         time.Duration
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // groupConcurrency says how many of a group's requests a slot sends at once.
 func groupConcurrency(o options) string {
