@@ -14,6 +14,12 @@ func MarshalEnvelope(env Envelope) ([]byte, error) {
 	if err := env.Validate(); err != nil {
 		return nil, err
 	}
+	return marshalValid(env)
+}
+
+// marshalValid is MarshalEnvelope of an envelope its caller has validated:
+// each check of the data is a pass over the vendor's whole answer.
+func marshalValid(env Envelope) ([]byte, error) {
 	if b, ok := appendEnvelope(make([]byte, 0, 200+len(env.Data)), env); ok {
 		return b, nil
 	}
@@ -29,23 +35,23 @@ func MarshalEnvelope(env Envelope) ([]byte, error) {
 // renewal. It reports false, for json.Marshal to do it, when a value would
 // need escaping or compacting (json.Marshal escapes quotes, backslashes,
 // control characters and <, > and &, also within data, and compacts data),
-// or the time cannot be written.
+// or the time cannot be written. ev.Data must be valid JSON.
 func appendEnvelope(b []byte, ev Envelope) ([]byte, bool) {
-	if y := ev.Time.Year(); y < 0 || y > 9999 || !plainJSON(ev.Data, true) {
+	if y := ev.Time.Year(); y < 0 || y > 9999 || !compactJSON(ev.Data) {
 		return nil, false
 	}
 	for _, f := range [...]struct{ name, value string }{
 		{`{"specversion":"`, ev.SpecVersion}, {`","id":"`, ev.ID}, {`","source":"`, ev.Source},
 		{`","type":"`, ev.Type}, {`","subject":"`, ev.Subject},
 	} {
-		if !plainJSON(f.value, false) {
+		if !plainJSON(f.value) {
 			return nil, false
 		}
 		b = append(append(b, f.name...), f.value...)
 	}
 	b = append(b, `","time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
-	if !plainJSON(ev.DataContentType, false) {
+	if !plainJSON(ev.DataContentType) {
 		return nil, false
 	}
 	b = append(append(b, `","datacontenttype":"`...), ev.DataContentType...)
@@ -56,7 +62,7 @@ func appendEnvelope(b []byte, ev Envelope) ([]byte, bool) {
 		if f.value == "" { // omitempty
 			continue
 		}
-		if !plainJSON(f.value, false) {
+		if !plainJSON(f.value) {
 			return nil, false
 		}
 		b = append(append(append(b, f.name...), f.value...), '"')
@@ -64,17 +70,38 @@ func appendEnvelope(b []byte, ev Envelope) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-// plainJSON reports whether json.Marshal writes s as it is: printable
-// ASCII without <, > or &; in a string value (isJSON false), without quote
-// or backslash; in JSON text (isJSON true), without space, which
-// compacting could take out.
-func plainJSON[T ~string | ~[]byte](s T, isJSON bool) bool {
+// compactJSON reports whether json.Marshal writes the valid JSON text s as
+// it is: printable ASCII without <, > or &, and no space outside its
+// strings (compacting takes that out; a space inside a string stays, as in
+// a vendor's "family":"Smith Jones").
+func compactJSON(s []byte) bool {
+	inString := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
 			return false
 		}
-		if isJSON && c == ' ' || !isJSON && (c == '"' || c == '\\') {
+		switch {
+		case !inString && c == ' ':
+			return false
+		case c == '"':
+			inString = !inString
+		case inString && c == '\\':
+			i++ // the escaped byte: \" does not end the string
+			if i < len(s) && (s[i] < ' ' || s[i] >= 0x7f) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// plainJSON reports whether json.Marshal writes the string value s as it
+// is: printable ASCII without <, > or &, quote or backslash.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' || c == '"' || c == '\\' {
 			return false
 		}
 	}

@@ -31,8 +31,13 @@ func TestMarshalEnvelopeIsJSONMarshal(t *testing.T) {
 		"unicode in source": func(e *Envelope) { e.Source = "tokenrelay/caf\xc3\xa9" },
 		"control in id":     func(e *Envelope) { e.ID = "a\x01b" },
 		"space in type":     func(e *Envelope) { e.Type = "token renewed" },
-		"array data":        func(e *Envelope) { e.Data = json.RawMessage(`[1,"two",null,true]`) },
-		"traced":            func(e *Envelope) { e.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+		"spaces in strings": func(e *Envelope) { e.Data = json.RawMessage(`{"family":"Smith Jones","given":["Jo Ann"]}`) },
+		"space after a string with an escaped quote": func(e *Envelope) {
+			e.Data = json.RawMessage(`{"m":"a \" b", "n":"c\\"}`)
+		},
+		"space after escaped backslash": func(e *Envelope) { e.Data = json.RawMessage(`{"m":"a\\", "n":1}`) },
+		"array data":                    func(e *Envelope) { e.Data = json.RawMessage(`[1,"two",null,true]`) },
+		"traced":                        func(e *Envelope) { e.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
 		"trace state": func(e *Envelope) {
 			e.TraceParent, e.TraceState = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "congo=t61rcWkgMzE"
 		},
@@ -49,6 +54,10 @@ func TestMarshalEnvelopeIsJSONMarshal(t *testing.T) {
 	}
 	_, ok := appendEnvelope(nil, base)
 	require.True(t, ok, "a usual event is encoded without encoding/json")
+	spaced := base
+	spaced.Data = json.RawMessage(`{"family":"Smith Jones","text":"a \" b \\"}`)
+	_, ok = appendEnvelope(nil, spaced)
+	require.True(t, ok, "a vendor's compact answer with spaces in its strings is encoded without encoding/json")
 
 	bad := base
 	bad.ID = ""

@@ -20,13 +20,7 @@ const (
 // of its outbox entry, in order, ready for XADD (redis.XAddArgs.Values) or as
 // the ARGV of a Lua script that writes the entry with a state change.
 func EncodeOutboxEntry(env Envelope) ([]any, error) {
-	if err := env.Validate(); err != nil {
-		return nil, err
-	}
-	if !validEventSubject(env.Subject) {
-		return nil, fmt.Errorf("events: subject of event %s is not an event subject (<type>.<vendor>.<credential> of a known type, literal tokens)", env.ID)
-	}
-	raw, err := MarshalEnvelope(env)
+	raw, err := marshalOutboxEvent(env)
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +29,18 @@ func EncodeOutboxEntry(env Envelope) ([]any, error) {
 		OutboxFieldSubject, env.Subject,
 		OutboxFieldEvent, string(raw),
 	}, nil
+}
+
+// marshalOutboxEvent validates an envelope as an outbox entry's and returns
+// its JSON, the entry's event field.
+func marshalOutboxEvent(env Envelope) ([]byte, error) {
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	if !validEventSubject(env.Subject) {
+		return nil, fmt.Errorf("events: subject of event %s is not an event subject (<type>.<vendor>.<credential> of a known type, literal tokens)", env.ID)
+	}
+	return marshalValid(env)
 }
 
 // Outbox appends events to the Redis outbox for the Relay to publish. It is

@@ -36,16 +36,15 @@ func SealOutboxEntry(kr *seal.Keyring, env Envelope) ([]any, error) {
 	if kr == nil {
 		return nil, errors.New("events: sealing an outbox entry needs a keyring")
 	}
-	values, err := EncodeOutboxEntry(env)
+	raw, err := marshalOutboxEvent(env)
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := kr.Seal([]byte(values[5].(string)), outboxAAD(env.ID, env.Subject))
+	sealed, err := kr.Seal(raw, outboxAAD(env.ID, env.Subject))
 	if err != nil {
 		return nil, fmt.Errorf("events: seal event %s: %w", env.ID, err)
 	}
-	values[5] = sealed
-	return values, nil
+	return []any{OutboxFieldID, env.ID, OutboxFieldSubject, env.Subject, OutboxFieldEvent, sealed}, nil
 }
 
 // OpenOutboxEvent returns the envelope JSON of an outbox entry's event

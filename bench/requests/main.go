@@ -12,7 +12,8 @@
 //   - throughput (c): -tput-n requests against a sandbox without a limit,
 //     through tokenrelay (whose asynq slots each send a group of requests
 //     side by side) and through a plain Go HTTP client loop of as many
-//     senders as tokenrelay has slots; the ratio of the two, and the Redis round trips per
+//     senders as tokenrelay has slots (-plain-senders), run before and
+//     after tokenrelay; the ratio of the two, and the Redis round trips per
 //     request job end to end (submit, feeder, asynq, handler, outcome:
 //     every command or pipeline on the one client they all share);
 //   - memory: -mem-n requests submitted and left queued (no feeder): the
@@ -25,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -55,14 +57,14 @@ import (
 )
 
 type options struct {
-	n, limit, over, workers, concurrency, tputN, memN int
-	groupSize, maxInFlight, groupConcurrency          int
-	cpuProfile                                        string
-	window, budgetLease, budgetSlack                  time.Duration
-	budgetReserve                                     float64
-	vendorSlack                                       time.Duration
-	phases                                            map[string]bool
-	redisAddr, out                                    string
+	n, limit, over, workers, concurrency, tputN, memN, plainSenders int
+	groupSize, maxInFlight, groupConcurrency                        int
+	cpuProfile                                                      string
+	window, budgetLease, budgetSlack                                time.Duration
+	budgetReserve                                                   float64
+	vendorSlack                                                     time.Duration
+	phases                                                          map[string]bool
+	redisAddr, out                                                  string
 }
 
 func main() {
@@ -75,6 +77,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
 	flag.IntVar(&o.tputN, "tput-n", 5000, "requests of the throughput phase")
+	flag.IntVar(&o.plainSenders, "plain-senders", 0, "senders of the throughput phase's plain loop (0: as many as tokenrelay's asynq slots, workers×concurrency)")
 	flag.IntVar(&o.memN, "mem-n", 10000, "requests of the memory phase")
 	flag.DurationVar(&o.budgetLease, "budget-lease", 0, "budget.Options.Lease (0: the budget's default, window/100)")
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
@@ -172,11 +175,13 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
-		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand.\n\n", o.tputN, o.workers*o.concurrency, groupConcurrency(o), o.workers*o.concurrency)
+		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand, run before and after tokenrelay (the reference is both runs' requests over their summed time).\n\n", o.tputN, o.workers*o.concurrency, groupConcurrency(o), cmp.Or(o.plainSenders, o.workers*o.concurrency))
 		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
 		fmt.Fprintln(&md, "|---|---|---|")
-		fmt.Fprintf(&md, "| plain Go HTTP client loop | %.0f | 1 |\n", plain)
-		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain)
+		fmt.Fprintf(&md, "| plain Go HTTP client loop (before %.0f, after %.0f) | %.0f | 1 |\n", plain.before, plain.after, plain.both)
+		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain.both)
+		fmt.Fprintf(&md, "\nCPU of this process per request (sandbox included, Redis's own not): plain loop %.0f µs, request job %.0f µs (%.2f).\n",
+			float64(plain.cpu.Microseconds()), float64(plain.jobCPU.Microseconds()), float64(plain.cpu)/float64(max(plain.jobCPU, 1)))
 		n := o.tputN
 		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
 			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
@@ -355,9 +360,9 @@ func testutilSum(c *prometheus.CounterVec) float64 {
 	return sum
 }
 
-func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (jobRate, plain float64, submitTrips, runTrips roundtrips.Counts, err error) {
-	fail := func(err error) (float64, float64, roundtrips.Counts, roundtrips.Counts, error) {
-		return 0, 0, nil, nil, err
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (jobRate float64, plain plainRates, submitTrips, runTrips roundtrips.Counts, err error) {
+	fail := func(err error) (float64, plainRates, roundtrips.Counts, roundtrips.Counts, error) {
+		return 0, plainRates{}, nil, nil, err
 	}
 	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
 	if err != nil {
@@ -366,42 +371,57 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	defer w.Close()
 	senders := o.workers * o.concurrency
 
-	// Plain: the same requests with the token in hand, senders at a time.
+	if o.plainSenders > 0 {
+		senders = o.plainSenders
+	}
+
+	// Plain: the same requests with the token in hand, senders at a time;
+	// run before and after tokenrelay's, so that a change in the machine's
+	// load during the run weighs on both sides.
 	cred, err := w.Store.CurrentToken(ctx, relay.Credential)
 	if err != nil {
 		return fail(err)
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	var next atomic.Int64
-	var failed atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(o.tputN) {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Vendors[relay.Vendor].BaseURL+"Patient?_count=10", nil)
-				req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
-				req.Header.Set("Accept", "application/fhir+json")
-				req.Header.Set("User-Agent", relay.UserAgent)
-				resp, err := hc.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
+	plainCPU := time.Duration(0)
+	plainLoop := func() (time.Duration, error) {
+		cpu0 := processCPU()
+		defer func() { plainCPU += processCPU() - cpu0 }()
+		var next atomic.Int64
+		var failed atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(o.tputN) {
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.Vendors[relay.Vendor].BaseURL+"Patient?_count=10", nil)
+					req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
+					req.Header.Set("Accept", "application/fhir+json")
+					req.Header.Set("User-Agent", relay.UserAgent)
+					resp, err := hc.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						failed.Add(1)
+					}
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			return 0, fmt.Errorf("plain loop: %d requests failed", failed.Load())
+		}
+		return time.Since(start), nil
 	}
-	wg.Wait()
-	plain = float64(o.tputN) / time.Since(start).Seconds()
-	if failed.Load() > 0 {
-		return fail(fmt.Errorf("plain loop: %d requests failed", failed.Load()))
+	before, err := plainLoop()
+	if err != nil {
+		return fail(err)
 	}
 
 	trips.Snapshot()
@@ -409,7 +429,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		return fail(err)
 	}
 	submitTrips = trips.Snapshot()
-	start = time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	stop, err := w.start(ctx, o)
 	if err != nil {
 		return fail(err)
@@ -424,7 +444,33 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
 	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	plain.jobCPU = (processCPU() - cpu0) / time.Duration(o.tputN)
+	after, err := plainLoop()
+	if err != nil {
+		return fail(err)
+	}
+	plain.before, plain.after = float64(o.tputN)/before.Seconds(), float64(o.tputN)/after.Seconds()
+	plain.both = float64(2*o.tputN) / (before + after).Seconds()
+	plain.cpu = plainCPU / time.Duration(2*o.tputN)
 	return jobRate, plain, submitTrips, runTrips, nil
+}
+
+// plainRates are the plain loop's rates before and after tokenrelay's run,
+// and over both (2n over their summed time): the reference of the ratio;
+// and the process's CPU time per request of the plain loop and per
+// request job (sandbox included on both sides; Redis's own CPU not).
+type plainRates struct {
+	before, after, both float64
+	cpu, jobCPU         time.Duration
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // groupConcurrency says how many of a group's requests a slot sends at once.

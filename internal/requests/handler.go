@@ -84,7 +84,10 @@ type HandlerDeps struct {
 	// Submitter's. Default AccountFor(Vendors).
 	Account func(vendor, credential string) string
 	// HTTPClient sends the requests (nil: a client without a timeout of its
-	// own; CallTimeout bounds each call).
+	// own, CallTimeout bounds each call, keeping up to DefaultMaxInFlight
+	// idle connections per vendor host: a feeder releases that many of an
+	// account's requests at once, and a connection closed for want of room
+	// is a new one for the next group).
 	HTTPClient *http.Client
 	// Objects holds bodies above InlineLimit, in the bucket named Bucket.
 	// Nil: such bodies fail the request (class too_large).
@@ -157,7 +160,7 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 		d.Account = AccountFor(d.Vendors)
 	}
 	if d.HTTPClient == nil {
-		d.HTTPClient = &http.Client{Transport: tracing.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second})}
+		d.HTTPClient = &http.Client{Transport: tracing.Transport(&http.Transport{MaxIdleConnsPerHost: DefaultMaxInFlight, IdleConnTimeout: 90 * time.Second})}
 	}
 	if d.Bucket == "" {
 		d.Bucket = DefaultBucket

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -26,14 +28,11 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 	data := events.RequestCompleted{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Status: ans.Status, Headers: eventHeaders(ans.Header), BodySize: len(ans.Body), Attempts: rec.attempts,
 		CompletedAt: now.UTC()}
+	inline := false
 	switch {
 	case len(ans.Body) == 0:
 	case len(ans.Body) <= h.d.InlineLimit:
-		if json.Valid(ans.Body) {
-			data.Body, data.BodyEncoding = json.RawMessage(ans.Body), "json"
-		} else {
-			data.Body, data.BodyEncoding = base64.StdEncoding.EncodeToString(ans.Body), "base64"
-		}
+		inline = true
 	case h.d.Objects == nil:
 		return h.fail(ctx, r, rec, "too_large", ans.Status, fmt.Sprintf("the answer's body (%d bytes) is over the inline limit and no object store is configured", len(ans.Body)))
 	default:
@@ -44,7 +43,13 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 		}
 		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: name, Size: len(ans.Body), Digest: info.Digest}
 	}
-	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	var ev events.Envelope
+	var err error
+	if inline {
+		ev, err = completedInline(r, now, data, ans.Body)
+	} else {
+		ev, err = events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	}
 	if err != nil {
 		return err
 	}
@@ -55,6 +60,21 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 	h.d.Metrics.outcome(r.Vendor, OutcomeCompleted)
 	h.d.Logger.Debug().Str("request", r.ID).Int("status", ans.Status).Msg("request completed")
 	return nil
+}
+
+// completedInline is the request.completed event of data with body inline:
+// the JSON itself when it is JSON, else base64. Encoding the event checks
+// the body (a json.RawMessage is validated as it is written), so a JSON
+// answer, the usual one, is read once here rather than checked first.
+func completedInline(r jobs.Request, now time.Time, data events.RequestCompleted, body []byte) (events.Envelope, error) {
+	data.Body, data.BodyEncoding = json.RawMessage(body), "json"
+	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	var notJSON *json.MarshalerError
+	if err == nil || !errors.As(err, &notJSON) || notJSON.Type != reflect.TypeFor[json.RawMessage]() {
+		return ev, err
+	}
+	data.Body, data.BodyEncoding = base64.StdEncoding.EncodeToString(body), "base64"
+	return events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
 }
 
 // fail publishes request.failed.

@@ -1,0 +1,52 @@
+package requests
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/jobs"
+)
+
+// A vendor's answer is in request.completed as JSON when it is JSON, and
+// in base64, whole, when it is anything else (text, broken or cut JSON).
+func TestCompletedEventCarriesTheBodyAsJSONOrBase64(t *testing.T) {
+	t.Parallel()
+	r := jobs.Request{ID: "r1", Vendor: "halaxy-au", Credential: "clinic-1"}
+	now := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	for body, want := range map[string]string{
+		`{"resourceType":"Bundle","entry":[{"name":"Jo Ann"}]}`: "json",
+		`[1, 2]`:           "json",
+		`"text"`:           "json",
+		`{"resourceType":`: "base64",
+		`plain text`:       "base64",
+		"<html></html>":    "base64",
+		"{\"a\":\"\xff\"}": "json", // json.Valid takes invalid UTF-8 in strings
+	} {
+		ev, err := completedInline(r, now, events.RequestCompleted{ID: r.ID, Status: 200, BodySize: len(body)}, []byte(body))
+		require.NoError(t, err, body)
+		require.Equal(t, events.TypeRequestCompleted, ev.Type)
+		var data struct {
+			Body         json.RawMessage `json:"body"`
+			BodyEncoding string          `json:"body_encoding"`
+		}
+		require.NoError(t, json.Unmarshal(ev.Data, &data), body)
+		require.Equal(t, want, data.BodyEncoding, body)
+		if want == "base64" {
+			var s string
+			require.NoError(t, json.Unmarshal(data.Body, &s))
+			got, err := base64.StdEncoding.DecodeString(s)
+			require.NoError(t, err)
+			require.Equal(t, body, string(got))
+			continue
+		}
+		var compact bytes.Buffer
+		require.NoError(t, json.Compact(&compact, []byte(body)))
+		require.Equal(t, compact.String(), string(data.Body), "the answer itself, as before")
+	}
+}
