@@ -52,16 +52,7 @@ func (kr *Keyring) OpenBinary(sealed, aad []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: key id %s", ErrUnknownKey, kid)
 	}
-	box := sealed[1+binaryKidLen:]
-	ns := k.aead.NonceSize()
-	if len(box) < ns+k.aead.Overhead() {
-		return nil, fmt.Errorf("%w: payload too short", ErrMalformed)
-	}
-	plain, err := k.aead.Open(nil, box[:ns], box[ns:], aad)
-	if err != nil {
-		return nil, ErrAuth
-	}
-	return plain, nil
+	return k.open(sealed[1+binaryKidLen:], aad)
 }
 
 // KeyIDOfBinary returns the id of the key a value in the binary form was

@@ -180,6 +180,11 @@ func (kr *Keyring) Open(sealed string, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
+	return k.open(box, aad)
+}
+
+// open decrypts box (nonce, ciphertext and tag), in either form's bytes.
+func (k *key) open(box, aad []byte) ([]byte, error) {
 	ns := k.aead.NonceSize()
 	if len(box) < ns+k.aead.Overhead() {
 		return nil, fmt.Errorf("%w: payload too short", ErrMalformed)
