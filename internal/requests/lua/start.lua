@@ -21,7 +21,7 @@ local final = {done = true, failed = true, cancelled = true}
 local out = {}
 -- A group's requests mostly share a batch: its counts move once per call
 -- (the sum of its requests' moves; nothing here reads them).
-local batches, deltas = {}, {}
+local batches, deltas, cancels = {}, {}, {}
 local function count(batch, field, delta)
   local d = deltas[batch]
   if not d then
@@ -42,8 +42,11 @@ for i = 1, #KEYS / 2 do
   elseif owner ~= '' and state == 'running' and f[5] and f[5] ~= owner then
     state = 'moved'
   else
-    if has_batch == '1' and redis.call('HEXISTS', batch, 'cancel') == 1 then
-      cancelled = 1
+    if has_batch == '1' then
+      if cancels[batch] == nil then -- asked once per batch: nothing here cancels
+        cancels[batch] = redis.call('HEXISTS', batch, 'cancel')
+      end
+      cancelled = cancels[batch]
     end
     if not final[state] and cancelled == 0 and state ~= 'running' then
       if owner ~= '' then

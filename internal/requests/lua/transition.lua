@@ -20,6 +20,9 @@ local final = {done = true, failed = true, cancelled = true}
 -- The ended requests of a group mostly share a batch: its counts move once
 -- per call (the sum of its requests' moves; nothing here reads them).
 local batches, deltas = {}, {}
+-- The requests leave their pending zset in one ZREM per zset at the end
+-- (nothing here reads it), at most 200 at a time.
+local pendings, unpend = {}, {}
 local function count(batch, field, delta)
   local d = deltas[batch]
   if not d then
@@ -35,7 +38,13 @@ local function step(k, a)
   local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts, moved =
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
     ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
-  redis.call('ZREM', pending, id)
+  local p = unpend[pending]
+  if not p then
+    p = {}
+    unpend[pending] = p
+    pendings[#pendings + 1] = pending
+  end
+  p[#p + 1] = id
 
   local old = redis.call('HGET', req, 'state') or 'queued'
   if final[old] then
@@ -78,6 +87,12 @@ end
 local out = {}
 for i = 0, #KEYS / 5 - 1 do
   out[i + 1] = step(5 * i, 11 * i)
+end
+for _, pending in ipairs(pendings) do
+  local ids = unpend[pending]
+  for i = 1, #ids, 200 do
+    redis.call('ZREM', pending, unpack(ids, i, math.min(i + 199, #ids)))
+  end
 end
 for _, batch in ipairs(batches) do
   local d = deltas[batch]
