@@ -37,6 +37,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain.both)
 		fmt.Fprintf(&md, "\nCPU of this process per request (sandbox included, Redis's own not): plain loop %.0f µs, request job %.0f µs (%.2f).\n",
 			float64(plain.cpu.Microseconds()), float64(plain.jobCPU.Microseconds()), float64(plain.cpu)/float64(max(plain.jobCPU, 1)))
+		fmt.Fprintf(&md, "\nRedis server's CPU per request job (INFO cpu, server-wide): submit %.0f µs, run %.0f µs.\n",
+			float64(plain.redisSubmit.Microseconds()), float64(plain.redisRun.Microseconds()))
 		n := o.tputN
 		fmt.Fprintf(&md, "\nRedis round trips of those %d request jobs (a go-redis hook on the one client that the submitter, feeder, asynq client and servers, handlers, budgets and store share: one per command sent alone, one per pipeline; the benchmark's own polling not counted): submit %d (%.2f per job), run %d (%.2f per job), **%.2f per job end to end**. asynq's servers' background work (heartbeats, idle polls, forwarders) is in \"run\".\n\n",
 			n, submitTrips.Total(), float64(submitTrips.Total())/float64(n), runTrips.Total(), float64(runTrips.Total())/float64(n),
@@ -425,10 +428,12 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 
 	trips.Snapshot()
+	rcpu0 := redisCPU(ctx, rdb)
 	if err := w.submit(ctx, o.tputN); err != nil {
 		return fail(err)
 	}
 	submitTrips = trips.Snapshot()
+	rcpu1 := redisCPU(ctx, rdb)
 	start, cpu0 := time.Now(), processCPU()
 	stop, err := w.start(ctx, o)
 	if err != nil {
@@ -436,6 +441,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	st, err := w.wait(ctx, o.tputN)
 	runTrips = trips.Snapshot()
+	rcpu2 := redisCPU(ctx, rdb)
 	stop()
 	if err != nil {
 		return fail(err)
@@ -445,6 +451,8 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
 	plain.jobCPU = (processCPU() - cpu0) / time.Duration(o.tputN)
+	plain.redisSubmit = (rcpu1 - rcpu0) / time.Duration(o.tputN)
+	plain.redisRun = (rcpu2 - rcpu1) / time.Duration(o.tputN)
 	after, err := plainLoop()
 	if err != nil {
 		return fail(err)
@@ -458,10 +466,31 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 // plainRates are the plain loop's rates before and after tokenrelay's run,
 // and over both (2n over their summed time): the reference of the ratio;
 // and the process's CPU time per request of the plain loop and per
-// request job (sandbox included on both sides; Redis's own CPU not).
+// request job (sandbox included on both sides; Redis's own CPU not), and
+// the Redis server's CPU per request job while submitting and running them
+// (server-wide: other clients' load is in it unless the server is the
+// benchmark's own).
 type plainRates struct {
-	before, after, both float64
-	cpu, jobCPU         time.Duration
+	before, after, both                float64
+	cpu, jobCPU, redisSubmit, redisRun time.Duration
+}
+
+// redisCPU is the Redis server's CPU time (user and system, all its
+// threads) by INFO cpu; 0 when unknown.
+func redisCPU(ctx context.Context, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 // processCPU is the CPU time (user and system) the process has used.

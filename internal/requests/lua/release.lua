@@ -18,7 +18,7 @@ local ring, accounts, pending, releasing, cancelling = KEYS[1], KEYS[2], KEYS[3]
 local account, qprefix, bprefix, n, now, rprefix = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local queued, ttl = KEYS[6], ARGV[7]
 
-local out = {}
+local out, ids = {}, {}
 while #out < n do
   local member = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
   if not member then
@@ -47,16 +47,31 @@ while #out < n do
       if releases == 1 then
         redis.call('EXPIRE', rprefix .. id, ttl)
       end
-      redis.call('SREM', queued, id)
       local entry = releases .. '|' .. item
-      redis.call('HSET', releasing, id, entry)
-      redis.call('ZADD', pending, now, id)
       out[#out + 1] = entry
+      ids[#ids + 1] = id
       if redis.call('LLEN', queue) == 0 then
         redis.call('LREM', ring, 0, member)
       end
     end
   end
+end
+-- The released requests leave the queued set for the releasing hash and
+-- the pending zset in a few calls rather than three each (nothing above
+-- reads them), at most chunk at a time (Lua's unpack has a stack limit).
+local chunk = 200
+for i = 1, #ids, chunk do
+  local last = math.min(i + chunk - 1, #ids)
+  local fields, members = {}, {}
+  for j = i, last do
+    fields[#fields + 1] = ids[j]
+    fields[#fields + 1] = out[j]
+    members[#members + 1] = now
+    members[#members + 1] = ids[j]
+  end
+  redis.call('SREM', queued, unpack(ids, i, last))
+  redis.call('HSET', releasing, unpack(fields))
+  redis.call('ZADD', pending, unpack(members))
 end
 if redis.call('LLEN', ring) == 0 then
   redis.call('HDEL', accounts, account)

@@ -19,6 +19,18 @@
 local now, owner = ARGV[1], ARGV[2]
 local final = {done = true, failed = true, cancelled = true}
 local out = {}
+-- A group's requests mostly share a batch: its counts move once per call
+-- (the sum of its requests' moves; nothing here reads them).
+local batches, deltas, cancels = {}, {}, {}
+local function count(batch, field, delta)
+  local d = deltas[batch]
+  if not d then
+    d = {}
+    deltas[batch] = d
+    batches[#batches + 1] = batch
+  end
+  d[field] = (d[field] or 0) + delta
+end
 for i = 1, #KEYS / 2 do
   local req, batch = KEYS[2 * i - 1], KEYS[2 * i]
   local has_batch, release = ARGV[2 * i + 1], ARGV[2 * i + 2]
@@ -30,21 +42,30 @@ for i = 1, #KEYS / 2 do
   elseif owner ~= '' and state == 'running' and f[5] and f[5] ~= owner then
     state = 'moved'
   else
-    if has_batch == '1' and redis.call('HEXISTS', batch, 'cancel') == 1 then
-      cancelled = 1
+    if has_batch == '1' then
+      if cancels[batch] == nil then -- asked once per batch: nothing here cancels
+        cancels[batch] = redis.call('HEXISTS', batch, 'cancel')
+      end
+      cancelled = cancels[batch]
     end
     if not final[state] and cancelled == 0 and state ~= 'running' then
-      redis.call('HSET', req, 'state', 'running')
       if owner ~= '' then
-        redis.call('HSET', req, 'owner', owner)
+        redis.call('HSET', req, 'state', 'running', 'owner', owner)
+      else
+        redis.call('HSET', req, 'state', 'running')
       end
       if has_batch == '1' then
-        redis.call('HINCRBY', batch, state, -1)
-        redis.call('HINCRBY', batch, 'running', 1)
-        redis.call('HSETNX', batch, 'started', now)
+        count(batch, state, -1)
+        count(batch, 'running', 1)
       end
     end
   end
   out[i] = {state, f[2] or '', f[3] or '', cancelled}
+end
+for _, batch in ipairs(batches) do
+  for field, delta in pairs(deltas[batch]) do
+    redis.call('HINCRBY', batch, field, delta)
+  end
+  redis.call('HSETNX', batch, 'started', now)
 end
 return out

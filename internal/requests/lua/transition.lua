@@ -17,35 +17,62 @@
 -- Returns, per request, 'OK', or 'FINAL' when it had already ended.
 local final = {done = true, failed = true, cancelled = true}
 
+-- The ended requests of a group mostly share a batch: its counts move once
+-- per call (the sum of its requests' moves; nothing here reads them).
+local batches, deltas = {}, {}
+-- The requests leave their pending zset in one ZREM per zset at the end
+-- (nothing here reads it), at most 200 at a time.
+local pendings, unpend = {}, {}
+local function count(batch, field, delta)
+  local d = deltas[batch]
+  if not d then
+    d = {counts = {}}
+    deltas[batch] = d
+    batches[#batches + 1] = batch
+  end
+  d.counts[field] = (d.counts[field] or 0) + delta
+end
+
 local function step(k, a)
   local req, batch, outbox, idem, pending = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
   local state, now, has_batch, ev_id, ev_subject, ev_json, outcome, idem_ttl, id, attempts, moved =
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
     ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
-  redis.call('ZREM', pending, id)
+  local p = unpend[pending]
+  if not p then
+    p = {}
+    unpend[pending] = p
+    pendings[#pendings + 1] = pending
+  end
+  p[#p + 1] = id
 
   local old = redis.call('HGET', req, 'state') or 'queued'
   if final[old] then
     return 'FINAL'
   end
-  if attempts ~= '' then
-    redis.call('HSET', req, 'attempts', attempts)
-  end
   if moved == '1' then
     redis.call('HINCRBY', req, 'releases', 1)
   end
   if old == state then
+    if attempts ~= '' then
+      redis.call('HSET', req, 'attempts', attempts)
+    end
     return 'OK'
   end
-  redis.call('HSET', req, 'state', state)
+  if attempts ~= '' then -- one HSET for both: the script is one step
+    redis.call('HSET', req, 'state', state, 'attempts', attempts)
+  else
+    redis.call('HSET', req, 'state', state)
+  end
   if has_batch == '1' then
-    redis.call('HINCRBY', batch, old, -1)
-    redis.call('HINCRBY', batch, state, 1)
-    if state == 'running' then
-      redis.call('HSETNX', batch, 'started', now)
+    count(batch, old, -1)
+    count(batch, state, 1)
+    local b = deltas[batch]
+    if state == 'running' and not b.started then
+      b.started = now
     end
     if final[state] then
-      redis.call('HSET', batch, 'last', now)
+      b.last = now
     end
   end
   if ev_json ~= '' then
@@ -60,5 +87,23 @@ end
 local out = {}
 for i = 0, #KEYS / 5 - 1 do
   out[i + 1] = step(5 * i, 11 * i)
+end
+for _, pending in ipairs(pendings) do
+  local ids = unpend[pending]
+  for i = 1, #ids, 200 do
+    redis.call('ZREM', pending, unpack(ids, i, math.min(i + 199, #ids)))
+  end
+end
+for _, batch in ipairs(batches) do
+  local d = deltas[batch]
+  for field, delta in pairs(d.counts) do
+    redis.call('HINCRBY', batch, field, delta)
+  end
+  if d.started then
+    redis.call('HSETNX', batch, 'started', d.started)
+  end
+  if d.last then
+    redis.call('HSET', batch, 'last', d.last)
+  end
 end
 return out
