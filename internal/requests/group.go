@@ -181,7 +181,6 @@ type group struct {
 	mu     sync.Mutex
 	tokens map[string]store.Credential // credential -> token read for the group
 	locks  map[string]*sync.Mutex      // credential -> one token read at a time
-	paused map[string]time.Time        // account -> a 429's pause met in the group
 	pauses map[string]*pauseRead       // account -> its pause, read once (no limit of ours)
 	// left counts the requests not yet past their budget take; taken are
 	// those past it with a permit, by account (the feeder's pending).
@@ -279,7 +278,7 @@ type pauseRead struct {
 func newGroup(h *Handler, ms []groupMember) *group {
 	g := &group{h: h, entries: make(map[string]groupEntry, len(ms)), accounts: make(map[string]string, len(ms)),
 		tokens: map[string]store.Credential{},
-		locks:  map[string]*sync.Mutex{}, paused: map[string]time.Time{}, pauses: map[string]*pauseRead{},
+		locks:  map[string]*sync.Mutex{}, pauses: map[string]*pauseRead{},
 		left: len(ms), passed: make(map[string]bool, len(ms)), taken: map[string][]string{},
 		running: len(ms), full: make(chan struct{}, 1)}
 	for _, m := range ms {
@@ -320,14 +319,15 @@ func (g *group) token(ctx context.Context, h *Handler, r jobs.Request, rec recor
 }
 
 // take asks the budget for one request's permit. In a group, a 429 met by
-// another of its requests refuses at once, and an account without a limit
-// of ours (whose take only reads its pause) is read once for the group.
+// another request this process sent (Handler.hold) refuses at once, and an
+// account without a limit of ours (whose take only reads its pause) is
+// read once for the group.
 func (g *group) take(ctx context.Context, h *Handler, account string, lim budget.Limit) (bool, time.Time, error) {
 	if g == nil {
 		return h.d.Budget.Take(ctx, account, lim, budget.Bulk)
 	}
+	until := h.pausedUntil(account)
 	g.mu.Lock()
-	until := g.paused[account]
 	p := g.pauses[account]
 	if p == nil {
 		p = &pauseRead{}
@@ -342,18 +342,6 @@ func (g *group) take(ctx context.Context, h *Handler, account string, lim budget
 	}
 	p.once.Do(func() { p.ok, p.at, p.err = h.d.Budget.Take(ctx, account, lim, budget.Bulk) })
 	return p.ok, p.at, p.err
-}
-
-// pause records a 429's pause met by one of the group's requests.
-func (g *group) pause(account string, until time.Time) {
-	if g == nil {
-		return
-	}
-	g.mu.Lock()
-	if until.After(g.paused[account]) {
-		g.paused[account] = until
-	}
-	g.mu.Unlock()
 }
 
 // pass records that request id is past its budget take (took: with a

@@ -148,6 +148,13 @@ func (h *Handler) pausedUntil(account string) time.Time {
 	return t
 }
 
+// hold records a 429's pause of account met here, until then: the
+// requests this process sends beside it (in its group or another) check
+// it before their take and again before their send.
+func (h *Handler) hold(account string, until time.Time) {
+	h.paused.Store(account, until)
+}
+
 // NewHandler checks d, fills its defaults and returns the handler.
 func NewHandler(d HandlerDeps) (*Handler, error) {
 	if d.Redis == nil || d.Credentials == nil || d.Refresh == nil || d.Budget == nil || d.Keyring == nil {
@@ -341,12 +348,12 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		}
 		rec.attempts++
 		ans, callErr := h.call(ctx, r, v, cred)
+		var retryAfter time.Time
 		if ans.Status == http.StatusTooManyRequests {
 			// Held here at once, before the budget records the pause for
 			// every worker: the requests sent beside this one stop now.
-			until := h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
-			g.pause(account, until)
-			h.paused.Store(account, until)
+			retryAfter = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
+			h.hold(account, retryAfter)
 		}
 		if callErr == nil || callErr.Status != 0 {
 			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
@@ -355,10 +362,9 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 			}
 			if ans.Status == http.StatusTooManyRequests {
 				if paused.IsZero() {
-					paused = h.d.Clock().Add(max(vendors.ParseRetryAfter(ans.Header.Get("Retry-After"), h.d.Clock()), time.Second))
+					paused = retryAfter
 				}
-				g.pause(account, paused)
-				h.paused.Store(account, paused)
+				h.hold(account, paused)
 				h.d.Metrics.outcome(r.Vendor, OutcomeRateLimited)
 				return h.wait(ctx, r, rec, &jobs.RetryAt{At: paused, Reason: "rate_limited"}, g)
 			}
