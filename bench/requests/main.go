@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -61,6 +62,7 @@ type options struct {
 	n, limit, over, workers, concurrency, tputN, memN, plainSenders int
 	groupSize, maxInFlight, groupConcurrency                        int
 	cpuProfile                                                      string
+	jobsProfile, plainProfile, jobsAllocs                           string
 	window, budgetLease, budgetSlack                                time.Duration
 	budgetReserve                                                   float64
 	vendorSlack                                                     time.Duration
@@ -88,6 +90,9 @@ func main() {
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 256)")
 	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.StringVar(&o.plainProfile, "plain-cpuprofile", "", "write a CPU profile of the throughput phase's first plain loop to this file")
+	flag.StringVar(&o.jobsAllocs, "jobs-allocprofile", "", "write the allocation profile to this file after the throughput phase's timed tokenrelay run, and to this file + .before before it (go tool pprof -base)")
+	flag.StringVar(&o.jobsProfile, "jobs-cpuprofile", "", "write a CPU profile of the throughput phase's timed tokenrelay run alone (not the submits or the plain loop) to this file")
 	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
@@ -422,7 +427,12 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		}
 		return time.Since(start), nil
 	}
+	stopPlainProfile, err := startProfile(o.plainProfile)
+	if err != nil {
+		return fail(err)
+	}
 	before, err := plainLoop()
+	stopPlainProfile()
 	if err != nil {
 		return fail(err)
 	}
@@ -434,12 +444,25 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	submitTrips = trips.Snapshot()
 	rcpu1 := redisCPU(ctx, rdb)
+	stopProfile, err := startProfile(o.jobsProfile)
+	if err != nil {
+		return fail(err)
+	}
+	if err := writeAllocs(o.jobsAllocs + ".before"); o.jobsAllocs != "" && err != nil {
+		return fail(err)
+	}
 	start, cpu0 := time.Now(), processCPU()
 	stop, err := w.start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
 	st, err := w.wait(ctx, o.tputN)
+	stopProfile()
+	if o.jobsAllocs != "" {
+		if err := writeAllocs(o.jobsAllocs); err != nil {
+			return fail(err)
+		}
+	}
 	runTrips = trips.Snapshot()
 	rcpu2 := redisCPU(ctx, rdb)
 	stop()
@@ -461,6 +484,45 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	plain.both = float64(2*o.tputN) / (before + after).Seconds()
 	plain.cpu = plainCPU / time.Duration(2*o.tputN)
 	return jobRate, plain, submitTrips, runTrips, nil
+}
+
+// startProfile starts a CPU profile written to path, if path is not
+// empty, and returns what stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// writeAllocs writes the allocation profile so far to path, if path is
+// not empty (two of them, before and after a run, give the run's own
+// allocations with go tool pprof -base).
+func writeAllocs(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return nil
 }
 
 // plainRates are the plain loop's rates before and after tokenrelay's run,
