@@ -20,24 +20,35 @@ func MarshalEnvelope(env Envelope) ([]byte, error) {
 // marshalValid is MarshalEnvelope of an envelope its caller has validated:
 // each check of the data is a pass over the vendor's whole answer.
 func marshalValid(env Envelope) ([]byte, error) {
-	if b, ok := appendEnvelope(make([]byte, 0, 200+len(env.Data)), env); ok {
-		return b, nil
+	return appendValid(make([]byte, 0, envelopeOverhead+len(env.Data)), env, false)
+}
+
+// appendValid appends the JSON of an envelope its caller has validated to
+// b, as marshalValid writes it; dataEncoded as for appendEnvelope.
+func appendValid(b []byte, env Envelope, dataEncoded bool) ([]byte, error) {
+	if out, ok := appendEnvelope(b, env, dataEncoded); ok {
+		return out, nil
 	}
-	b, err := json.Marshal(env)
+	j, err := json.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("events: encode event %s: %w", env.ID, err)
 	}
-	return b, nil
+	return append(b, j...), nil
 }
+
+// envelopeOverhead is room enough for an envelope's JSON around its data:
+// attributes, a traceparent and the seal's own bytes.
+const envelopeOverhead = 400
 
 // appendEnvelope appends the JSON of a valid envelope, byte for byte what
 // json.Marshal writes, without reflection: an event is encoded on every
 // renewal. It reports false, for json.Marshal to do it, when a value would
 // need escaping or compacting (json.Marshal escapes quotes, backslashes,
 // control characters and <, > and &, also within data, and compacts data),
-// or the time cannot be written. ev.Data must be valid JSON.
-func appendEnvelope(b []byte, ev Envelope) ([]byte, bool) {
-	if y := ev.Time.Year(); y < 0 || y > 9999 || !compactJSON(ev.Data) {
+// or the time cannot be written. ev.Data must be valid JSON; dataEncoded
+// says it is as json.Marshal writes it (New's), so not checked again.
+func appendEnvelope(b []byte, ev Envelope, dataEncoded bool) ([]byte, bool) {
+	if y := ev.Time.Year(); y < 0 || y > 9999 || !dataEncoded && !compactJSON(ev.Data) {
 		return nil, false
 	}
 	for _, f := range [...]struct{ name, value string }{

@@ -52,11 +52,11 @@ func TestMarshalEnvelopeIsJSONMarshal(t *testing.T) {
 		require.NoError(t, err, name)
 		require.Equal(t, string(want), string(raw), name)
 	}
-	_, ok := appendEnvelope(nil, base)
+	_, ok := appendEnvelope(nil, base, false)
 	require.True(t, ok, "a usual event is encoded without encoding/json")
 	spaced := base
 	spaced.Data = json.RawMessage(`{"family":"Smith Jones","text":"a \" b \\"}`)
-	_, ok = appendEnvelope(nil, spaced)
+	_, ok = appendEnvelope(nil, spaced, false)
 	require.True(t, ok, "a vendor's compact answer with spaces in its strings is encoded without encoding/json")
 
 	bad := base

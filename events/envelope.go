@@ -88,7 +88,7 @@ func NATSSubject(eventType, vendor, credential string) string {
 // data is marshalled to JSON; it must never hold a secret (secret.Value
 // marshals to its fingerprint, so a stray one cannot leak).
 func New(eventType, vendor, credential string, at time.Time, data any) (Envelope, error) {
-	raw, err := json.Marshal(data)
+	raw, err := marshalData(data)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("events: encode %s data: %w", eventType, err)
 	}
@@ -106,6 +106,17 @@ func New(eventType, vendor, credential string, at time.Time, data any) (Envelope
 
 // Validate reports what is missing or wrong in an envelope.
 func (e Envelope) Validate() error {
+	if err := e.validateAttributes(); err != nil {
+		return err
+	}
+	if !compactValid(e.Data) && !json.Valid(e.Data) {
+		return fmt.Errorf("events: data is not JSON")
+	}
+	return nil
+}
+
+// validateAttributes is Validate but for the data.
+func (e Envelope) validateAttributes() error {
 	var missing []string
 	for _, f := range [...]struct{ name, value string }{
 		{"specversion", e.SpecVersion}, {"id", e.ID}, {"source", e.Source}, {"type", e.Type},
@@ -123,9 +134,6 @@ func (e Envelope) Validate() error {
 	}
 	if e.Time.IsZero() {
 		return fmt.Errorf("events: envelope lacks time")
-	}
-	if !json.Valid(e.Data) {
-		return fmt.Errorf("events: data is not JSON")
 	}
 	return nil
 }

@@ -34,13 +34,25 @@ func EncodeOutboxEntry(env Envelope) ([]any, error) {
 // marshalOutboxEvent validates an envelope as an outbox entry's and returns
 // its JSON, the entry's event field.
 func marshalOutboxEvent(env Envelope) ([]byte, error) {
-	if err := env.Validate(); err != nil {
+	return appendOutboxEvent(make([]byte, 0, envelopeOverhead+len(env.Data)), env, false)
+}
+
+// appendOutboxEvent is marshalOutboxEvent appending to b. dataEncoded says
+// env.Data is as New encoded it (valid JSON that json.Marshal writes as it
+// is): it is not walked again to check it, the vendor's whole answer in a
+// request.completed.
+func appendOutboxEvent(b []byte, env Envelope, dataEncoded bool) ([]byte, error) {
+	validate := env.Validate
+	if dataEncoded {
+		validate = env.validateAttributes
+	}
+	if err := validate(); err != nil {
 		return nil, err
 	}
 	if !validEventSubject(env.Subject) {
 		return nil, fmt.Errorf("events: subject of event %s is not an event subject (<type>.<vendor>.<credential> of a known type, literal tokens)", env.ID)
 	}
-	return marshalValid(env)
+	return appendValid(b, env, dataEncoded)
 }
 
 // Outbox appends events to the Redis outbox for the Relay to publish. It is

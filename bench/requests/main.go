@@ -448,8 +448,10 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	if err != nil {
 		return fail(err)
 	}
-	if err := writeAllocs(o.jobsAllocs + ".before"); o.jobsAllocs != "" && err != nil {
-		return fail(err)
+	if o.jobsAllocs != "" {
+		if err := writeAllocs(o.jobsAllocs + ".before"); err != nil {
+			return fail(err)
+		}
 	}
 	start, cpu0 := time.Now(), processCPU()
 	stop, err := w.start(ctx, o)

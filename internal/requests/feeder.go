@@ -427,14 +427,14 @@ func (f *Feeder) ttl() int64 { return int64(f.o.TTL / time.Second) }
 
 // cancelQueued ends a request that never ran as cancelled.
 func cancelQueued(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox string, r jobs.Request, now time.Time) error {
-	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, events.RequestFailed{
+	ev, err := newOutboxEvent(ctx, kr, events.TypeRequestFailed, r, now, events.RequestFailed{
 		ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch, Class: "cancelled",
 		Message: "the batch was cancelled before the request ran", FailedAt: now.UTC()})
 	if err != nil {
 		return err
 	}
 	r.IdempotencyKey = "" // the key is not this request's to settle
-	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", &ev, -1, now, DefaultIdempotencyTTL, false)
+	return transition(ctx, rdb, kr, k, outbox, "", r, "cancelled", ev, -1, now, DefaultIdempotencyTTL, false)
 }
 
 // room is how many more requests the account's budget has room for now

@@ -94,7 +94,7 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request, g *group) (boo
 	if r.Batch == "" {
 		delete(data, "batch")
 	}
-	ev, err := events.New(out.Type, r.Vendor, r.Credential, h.d.Clock(), data)
+	ev, err := newOutboxEvent(ctx, h.d.Keyring, out.Type, r, h.d.Clock(), data)
 	if err != nil {
 		return true, err
 	}
@@ -104,7 +104,7 @@ func (h *Handler) idempotent(ctx context.Context, r jobs.Request, g *group) (boo
 	}
 	dup := r
 	dup.IdempotencyKey = "" // the key keeps the first one's outcome
-	if err := h.transition(ctx, dup, record{attempts: -1}, state, &ev); err != nil {
+	if err := h.transition(ctx, dup, record{attempts: -1}, state, ev); err != nil {
 		return true, err
 	}
 	h.d.Metrics.outcome(r.Vendor, OutcomeDuplicate)

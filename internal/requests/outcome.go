@@ -43,18 +43,17 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 		}
 		data.BodyRef = &events.ObjectRef{Bucket: h.d.Bucket, Name: name, Size: len(ans.Body), Digest: info.Digest}
 	}
-	var ev events.Envelope
+	var ev *outboxEvent
 	var err error
 	if inline {
-		ev, err = completedInline(r, now, data, ans.Body)
+		ev, err = completedInline(ctx, h.d.Keyring, r, now, data, ans.Body)
 	} else {
-		ev, err = events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+		ev, err = newOutboxEvent(ctx, h.d.Keyring, events.TypeRequestCompleted, r, now, data)
 	}
 	if err != nil {
 		return err
 	}
-	ev = ev.Traced(ctx)
-	if err := h.transition(ctx, r, rec, "done", &ev); err != nil {
+	if err := h.transition(ctx, r, rec, "done", ev); err != nil {
 		return err
 	}
 	h.d.Metrics.outcome(r.Vendor, OutcomeCompleted)
@@ -66,15 +65,32 @@ func (h *Handler) complete(ctx context.Context, r jobs.Request, rec record, ans 
 // the JSON itself when it is JSON, else base64. Encoding the event checks
 // the body (a json.RawMessage is validated as it is written), so a JSON
 // answer, the usual one, is read once here rather than checked first.
-func completedInline(r jobs.Request, now time.Time, data events.RequestCompleted, body []byte) (events.Envelope, error) {
+func completedInline(ctx context.Context, kr *seal.Keyring, r jobs.Request, now time.Time, data events.RequestCompleted, body []byte) (*outboxEvent, error) {
 	data.Body, data.BodyEncoding = json.RawMessage(body), "json"
-	ev, err := events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	ev, err := newOutboxEvent(ctx, kr, events.TypeRequestCompleted, r, now, data)
 	var notJSON *json.MarshalerError
 	if err == nil || !errors.As(err, &notJSON) || notJSON.Type != reflect.TypeFor[json.RawMessage]() {
 		return ev, err
 	}
 	data.Body, data.BodyEncoding = base64.StdEncoding.EncodeToString(body), "base64"
-	return events.New(events.TypeRequestCompleted, r.Vendor, r.Credential, now, data)
+	return newOutboxEvent(ctx, kr, events.TypeRequestCompleted, r, now, data)
+}
+
+// outboxEvent is an outcome event and its outbox entry, sealed with the
+// master key (it may quote patient data), ready for transition.lua.
+type outboxEvent struct {
+	env   events.Envelope
+	entry []any // events.SealOutboxEntry's field-value pairs
+}
+
+// newOutboxEvent builds the event of r's outcome (events.New's), carrying
+// ctx's trace context, and seals its outbox entry with kr.
+func newOutboxEvent(ctx context.Context, kr *seal.Keyring, eventType string, r jobs.Request, at time.Time, data any) (*outboxEvent, error) {
+	env, entry, err := events.SealNew(ctx, kr, eventType, r.Vendor, r.Credential, at, data)
+	if err != nil {
+		return nil, fmt.Errorf("requests: event of %s: %w", r.ID, err)
+	}
+	return &outboxEvent{env: env, entry: entry}, nil
 }
 
 // fail publishes request.failed.
@@ -85,16 +101,15 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 	now := h.d.Clock()
 	data := events.RequestFailed{ID: r.ID, Vendor: r.Vendor, Credential: r.Credential, Batch: r.Batch,
 		Class: class, Status: status, Message: msg, Attempts: rec.attempts, FailedAt: now.UTC()}
-	ev, err := events.New(events.TypeRequestFailed, r.Vendor, r.Credential, now, data)
+	ev, err := newOutboxEvent(ctx, h.d.Keyring, events.TypeRequestFailed, r, now, data)
 	if err != nil {
 		return err
 	}
-	ev = ev.Traced(ctx)
 	state, outcome := "failed", OutcomeFailed
 	if class == "cancelled" {
 		state, outcome = "cancelled", OutcomeCancelled
 	}
-	if err := h.transition(ctx, r, rec, state, &ev); err != nil {
+	if err := h.transition(ctx, r, rec, state, ev); err != nil {
 		return err
 	}
 	h.d.Metrics.outcome(r.Vendor, outcome)
@@ -106,7 +121,7 @@ func (h *Handler) fail(ctx context.Context, r jobs.Request, rec record, class st
 // state writes ev to the outbox in the same step, and stores the outcome
 // under the idempotency key. A request run in a group moves together with
 // the others of its group that end at about the same time (group.commit).
-func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *events.Envelope) error {
+func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, state string, ev *outboxEvent) error {
 	t, err := transitionStep(h.d.Keyring, h.keys, h.outbox, h.d.Account(r.Vendor, r.Credential), r, state, ev,
 		rec.attempts, h.d.Clock(), h.d.IdempotencyTTL, false)
 	if err != nil {
@@ -122,7 +137,7 @@ func (h *Handler) transition(ctx context.Context, r jobs.Request, rec record, st
 // count as is; moved says the request leaves its group for a task of its
 // own.
 func transition(ctx context.Context, rdb redis.UniversalClient, kr *seal.Keyring, k keys, outbox, account string,
-	r jobs.Request, state string, ev *events.Envelope, attempts int, now time.Time, idemTTL time.Duration, moved bool) error {
+	r jobs.Request, state string, ev *outboxEvent, attempts int, now time.Time, idemTTL time.Duration, moved bool) error {
 	t, err := transitionStep(kr, k, outbox, account, r, state, ev, attempts, now, idemTTL, moved)
 	if err != nil {
 		return err
@@ -137,19 +152,17 @@ type step struct {
 	args      []any
 }
 
-// transitionStep builds one request's transition. The event and the
-// idempotency outcome are sealed with kr (they may quote patient data).
-func transitionStep(kr *seal.Keyring, k keys, outbox, account string, r jobs.Request, state string, ev *events.Envelope,
+// transitionStep builds one request's transition. The idempotency outcome
+// is sealed with kr (it may quote patient data), as the event is.
+func transitionStep(kr *seal.Keyring, k keys, outbox, account string, r jobs.Request, state string, ev *outboxEvent,
 	attempts int, now time.Time, idemTTL time.Duration, moved bool) (step, error) {
-	evID, evSubject, evJSON, outcome := "", "", "", ""
+	evID, evSubject, outcome := "", "", ""
+	var evSealed any = ""
 	if ev != nil {
-		values, err := events.SealOutboxEntry(kr, *ev)
-		if err != nil {
-			return step{}, fmt.Errorf("requests: event of %s: %w", r.ID, err)
-		}
-		evID, evSubject, evJSON = ev.ID, ev.Subject, values[5].(string)
+		evID, evSubject, evSealed = ev.env.ID, ev.env.Subject, ev.entry[5]
 		if r.IdempotencyKey != "" {
-			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.Type, Data: ev.Data}); err != nil {
+			var err error
+			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.env.Type, Data: ev.env.Data}); err != nil {
 				return step{}, err
 			}
 		}
@@ -169,7 +182,7 @@ func transitionStep(kr *seal.Keyring, k keys, outbox, account string, r jobs.Req
 	return step{id: r.ID, state: state,
 		keys: []string{k.request(r.ID), k.batch(r.Vendor, r.Credential, r.Batch), outbox,
 			k.idempotency(r.Vendor, r.Credential, r.IdempotencyKey), k.pending(account)},
-		args: []any{state, now.UnixMilli(), hasBatch, evID, evSubject, evJSON, outcome, int64(idemTTL / time.Second), r.ID, n, mv},
+		args: []any{state, now.UnixMilli(), hasBatch, evID, evSubject, evSealed, outcome, int64(idemTTL / time.Second), r.ID, n, mv},
 	}, nil
 }
 

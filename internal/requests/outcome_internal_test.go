@@ -2,6 +2,7 @@ package requests
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
+	"github.com/tokenrelay/tokenrelay/internal/seal"
 	"github.com/tokenrelay/tokenrelay/jobs"
 )
 
@@ -18,8 +20,10 @@ import (
 func TestCompletedEventCarriesTheBodyAsJSONOrBase64(t *testing.T) {
 	t.Parallel()
 	r := jobs.Request{ID: "r1", Vendor: "halaxy-au", Credential: "clinic-1"}
+	kr, err := seal.NewKeyring(bytes.Repeat([]byte{7}, seal.KeySize))
+	require.NoError(t, err)
 	now := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
-	for body, want := range map[string]string{
+	for body, wantEncoding := range map[string]string{
 		`{"resourceType":"Bundle","entry":[{"name":"Jo Ann"}]}`: "json",
 		`[1, 2]`:           "json",
 		`"text"`:           "json",
@@ -28,16 +32,23 @@ func TestCompletedEventCarriesTheBodyAsJSONOrBase64(t *testing.T) {
 		"<html></html>":    "base64",
 		"{\"a\":\"\xff\"}": "json", // json.Valid takes invalid UTF-8 in strings
 	} {
-		ev, err := completedInline(r, now, events.RequestCompleted{ID: r.ID, Status: 200, BodySize: len(body)}, []byte(body))
+		out, err := completedInline(context.Background(), kr, r, now, events.RequestCompleted{ID: r.ID, Status: 200, BodySize: len(body)}, []byte(body))
 		require.NoError(t, err, body)
+		ev := out.env
 		require.Equal(t, events.TypeRequestCompleted, ev.Type)
+		sealed, _ := out.entry[5].([]byte)
+		opened, err := events.OpenOutboxEvent(kr, ev.ID, ev.Subject, string(sealed))
+		require.NoError(t, err, body)
+		want, err := events.MarshalEnvelope(ev)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(opened), "the outbox entry is the event")
 		var data struct {
 			Body         json.RawMessage `json:"body"`
 			BodyEncoding string          `json:"body_encoding"`
 		}
 		require.NoError(t, json.Unmarshal(ev.Data, &data), body)
-		require.Equal(t, want, data.BodyEncoding, body)
-		if want == "base64" {
+		require.Equal(t, wantEncoding, data.BodyEncoding, body)
+		if wantEncoding == "base64" {
 			var s string
 			require.NoError(t, json.Unmarshal(data.Body, &s))
 			got, err := base64.StdEncoding.DecodeString(s)

@@ -35,6 +35,38 @@ func TestBinaryRoundtrip(t *testing.T) {
 	}
 }
 
+// SealInPlace writes the binary form over the buffer it is given (room for
+// the header, then the plaintext), growing it only when it lacks room for
+// the tag; the value opens like AppendSeal's, only with its own aad.
+func TestSealInPlace(t *testing.T) {
+	t.Parallel()
+	kr, err := seal.NewKeyring(testKey(1))
+	require.NoError(t, err)
+	aad := seal.Bind("test", "clinic-42")
+	for _, plain := range []string{"", "s", strings.Repeat("patient ", 512)} {
+		for _, spare := range []int{0, seal.BinaryTagLen, 100} {
+			buf := make([]byte, seal.BinaryHeaderLen, seal.BinaryHeaderLen+len(plain)+spare)
+			buf = append(buf, plain...)
+			sealed, err := kr.SealInPlace(buf, aad)
+			require.NoError(t, err)
+			require.Len(t, sealed, len(plain)+33)
+			if spare >= seal.BinaryTagLen {
+				require.Same(t, &buf[0], &sealed[0], "sealed where it was written")
+			}
+			if len(plain) > 4 {
+				require.NotContains(t, string(sealed), "patient")
+			}
+			got, err := kr.OpenBinary(sealed, aad)
+			require.NoError(t, err)
+			require.Equal(t, plain, string(got))
+			_, err = kr.OpenBinary(sealed, seal.Bind("test", "clinic-43"))
+			require.ErrorIs(t, err, seal.ErrAuth)
+		}
+	}
+	_, err = kr.SealInPlace(make([]byte, seal.BinaryHeaderLen-1), aad)
+	require.Error(t, err, "no room for the header")
+}
+
 // A binary value sealed under a key now kept as an old one still opens,
 // and says which key it needs; a value whose key is gone says which key
 // is missing; other associated data, tampering and truncation fail.

@@ -104,6 +104,9 @@ func newKey(raw []byte) (*key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if aead.NonceSize() != gcmNonceLen || aead.Overhead() != gcmTagLen {
+		return nil, fmt.Errorf("AES-GCM nonce %d and tag %d bytes, want %d and %d", aead.NonceSize(), aead.Overhead(), gcmNonceLen, gcmTagLen)
+	}
 	k := &key{id: KeyID(raw), aead: aead}
 	if _, err := hex.Decode(k.rawID[:], []byte(k.id)); err != nil {
 		return nil, err

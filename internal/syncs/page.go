@@ -238,7 +238,7 @@ func (r *Runner) commit(ctx context.Context, rec record, sp spec, n int, p page,
 	if p.total >= 0 {
 		total = strconv.Itoa(p.total)
 	}
-	final, doneEv, mark := "0", []string{"", "", ""}, ""
+	final, doneEv, mark := "0", []any{"", "", ""}, ""
 	if p.next == "" {
 		final = "1"
 		doneEv, err = r.event(ctx, events.TypeSyncCompleted, rec, "completed", now,
@@ -288,7 +288,7 @@ func (r *Runner) end(ctx context.Context, rec record, state, class, msg string, 
 // says (a re-publish is deduplicated), sealed for the outbox: id,
 // subject, sealed event. It carries ctx's trace context (the page
 // request's run), so the relay publishes it under the sync's trace.
-func (r *Runner) event(ctx context.Context, typ string, rec record, what string, now time.Time, data any) ([]string, error) {
+func (r *Runner) event(ctx context.Context, typ string, rec record, what string, now time.Time, data any) ([]any, error) {
 	env, err := events.New(typ, rec.vendor, rec.credential, now, data)
 	if err != nil {
 		return nil, err
@@ -299,5 +299,5 @@ func (r *Runner) event(ctx context.Context, typ string, rec record, what string,
 	if err != nil {
 		return nil, fmt.Errorf("syncs: event of %s: %w", rec.id, err)
 	}
-	return []string{env.ID, env.Subject, values[5].(string)}, nil
+	return []any{env.ID, env.Subject, values[5]}, nil
 }

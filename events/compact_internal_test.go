@@ -1,0 +1,56 @@
+package events
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// compactValid answers as json.Valid && compactJSON: it never takes what is
+// not JSON (an event must be JSON to be published) and takes every compact
+// JSON text (so a usual answer is not sent the slow way).
+func FuzzCompactValid(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Bundle","total":2,"entry":[{"resource":{"id":"1","name":[{"family":"Smith Jones"}]}}]}`,
+		`[]`, `{}`, `[[]]`, `[{}]`, `{"a":{}}`, `""`, `"a\"b\\c\/\b\f\n\r\t\u00e9\uD834\uDD1E"`, `0`, `-0`, `-0.5e+10`,
+		`1E-2`, `12.34`, `true`, `false`, `null`, `[1,true,false,null,"x",{"k":[]}]`,
+		// not JSON, or not compact
+		``, ` `, `{`, `}`, `[`, `]`, `[1,]`, `{"a":1,}`, `{"a"}`, `{"a":}`, `{a:1}`, `{"a" :1}`, `[1 ,2]`, `01`, `-`,
+		`1.`, `.5`, `1e`, `1e+`, `+1`, `tru`, `truee`, `nul`, `"abc`, `"\x"`, `"\u12"`, `"\u12G4"`, `"<"`, `"a&b"`,
+		"\"\x01\"", "\"\xc3\xa9\"", `[1]]`, `{}{}`, `[1][2]`, `{"a":1}x`, `"a"1`, `1 `, "\t1", `[}`, `{]`, `{"a":1]`,
+		`"\u2028"`, `NaN`, `Infinity`, `1.5E07`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(strings.Repeat("[", maxNestingDepth) + strings.Repeat("]", maxNestingDepth)))
+	f.Add([]byte(strings.Repeat("[", maxNestingDepth+1) + strings.Repeat("]", maxNestingDepth+1)))
+	f.Fuzz(func(t *testing.T, s []byte) {
+		want := json.Valid(s) && compactJSON(s)
+		if got := compactValid(s); got != want {
+			t.Fatalf("compactValid(%q) = %v, json.Valid && compactJSON = %v", s, got, want)
+		}
+	})
+}
+
+// A sandbox-like search answer is taken in one pass.
+func BenchmarkCompactValid(b *testing.B) {
+	body := []byte(`{"resourceType":"Bundle","type":"searchset","total":100000,"entry":[` +
+		strings.Repeat(`{"fullUrl":"http://127.0.0.1:1/fhir/Patient/1001","resource":{"resourceType":"Patient","id":"1001","meta":{"versionId":"1","lastUpdated":"2026-12-07T15:00:00Z"},"name":[{"use":"official","family":"Smith 7","given":["Jo Ann"],"text":"Jo Ann Smith"}],"gender":"female","birthDate":"1970-01-01"},"search":{"mode":"match"}},`, 9) +
+		`{"fullUrl":"x","search":{"mode":"match"}}]}`)
+	b.Run("compactValid", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if !compactValid(body) {
+				b.Fatal("not taken")
+			}
+		}
+	})
+	b.Run("json.Valid+compactJSON", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if !json.Valid(body) || !compactJSON(body) {
+				b.Fatal("not taken")
+			}
+		}
+	})
+}
