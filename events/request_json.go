@@ -14,23 +14,20 @@ import (
 
 // appendJSON appends the JSON of d, as json.Marshal writes it, and reports
 // whether it could: false (for json.Marshal to do it) when a string would
-// need escaping, the body is neither absent, a plain string nor compact
-// valid JSON (json.Marshal compacts JSON and fails on what is not), or a
-// time cannot be written.
+// need escaping, the body is neither absent, a plain string nor valid JSON
+// appendRawJSON takes (json.Marshal compacts JSON and fails on what is
+// not), or a time cannot be written.
 func (d RequestCompleted) appendJSON(b []byte) ([]byte, bool) {
-	var body json.RawMessage
 	switch v := d.Body.(type) {
 	case nil:
 	case json.RawMessage:
-		if v == nil || !compactValid(v) {
+		if v == nil {
 			return nil, false
 		}
-		body = v
 	case string:
 		if !plainJSON(v) {
 			return nil, false
 		}
-		body = appendString(nil, v)
 	default:
 		return nil, false
 	}
@@ -67,8 +64,14 @@ func (d RequestCompleted) appendJSON(b []byte) ([]byte, bool) {
 		}
 		b = append(b, '}')
 	}
-	if body != nil {
-		b = append(append(b, `,"body":`...), body...)
+	switch v := d.Body.(type) {
+	case json.RawMessage:
+		var ok bool
+		if b, ok = appendRawJSON(append(b, `,"body":`...), v); !ok {
+			return nil, false
+		}
+	case string:
+		b = appendString(append(b, `,"body":`...), v)
 	}
 	if d.BodyEncoding != "" {
 		b = appendString(append(b, `,"body_encoding":`...), d.BodyEncoding)
@@ -101,22 +104,30 @@ func (d RequestCompleted) appendJSON(b []byte) ([]byte, bool) {
 // a request.completed.
 func marshalData(data any) ([]byte, error) {
 	if d, ok := data.(RequestCompleted); ok {
-		if b, ok := d.appendJSON(make([]byte, 0, 256+bodyLen(d.Body))); ok {
+		if b, ok := d.appendJSON(make([]byte, 0, d.sizeHint())); ok {
 			return b, nil
 		}
 	}
 	return json.Marshal(data)
 }
 
-// bodyLen is the length of a request.completed's inline body.
-func bodyLen(body any) int {
-	switch v := body.(type) {
-	case json.RawMessage:
-		return len(v)
-	case string:
-		return len(v) + 2
+// sizeHint is room enough for the JSON of d, so that appendJSON writes it
+// without growing its buffer.
+func (d RequestCompleted) sizeHint() int {
+	n := 512 + len(d.ID) + len(d.Vendor) + len(d.Credential) + len(d.Batch) + len(d.DuplicateOf)
+	for name, value := range d.Headers {
+		n += len(name) + len(value) + 6
 	}
-	return 0
+	if r := d.BodyRef; r != nil {
+		n += len(r.Bucket) + len(r.Name) + len(r.Digest)
+	}
+	switch v := d.Body.(type) {
+	case json.RawMessage:
+		n += len(v)
+	case string:
+		n += len(v)
+	}
+	return n
 }
 
 // appendString appends s quoted; s must be plainJSON.
