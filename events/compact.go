@@ -1,5 +1,7 @@
 package events
 
+import "encoding/json"
+
 // A request.completed quotes the vendor's whole answer, and every request
 // job writes one, so its JSON is checked and compacted here in one pass,
 // several times faster than encoding/json's json.Valid and compaction.
@@ -31,6 +33,13 @@ func appendRawJSON(dst, s []byte) (out []byte, ok bool) {
 		}
 	}
 	return dst, true
+}
+
+// validJSON is json.Valid, answered in jsonScan's one fast pass for the
+// usual text (ASCII strings without <, > or &) and by json.Valid otherwise.
+func validJSON(s []byte) bool {
+	p := jsonScan{s: s}
+	return p.valid() || json.Valid(s)
 }
 
 // maxNestingDepth is encoding/json's: deeper JSON is not valid to it.

@@ -12,7 +12,7 @@ import (
 // without <, > or &: it never takes what is not JSON (an event must be JSON
 // to be published) and takes every such text, spaced or not (so a usual
 // answer is not sent the slow way); what it writes is what json.Marshal
-// writes.
+// writes. validJSON, which uses it, answers as json.Valid.
 func FuzzAppendRawJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"resourceType":"Bundle","total":2,"entry":[{"resource":{"id":"1","name":[{"family":"Smith Jones"}]}}]}`,
@@ -33,6 +33,9 @@ func FuzzAppendRawJSON(f *testing.F) {
 	f.Add([]byte(strings.Repeat("[", maxNestingDepth+1) + strings.Repeat("]", maxNestingDepth+1)))
 	f.Fuzz(func(t *testing.T, s []byte) {
 		plain := !bytes.ContainsAny(s, "<>&") && !slices.ContainsFunc(s, func(c byte) bool { return c >= 0x7f })
+		if validJSON(s) != json.Valid(s) {
+			t.Fatalf("validJSON(%q) = %v, json.Valid %v", s, validJSON(s), json.Valid(s))
+		}
 		want := json.Valid(s) && plain
 		out, ok := appendRawJSON([]byte("x"), s)
 		if ok != want {

@@ -109,7 +109,7 @@ func (e Envelope) Validate() error {
 	if err := e.validateAttributes(); err != nil {
 		return err
 	}
-	if p := (jsonScan{s: e.Data}); !p.valid() && !json.Valid(e.Data) {
+	if !validJSON(e.Data) {
 		return fmt.Errorf("events: data is not JSON")
 	}
 	return nil

@@ -65,7 +65,7 @@ func parseEntry(m redis.XMessage, kr *seal.Keyring) (entry, string) {
 	}
 	e.event = event
 	switch {
-	case !json.Valid(e.event):
+	case !validJSON(e.event):
 		return e, "event is not JSON"
 	}
 	e.trace = envelopeTrace(e.event)
