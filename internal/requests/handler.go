@@ -139,6 +139,8 @@ type Handler struct {
 	// process met (the budget holds it for every process; this is checked
 	// between a request's take and its send).
 	paused sync.Map
+	// runners run the requests of groups (group.go).
+	runners *runners
 }
 
 // pausedUntil is the end of the last 429's pause of account met here.
@@ -193,7 +195,8 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 	if d.Enqueuer == nil {
 		d.Enqueuer = asynq.NewClientFromRedisClient(d.Redis)
 	}
-	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{}}
+	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{},
+		runners: newRunners()}
 	for name, v := range d.Vendors {
 		h.send[name] = vendors.NewSender(name, d.HTTPClient, d.Clock, v.UserAgent)
 	}
@@ -292,10 +295,10 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 // to run the task again then; in a group, once the request has been handed
 // to a task of its own (group.go).
 func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group) error {
-	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
 	rec := st.rec
 	switch rec.state {
 	case "done", "failed", "cancelled", "moved":
+		log := h.requestLog(r)
 		log.Debug().Str("state", rec.state).Msg("request already ended or moved on; nothing to do")
 		g.pass(r.ID, false)
 		return nil
@@ -358,6 +361,7 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		if callErr == nil || callErr.Status != 0 {
 			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
 			if err != nil {
+				log := h.requestLog(r)
 				log.Warn().Err(err).Msg("could not record the vendor's answer in the budget")
 			}
 			if ans.Status == http.StatusTooManyRequests {
@@ -381,6 +385,7 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 			if err := h.d.Redis.HSet(ctx, h.keys.request(r.ID), "refreshed", cred.Generation).Err(); err != nil {
 				return fmt.Errorf("requests: record refresh of %s: %w", r.ID, err)
 			}
+			log := h.requestLog(r)
 			log.Info().Int64("generation", cred.Generation).Msg("vendor refused the token (401); refreshing it once and retrying")
 			if err := h.d.Refresh(ctx, jobs.Refresh{Credential: r.Credential, Generation: cred.Generation}); err != nil {
 				return fmt.Errorf("requests: refresh %s after a 401: %w", r.Credential, err)
@@ -391,6 +396,12 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		}
 		return h.complete(ctx, r, rec, ans)
 	}
+}
+
+// requestLog is the handler's logger with request r's fields. It is made
+// where a line is written, not for every request: most write none.
+func (h *Handler) requestLog(r jobs.Request) zerolog.Logger {
+	return h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
 }
 
 // unpend tells the feeder, without holding up the request, that it is past
