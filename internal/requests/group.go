@@ -182,7 +182,8 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 	if n := h.groupConcurrency(ms[0].r.Vendor); n > 0 {
 		sem = make(chan struct{}, n)
 	}
-	for i, m := range ms {
+	for i := range ms {
+		m := &ms[i] // not a copy of the request on the heap per run
 		if sem != nil {
 			sem <- struct{}{}
 		}
