@@ -141,6 +141,8 @@ type Handler struct {
 	paused sync.Map
 	// runners run the requests of groups (group.go).
 	runners *runners
+	// media is each configured vendor's mediaType.
+	media map[string]string
 }
 
 // pausedUntil is the end of the last 429's pause of account met here.
@@ -196,8 +198,9 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 		d.Enqueuer = asynq.NewClientFromRedisClient(d.Redis)
 	}
 	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{},
-		runners: newRunners()}
+		runners: newRunners(), media: map[string]string{}}
 	for name, v := range d.Vendors {
+		h.media[name] = mediaType(v)
 		h.send[name] = vendors.NewSender(name, d.HTTPClient, d.Clock, v.UserAgent)
 	}
 	return h, nil
@@ -584,8 +587,12 @@ func (h *Handler) call(ctx context.Context, r jobs.Request, v config.Vendor, cre
 	for name, val := range r.Headers {
 		req.Header.Set(name, val)
 	}
-	setVendorHeaders(req.Header, v, body != nil)
-	req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
+	media, ok := h.media[r.Vendor]
+	if !ok {
+		media = mediaType(v)
+	}
+	setVendorHeaders(req.Header, media, body != nil)
+	req.Header["Authorization"] = []string{"Bearer " + cred.Token.AccessToken.Reveal()} // Set's, canonical already
 	start := time.Now()
 	ans, callErr := h.sender(r.Vendor).Do(req, r.Method+" "+r.Path, h.d.ResponseLimit)
 	h.d.Metrics.call(r.Vendor, time.Since(start))
@@ -604,17 +611,22 @@ func (h *Handler) sender(vendor string) *vendors.Sender {
 }
 
 // setVendorHeaders adds what the vendor requires when the request has not
-// set it: the media type of its kind (FHIR servers, as Halaxy and patient
-// portals, take and give application/fhir+json); JSON for the others.
-func setVendorHeaders(hd http.Header, v config.Vendor, hasBody bool) {
-	spec, _ := v.Spec()
-	media := cmp.Or(spec.MediaType, "application/json")
+// set it: the media type of its kind (mediaType).
+func setVendorHeaders(hd http.Header, media string, hasBody bool) {
 	if hd.Get("Accept") == "" {
-		hd.Set("Accept", media)
+		hd["Accept"] = []string{media} // Set's, canonical already
 	}
 	if hasBody && hd.Get("Content-Type") == "" {
-		hd.Set("Content-Type", media)
+		hd["Content-Type"] = []string{media}
 	}
+}
+
+// mediaType is the media type of vendor v's requests and answers: its
+// kind's (FHIR servers, as Halaxy and patient portals, take and give
+// application/fhir+json); JSON for the others.
+func mediaType(v config.Vendor) string {
+	spec, _ := v.Spec()
+	return cmp.Or(spec.MediaType, "application/json")
 }
 
 // keptHeaders are the answer headers an outcome event carries.
