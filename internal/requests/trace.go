@@ -60,8 +60,8 @@ type submissionKey struct{}
 
 // traceRun starts the span of one run of request r's task: a child of its
 // submission (carried in tc), with asynq's retry count as its attempt. The
-// attributes are made only for a span that records them (with tracing off,
-// none does: they were a request job's largest cost of tracing).
+// attributes are made only for a span that records them: with tracing off
+// none does, and they were made and dropped for every request.
 func traceRun(ctx context.Context, r jobs.Request, tc tracing.Carrier, retried int) (context.Context, trace.Span) {
 	ctx = context.WithValue(ctx, submissionKey{}, tc)
 	ctx, span := tracing.Tracer().Start(tc.Extract(ctx), "jobs.request", trace.WithSpanKind(trace.SpanKindConsumer))
