@@ -88,13 +88,39 @@ func (s *Sender) Do(req *http.Request, op string, limit int64) (Answer, *Error) 
 		return Answer{}, NewTransportError(s.Vendor, op, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	body, err := readAnswer(resp, limit)
 	if err != nil {
 		e := NewTransportError(s.Vendor, op, err)
 		e.Status = resp.StatusCode
 		return Answer{}, e
 	}
 	return Answer{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// readAnswer reads at most limit bytes of resp's body, as
+// io.ReadAll(io.LimitReader(resp.Body, limit)) does, into one slice of the
+// announced length when the answer gives one within the limit (ReadAll
+// starts at 512 bytes and grows, copying, up to a bundle's size).
+func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
+	size := resp.ContentLength
+	if size < 0 || size >= limit || size > 1<<20 {
+		return io.ReadAll(io.LimitReader(resp.Body, limit))
+	}
+	r := io.LimitReader(resp.Body, limit)
+	b := make([]byte, 0, size+1) // room to read the EOF without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) { // more than announced
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // Call is Do reading at most MaxAnswer bytes, an answer outside 2xx turned

@@ -1,8 +1,10 @@
 package requests
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,13 +68,75 @@ func encodeGroup(entries []groupEntry) ([]byte, error) {
 }
 
 // decodeGroup reads a group's payload; ok is false for any other payload
-// (a single request's).
+// (a single request's). The payload encodeGroup writes is read without
+// reflection (scanGroup); any other spelling of it goes through
+// encoding/json, as every payload did before.
 func decodeGroup(payload []byte) ([]groupEntry, bool) {
+	if es, ok := scanGroup(payload); ok {
+		return es, len(es) > 0
+	}
 	var g groupPayload
 	if json.Unmarshal(payload, &g) != nil || len(g.Requests) == 0 {
 		return nil, false
 	}
 	return g.Requests, true
+}
+
+// scanGroup reads a payload exactly as encodeGroup (json.Marshal) writes
+// it: {"requests":[{"release":"…","entry":"…"},…]}, no spaces, a release
+// of plain printable ASCII, an entry in standard base64, with what
+// json.Unmarshal would read from it. ok is false for anything else
+// (whitespace, escapes, other fields, null), which json.Unmarshal reads.
+func scanGroup(p []byte) (entries []groupEntry, ok bool) {
+	const head, rel, ent = `{"requests":[`, `{"release":"`, `","entry":"`
+	if !bytes.HasPrefix(p, []byte(head)) {
+		return nil, false
+	}
+	p = p[len(head):]
+	if string(p) == "]}" {
+		return nil, true
+	}
+	entries = make([]groupEntry, 0, bytes.Count(p, []byte(rel)))
+	for {
+		if !bytes.HasPrefix(p, []byte(rel)) {
+			return nil, false
+		}
+		p = p[len(rel):]
+		i := bytes.IndexByte(p, '"')
+		if i < 0 {
+			return nil, false
+		}
+		for _, c := range p[:i] {
+			if c < 0x20 || c >= 0x7f || c == '\\' {
+				return nil, false
+			}
+		}
+		release := string(p[:i])
+		p = p[i:]
+		if !bytes.HasPrefix(p, []byte(ent)) {
+			return nil, false
+		}
+		p = p[len(ent):]
+		// base64 skips CR and LF, which JSON refuses raw in a string.
+		if i = bytes.IndexByte(p, '"'); i < 0 || bytes.ContainsAny(p[:i], "\r\n") {
+			return nil, false
+		}
+		entry := make([]byte, base64.StdEncoding.DecodedLen(i))
+		n, err := base64.StdEncoding.Decode(entry, p[:i])
+		if err != nil {
+			return nil, false
+		}
+		entries = append(entries, groupEntry{Release: release, Entry: entry[:n]})
+		p = p[i+1:]
+		switch {
+		case bytes.HasPrefix(p, []byte("},")):
+			p = p[2:]
+		case string(p) == "}]}":
+			return entries, true
+		default:
+			return nil, false
+		}
+	}
 }
 
 // groupMember is one request of a group being run.
@@ -110,6 +174,7 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 		return errors.Join(append(errs, err)...)
 	}
 	g := newGroup(h, ms)
+	gctx := context.WithValue(ctx, groupKey{}, g)
 	retried, _ := asynq.GetRetryCount(ctx)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -117,18 +182,19 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 	if n := h.groupConcurrency(ms[0].r.Vendor); n > 0 {
 		sem = make(chan struct{}, n)
 	}
-	for i, m := range ms {
+	for i := range ms {
+		m := &ms[i] // not a copy of the request on the heap per run
 		if sem != nil {
 			sem <- struct{}{}
 		}
 		wg.Add(1)
-		go func() {
+		h.runners.do(func() {
 			defer wg.Done()
 			if sem != nil {
 				defer func() { <-sem }()
 			}
 			defer g.memberDone()
-			mctx, span := traceRun(context.WithValue(ctx, groupKey{}, g), m.r, m.tc, retried)
+			mctx, span := traceRun(gctx, m.r, m.tc, retried)
 			err := h.run(mctx, m.r, st[i], g)
 			endRun(span, err)
 			var wait *jobs.RetryAt
@@ -138,10 +204,49 @@ func (h *Handler) handleGroup(ctx context.Context, taskID string, entries []grou
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// runners run the requests of a handler's groups on goroutines kept
+// between groups: a new goroutine per request grew its stack again to the
+// depth of a send and an outcome (runtime.newstack was ~5% of a request
+// job's CPU), and the requests of the next group need the same depth.
+type runners struct {
+	work chan func()
+}
+
+// runnerIdle is how long a runner waits for work before it ends.
+const runnerIdle = 10 * time.Second
+
+func newRunners() *runners { return &runners{work: make(chan func())} }
+
+// do runs f on an idle runner, or on a new one when none is idle.
+func (p *runners) do(f func()) {
+	select {
+	case p.work <- f:
+	default:
+		go p.loop(f)
+	}
+}
+
+// loop runs f, then whatever is handed to it, until it has been idle for
+// runnerIdle.
+func (p *runners) loop(f func()) {
+	idle := time.NewTimer(runnerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		f = nil // nothing of a finished request is kept while idle
+		idle.Reset(runnerIdle)
+		select {
+		case f = <-p.work:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // groupConcurrency is how many requests of a group of vendor's are sent

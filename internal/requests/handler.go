@@ -139,6 +139,10 @@ type Handler struct {
 	// process met (the budget holds it for every process; this is checked
 	// between a request's take and its send).
 	paused sync.Map
+	// runners run the requests of groups (group.go).
+	runners *runners
+	// media is each configured vendor's mediaType.
+	media map[string]string
 }
 
 // pausedUntil is the end of the last 429's pause of account met here.
@@ -193,8 +197,10 @@ func NewHandler(d HandlerDeps) (*Handler, error) {
 	if d.Enqueuer == nil {
 		d.Enqueuer = asynq.NewClientFromRedisClient(d.Redis)
 	}
-	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{}}
+	h := &Handler{d: d, keys: newKeys(d.Prefix), outbox: events.OutboxKey(d.Prefix), send: map[string]*vendors.Sender{},
+		runners: newRunners(), media: map[string]string{}}
 	for name, v := range d.Vendors {
+		h.media[name] = mediaType(v)
 		h.send[name] = vendors.NewSender(name, d.HTTPClient, d.Clock, v.UserAgent)
 	}
 	return h, nil
@@ -292,10 +298,10 @@ func (h *Handler) Handle(ctx context.Context, r jobs.Request) error {
 // to run the task again then; in a group, once the request has been handed
 // to a task of its own (group.go).
 func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group) error {
-	log := h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
 	rec := st.rec
 	switch rec.state {
 	case "done", "failed", "cancelled", "moved":
+		log := h.requestLog(r)
 		log.Debug().Str("state", rec.state).Msg("request already ended or moved on; nothing to do")
 		g.pass(r.ID, false)
 		return nil
@@ -358,6 +364,7 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		if callErr == nil || callErr.Status != 0 {
 			paused, err := h.d.Budget.Observe(ctx, account, lim, ans.Status, ans.Header)
 			if err != nil {
+				log := h.requestLog(r)
 				log.Warn().Err(err).Msg("could not record the vendor's answer in the budget")
 			}
 			if ans.Status == http.StatusTooManyRequests {
@@ -381,6 +388,7 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 			if err := h.d.Redis.HSet(ctx, h.keys.request(r.ID), "refreshed", cred.Generation).Err(); err != nil {
 				return fmt.Errorf("requests: record refresh of %s: %w", r.ID, err)
 			}
+			log := h.requestLog(r)
 			log.Info().Int64("generation", cred.Generation).Msg("vendor refused the token (401); refreshing it once and retrying")
 			if err := h.d.Refresh(ctx, jobs.Refresh{Credential: r.Credential, Generation: cred.Generation}); err != nil {
 				return fmt.Errorf("requests: refresh %s after a 401: %w", r.Credential, err)
@@ -391,6 +399,12 @@ func (h *Handler) run(ctx context.Context, r jobs.Request, st started, g *group)
 		}
 		return h.complete(ctx, r, rec, ans)
 	}
+}
+
+// requestLog is the handler's logger with request r's fields. It is made
+// where a line is written, not for every request: most write none.
+func (h *Handler) requestLog(r jobs.Request) zerolog.Logger {
+	return h.d.Logger.With().Str("request", r.ID).Str("vendor", r.Vendor).Str("credential", r.Credential).Logger()
 }
 
 // unpend tells the feeder, without holding up the request, that it is past
@@ -573,8 +587,12 @@ func (h *Handler) call(ctx context.Context, r jobs.Request, v config.Vendor, cre
 	for name, val := range r.Headers {
 		req.Header.Set(name, val)
 	}
-	setVendorHeaders(req.Header, v, body != nil)
-	req.Header.Set("Authorization", "Bearer "+cred.Token.AccessToken.Reveal())
+	media, ok := h.media[r.Vendor]
+	if !ok {
+		media = mediaType(v)
+	}
+	setVendorHeaders(req.Header, media, body != nil)
+	req.Header["Authorization"] = []string{"Bearer " + cred.Token.AccessToken.Reveal()} // Set's, canonical already
 	start := time.Now()
 	ans, callErr := h.sender(r.Vendor).Do(req, r.Method+" "+r.Path, h.d.ResponseLimit)
 	h.d.Metrics.call(r.Vendor, time.Since(start))
@@ -593,17 +611,22 @@ func (h *Handler) sender(vendor string) *vendors.Sender {
 }
 
 // setVendorHeaders adds what the vendor requires when the request has not
-// set it: the media type of its kind (FHIR servers, as Halaxy and patient
-// portals, take and give application/fhir+json); JSON for the others.
-func setVendorHeaders(hd http.Header, v config.Vendor, hasBody bool) {
-	spec, _ := v.Spec()
-	media := cmp.Or(spec.MediaType, "application/json")
+// set it: the media type of its kind (mediaType).
+func setVendorHeaders(hd http.Header, media string, hasBody bool) {
 	if hd.Get("Accept") == "" {
-		hd.Set("Accept", media)
+		hd["Accept"] = []string{media} // Set's, canonical already
 	}
 	if hasBody && hd.Get("Content-Type") == "" {
-		hd.Set("Content-Type", media)
+		hd["Content-Type"] = []string{media}
 	}
+}
+
+// mediaType is the media type of vendor v's requests and answers: its
+// kind's (FHIR servers, as Halaxy and patient portals, take and give
+// application/fhir+json); JSON for the others.
+func mediaType(v config.Vendor) string {
+	spec, _ := v.Spec()
+	return cmp.Or(spec.MediaType, "application/json")
 }
 
 // keptHeaders are the answer headers an outcome event carries.

@@ -59,11 +59,16 @@ func endSubmit(span trace.Span, r jobs.Request, err error) {
 type submissionKey struct{}
 
 // traceRun starts the span of one run of request r's task: a child of its
-// submission (carried in tc), with asynq's retry count as its attempt.
+// submission (carried in tc), with asynq's retry count as its attempt. The
+// attributes are made only for a span that records them: with tracing off
+// none does, and they were made and dropped for every request.
 func traceRun(ctx context.Context, r jobs.Request, tc tracing.Carrier, retried int) (context.Context, trace.Span) {
 	ctx = context.WithValue(ctx, submissionKey{}, tc)
-	return tracing.Tracer().Start(tc.Extract(ctx), "jobs.request", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(append(requestAttrs(r), tracing.AttrAttempt.Int(retried))...))
+	ctx, span := tracing.Tracer().Start(tc.Extract(ctx), "jobs.request", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(append(requestAttrs(r), tracing.AttrAttempt.Int(retried))...)
+	}
+	return ctx, span
 }
 
 // endRun ends a run's span: a wait (*RetryAt: for a token, a 429 pause)
@@ -101,14 +106,19 @@ func traceRelease(ctx context.Context, sr entryHead, release string) {
 // endBudget ends it with whether a permit was granted and, when not, the
 // wait until the next one.
 func traceBudget(ctx context.Context, account string) trace.Span {
-	_, span := tracing.Tracer().Start(ctx, "requests.budget", trace.WithAttributes(attribute.String("tokenrelay.account", account)))
+	_, span := tracing.Tracer().Start(ctx, "requests.budget")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tokenrelay.account", account))
+	}
 	return span
 }
 
 func endBudget(span trace.Span, ok bool, retryAt, now time.Time, err error) {
-	span.SetAttributes(tracing.AttrBudgetGranted.Bool(ok))
-	if !ok && err == nil {
-		span.SetAttributes(tracing.AttrBudgetWait.Int64(max(retryAt.Sub(now), 0).Milliseconds()))
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrBudgetGranted.Bool(ok))
+		if !ok && err == nil {
+			span.SetAttributes(tracing.AttrBudgetWait.Int64(max(retryAt.Sub(now), 0).Milliseconds()))
+		}
 	}
 	tracing.Fail(span, err)
 	span.End()
