@@ -37,7 +37,7 @@ func appendValid(b []byte, env Envelope, dataEncoded bool) ([]byte, error) {
 }
 
 // envelopeOverhead is room enough for an envelope's JSON around its data:
-// attributes, a traceparent and the seal's own bytes.
+// its attributes and a traceparent.
 const envelopeOverhead = 400
 
 // appendEnvelope appends the JSON of a valid envelope, byte for byte what
