@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenrelay/tokenrelay/bench/internal/benchdb"
+	"github.com/tokenrelay/tokenrelay/bench/internal/profile"
 	"github.com/tokenrelay/tokenrelay/config"
 	"github.com/tokenrelay/tokenrelay/events"
 	"github.com/tokenrelay/tokenrelay/internal/app"
@@ -358,19 +359,14 @@ func startProfile(path string) (func(), error) {
 	if path == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(path)
+	stopCPU, err := profile.StartCPU(path)
 	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
+		return nil, err
 	}
 	runtime.SetMutexProfileFraction(10)
 	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
+		stopCPU()
 		for _, name := range []string{"mutex", "block"} {
 			if w, err := os.Create(path + "." + name); err == nil {
 				_ = pprof.Lookup(name).WriteTo(w, 0)

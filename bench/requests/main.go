@@ -35,8 +35,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +48,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/adminclient"
+	"github.com/tokenrelay/tokenrelay/bench/internal/profile"
 	"github.com/tokenrelay/tokenrelay/bench/internal/relay"
 	"github.com/tokenrelay/tokenrelay/bench/internal/roundtrips"
 	"github.com/tokenrelay/tokenrelay/internal/budget"
@@ -103,17 +102,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench/requests:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := profile.StartCPU(o.cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/requests:", err)
+		os.Exit(1)
 	}
+	defer stopProfile()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/requests:", err)
 		os.Exit(1)
@@ -427,7 +421,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 		}
 		return time.Since(start), nil
 	}
-	stopPlainProfile, err := startProfile(o.plainProfile)
+	stopPlainProfile, err := profile.StartCPU(o.plainProfile)
 	if err != nil {
 		return fail(err)
 	}
@@ -444,12 +438,12 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	}
 	submitTrips = trips.Snapshot()
 	rcpu1 := redisCPU(ctx, rdb)
-	stopProfile, err := startProfile(o.jobsProfile)
+	stopProfile, err := profile.StartCPU(o.jobsProfile)
 	if err != nil {
 		return fail(err)
 	}
 	if o.jobsAllocs != "" {
-		if err := writeAllocs(o.jobsAllocs + ".before"); err != nil {
+		if err := profile.WriteAllocs(o.jobsAllocs + ".before"); err != nil {
 			return fail(err)
 		}
 	}
@@ -461,7 +455,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	st, err := w.wait(ctx, o.tputN)
 	stopProfile()
 	if o.jobsAllocs != "" {
-		if err := writeAllocs(o.jobsAllocs); err != nil {
+		if err := profile.WriteAllocs(o.jobsAllocs); err != nil {
 			return fail(err)
 		}
 	}
@@ -486,45 +480,6 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	plain.both = float64(2*o.tputN) / (before + after).Seconds()
 	plain.cpu = plainCPU / time.Duration(2*o.tputN)
 	return jobRate, plain, submitTrips, runTrips, nil
-}
-
-// startProfile starts a CPU profile written to path, if path is not
-// empty, and returns what stops it.
-func startProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
-}
-
-// writeAllocs writes the allocation profile so far to path, if path is
-// not empty (two of them, before and after a run, give the run's own
-// allocations with go tool pprof -base).
-func writeAllocs(path string) error {
-	if path == "" {
-		return nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("allocation profile: %w", err)
-	}
-	defer f.Close()
-	runtime.GC()
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		return fmt.Errorf("allocation profile: %w", err)
-	}
-	return nil
 }
 
 // plainRates are the plain loop's rates before and after tokenrelay's run,
