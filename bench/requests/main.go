@@ -102,6 +102,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" && (o.jobsProfile != "" || o.plainProfile != "") {
+		fmt.Fprintln(os.Stderr, "bench/requests: -cpuprofile profiles the whole run; give it or -jobs-cpuprofile / -plain-cpuprofile, not both")
+		os.Exit(2)
+	}
 	stopProfile, err := profile.StartCPU(o.cpuProfile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/requests:", err)
