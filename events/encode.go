@@ -43,12 +43,13 @@ const envelopeOverhead = 400
 // appendEnvelope appends the JSON of a valid envelope, byte for byte what
 // json.Marshal writes, without reflection: an event is encoded on every
 // renewal. It reports false, for json.Marshal to do it, when a value would
-// need escaping or compacting (json.Marshal escapes quotes, backslashes,
-// control characters and <, > and &, also within data, and compacts data),
-// or the time cannot be written. ev.Data must be valid JSON; dataEncoded
-// says it is as json.Marshal writes it (New's), so not checked again.
+// need escaping (json.Marshal escapes quotes, backslashes, control
+// characters and <, > and &, also within data) or the time cannot be
+// written; the data is compacted as json.Marshal compacts it
+// (appendRawJSON). dataEncoded says ev.Data is as json.Marshal writes it
+// (New's), so it is written without a look.
 func appendEnvelope(b []byte, ev Envelope, dataEncoded bool) ([]byte, bool) {
-	if y := ev.Time.Year(); y < 0 || y > 9999 || !dataEncoded && !compactJSON(ev.Data) {
+	if y := ev.Time.Year(); y < 0 || y > 9999 {
 		return nil, false
 	}
 	for _, f := range [...]struct{ name, value string }{
@@ -66,7 +67,15 @@ func appendEnvelope(b []byte, ev Envelope, dataEncoded bool) ([]byte, bool) {
 		return nil, false
 	}
 	b = append(append(b, `","datacontenttype":"`...), ev.DataContentType...)
-	b = append(append(b, `","data":`...), ev.Data...)
+	b = append(b, `","data":`...)
+	if dataEncoded {
+		b = append(b, ev.Data...)
+	} else {
+		var ok bool
+		if b, ok = appendRawJSON(b, ev.Data); !ok {
+			return nil, false
+		}
+	}
 	for _, f := range [...]struct{ name, value string }{
 		{`,"traceparent":"`, ev.TraceParent}, {`,"tracestate":"`, ev.TraceState},
 	} {
@@ -79,32 +88,6 @@ func appendEnvelope(b []byte, ev Envelope, dataEncoded bool) ([]byte, bool) {
 		b = append(append(append(b, f.name...), f.value...), '"')
 	}
 	return append(b, '}'), true
-}
-
-// compactJSON reports whether json.Marshal writes the valid JSON text s as
-// it is: printable ASCII without <, > or &, and no space outside its
-// strings (compacting takes that out; a space inside a string stays, as in
-// a vendor's "family":"Smith Jones").
-func compactJSON(s []byte) bool {
-	inString := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-		switch {
-		case !inString && c == ' ':
-			return false
-		case c == '"':
-			inString = !inString
-		case inString && c == '\\':
-			i++ // the escaped byte: \" does not end the string
-			if i < len(s) && (s[i] < ' ' || s[i] >= 0x7f) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // plainJSON reports whether json.Marshal writes the string value s as it

@@ -18,19 +18,6 @@ import (
 // appendRawJSON takes (json.Marshal compacts JSON and fails on what is
 // not), or a time cannot be written.
 func (d RequestCompleted) appendJSON(b []byte) ([]byte, bool) {
-	switch v := d.Body.(type) {
-	case nil:
-	case json.RawMessage:
-		if v == nil {
-			return nil, false
-		}
-	case string:
-		if !plainJSON(v) {
-			return nil, false
-		}
-	default:
-		return nil, false
-	}
 	if y := d.CompletedAt.Year(); y < 0 || y > 9999 {
 		return nil, false
 	}
@@ -65,13 +52,19 @@ func (d RequestCompleted) appendJSON(b []byte) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	switch v := d.Body.(type) {
-	case json.RawMessage:
+	case nil:
+	case json.RawMessage: // nil or empty is not JSON: json.Marshal writes null or fails
 		var ok bool
 		if b, ok = appendRawJSON(append(b, `,"body":`...), v); !ok {
 			return nil, false
 		}
 	case string:
+		if !plainJSON(v) {
+			return nil, false
+		}
 		b = appendString(append(b, `,"body":`...), v)
+	default:
+		return nil, false
 	}
 	if d.BodyEncoding != "" {
 		b = appendString(append(b, `,"body_encoding":`...), d.BodyEncoding)

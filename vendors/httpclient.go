@@ -1,6 +1,7 @@
 package vendors
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"time"
@@ -98,7 +99,7 @@ func (s *Sender) Do(req *http.Request, op string, limit int64) (Answer, *Error) 
 }
 
 // readAnswer reads at most limit bytes of resp's body, as
-// io.ReadAll(io.LimitReader(resp.Body, limit)) does, into one slice of the
+// io.ReadAll(io.LimitReader(resp.Body, limit)) does, into a buffer of the
 // announced length when the answer gives one within the limit (ReadAll
 // starts at 512 bytes and grows, copying, up to a bundle's size).
 func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
@@ -106,21 +107,10 @@ func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
 	if size < 0 || size >= limit || size > 1<<20 {
 		return io.ReadAll(io.LimitReader(resp.Body, limit))
 	}
-	r := io.LimitReader(resp.Body, limit)
-	b := make([]byte, 0, size+1) // room to read the EOF without growing
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return b, err
-		}
-		if len(b) == cap(b) { // more than announced
-			b = append(b, 0)[:len(b)]
-		}
-	}
+	// MinRead more: the room ReadFrom wants to read the end without growing.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit))
+	return buf.Bytes(), err
 }
 
 // Call is Do reading at most MaxAnswer bytes, an answer outside 2xx turned

@@ -79,8 +79,8 @@ func completedInline(ctx context.Context, kr *seal.Keyring, r jobs.Request, now 
 // outboxEvent is an outcome event and its outbox entry, sealed with the
 // master key (it may quote patient data), ready for transition.lua.
 type outboxEvent struct {
-	env   events.Envelope
-	entry []any // events.SealOutboxEntry's field-value pairs
+	env    events.Envelope
+	sealed any // the entry's event field, sealed (events.SealOutboxEntry)
 }
 
 // newOutboxEvent builds the event of r's outcome (events.New's), carrying
@@ -90,7 +90,7 @@ func newOutboxEvent(ctx context.Context, kr *seal.Keyring, eventType string, r j
 	if err != nil {
 		return nil, fmt.Errorf("requests: event of %s: %w", r.ID, err)
 	}
-	return &outboxEvent{env: env, entry: entry}, nil
+	return &outboxEvent{env: env, sealed: entry[5]}, nil
 }
 
 // fail publishes request.failed.
@@ -159,7 +159,7 @@ func transitionStep(kr *seal.Keyring, k keys, outbox, account string, r jobs.Req
 	evID, evSubject, outcome := "", "", ""
 	var evSealed any = ""
 	if ev != nil {
-		evID, evSubject, evSealed = ev.env.ID, ev.env.Subject, ev.entry[5]
+		evID, evSubject, evSealed = ev.env.ID, ev.env.Subject, ev.sealed
 		if r.IdempotencyKey != "" {
 			var err error
 			if outcome, err = sealOutcome(kr, r, idemOutcome{Type: ev.env.Type, Data: ev.env.Data}); err != nil {

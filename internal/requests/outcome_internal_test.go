@@ -36,7 +36,7 @@ func TestCompletedEventCarriesTheBodyAsJSONOrBase64(t *testing.T) {
 		require.NoError(t, err, body)
 		ev := out.env
 		require.Equal(t, events.TypeRequestCompleted, ev.Type)
-		sealed, _ := out.entry[5].([]byte)
+		sealed, _ := out.sealed.([]byte)
 		opened, err := events.OpenOutboxEvent(kr, ev.ID, ev.Subject, string(sealed))
 		require.NoError(t, err, body)
 		want, err := events.MarshalEnvelope(ev)
