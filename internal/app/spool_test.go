@@ -22,7 +22,10 @@ func TestWorkerStoppedDuringARedisOutageSpoolsTheToken(t *testing.T) {
 	}
 	t.Parallel()
 	rs := testenv.StartRedisServer(t)
-	p := newPipelineOn(t, rs.URL(), 1, 4*time.Second, "")
+	// A lifetime long enough for the spooled token to outlive what follows
+	// its issue (the vendor's second, the outage, two worker stops and a
+	// start): an expired one is abandoned, not stored, by design.
+	p := newPipelineOn(t, rs.URL(), 1, 10*time.Second, "")
 	client := p.cfg.Credentials[0].ClientID
 	// Each token answer takes a second: time to take Redis away meanwhile.
 	require.NoError(t, p.sandbox.Inject(sandbox.Fault{ClientID: client, Kind: sandbox.FaultLatency, Latency: time.Second}))
