@@ -24,7 +24,7 @@
 // # Tasks carry groups
 //
 // The feeder puts the requests it releases together (of one account, at
-// most FeederOptions.GroupSize, 16 by default) into one task of type
+// most FeederOptions.GroupSize, 64 by default) into one task of type
 // vendor:request on the default queue, so that asynq's enqueue, dequeue and
 // done are paid once per group; the handler runs them side by side, starts
 // them in one step, reads each credential's token once, and writes the

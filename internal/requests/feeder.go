@@ -33,7 +33,7 @@ const (
 	DefaultPendingTimeout = 30 * time.Second
 	DefaultFeedInterval   = 10 * time.Millisecond
 	DefaultFeederLease    = 5 * time.Second
-	DefaultGroupSize      = 16
+	DefaultGroupSize      = 64
 )
 
 // FeederOptions configure a Feeder. Redis, Budget, Vendors and Enqueuer are
@@ -47,10 +47,11 @@ type FeederOptions struct {
 	Enqueuer Enqueuer
 	// MaxInFlight bounds, per account, the requests released to asynq that
 	// have not yet taken their budget (with a limit, the budget's room
-	// bounds them too). Default 256: sixteen groups of GroupSize, enough to
-	// keep the asynq slots of a few workers busy (64, four groups, left
-	// eight slots idle three quarters of the time); a batch submitted later
-	// waits behind at most that many.
+	// bounds them too). Default 256: four full groups of GroupSize, each
+	// sending all its requests at once (an account without a limit of
+	// ours), so 256 requests at the vendor (64 in all left eight slots idle
+	// three quarters of the time, when groups were 16); a batch submitted
+	// later waits behind at most that many.
 	MaxInFlight int
 	// PendingTimeout is how long a released request counts as not yet past
 	// its budget take (a worker that died holding it). Default 30s.
@@ -66,8 +67,11 @@ type FeederOptions struct {
 	LeaseTTL time.Duration
 	// GroupSize is the most requests one task carries (group.go): the
 	// requests released in one pass are enqueued in groups of at most this
-	// many, in the order of their release. Default 16; 1: a task per
-	// request.
+	// many, in the order of their release. Default 64 (a group's task
+	// costs ~11 Redis round trips whatever its size: asynq's enqueue,
+	// dequeue and done, the start, the token read, the transitions; with
+	// groups of 16 they were ~0.7 per request: BENCHMARKS.md, issue 11,
+	// fifth pass); 1: a task per request.
 	GroupSize int
 	Logger    zerolog.Logger
 	// Clock defaults to time.Now.

@@ -567,19 +567,16 @@ func (h *Handler) transient(ctx context.Context, r jobs.Request, rec record, ans
 // call sends the request once. The *vendors.Error has a Status when an
 // answer came (never for a 2xx).
 func (h *Handler) call(ctx context.Context, r jobs.Request, v config.Vendor, cred store.Credential) (vendors.Answer, *vendors.Error) {
-	u, err := url.Parse(v.BaseURL + r.Path)
-	if err != nil {
-		return vendors.Answer{}, &vendors.Error{Vendor: r.Vendor, Op: "build URL", Class: "invalid", Err: err}
-	}
-	if len(r.Query) > 0 {
-		u.RawQuery = url.Values(r.Query).Encode()
-	}
 	body, _ := r.BodyBytes() // checked at submission
 	callCtx, cancel := context.WithTimeout(ctx, h.d.CallTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, r.Method, u.String(), bytes.NewReader(body))
+	// The URL is parsed once, here; the query replaces any in the path.
+	req, err := http.NewRequestWithContext(callCtx, r.Method, v.BaseURL+r.Path, bytes.NewReader(body))
 	if err != nil {
 		return vendors.Answer{}, &vendors.Error{Vendor: r.Vendor, Op: "build request", Class: "invalid", Err: err}
+	}
+	if len(r.Query) > 0 {
+		req.URL.RawQuery = url.Values(r.Query).Encode()
 	}
 	if body == nil {
 		req.Body, req.ContentLength = http.NoBody, 0
