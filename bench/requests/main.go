@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,7 @@ import (
 
 type options struct {
 	n, limit, over, workers, concurrency, tputN, memN, plainSenders int
+	rounds                                                          int
 	groupSize, maxInFlight, groupConcurrency                        int
 	cpuProfile                                                      string
 	jobsProfile, plainProfile, jobsAllocs                           string
@@ -78,14 +80,15 @@ func main() {
 	flag.IntVar(&o.over, "over", 600, "the configured limit when the true one is unknown")
 	flag.IntVar(&o.workers, "workers", 2, "worker processes (asynq servers)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "concurrency of each worker")
-	flag.IntVar(&o.tputN, "tput-n", 5000, "requests of the throughput phase")
+	flag.IntVar(&o.tputN, "tput-n", 20000, "requests of each round of the throughput phase")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds of the throughput phase (each: plain loop, tokenrelay, plain loop); the ratio reported is their median")
 	flag.IntVar(&o.plainSenders, "plain-senders", 0, "senders of the throughput phase's plain loop (0: as many as tokenrelay's asynq slots, workers×concurrency)")
 	flag.IntVar(&o.memN, "mem-n", 10000, "requests of the memory phase")
 	flag.DurationVar(&o.budgetLease, "budget-lease", 0, "budget.Options.Lease (0: the budget's default, window/100)")
 	flag.DurationVar(&o.budgetSlack, "budget-slack", 0, "budget.Options.Slack (0: the budget's default, window/100)")
 	flag.DurationVar(&o.vendorSlack, "vendor-slack", 25*time.Millisecond, "the vendor's rate_limit.slack (the sandbox is on loopback; 0: the budget's default)")
 	flag.Float64Var(&o.budgetReserve, "budget-reserve", -1, "budget.Options.PriorityReserve and the feeder's BulkReserve (default -1: none, as the worker; 0: the budget's 0.01)")
-	flag.IntVar(&o.groupSize, "group", 0, "the feeder's GroupSize: requests per task (0: its default, 16)")
+	flag.IntVar(&o.groupSize, "group", 0, "the feeder's GroupSize: requests per task (0: its default, requests.DefaultGroupSize)")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 256)")
 	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
@@ -171,19 +174,33 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if o.phases["throughput"] {
-		if err := rdb.FlushDB(ctx).Err(); err != nil {
-			return err
+		// Rounds, each its own plain loops around its tokenrelay run: the
+		// machine's load moves by ±15% from one run to the next here, so
+		// one round's ratio says little; the median of several does.
+		var rounds []throughputRound
+		for i := range max(o.rounds, 1) {
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				return err
+			}
+			trips.Snapshot()
+			jobRate, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
+			if err != nil {
+				return fmt.Errorf("throughput round %d: %w", i+1, err)
+			}
+			r := throughputRound{jobRate, plain, submitTrips, runTrips}
+			rounds = append(rounds, r)
+			fmt.Fprintf(os.Stderr, "throughput round %d: ratio %.2f (tokenrelay %.0f/s, plain loop %.0f/s)\n", i+1, r.ratio(), jobRate, plain.both)
 		}
-		trips.Snapshot()
-		jobRate, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
-		if err != nil {
-			return fmt.Errorf("throughput: %w", err)
+		med := medianRound(rounds)
+		plain, submitTrips, runTrips := med.plain, med.submitTrips, med.runTrips
+		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d rounds of %d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand, run before and after tokenrelay in each round (a round's reference is both runs' requests over their summed time). The ratio is the rounds' median; the figures below it are the median round's.\n\n", len(rounds), o.tputN, o.workers*o.concurrency, groupConcurrency(o), cmp.Or(o.plainSenders, o.workers*o.concurrency))
+		fmt.Fprintln(&md, "| Round | Plain loop before / after / both (requests/s) | tokenrelay (requests/s) | Ratio | CPU per request: plain / job |")
+		fmt.Fprintln(&md, "|---|---|---|---|---|")
+		for i, r := range rounds {
+			fmt.Fprintf(&md, "| %d | %.0f / %.0f / %.0f | %.0f | %.2f | %d / %d µs |\n", i+1, r.plain.before, r.plain.after, r.plain.both,
+				r.jobRate, r.ratio(), r.plain.cpu.Microseconds(), r.plain.jobCPU.Microseconds())
 		}
-		fmt.Fprintf(&md, "\n#### (c) Request throughput, no rate limit\n\n%d GET Patient requests of one credential against the sandbox without a limit: tokenrelay (submitted first; timed from the workers' start to the last request.completed in the outbox: feeder, asynq, budget, token read, outbox write; %d asynq slots, each sending the requests of its task's group side by side: %s) and a plain Go `net/http` loop of %d senders with the token in hand, run before and after tokenrelay (the reference is both runs' requests over their summed time).\n\n", o.tputN, o.workers*o.concurrency, groupConcurrency(o), cmp.Or(o.plainSenders, o.workers*o.concurrency))
-		fmt.Fprintln(&md, "| Path | Requests/s | Ratio |")
-		fmt.Fprintln(&md, "|---|---|---|")
-		fmt.Fprintf(&md, "| plain Go HTTP client loop (before %.0f, after %.0f) | %.0f | 1 |\n", plain.before, plain.after, plain.both)
-		fmt.Fprintf(&md, "| tokenrelay request jobs | %.0f | **%.2f** |\n", jobRate, jobRate/plain.both)
+		fmt.Fprintf(&md, "\nRatio, median of %d rounds: **%.2f** (%s).\n", len(rounds), med.ratio(), ratioRange(rounds))
 		fmt.Fprintf(&md, "\nCPU of this process per request (sandbox included, Redis's own not): plain loop %.0f µs, request job %.0f µs (%.2f).\n",
 			float64(plain.cpu.Microseconds()), float64(plain.jobCPU.Microseconds()), float64(plain.cpu)/float64(max(plain.jobCPU, 1)))
 		fmt.Fprintf(&md, "\nRedis server's CPU per request job (INFO cpu, server-wide): submit %.0f µs, run %.0f µs.\n",
@@ -653,4 +670,31 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
 		}
 	}
 	return 0, errors.New("no used_memory in INFO memory")
+}
+
+// throughputRound is one round of the throughput phase.
+type throughputRound struct {
+	jobRate               float64
+	plain                 plainRates
+	submitTrips, runTrips roundtrips.Counts
+}
+
+// ratio is the round's tokenrelay rate over its plain loops'.
+func (r throughputRound) ratio() float64 { return r.jobRate / r.plain.both }
+
+// medianRound is the round of the median ratio (the lower middle one of
+// an even count).
+func medianRound(rs []throughputRound) throughputRound {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b throughputRound) int { return cmp.Compare(a.ratio(), b.ratio()) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+// ratioRange says the rounds' lowest and highest ratios.
+func ratioRange(rs []throughputRound) string {
+	lo, hi := rs[0].ratio(), rs[0].ratio()
+	for _, r := range rs[1:] {
+		lo, hi = min(lo, r.ratio()), max(hi, r.ratio())
+	}
+	return fmt.Sprintf("%.2f-%.2f", lo, hi)
 }
