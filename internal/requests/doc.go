@@ -31,7 +31,7 @@
 // outcomes of those that end together in one step. A request that must wait
 // leaves its group on its own, and the others go on (group.go). With the
 // submission (one step, credential check included) a request costs about
-// two Redis round trips end to end (BENCHMARKS.md, issue 11).
+// 1.3 Redis round trips end to end (BENCHMARKS.md, issue 11).
 //
 // # Running a request
 //
