@@ -47,11 +47,11 @@ type FeederOptions struct {
 	Enqueuer Enqueuer
 	// MaxInFlight bounds, per account, the requests released to asynq that
 	// have not yet taken their budget (with a limit, the budget's room
-	// bounds them too). Default 256: four full groups of GroupSize, each
-	// sending all its requests at once (an account without a limit of
-	// ours), so 256 requests at the vendor (64 in all left eight slots idle
-	// three quarters of the time, when groups were 16); a batch submitted
-	// later waits behind at most that many.
+	// bounds them too). Default 256: four full groups of GroupSize waiting
+	// for a slot or for their takes (a group past its takes no longer
+	// counts, however long its sends take), enough to keep the asynq slots
+	// of a few workers busy; a batch submitted later waits behind at most
+	// that many.
 	MaxInFlight int
 	// PendingTimeout is how long a released request counts as not yet past
 	// its budget take (a worker that died holding it). Default 30s.
