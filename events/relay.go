@@ -301,7 +301,13 @@ func (r *Relay) pump(ctx context.Context) error {
 		if r.nc.IsClosed() {
 			return fmt.Errorf("events: relay: %w", nats.ErrConnectionClosed)
 		}
+		// After a Redis error, read from the oldest entry again: the error
+		// may be a failover, and the new master may hold entries behind the
+		// cursor whose deletion the old one acknowledged but never passed
+		// on. Those are published again (JetStream drops the duplicate) and
+		// deleted; left behind the cursor, they would never leave the outbox.
 		if err := r.deletePublished(ctx); err != nil {
+			cursor = "0-0"
 			if ctx.Err() != nil || !retry(err, "cannot delete published entries from the outbox; retrying") {
 				return nil
 			}
@@ -309,6 +315,7 @@ func (r *Relay) pump(ctx context.Context) error {
 		}
 		msgs, err := r.read(ctx, cursor)
 		if err != nil {
+			cursor = "0-0"
 			if ctx.Err() != nil || !retry(err, "cannot read the outbox; retrying") {
 				return nil
 			}

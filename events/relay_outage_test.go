@@ -1,6 +1,8 @@
 package events_test
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenrelay/tokenrelay/events"
@@ -120,4 +123,76 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, jetstream.FileStorage, info.Config.Storage)
+}
+
+// failoverHook plays a Redis failover to the relay's client: the first
+// XDEL of published entries is answered but never reaches the outbox (the
+// old master acknowledged it and died before its replica had it), and the
+// next read of the outbox fails (the connection to the old master breaks).
+type failoverHook struct {
+	mu          sync.Mutex
+	droppedXDel bool
+	failedXRead bool
+}
+
+func (h *failoverHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *failoverHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		fail := cmd.Name() == "xread" && h.droppedXDel && !h.failedXRead
+		h.failedXRead = h.failedXRead || fail
+		h.mu.Unlock()
+		if fail {
+			err := errors.New("read tcp: connection reset by peer (a failover, played)")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *failoverHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		drop := !h.droppedXDel && len(cmds) > 0 && cmds[0].Name() == "xdel"
+		h.droppedXDel = h.droppedXDel || drop
+		h.mu.Unlock()
+		if drop {
+			return nil // answered, never applied
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *failoverHook) played() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.droppedXDel && h.failedXRead
+}
+
+// A failover can bring back entries the relay had published and deleted
+// (the new master never had the deletion) behind its read cursor: after a
+// read error the relay reads the outbox from its start again, so they are
+// deleted (and their republish is deduplicated), and the outbox drains.
+func TestRelayRereadsTheOutboxAfterARedisError(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := setup(t)
+	hook := &failoverHook{}
+	rdb := redis.NewClient(b.rdb.Options())
+	t.Cleanup(func() { _ = rdb.Close() })
+	rdb.AddHook(hook)
+	opts := b.relayOptions(t)
+	opts.Redis = rdb
+	startRelay(t, opts)
+
+	env := renewal(t, "halaxy-au", "clinic-1", 1)
+	require.NoError(t, b.outbox.Append(ctx, env))
+	require.Eventually(t, hook.played, 10*time.Second, 10*time.Millisecond, "the failover should be played")
+	require.Eventually(t, func() bool {
+		n, err := b.outbox.Depth(ctx)
+		return err == nil && n == 0
+	}, 10*time.Second, 20*time.Millisecond, "the outbox should drain after the failover")
+	requireDelivered(t, b, b.stream, []events.Envelope{env})
 }
