@@ -92,9 +92,9 @@ func main() {
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "the feeder's MaxInFlight (0: its default, 256)")
 	flag.IntVar(&o.groupConcurrency, "group-concurrency", 0, "the handlers' GroupConcurrency: a group's requests sent at once (0: all)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	flag.StringVar(&o.plainProfile, "plain-cpuprofile", "", "write a CPU profile of the throughput phase's first plain loop to this file")
-	flag.StringVar(&o.jobsAllocs, "jobs-allocprofile", "", "write the allocation profile to this file after the throughput phase's timed tokenrelay run, and to this file + .before before it (go tool pprof -base)")
-	flag.StringVar(&o.jobsProfile, "jobs-cpuprofile", "", "write a CPU profile of the throughput phase's timed tokenrelay run alone (not the submits or the plain loop) to this file")
+	flag.StringVar(&o.plainProfile, "plain-cpuprofile", "", "write a CPU profile of the throughput phase's first plain loop to this file (of each round: the last round's is kept)")
+	flag.StringVar(&o.jobsAllocs, "jobs-allocprofile", "", "write the allocation profile to this file after the throughput phase's timed tokenrelay run, and to this file + .before before it (go tool pprof -base; of each round: the last round's is kept)")
+	flag.StringVar(&o.jobsProfile, "jobs-cpuprofile", "", "write a CPU profile of the throughput phase's timed tokenrelay run alone (not the submits or the plain loop) to this file (each round writes it again: the last round's is kept)")
 	flag.StringVar(&phases, "phases", "known,unknown,throughput,memory", "phases to run")
 	flag.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown results to this file")
@@ -183,13 +183,12 @@ func run(ctx context.Context, o options) error {
 				return err
 			}
 			trips.Snapshot()
-			jobRate, plain, submitTrips, runTrips, err := throughputPhase(ctx, rdb, o, trips)
+			r, err := throughputPhase(ctx, rdb, o, trips)
 			if err != nil {
 				return fmt.Errorf("throughput round %d: %w", i+1, err)
 			}
-			r := throughputRound{jobRate, plain, submitTrips, runTrips}
 			rounds = append(rounds, r)
-			fmt.Fprintf(os.Stderr, "throughput round %d: ratio %.2f (tokenrelay %.0f/s, plain loop %.0f/s)\n", i+1, r.ratio(), jobRate, plain.both)
+			fmt.Fprintf(os.Stderr, "throughput round %d: ratio %.2f (tokenrelay %.0f/s, plain loop %.0f/s)\n", i+1, r.ratio(), r.jobRate, r.plain.both)
 		}
 		med := medianRound(rounds)
 		plain, submitTrips, runTrips := med.plain, med.submitTrips, med.runTrips
@@ -383,10 +382,11 @@ func testutilSum(c *prometheus.CounterVec) float64 {
 	return sum
 }
 
-func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (jobRate float64, plain plainRates, submitTrips, runTrips roundtrips.Counts, err error) {
-	fail := func(err error) (float64, plainRates, roundtrips.Counts, roundtrips.Counts, error) {
-		return 0, plainRates{}, nil, nil, err
-	}
+// throughputPhase runs one round of the throughput phase.
+func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *roundtrips.Counter) (throughputRound, error) {
+	var r throughputRound
+	plain := &r.plain
+	fail := func(err error) (throughputRound, error) { return throughputRound{}, err }
 	w, err := newWorld(ctx, rdb, -1, time.Second, 0, 0)
 	if err != nil {
 		return fail(err)
@@ -457,7 +457,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	if err := w.submit(ctx, o.tputN); err != nil {
 		return fail(err)
 	}
-	submitTrips = trips.Snapshot()
+	r.submitTrips = trips.Snapshot()
 	rcpu1 := redisCPU(ctx, rdb)
 	stopProfile, err := profile.StartCPU(o.jobsProfile)
 	if err != nil {
@@ -480,7 +480,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 			return fail(err)
 		}
 	}
-	runTrips = trips.Snapshot()
+	r.runTrips = trips.Snapshot()
 	rcpu2 := redisCPU(ctx, rdb)
 	stop()
 	if err != nil {
@@ -489,7 +489,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	if st.Done != int64(o.tputN) {
 		return fail(fmt.Errorf("tokenrelay: %d of %d completed", st.Done, o.tputN))
 	}
-	jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
+	r.jobRate = float64(o.tputN) / st.LastAt.Sub(start).Seconds()
 	plain.jobCPU = (processCPU() - cpu0) / time.Duration(o.tputN)
 	plain.redisSubmit = (rcpu1 - rcpu0) / time.Duration(o.tputN)
 	plain.redisRun = (rcpu2 - rcpu1) / time.Duration(o.tputN)
@@ -500,7 +500,7 @@ func throughputPhase(ctx context.Context, rdb *redis.Client, o options, trips *r
 	plain.before, plain.after = float64(o.tputN)/before.Seconds(), float64(o.tputN)/after.Seconds()
 	plain.both = float64(2*o.tputN) / (before + after).Seconds()
 	plain.cpu = plainCPU / time.Duration(2*o.tputN)
-	return jobRate, plain, submitTrips, runTrips, nil
+	return r, nil
 }
 
 // plainRates are the plain loop's rates before and after tokenrelay's run,
